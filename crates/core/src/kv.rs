@@ -1,0 +1,102 @@
+//! The `Kv` port: a small transactional key-value store holding all metadata.
+//! Backends (memory here; redb and etcd elsewhere) implement five operations
+//! and must pass the shared suite in [`crate::kv_suite`].
+//!
+//! Every stored value carries a `version` that changes on every write of that
+//! key (etcd's mod revision; a counter in redb). A [`Txn`] commits only if
+//! every [`Check`] still holds, which is how tag moves, upload progress and
+//! quota updates stay correct with many nodes writing at once.
+
+use async_trait::async_trait;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    /// Non-zero; changes whenever the key is written.
+    pub version: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// The key holds exactly this version.
+    Version(String, u64),
+    /// The key does not exist.
+    Absent(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+/// An atomic compare-then-write: all `ops` apply if all `checks` hold, else
+/// nothing changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub checks: Vec<Check>,
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires `key` to be as it was read: at `seen`'s version, or absent.
+    pub fn expect(mut self, key: impl Into<String>, seen: Option<&Versioned>) -> Self {
+        let key = key.into();
+        self.checks.push(match seen {
+            Some(v) => Check::Version(key, v.version),
+            None => Check::Absent(key),
+        });
+        self
+    }
+
+    pub fn put(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.ops.push(Op::Put(key.into(), value));
+        self
+    }
+
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete(key.into()));
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// The store cannot be reached or has no quorum; the caller may retry.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    #[error("metadata store error: {0}")]
+    Internal(String),
+}
+
+#[async_trait]
+pub trait Kv: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, KvError>;
+
+    /// Keys starting with `prefix`, in byte order, strictly after
+    /// `start_after` when given, at most `limit` of them.
+    async fn scan(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Versioned)>, KvError>;
+
+    /// Applies `txn` atomically. `Ok(false)` when a check failed and nothing
+    /// was written.
+    async fn commit(&self, txn: Txn) -> Result<bool, KvError>;
+
+    /// Unconditional single put.
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        self.commit(Txn::new().put(key, value)).await.map(|_| ())
+    }
+
+    /// Unconditional single delete; deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.commit(Txn::new().delete(key)).await.map(|_| ())
+    }
+}

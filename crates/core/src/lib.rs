@@ -1,0 +1,24 @@
+//! The registry domain, written once over two ports:
+//!
+//! - [`kv::Kv`]: small transactional metadata (redb, etcd, memory);
+//! - [`blob::BlobStore`]: content-addressed bytes (filesystem, S3).
+//!
+//! [`registry::Registry`] implements uploads, blobs, manifests, tags,
+//! referrers and the catalog. It knows nothing of HTTP: the api crate calls
+//! it and maps [`error::CoreError`] to responses. Calls go one way: api ->
+//! core -> ports; adapters implement the ports and never call back.
+
+pub mod blob;
+pub mod blob_suite;
+pub mod error;
+pub mod keys;
+pub mod kv;
+pub mod kv_suite;
+pub mod memory_kv;
+pub mod registry;
+
+pub use blob::{BlobStore, ByteStream, StoreError, UploadWriter};
+pub use error::CoreError;
+pub use kv::{Check, Kv, KvError, Op, Txn, Versioned};
+pub use memory_kv::MemoryKv;
+pub use registry::Registry;
