@@ -1,0 +1,43 @@
+//! berth's HTTP layer. Handlers parse a request into a typed endpoint, call
+//! the registry domain once, and turn the result (or a [`error::ApiError`])
+//! into a response. No domain logic lives here.
+//!
+//! Layout: `v2::route` turns `/v2/...` paths into an `Endpoint`; `v2::*`
+//! handle each endpoint family; `error` renders OCI error bodies.
+
+pub mod error;
+pub mod v2;
+
+use axum::routing::get;
+use axum::Router;
+use berth_core::Registry;
+use std::future::Future;
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    /// Prefix for `Location` headers (`external_url`); relative when empty.
+    pub base_url: Arc<str>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/v2", axum::routing::any(v2::dispatch))
+        .route("/v2/", axum::routing::any(v2::dispatch))
+        .route("/v2/{*rest}", axum::routing::any(v2::dispatch))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,100 @@
+//! The OCI distribution API under `/v2`. [`dispatch`] parses the path into
+//! an [`route::Endpoint`], then one `match` on endpoint and method calls the
+//! handler for it.
+
+pub mod blobs;
+pub mod discovery;
+pub mod manifests;
+pub mod route;
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use berth_core::ByteStream;
+use berth_oci::ErrorCode;
+use futures_util::TryStreamExt;
+use route::{Endpoint, RouteError};
+use std::collections::HashMap;
+
+pub type Params = HashMap<String, String>;
+
+pub async fn dispatch(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut resp = match handle(&state, &method, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    resp.headers_mut().insert(
+        "Docker-Distribution-API-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    resp
+}
+
+async fn handle(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let path = uri.path().strip_prefix("/v2").unwrap_or_default();
+    let endpoint = route::parse(path).map_err(|e| match e {
+        RouteError::NotFound => ApiError::detail(ErrorCode::NameUnknown, "no such endpoint"),
+        RouteError::Invalid(code, detail) => ApiError::detail(code, detail),
+    })?;
+    let params: Params = Query::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
+    let reg = &state.registry;
+    let m = method.clone();
+    match (endpoint, m) {
+        (Endpoint::Base, Method::GET | Method::HEAD) => Ok(json_response("{}".to_owned())),
+        (Endpoint::Catalog, Method::GET) => discovery::catalog(state, &params).await,
+        (Endpoint::Tags(repo), Method::GET) => discovery::tags(state, &repo, &params).await,
+        (Endpoint::Referrers(repo, d), Method::GET) => discovery::referrers(reg, &repo, &d, &params).await,
+        (Endpoint::Manifest(repo, r), Method::GET | Method::HEAD) => {
+            manifests::get(reg, &repo, &r, headers, method == Method::HEAD).await
+        }
+        (Endpoint::Manifest(repo, r), Method::PUT) => manifests::put(state, &repo, &r, headers, body).await,
+        (Endpoint::Manifest(repo, r), Method::DELETE) => manifests::delete(reg, &repo, &r).await,
+        (Endpoint::Blob(repo, d), Method::GET | Method::HEAD) => {
+            blobs::get(reg, &repo, &d, headers, method == Method::HEAD).await
+        }
+        (Endpoint::Blob(repo, d), Method::DELETE) => blobs::delete(reg, &repo, &d).await,
+        (Endpoint::UploadStart(repo), Method::POST) => blobs::start(state, &repo, &params, headers, body).await,
+        (Endpoint::Upload(repo, id), Method::GET) => blobs::status(state, &repo, &id).await,
+        (Endpoint::Upload(repo, id), Method::PATCH) => blobs::patch(state, &repo, &id, headers, body).await,
+        (Endpoint::Upload(repo, id), Method::PUT) => blobs::finish(state, &repo, &id, &params, headers, body).await,
+        (Endpoint::Upload(repo, id), Method::DELETE) => blobs::cancel(reg, &repo, &id).await,
+        _ => Err(ApiError::code(ErrorCode::MethodNotAllowed)),
+    }
+}
+
+pub(crate) fn json_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub(crate) fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Whether the request carries a body at all: a non-zero length, or a
+/// chunked transfer.
+pub(crate) fn has_body(headers: &HeaderMap) -> bool {
+    match content_length(headers) {
+        Some(n) => n > 0,
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+pub(crate) fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

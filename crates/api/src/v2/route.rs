@@ -1,0 +1,118 @@
+//! Turns a `/v2/...` path into an [`Endpoint`]. Repository names have any
+//! number of segments, so the path is matched from its end, as Distribution
+//! does, instead of with one route per depth.
+
+use berth_oci::{Digest, ErrorCode, Reference, RepoName};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Base,
+    Catalog,
+    Tags(RepoName),
+    Manifest(RepoName, Reference),
+    Blob(RepoName, Digest),
+    UploadStart(RepoName),
+    Upload(RepoName, String),
+    Referrers(RepoName, Digest),
+}
+
+/// Why a path is not an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// No endpoint has this shape.
+    NotFound,
+    /// The shape is right but a part is invalid.
+    Invalid(ErrorCode, String),
+}
+
+/// `path` is everything after `/v2`, e.g. `/library/ubuntu/manifests/latest`.
+pub fn parse(path: &str) -> Result<Endpoint, RouteError> {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    if rest.is_empty() {
+        return Ok(Endpoint::Base);
+    }
+    if rest == "_catalog" {
+        return Ok(Endpoint::Catalog);
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Ok(Endpoint::Tags(name_of(name)?));
+    }
+    if let Some(name) = rest.strip_suffix("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads")) {
+        return Ok(Endpoint::UploadStart(name_of(name)?));
+    }
+    let (head, last) = rest.rsplit_once('/').ok_or(RouteError::NotFound)?;
+    if let Some(name) = head.strip_suffix("/blobs/uploads") {
+        if last.is_empty() || !last.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(RouteError::Invalid(ErrorCode::BlobUploadUnknown, "malformed upload id".into()));
+        }
+        return Ok(Endpoint::Upload(name_of(name)?, last.to_owned()));
+    }
+    if let Some(name) = head.strip_suffix("/manifests") {
+        let name = name_of(name)?;
+        let reference = Reference::parse(last)
+            .ok_or_else(|| RouteError::Invalid(ErrorCode::ManifestUnknown, format!("invalid reference {last:?}")))?;
+        return Ok(Endpoint::Manifest(name, reference));
+    }
+    if let Some(name) = head.strip_suffix("/blobs") {
+        return Ok(Endpoint::Blob(name_of(name)?, digest_of(last)?));
+    }
+    if let Some(name) = head.strip_suffix("/referrers") {
+        return Ok(Endpoint::Referrers(name_of(name)?, digest_of(last)?));
+    }
+    Err(RouteError::NotFound)
+}
+
+fn name_of(s: &str) -> Result<RepoName, RouteError> {
+    RepoName::parse(s).ok_or_else(|| RouteError::Invalid(ErrorCode::NameInvalid, format!("invalid repository name {s:?}")))
+}
+
+fn digest_of(s: &str) -> Result<Digest, RouteError> {
+    s.parse()
+        .map_err(|e| RouteError::Invalid(ErrorCode::DigestInvalid, format!("{e}: {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> RepoName {
+        RepoName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_every_endpoint() {
+        let d = Digest::sha256_of(b"x");
+        assert_eq!(parse("/"), Ok(Endpoint::Base));
+        assert_eq!(parse(""), Ok(Endpoint::Base));
+        assert_eq!(parse("/_catalog"), Ok(Endpoint::Catalog));
+        assert_eq!(parse("/a/b/c/tags/list"), Ok(Endpoint::Tags(name("a/b/c"))));
+        assert_eq!(parse("/a/blobs/uploads/"), Ok(Endpoint::UploadStart(name("a"))));
+        assert_eq!(parse("/a/blobs/uploads"), Ok(Endpoint::UploadStart(name("a"))));
+        assert_eq!(parse("/a/b/blobs/uploads/abc-123"), Ok(Endpoint::Upload(name("a/b"), "abc-123".into())));
+        assert_eq!(
+            parse(&format!("/x/y/z/w/v/u/t/s/blobs/{d}")),
+            Ok(Endpoint::Blob(name("x/y/z/w/v/u/t/s"), d.clone()))
+        );
+        assert_eq!(
+            parse("/a/manifests/latest"),
+            Ok(Endpoint::Manifest(name("a"), Reference::parse("latest").unwrap()))
+        );
+        assert_eq!(parse(&format!("/a/referrers/{d}")), Ok(Endpoint::Referrers(name("a"), d)));
+        // A repository may itself be called "blobs" or "manifests".
+        assert_eq!(parse("/blobs/tags/list"), Ok(Endpoint::Tags(name("blobs"))));
+        assert_eq!(
+            parse("/manifests/manifests/v1"),
+            Ok(Endpoint::Manifest(name("manifests"), Reference::parse("v1").unwrap()))
+        );
+    }
+
+    #[test]
+    fn rejects_bad_parts() {
+        assert!(matches!(parse("/UPPER/tags/list"), Err(RouteError::Invalid(ErrorCode::NameInvalid, _))));
+        assert!(matches!(parse("/a/blobs/sha256:zz"), Err(RouteError::Invalid(ErrorCode::DigestInvalid, _))));
+        assert!(matches!(parse("/a/manifests/-bad"), Err(RouteError::Invalid(ErrorCode::ManifestUnknown, _))));
+        assert!(matches!(parse("/a/blobs/uploads/../x"), Err(RouteError::Invalid(..)) | Err(RouteError::NotFound)));
+        assert_eq!(parse("/a/unknown/x"), Err(RouteError::NotFound));
+        assert_eq!(parse("/onlyname"), Err(RouteError::NotFound));
+    }
+}

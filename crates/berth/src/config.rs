@@ -1,0 +1,160 @@
+//! The configuration file (TOML). Every key is documented in
+//! docs/configuration.md; unknown keys are rejected so that a typo never
+//! silently falls back to a default. Flags and `BERTH_*` variables override.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for embedded metadata and, by default, blobs.
+    #[serde(default = "default_data")]
+    pub data_dir: PathBuf,
+    /// Public URL of the registry (e.g. behind a TLS proxy); used in
+    /// `Location` headers. Relative locations when unset.
+    #[serde(default)]
+    pub external_url: Option<String>,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub metadata: MetadataConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, tag = "backend", rename_all = "lowercase")]
+pub enum StorageConfig {
+    /// Blobs on a local or shared POSIX filesystem.
+    Filesystem {
+        /// Defaults to `<data_dir>/blobs`.
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
+    #[default]
+    #[serde(skip)]
+    Default,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, tag = "backend", rename_all = "lowercase")]
+pub enum MetadataConfig {
+    /// redb in one file.
+    Embedded {
+        /// Defaults to `<data_dir>/meta.redb`.
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
+    #[default]
+    #[serde(skip)]
+    Default,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5000))
+}
+
+fn default_data() -> PathBuf {
+    PathBuf::from("./berth-data")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            data_dir: default_data(),
+            external_url: None,
+            storage: StorageConfig::Default,
+            metadata: MetadataConfig::Default,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.external_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("external_url must start with http:// or https://, got {url:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn blob_path(&self) -> PathBuf {
+        match &self.storage {
+            StorageConfig::Filesystem { path: Some(p) } => p.clone(),
+            _ => self.data_dir.join("blobs"),
+        }
+    }
+
+    pub fn metadata_path(&self) -> PathBuf {
+        match &self.metadata {
+            MetadataConfig::Embedded { path: Some(p) } => p.clone(),
+            _ => self.data_dir.join("meta.redb"),
+        }
+    }
+
+    /// `external_url` without a trailing slash, or "" for relative URLs.
+    pub fn base_url(&self) -> String {
+        self.external_url
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.blob_path(), PathBuf::from("./berth-data/blobs"));
+        assert_eq!(c.metadata_path(), PathBuf::from("./berth-data/meta.redb"));
+    }
+
+    #[test]
+    fn full_config() {
+        let c = Config::parse(
+            r#"
+            listen = "0.0.0.0:8080"
+            data_dir = "/var/lib/berth"
+            external_url = "https://registry.example.com/"
+            [storage]
+            backend = "filesystem"
+            path = "/mnt/cephfs/berth"
+            [metadata]
+            backend = "embedded"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.blob_path(), PathBuf::from("/mnt/cephfs/berth"));
+        assert_eq!(c.metadata_path(), PathBuf::from("/var/lib/berth/meta.redb"));
+        assert_eq!(c.base_url(), "https://registry.example.com");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(Config::parse("listn = \"x\"").is_err());
+        assert!(Config::parse("[storage]\nbackend = \"filesystem\"\npth = \"/x\"").is_err());
+        assert!(Config::parse("[storage]\nbackend = \"floppy\"").is_err());
+        assert!(Config::parse("external_url = \"registry.example.com\"").is_err());
+    }
+}

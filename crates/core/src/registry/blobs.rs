@@ -1,0 +1,57 @@
+//! Reading, deleting and mounting blobs of a repository. A blob is visible
+//! in a repository only through its link record (`rblob:`).
+
+use super::{encode, now, Registry};
+use crate::blob::ByteStream;
+use crate::error::CoreError;
+use crate::keys;
+use crate::kv::Txn;
+use crate::registry::records::RepoBlobRecord;
+use berth_oci::{Digest, ErrorCode, RepoName};
+
+impl Registry {
+    /// Size of a blob linked into `repo`.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64, CoreError> {
+        match self.read::<RepoBlobRecord>(&keys::repo_blob(repo, digest)).await? {
+            Some((link, _)) => Ok(link.size),
+            None => Err(CoreError::new(ErrorCode::BlobUnknown)),
+        }
+    }
+
+    /// Streams `len` bytes from `offset` of a blob; the caller has checked
+    /// the range against [`Registry::blob_size`].
+    pub async fn blob_read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream, CoreError> {
+        Ok(self.blobs.read(digest, offset, len).await?)
+    }
+
+    /// Unlinks a blob from `repo`. The bytes stay until garbage collection
+    /// finds no repository using them.
+    pub async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<(), CoreError> {
+        let key = keys::repo_blob(repo, digest);
+        let Some(seen) = self.kv.get(&key).await? else {
+            return Err(CoreError::new(ErrorCode::BlobUnknown));
+        };
+        self.kv.commit(Txn::new().expect(&key, Some(&seen)).delete(&key)).await?;
+        Ok(())
+    }
+
+    /// Cross-repository mount: links a blob of `from` into `repo` without
+    /// moving bytes. `false` when `from` does not have it.
+    pub async fn blob_mount(&self, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool, CoreError> {
+        let from_key = keys::repo_blob(from, digest);
+        let Some((link, seen)) = self.read::<RepoBlobRecord>(&from_key).await? else {
+            return Ok(false);
+        };
+        if self.blobs.stat(digest).await?.is_none() {
+            return Ok(false);
+        }
+        let record = RepoBlobRecord {
+            size: link.size,
+            linked: now(),
+        };
+        let txn = Txn::new()
+            .expect(&from_key, Some(&seen))
+            .put(keys::repo_blob(repo, digest), encode(&record));
+        Ok(self.kv.commit(txn).await?)
+    }
+}

@@ -1,0 +1,229 @@
+//! Manifests and tags: validated push (every referenced blob and child must
+//! be in the repository, checked inside the same transaction that makes the
+//! manifest visible), fetch by tag or digest, delete.
+
+use super::{contention, encode, now, Registry, TXN_RETRIES};
+use crate::error::CoreError;
+use crate::keys;
+use crate::kv::Txn;
+use crate::registry::records::{ManifestRecord, RepoRecord, TagRecord};
+use berth_oci::manifest::{self, Descriptor, MAX_MANIFEST_BYTES};
+use berth_oci::{Digest, ErrorCode, Reference, RepoName};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+
+/// Manifests up to this size are kept inside their metadata record, so a
+/// fetch is one `Kv` read; larger ones go to the blob store.
+const INLINE_MANIFEST_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ManifestContent {
+    pub digest: Digest,
+    pub media_type: String,
+    pub body: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub struct ManifestPut {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+impl Registry {
+    pub async fn manifest_get(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestContent, CoreError> {
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => match self.read::<TagRecord>(&keys::tag(repo, t.as_str())).await? {
+                Some((tag, _)) => tag.digest,
+                None => return Err(CoreError::new(ErrorCode::ManifestUnknown)),
+            },
+        };
+        let Some((record, _)) = self.read::<ManifestRecord>(&keys::manifest(repo, &digest)).await? else {
+            return Err(CoreError::new(ErrorCode::ManifestUnknown));
+        };
+        let body = match record.body {
+            Some(b) => Bytes::from(b),
+            None => {
+                let stream = self.blobs.read(&digest, 0, record.size).await?;
+                let parts: Vec<Bytes> = stream
+                    .try_collect()
+                    .await
+                    .map_err(|e| CoreError::internal(format!("reading manifest {digest}: {e}")))?;
+                Bytes::from(parts.concat())
+            }
+        };
+        Ok(ManifestContent {
+            digest,
+            media_type: record.media_type,
+            body,
+        })
+    }
+
+    pub async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<ManifestPut, CoreError> {
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(CoreError::new(ErrorCode::ManifestTooLarge));
+        }
+        let parsed = manifest::parse(content_type, &body)
+            .map_err(|e| CoreError::with_detail(ErrorCode::ManifestInvalid, e.0))?;
+        let digest = match reference {
+            Reference::Digest(d) => {
+                if !d.matches(&body) {
+                    return Err(CoreError::with_detail(
+                        ErrorCode::DigestInvalid,
+                        format!("manifest body does not match {d}"),
+                    ));
+                }
+                d.clone()
+            }
+            Reference::Tag(_) => Digest::sha256_of(&body),
+        };
+        let inline = body.len() <= INLINE_MANIFEST_BYTES;
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| CoreError::with_detail(ErrorCode::ManifestInvalid, "manifest is not UTF-8"))?;
+        let record = ManifestRecord {
+            media_type: parsed.media_type.clone(),
+            size: body.len() as u64,
+            artifact_type: parsed.artifact_type.clone(),
+            subject: parsed.subject.as_ref().map(|s| s.digest.clone()),
+            annotations: parsed.annotations.clone(),
+            blobs: parsed.required_blobs().map(|d| d.digest.clone()).collect(),
+            children: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
+            created: now(),
+            body: inline.then(|| text.to_owned()),
+        };
+        if !inline {
+            self.blobs.put(&digest, body.clone()).await?;
+        }
+        let referrer = parsed.subject.as_ref().map(|subject| {
+            let descriptor = Descriptor {
+                media_type: parsed.media_type.clone(),
+                digest: digest.clone(),
+                size: body.len() as u64,
+                artifact_type: parsed.artifact_type.clone(),
+                annotations: parsed.annotations.clone(),
+                urls: Vec::new(),
+            };
+            (keys::referrer(repo, &subject.digest, &digest), encode(&descriptor))
+        });
+
+        for _ in 0..TXN_RETRIES {
+            let mut txn = Txn::new();
+            // Every referenced blob and child manifest must be present now
+            // and still be present when the transaction commits.
+            for blob in &record.blobs {
+                let key = keys::repo_blob(repo, blob);
+                let seen = self.kv.get(&key).await?;
+                if seen.is_none() {
+                    return Err(CoreError::with_detail(ErrorCode::ManifestBlobUnknown, format!("blob {blob} is not in {repo}")));
+                }
+                txn = txn.expect(key, seen.as_ref());
+            }
+            for child in &record.children {
+                let key = keys::manifest(repo, child);
+                let seen = self.kv.get(&key).await?;
+                if seen.is_none() {
+                    return Err(CoreError::with_detail(
+                        ErrorCode::ManifestBlobUnknown,
+                        format!("manifest {child} is not in {repo}"),
+                    ));
+                }
+                txn = txn.expect(key, seen.as_ref());
+            }
+            let repo_key = keys::repo(repo);
+            let repo_seen = self.kv.get(&repo_key).await?;
+            if repo_seen.is_none() {
+                txn = txn
+                    .expect(&repo_key, None)
+                    .put(&repo_key, encode(&RepoRecord { created: now() }));
+            }
+            txn = txn.put(keys::manifest(repo, &digest), encode(&record));
+            if let Reference::Tag(tag) = reference {
+                let tag_key = keys::tag(repo, tag.as_str());
+                let seen = self.kv.get(&tag_key).await?;
+                txn = txn.expect(&tag_key, seen.as_ref()).put(
+                    &tag_key,
+                    encode(&TagRecord {
+                        digest: digest.clone(),
+                        updated: now(),
+                    }),
+                );
+            }
+            if let Some((key, value)) = &referrer {
+                txn = txn.put(key, value.clone());
+            }
+            if self.kv.commit(txn).await? {
+                return Ok(ManifestPut {
+                    digest,
+                    subject: record.subject.clone(),
+                });
+            }
+        }
+        Err(contention())
+    }
+
+    /// Deleting by digest removes the manifest and every tag pointing to
+    /// it; deleting by tag removes only the tag.
+    pub async fn manifest_delete(&self, repo: &RepoName, reference: &Reference) -> Result<(), CoreError> {
+        match reference {
+            Reference::Tag(tag) => {
+                let key = keys::tag(repo, tag.as_str());
+                let Some(seen) = self.kv.get(&key).await? else {
+                    return Err(CoreError::new(ErrorCode::ManifestUnknown));
+                };
+                self.kv.commit(Txn::new().expect(&key, Some(&seen)).delete(&key)).await?;
+                Ok(())
+            }
+            Reference::Digest(digest) => {
+                let key = keys::manifest(repo, digest);
+                for _ in 0..TXN_RETRIES {
+                    let Some((record, seen)) = self.read::<ManifestRecord>(&key).await? else {
+                        return Err(CoreError::new(ErrorCode::ManifestUnknown));
+                    };
+                    let mut txn = Txn::new().expect(&key, Some(&seen)).delete(&key);
+                    for (tag_key, tag) in self.tags_pointing_to(repo, digest).await? {
+                        txn = txn.expect(&tag_key, Some(&tag)).delete(tag_key);
+                    }
+                    if let Some(subject) = &record.subject {
+                        txn = txn.delete(keys::referrer(repo, subject, digest));
+                    }
+                    if self.kv.commit(txn).await? {
+                        return Ok(());
+                    }
+                }
+                Err(contention())
+            }
+        }
+    }
+
+    async fn tags_pointing_to(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<(String, crate::kv::Versioned)>, CoreError> {
+        let prefix = keys::tag_prefix(repo);
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.kv.scan(&prefix, after.as_deref(), 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            let full = page.len() == 1000;
+            for (key, v) in page {
+                let tag: TagRecord = serde_json::from_slice(&v.value)?;
+                if tag.digest == *digest {
+                    found.push((key, v));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(found)
+    }
+}

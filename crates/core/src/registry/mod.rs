@@ -1,0 +1,70 @@
+//! [`Registry`]: the distribution API's operations, over `Kv` and
+//! `BlobStore`. Submodules split it by concern: blob uploads, manifests, and
+//! content discovery. Visibility of anything pushed is decided by one `Kv`
+//! transaction that happens only after the bytes are verified and durable.
+
+mod blobs;
+mod discovery;
+mod manifests;
+mod records;
+mod uploads;
+
+pub use discovery::Page;
+pub use manifests::{ManifestContent, ManifestPut};
+pub use records::*;
+pub use uploads::UploadStatus;
+
+use crate::blob::BlobStore;
+use crate::error::CoreError;
+use crate::kv::{Kv, Versioned};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How many times a transaction that lost a race is retried before the
+/// caller is told the service is busy.
+const TXN_RETRIES: usize = 16;
+
+#[derive(Clone)]
+pub struct Registry {
+    kv: Arc<dyn Kv>,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl Registry {
+    pub fn new(kv: Arc<dyn Kv>, blobs: Arc<dyn BlobStore>) -> Self {
+        Registry { kv, blobs }
+    }
+
+    pub fn kv(&self) -> &Arc<dyn Kv> {
+        &self.kv
+    }
+
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// Reads and decodes a record, with its version for a later check.
+    async fn read<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, Versioned)>, CoreError> {
+        match self.kv.get(key).await? {
+            None => Ok(None),
+            Some(v) => Ok(Some((serde_json::from_slice(&v.value)?, v))),
+        }
+    }
+}
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serializing plain records of strings and numbers cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn contention() -> CoreError {
+    CoreError::unavailable("metadata transaction kept conflicting; try again")
+}

@@ -1,0 +1,60 @@
+//! The records stored under the keys of [`crate::keys`], as JSON.
+
+use berth_oci::Digest;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RepoRecord {
+    pub created: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TagRecord {
+    pub digest: Digest,
+    pub updated: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    pub media_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Config and layers this manifest references.
+    #[serde(default)]
+    pub blobs: Vec<Digest>,
+    /// Child manifests of an index.
+    #[serde(default)]
+    pub children: Vec<Digest>,
+    pub created: u64,
+    /// The manifest itself when small; larger ones live in the blob store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RepoBlobRecord {
+    pub size: u64,
+    pub linked: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlobRecord {
+    pub size: u64,
+    pub created: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UploadSession {
+    pub repo: String,
+    /// Bytes received and durable so far.
+    pub offset: u64,
+    /// The running SHA-256 over those bytes (`Sha256State::to_hex`).
+    pub hash: String,
+    pub created: u64,
+    pub updated: u64,
+}
