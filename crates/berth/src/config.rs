@@ -75,7 +75,8 @@ impl Default for Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -88,7 +89,9 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if let Some(url) = &self.external_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("external_url must start with http:// or https://, got {url:?}"));
+                return Err(format!(
+                    "external_url must start with http:// or https://, got {url:?}"
+                ));
             }
         }
         Ok(())

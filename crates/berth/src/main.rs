@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "A highly available private container image registry")]
+#[command(
+    name = "berth",
+    version,
+    about = "A highly available private container image registry"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,10 +104,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 async fn run(config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
-    let blobs = berth_storage::FsBlobStore::open(config.blob_path())
-        .map_err(|e| format!("opening blob storage at {}: {e}", config.blob_path().display()))?;
-    let kv = berth_meta::RedbKv::open(&config.metadata_path())
-        .map_err(|e| format!("opening metadata at {}: {e}", config.metadata_path().display()))?;
+    let blobs = berth_storage::FsBlobStore::open(config.blob_path()).map_err(|e| {
+        format!(
+            "opening blob storage at {}: {e}",
+            config.blob_path().display()
+        )
+    })?;
+    let kv = berth_meta::RedbKv::open(&config.metadata_path()).map_err(|e| {
+        format!(
+            "opening metadata at {}: {e}",
+            config.metadata_path().display()
+        )
+    })?;
     let registry = Registry::new(Arc::new(kv), Arc::new(blobs));
     let state = AppState {
         registry,
@@ -114,7 +126,10 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Tests and scripts read this line to learn the port of `--listen 127.0.0.1:0`.
-    println!("berth listening on http://{addr} (data in {})", config.data_dir.display());
+    println!(
+        "berth listening on http://{addr} (data in {})",
+        config.data_dir.display()
+    );
     tracing::info!(%addr, data = %config.data_dir.display(), "berth serving");
     berth_api::serve(listener, router(state), shutdown_signal())
         .await

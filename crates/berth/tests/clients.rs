@@ -1,0 +1,351 @@
+//! Real clients against the real binary: the Docker engine, skopeo, podman
+//! and buildah push to berth and pull back what they pushed. A missing tool
+//! fails the test (scripts/test installs them); nothing is skipped.
+
+mod common;
+
+use common::{sha256, Server};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs a command, panicking with its output when it fails.
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .env("STORAGE_DRIVER", "vfs")
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not be run ({e}); scripts/test installs it"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Deterministic pseudo-random bytes, different per seed.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A tar of a small root filesystem whose content depends on `seed`.
+fn rootfs_tar(dir: &Path, seed: u64) -> std::path::PathBuf {
+    let root = dir.join(format!("rootfs-{seed}"));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/seed"), seed.to_string()).unwrap();
+    std::fs::write(root.join("etc/data.bin"), noise(seed, 200_000)).unwrap();
+    let tar = dir.join(format!("rootfs-{seed}.tar"));
+    run(
+        "tar",
+        &[
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ],
+    );
+    tar
+}
+
+/// Writes an OCI image layout with one image per platform, all tagged
+/// `tag` through an index, and returns the layer digests.
+fn oci_layout(dir: &Path, tag: &str, seed: u64, platforms: &[&str]) -> Vec<String> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| -> (String, usize) {
+        let d = sha256(data);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
+        (d, data.len())
+    };
+    let mut manifests = Vec::new();
+    let mut layers = Vec::new();
+    for (i, arch) in platforms.iter().enumerate() {
+        let tar = std::fs::read(rootfs_tar(dir, seed + i as u64)).unwrap();
+        let (layer, layer_size) = put(&tar);
+        let config = json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Env": ["SEED=".to_owned() + &seed.to_string()]},
+            "rootfs": {"type": "layers", "diff_ids": [layer]},
+        });
+        let (config, config_size) = put(config.to_string().as_bytes());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
+        });
+        let (m, m_size) = put(manifest.to_string().as_bytes());
+        manifests.push(json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": m_size,
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+        layers.push(layer);
+    }
+    let top = if manifests.len() == 1 {
+        let mut m = manifests[0].clone();
+        m["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        m
+    } else {
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        });
+        let (d, size) = put(index.to_string().as_bytes());
+        json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": size,
+               "annotations": {"org.opencontainers.image.ref.name": tag}})
+    };
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [top]}).to_string(),
+    )
+    .unwrap();
+    layers
+}
+
+/// The sha256 of every blob of a layout, gunzipped where it is gzip.
+fn decompressed_digests(layout: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        if data.starts_with(&[0x1f, 0x8b]) {
+            let gz = Command::new("gzip").arg("-dc").arg(&path).output().unwrap();
+            assert!(gz.status.success());
+            out.push(sha256(&gz.stdout));
+        } else {
+            out.push(sha256(&data));
+        }
+    }
+    out
+}
+
+#[test]
+fn docker_push_then_pull_gives_the_same_image() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = format!("{}/clients/docker-app:v1", server.addr);
+    let tar = rootfs_tar(tmp.path(), 1);
+    run("docker", &["import", tar.to_str().unwrap(), &image]);
+    let id = run(
+        "docker",
+        &["image", "inspect", "--format", "{{.Id}}", &image],
+    );
+    let pushed = run("docker", &["push", &image]);
+    run("docker", &["rmi", &image]);
+    let pulled = run("docker", &["pull", &image]);
+    assert!(pulled.contains("Downloaded newer image"), "{pulled}");
+    assert_eq!(
+        run(
+            "docker",
+            &["image", "inspect", "--format", "{{.Id}}", &image]
+        ),
+        id
+    );
+    // The digest docker reported is the one the registry serves for the tag.
+    let digest = pushed
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .expect("push reports a digest");
+    let repo_digests = run(
+        "docker",
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &image,
+        ],
+    );
+    assert!(
+        repo_digests.contains(digest),
+        "{repo_digests} lacks {digest}"
+    );
+    run("docker", &["rmi", &image]);
+}
+
+#[test]
+fn skopeo_copies_images_and_indexes_both_ways() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let layers = oci_layout(&src, "v1", 10, &["amd64", "arm64"]);
+    let dest = format!("docker://{}/clients/skopeo/multi:v1", server.addr);
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--multi-arch",
+            "all",
+            &format!("oci:{}:v1", src.display()),
+            &dest,
+        ],
+    );
+    // Also as Docker schema 2, which skopeo converts to.
+    let v2s2 = format!("docker://{}/clients/skopeo/single:v2s2", server.addr);
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--format",
+            "v2s2",
+            &dest,
+            &v2s2,
+        ],
+    );
+    let raw = run("skopeo", &["inspect", "--raw", "--tls-verify=false", &v2s2]);
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{raw}"
+    );
+
+    let back = tmp.path().join("back");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--multi-arch",
+            "all",
+            &dest,
+            &format!("oci:{}:v1", back.display()),
+        ],
+    );
+    // skopeo gzips layers on the way to a registry: every original layer
+    // must come back as some blob that decompresses to exactly its bytes.
+    let returned = decompressed_digests(&back);
+    for layer in &layers {
+        assert!(
+            returned.contains(layer),
+            "layer {layer} did not come back intact"
+        );
+    }
+    let tags = run(
+        "skopeo",
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/clients/skopeo/multi", server.addr),
+        ],
+    );
+    assert!(tags.contains("\"v1\""), "{tags}");
+
+    run("skopeo", &["delete", "--tls-verify=false", &v2s2]);
+    let gone = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &v2s2])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "deleted manifest is still served");
+}
+
+#[test]
+fn podman_push_then_pull_gives_the_same_image() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = rootfs_tar(tmp.path(), 20);
+    let root = tmp.path().join("storage");
+    let runroot = tmp.path().join("run");
+    let podman = |args: &[&str]| {
+        let mut all = vec![
+            "--root",
+            root.to_str().unwrap(),
+            "--runroot",
+            runroot.to_str().unwrap(),
+            "--storage-driver",
+            "vfs",
+        ];
+        all.extend_from_slice(args);
+        run("podman", &all)
+    };
+    let image = format!("{}/clients/podman/app:v1", server.addr);
+    let id = podman(&["import", tar.to_str().unwrap(), &image])
+        .trim()
+        .to_owned();
+    podman(&["push", "--tls-verify=false", &image]);
+    podman(&["rmi", "-a", "-f"]);
+    assert_eq!(podman(&["images", "-q"]).trim(), "");
+    podman(&["pull", "--tls-verify=false", &image]);
+    let pulled = podman(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    assert_eq!(
+        pulled.trim().trim_start_matches("sha256:"),
+        id.trim_start_matches("sha256:")
+    );
+}
+
+#[test]
+fn buildah_builds_pushes_and_pushes_a_manifest_list() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("storage");
+    let runroot = tmp.path().join("run");
+    let buildah = |args: &[&str]| {
+        let mut all = vec![
+            "--root",
+            root.to_str().unwrap(),
+            "--runroot",
+            runroot.to_str().unwrap(),
+            "--storage-driver",
+            "vfs",
+        ];
+        all.extend_from_slice(args);
+        run("buildah", &all)
+    };
+    let file = tmp.path().join("hello.txt");
+    std::fs::write(&file, noise(30, 50_000)).unwrap();
+    let c = buildah(&["from", "scratch"]).trim().to_owned();
+    buildah(&["copy", &c, file.to_str().unwrap(), "/hello.txt"]);
+    buildah(&[
+        "config",
+        "--env",
+        "GREETING=hello",
+        "--entrypoint",
+        "[\"/hello\"]",
+        &c,
+    ]);
+    buildah(&["commit", &c, "built"]);
+    let image = format!("docker://{}/clients/buildah/deep/name:v1", server.addr);
+    buildah(&["push", "--tls-verify=false", "built", &image]);
+    buildah(&["manifest", "create", "list"]);
+    buildah(&["manifest", "add", "--tls-verify=false", "list", &image]);
+    let list = format!("docker://{}/clients/buildah/list:v1", server.addr);
+    buildah(&[
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        "list",
+        &list,
+    ]);
+    buildah(&["rm", "-a"]);
+    buildah(&["rmi", "-a", "-f"]);
+    buildah(&[
+        "pull",
+        "--tls-verify=false",
+        &format!("{}/clients/buildah/list:v1", server.addr),
+    ]);
+    let inspect = buildah(&[
+        "inspect",
+        "--type",
+        "image",
+        &format!("{}/clients/buildah/list:v1", server.addr),
+    ]);
+    assert!(
+        inspect.contains("GREETING=hello"),
+        "config lost in the round trip"
+    );
+}
