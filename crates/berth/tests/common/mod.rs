@@ -67,10 +67,13 @@ impl Server {
         self.child.id()
     }
 
-    /// `kill -9`: no chance to clean up, as in a crash.
-    pub fn kill(mut self) {
+    /// `kill -9`: no chance to clean up, as in a crash. Returns the
+    /// temporary data directory, if the server owned one, so that the caller
+    /// can restart on it.
+    pub fn kill(mut self) -> Option<tempfile::TempDir> {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self._tmp.take()
     }
 
     /// Peak resident memory (VmHWM) in KiB, from /proc.
