@@ -73,14 +73,19 @@ impl FromStr for Digest {
             "sha256" => 64,
             "sha512" => 128,
             a if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b)) =>
+                && a.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b)
+                }) =>
             {
                 return Err(DigestError::UnsupportedAlgorithm)
             }
             _ => return Err(DigestError::Malformed),
         };
-        if encoded.len() != len || !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if encoded.len() != len
+            || !encoded
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(DigestError::Malformed);
         }
         Ok(Digest(s.to_owned()))
@@ -123,7 +128,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -268,10 +273,14 @@ mod tests {
         assert_eq!(d.as_str().parse::<Digest>().unwrap(), d);
         assert_eq!("sha256:abc".parse::<Digest>(), Err(DigestError::Malformed));
         assert_eq!(
-            "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD".parse::<Digest>(),
+            "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+                .parse::<Digest>(),
             Err(DigestError::Malformed)
         );
-        assert_eq!("md5:abcd".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm));
+        assert_eq!(
+            "md5:abcd".parse::<Digest>(),
+            Err(DigestError::UnsupportedAlgorithm)
+        );
         assert_eq!("nocolon".parse::<Digest>(), Err(DigestError::Malformed));
         assert!(d.matches(b"abc"));
         assert!(!d.matches(b"abd"));

@@ -16,7 +16,11 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: Digest,
     pub size: u64,
-    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<Map<String, Value>>,
@@ -73,8 +77,11 @@ fn invalid(msg: impl Into<String>) -> ManifestError {
 /// present, must agree with the header; without a usable header the field
 /// decides, and without either the shape does (OCI allows omitting both).
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, ManifestError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
-    let obj = value.as_object().ok_or_else(|| invalid("manifest is not a JSON object"))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| invalid("manifest is not a JSON object"))?;
     match obj.get("schemaVersion").and_then(Value::as_u64) {
         Some(2) => {}
         Some(1) => return Err(invalid("schema 1 manifests are not supported")),
@@ -85,20 +92,30 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(invalid("mediaType must be a string")),
     };
-    let header = content_type.map(media::essence).filter(|h| media::MANIFEST_TYPES.contains(h));
+    let header = content_type
+        .map(media::essence)
+        .filter(|h| media::MANIFEST_TYPES.contains(h));
     if let (Some(h), Some(f)) = (header, field) {
         if h != f {
-            return Err(invalid(format!("mediaType {f} does not match Content-Type {h}")));
+            return Err(invalid(format!(
+                "mediaType {f} does not match Content-Type {h}"
+            )));
         }
     }
     let media_type = match header.or(field) {
         Some(t) => t.to_owned(),
         None if obj.contains_key("manifests") => media::OCI_INDEX.to_owned(),
         None if obj.contains_key("config") => media::OCI_MANIFEST.to_owned(),
-        None => return Err(invalid("cannot tell the manifest type: no Content-Type or mediaType")),
+        None => {
+            return Err(invalid(
+                "cannot tell the manifest type: no Content-Type or mediaType",
+            ))
+        }
     };
     if !media::MANIFEST_TYPES.contains(&media_type.as_str()) {
-        return Err(invalid(format!("unsupported manifest media type {media_type}")));
+        return Err(invalid(format!(
+            "unsupported manifest media type {media_type}"
+        )));
     }
     let kind = if media_type == media::OCI_INDEX || media_type == media::DOCKER_MANIFEST_LIST {
         ManifestKind::Index
@@ -111,8 +128,10 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
         Some(Value::Object(m)) => Some(m.clone()),
         Some(_) => return Err(invalid("annotations must be an object")),
     };
+    // The image spec treats an empty artifactType as a missing one.
     let explicit_artifact_type = match obj.get("artifactType") {
         None => None,
+        Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(invalid("artifactType must be a string")),
     };
@@ -128,7 +147,10 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
     };
     match kind {
         ManifestKind::Image => {
-            let config = descriptor(obj.get("config").ok_or_else(|| invalid("image manifest has no config"))?)?;
+            let config = descriptor(
+                obj.get("config")
+                    .ok_or_else(|| invalid("image manifest has no config"))?,
+            )?;
             parsed.layers = descriptor_list(obj.get("layers"), "layers")?;
             if parsed.artifact_type.is_none() {
                 parsed.artifact_type = Some(config.media_type.clone());
@@ -151,7 +173,8 @@ fn descriptor_list(v: Option<&Value>, what: &str) -> Result<Vec<Descriptor>, Man
 }
 
 fn descriptor(v: &Value) -> Result<Descriptor, ManifestError> {
-    let d: Descriptor = serde_json::from_value(v.clone()).map_err(|e| invalid(format!("invalid descriptor: {e}")))?;
+    let d: Descriptor = serde_json::from_value(v.clone())
+        .map_err(|e| invalid(format!("invalid descriptor: {e}")))?;
     if d.media_type.is_empty() {
         return Err(invalid("descriptor has an empty mediaType"));
     }
@@ -180,7 +203,10 @@ mod tests {
         let m = parse(Some(media::OCI_MANIFEST), body.to_string().as_bytes()).unwrap();
         assert_eq!(m.kind, ManifestKind::Image);
         assert_eq!(m.required_blobs().count(), 2);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.example.sbom"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
         assert_eq!(m.subject.unwrap().digest.to_string(), d(b"s"));
     }
 
@@ -193,7 +219,21 @@ mod tests {
         });
         let m = parse(None, body.to_string().as_bytes()).unwrap();
         assert_eq!(m.media_type, media::OCI_MANIFEST);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.example.config"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.example.config")
+        );
+    }
+
+    #[test]
+    fn empty_artifact_type_counts_as_missing() {
+        let config = json!({"mediaType": media::OCI_EMPTY_CONFIG, "digest": d(b"{}"), "size": 2});
+        let body = json!({"schemaVersion": 2, "artifactType": "", "config": config, "layers": []});
+        let m = parse(Some(media::OCI_MANIFEST), body.to_string().as_bytes()).unwrap();
+        assert_eq!(m.artifact_type.as_deref(), Some(media::OCI_EMPTY_CONFIG));
+        let body = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "artifactType": "", "manifests": []});
+        let m = parse(Some(media::OCI_INDEX), body.to_string().as_bytes()).unwrap();
+        assert_eq!(m.artifact_type, None);
     }
 
     #[test]
@@ -204,7 +244,11 @@ mod tests {
             "manifests": [{"mediaType": media::DOCKER_MANIFEST, "digest": d(b"m"), "size": 5,
                            "platform": {"architecture": "amd64", "os": "linux"}}]
         });
-        let m = parse(Some(media::DOCKER_MANIFEST_LIST), body.to_string().as_bytes()).unwrap();
+        let m = parse(
+            Some(media::DOCKER_MANIFEST_LIST),
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(m.kind, ManifestKind::Index);
         assert_eq!(m.manifests.len(), 1);
 
@@ -216,7 +260,11 @@ mod tests {
                         "digest": d(b"f"), "size": 1, "urls": ["https://example.invalid/f"]}]
         });
         let m = parse(Some(media::DOCKER_MANIFEST), body.to_string().as_bytes()).unwrap();
-        assert_eq!(m.required_blobs().count(), 1, "foreign layers need not exist");
+        assert_eq!(
+            m.required_blobs().count(),
+            1,
+            "foreign layers need not exist"
+        );
     }
 
     #[test]

@@ -12,12 +12,21 @@ use berth_core::registry::UploadStatus;
 use berth_core::Registry;
 use berth_oci::{Digest, ErrorCode, RepoName};
 
-pub async fn get(reg: &Registry, repo: &RepoName, digest: &Digest, headers: &HeaderMap, head: bool) -> Result<Response, ApiError> {
+pub async fn get(
+    reg: &Registry,
+    repo: &RepoName,
+    digest: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
     let size = reg.blob_size(repo, digest).await?;
     let mut h = HeaderMap::new();
     h.insert("Docker-Content-Digest", header_value(digest.as_str()));
     h.insert(header::ACCEPT_RANGES, header_value("bytes"));
-    h.insert(header::CONTENT_TYPE, header_value("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header_value("application/octet-stream"),
+    );
     h.insert(header::ETAG, header_value(&format!("\"{digest}\"")));
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
@@ -26,8 +35,10 @@ pub async fn get(reg: &Registry, repo: &RepoName, digest: &Digest, headers: &Hea
             RangeSpec::Part(start, end) => Some((start, end)),
             RangeSpec::Unsatisfiable => {
                 let mut resp = ApiError::code(ErrorCode::RangeNotSatisfiable).into_response();
-                resp.headers_mut()
-                    .insert(header::CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+                resp.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    header_value(&format!("bytes */{size}")),
+                );
                 return Ok(resp);
             }
         },
@@ -50,16 +61,27 @@ pub async fn get(reg: &Registry, repo: &RepoName, digest: &Digest, headers: &Hea
     Ok((status, h, Body::from_stream(stream)).into_response())
 }
 
-pub async fn delete(reg: &Registry, repo: &RepoName, digest: &Digest) -> Result<Response, ApiError> {
+pub async fn delete(
+    reg: &Registry,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response, ApiError> {
     reg.blob_delete(repo, digest).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-pub async fn start(state: &AppState, repo: &RepoName, params: &Params, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn start(
+    state: &AppState,
+    repo: &RepoName,
+    params: &Params,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let reg = &state.registry;
     if let Some(d) = params.get("digest") {
         let digest = parse_digest(d)?;
-        reg.upload_monolithic(repo, &digest, content_length(headers), body_stream(body)).await?;
+        reg.upload_monolithic(repo, &digest, content_length(headers), body_stream(body))
+            .await?;
         return Ok(blob_created(state, repo, &digest));
     }
     if let (Some(mount), Some(from)) = (params.get("mount"), params.get("from")) {
@@ -77,26 +99,25 @@ pub async fn start(state: &AppState, repo: &RepoName, params: &Params, headers: 
 
 pub async fn status(state: &AppState, repo: &RepoName, id: &str) -> Result<Response, ApiError> {
     let status = state.registry.upload_status(repo, id).await?;
-    Ok(upload_response(state, repo, &status, StatusCode::NO_CONTENT))
+    Ok(upload_response(
+        state,
+        repo,
+        &status,
+        StatusCode::NO_CONTENT,
+    ))
 }
 
-pub async fn patch(state: &AppState, repo: &RepoName, id: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let range = content_range(headers)?;
-    let len = match range {
-        Some((start, end)) => Some(end + 1 - start),
-        None => content_length(headers),
-    };
-    if let (Some(range_len), Some(cl)) = (len, content_length(headers)) {
-        if range_len != cl {
-            return Err(ApiError::detail(
-                ErrorCode::SizeInvalid,
-                "Content-Range and Content-Length disagree",
-            ));
-        }
-    }
+pub async fn patch(
+    state: &AppState,
+    repo: &RepoName,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (start, len) = chunk(headers)?;
     let status = state
         .registry
-        .upload_append(repo, id, range.map(|r| r.0), len, body_stream(body))
+        .upload_append(repo, id, start, len, body_stream(body))
         .await?;
     Ok(upload_response(state, repo, &status, StatusCode::ACCEPTED))
 }
@@ -109,15 +130,20 @@ pub async fn finish(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let digest = params
-        .get("digest")
-        .ok_or_else(|| ApiError::detail(ErrorCode::DigestInvalid, "the digest query parameter is required"))?;
+    let digest = params.get("digest").ok_or_else(|| {
+        ApiError::detail(
+            ErrorCode::DigestInvalid,
+            "the digest query parameter is required",
+        )
+    })?;
     let digest = parse_digest(digest)?;
-    let range = content_range(headers)?;
-    let body = has_body(headers).then(|| body_stream(body));
+    let (start, len) = chunk(headers)?;
+    // A last chunk is there if announced by its length, its range, or a
+    // chunked transfer.
+    let body = (has_body(headers) || len.is_some_and(|l| l > 0)).then(|| body_stream(body));
     state
         .registry
-        .upload_finish(repo, id, &digest, range.map(|r| r.0), body)
+        .upload_finish(repo, id, &digest, start, len, body)
         .await?;
     Ok(blob_created(state, repo, &digest))
 }
@@ -143,17 +169,28 @@ fn blob_created(state: &AppState, repo: &RepoName, digest: &Digest) -> Response 
     (StatusCode::CREATED, h).into_response()
 }
 
-fn upload_response(state: &AppState, repo: &RepoName, status: &UploadStatus, code: StatusCode) -> Response {
+fn upload_response(
+    state: &AppState,
+    repo: &RepoName,
+    status: &UploadStatus,
+    code: StatusCode,
+) -> Response {
     let mut h = HeaderMap::new();
     h.insert(
         header::LOCATION,
-        header_value(&format!("{}/v2/{repo}/blobs/uploads/{}", state.base_url, status.id)),
+        header_value(&format!(
+            "{}/v2/{repo}/blobs/uploads/{}",
+            state.base_url, status.id
+        )),
     );
     // Inclusive end of the bytes received; "0-0" for none, as Distribution.
     let end = status.offset.saturating_sub(1);
     h.insert(header::RANGE, header_value(&format!("0-{end}")));
     h.insert("Docker-Upload-UUID", header_value(&status.id));
-    h.insert(header::CONTENT_LENGTH, 0.into());
+    // RFC 9110 forbids Content-Length on a 204.
+    if code != StatusCode::NO_CONTENT {
+        h.insert(header::CONTENT_LENGTH, 0.into());
+    }
     (code, h).into_response()
 }
 
@@ -179,6 +216,27 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     Ok(Some((start, end)))
 }
 
+/// Where a chunk starts (from `Content-Range`) and how long it is (from
+/// `Content-Range` or `Content-Length`, which must agree when both are
+/// given).
+fn chunk(headers: &HeaderMap) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    let range = content_range(headers)?;
+    let cl = content_length(headers);
+    let len = match range {
+        Some((start, end)) => Some(end + 1 - start),
+        None => cl,
+    };
+    if let (Some(range_len), Some(cl)) = (len, cl) {
+        if range_len != cl {
+            return Err(ApiError::detail(
+                ErrorCode::SizeInvalid,
+                "Content-Range and Content-Length disagree",
+            ));
+        }
+    }
+    Ok((range.map(|r| r.0), len))
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum RangeSpec {
     Whole,
@@ -201,13 +259,17 @@ fn parse_range(value: &str, size: u64) -> RangeSpec {
     };
     let (a, b) = (a.trim(), b.trim());
     let (start, end) = if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else { return RangeSpec::Whole };
+        let Ok(n) = b.parse::<u64>() else {
+            return RangeSpec::Whole;
+        };
         if n == 0 || size == 0 {
             return RangeSpec::Unsatisfiable;
         }
         (size.saturating_sub(n), size - 1)
     } else {
-        let Ok(start) = a.parse::<u64>() else { return RangeSpec::Whole };
+        let Ok(start) = a.parse::<u64>() else {
+            return RangeSpec::Whole;
+        };
         let end = if b.is_empty() {
             size.saturating_sub(1)
         } else {

@@ -10,13 +10,25 @@ use berth_core::Registry;
 use berth_oci::manifest::MAX_MANIFEST_BYTES;
 use berth_oci::{media, ErrorCode, Reference, RepoName};
 
-pub async fn get(reg: &Registry, repo: &RepoName, r: &Reference, headers: &HeaderMap, head: bool) -> Result<Response, ApiError> {
+pub async fn get(
+    reg: &Registry,
+    repo: &RepoName,
+    r: &Reference,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
     let m = reg.manifest_get(repo, r).await?;
-    let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok());
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
     if !media::accepts(accept, &m.media_type) {
         return Err(ApiError::detail(
             ErrorCode::ManifestUnknown,
-            format!("the manifest is {}, which the Accept header does not allow", m.media_type),
+            format!(
+                "the manifest is {}, which the Accept header does not allow",
+                m.media_type
+            ),
         ));
     }
     let mut h = HeaderMap::new();
@@ -24,20 +36,38 @@ pub async fn get(reg: &Registry, repo: &RepoName, r: &Reference, headers: &Heade
     h.insert("Docker-Content-Digest", header_value(m.digest.as_str()));
     h.insert(header::ETAG, header_value(&format!("\"{}\"", m.digest)));
     h.insert(header::CONTENT_LENGTH, m.body.len().into());
-    let body = if head { Body::empty() } else { Body::from(m.body) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(m.body)
+    };
     Ok((StatusCode::OK, h, body).into_response())
 }
 
-pub async fn put(state: &AppState, repo: &RepoName, r: &Reference, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn put(
+    state: &AppState,
+    repo: &RepoName,
+    r: &Reference,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
         .await
         .map_err(|_| ApiError::code(ErrorCode::ManifestTooLarge))?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let put = state.registry.manifest_put(repo, r, content_type, bytes).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let put = state
+        .registry
+        .manifest_put(repo, r, content_type, bytes)
+        .await?;
     let mut h = HeaderMap::new();
     h.insert(
         header::LOCATION,
-        header_value(&format!("{}/v2/{repo}/manifests/{}", state.base_url, put.digest)),
+        header_value(&format!(
+            "{}/v2/{repo}/manifests/{}",
+            state.base_url, put.digest
+        )),
     );
     h.insert("Docker-Content-Digest", header_value(put.digest.as_str()));
     if let Some(subject) = put.subject {

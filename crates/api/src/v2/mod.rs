@@ -39,36 +39,71 @@ pub async fn dispatch(
     resp
 }
 
-async fn handle(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn handle(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let path = uri.path().strip_prefix("/v2").unwrap_or_default();
     let endpoint = route::parse(path).map_err(|e| match e {
         RouteError::NotFound => ApiError::detail(ErrorCode::NameUnknown, "no such endpoint"),
         RouteError::Invalid(code, detail) => ApiError::detail(code, detail),
+        // Nothing is stored under an invalid tag; pushing one is a bad request.
+        RouteError::InvalidTag(detail) if method == Method::PUT => {
+            ApiError::detail(ErrorCode::ManifestInvalid, detail)
+        }
+        RouteError::InvalidTag(detail) => ApiError::detail(ErrorCode::ManifestUnknown, detail),
     })?;
+    let allowed = endpoint.allowed_methods();
     let params: Params = Query::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
     let reg = &state.registry;
-    let m = method.clone();
+    // HEAD is answered as GET; hyper sends the headers without the body.
+    let head = method == Method::HEAD;
+    let m = if head { Method::GET } else { method.clone() };
     match (endpoint, m) {
-        (Endpoint::Base, Method::GET | Method::HEAD) => Ok(json_response("{}".to_owned())),
+        (Endpoint::Base, Method::GET) => Ok(json_response("{}".to_owned())),
         (Endpoint::Catalog, Method::GET) => discovery::catalog(state, &params).await,
         (Endpoint::Tags(repo), Method::GET) => discovery::tags(state, &repo, &params).await,
-        (Endpoint::Referrers(repo, d), Method::GET) => discovery::referrers(reg, &repo, &d, &params).await,
-        (Endpoint::Manifest(repo, r), Method::GET | Method::HEAD) => {
-            manifests::get(reg, &repo, &r, headers, method == Method::HEAD).await
+        (Endpoint::Referrers(repo, d), Method::GET) => {
+            discovery::referrers(reg, &repo, &d, &params).await
         }
-        (Endpoint::Manifest(repo, r), Method::PUT) => manifests::put(state, &repo, &r, headers, body).await,
+        (Endpoint::Manifest(repo, r), Method::GET) => {
+            manifests::get(reg, &repo, &r, headers, head).await
+        }
+        (Endpoint::Manifest(repo, r), Method::PUT) => {
+            manifests::put(state, &repo, &r, headers, body).await
+        }
         (Endpoint::Manifest(repo, r), Method::DELETE) => manifests::delete(reg, &repo, &r).await,
-        (Endpoint::Blob(repo, d), Method::GET | Method::HEAD) => {
-            blobs::get(reg, &repo, &d, headers, method == Method::HEAD).await
-        }
+        (Endpoint::Blob(repo, d), Method::GET) => blobs::get(reg, &repo, &d, headers, head).await,
         (Endpoint::Blob(repo, d), Method::DELETE) => blobs::delete(reg, &repo, &d).await,
-        (Endpoint::UploadStart(repo), Method::POST) => blobs::start(state, &repo, &params, headers, body).await,
+        (Endpoint::UploadStart(repo), Method::POST) => {
+            blobs::start(state, &repo, &params, headers, body).await
+        }
         (Endpoint::Upload(repo, id), Method::GET) => blobs::status(state, &repo, &id).await,
-        (Endpoint::Upload(repo, id), Method::PATCH) => blobs::patch(state, &repo, &id, headers, body).await,
-        (Endpoint::Upload(repo, id), Method::PUT) => blobs::finish(state, &repo, &id, &params, headers, body).await,
+        (Endpoint::Upload(repo, id), Method::PATCH) => {
+            blobs::patch(state, &repo, &id, headers, body).await
+        }
+        (Endpoint::Upload(repo, id), Method::PUT) => {
+            blobs::finish(state, &repo, &id, &params, headers, body).await
+        }
         (Endpoint::Upload(repo, id), Method::DELETE) => blobs::cancel(reg, &repo, &id).await,
-        _ => Err(ApiError::code(ErrorCode::MethodNotAllowed)),
+        _ => Ok(method_not_allowed(allowed)),
     }
+}
+
+/// 405 with the `Allow` header RFC 9110 requires.
+fn method_not_allowed(allowed: &[Method]) -> Response {
+    let mut resp = ApiError::code(ErrorCode::MethodNotAllowed).into_response();
+    let allow = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    resp.headers_mut()
+        .insert(header::ALLOW, header_value(&allow));
+    resp
 }
 
 pub(crate) fn json_response(body: String) -> Response {

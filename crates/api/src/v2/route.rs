@@ -2,6 +2,7 @@
 //! number of segments, so the path is matched from its end, as Distribution
 //! does, instead of with one route per depth.
 
+use axum::http::Method;
 use berth_oci::{Digest, ErrorCode, Reference, RepoName};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +17,28 @@ pub enum Endpoint {
     Referrers(RepoName, Digest),
 }
 
+impl Endpoint {
+    /// The methods this endpoint answers, for `Allow` on a 405. `HEAD` goes
+    /// wherever `GET` does.
+    pub fn allowed_methods(&self) -> &'static [Method] {
+        match self {
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Tags(_) | Endpoint::Referrers(..) => {
+                &[Method::GET, Method::HEAD]
+            }
+            Endpoint::Manifest(..) => &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
+            Endpoint::Blob(..) => &[Method::GET, Method::HEAD, Method::DELETE],
+            Endpoint::UploadStart(_) => &[Method::POST],
+            Endpoint::Upload(..) => &[
+                Method::GET,
+                Method::HEAD,
+                Method::PATCH,
+                Method::PUT,
+                Method::DELETE,
+            ],
+        }
+    }
+}
+
 /// Why a path is not an endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteError {
@@ -23,6 +46,9 @@ pub enum RouteError {
     NotFound,
     /// The shape is right but a part is invalid.
     Invalid(ErrorCode, String),
+    /// A manifest path whose reference is neither a tag nor a digest: no
+    /// manifest can be found there, and none can be pushed there.
+    InvalidTag(String),
 }
 
 /// `path` is everything after `/v2`, e.g. `/library/ubuntu/manifests/latest`.
@@ -37,20 +63,32 @@ pub fn parse(path: &str) -> Result<Endpoint, RouteError> {
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Ok(Endpoint::Tags(name_of(name)?));
     }
-    if let Some(name) = rest.strip_suffix("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads")) {
+    if let Some(name) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
         return Ok(Endpoint::UploadStart(name_of(name)?));
     }
     let (head, last) = rest.rsplit_once('/').ok_or(RouteError::NotFound)?;
     if let Some(name) = head.strip_suffix("/blobs/uploads") {
         if last.is_empty() || !last.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(RouteError::Invalid(ErrorCode::BlobUploadUnknown, "malformed upload id".into()));
+            return Err(RouteError::Invalid(
+                ErrorCode::BlobUploadUnknown,
+                "malformed upload id".into(),
+            ));
         }
         return Ok(Endpoint::Upload(name_of(name)?, last.to_owned()));
     }
     if let Some(name) = head.strip_suffix("/manifests") {
         let name = name_of(name)?;
-        let reference = Reference::parse(last)
-            .ok_or_else(|| RouteError::Invalid(ErrorCode::ManifestUnknown, format!("invalid reference {last:?}")))?;
+        // Anything with a `:` is meant as a digest, and a malformed digest
+        // is a bad request, as it is on every other endpoint.
+        let reference = if last.contains(':') {
+            Reference::Digest(digest_of(last)?)
+        } else {
+            Reference::parse(last)
+                .ok_or_else(|| RouteError::InvalidTag(format!("invalid tag {last:?}")))?
+        };
         return Ok(Endpoint::Manifest(name, reference));
     }
     if let Some(name) = head.strip_suffix("/blobs") {
@@ -63,7 +101,12 @@ pub fn parse(path: &str) -> Result<Endpoint, RouteError> {
 }
 
 fn name_of(s: &str) -> Result<RepoName, RouteError> {
-    RepoName::parse(s).ok_or_else(|| RouteError::Invalid(ErrorCode::NameInvalid, format!("invalid repository name {s:?}")))
+    RepoName::parse(s).ok_or_else(|| {
+        RouteError::Invalid(
+            ErrorCode::NameInvalid,
+            format!("invalid repository name {s:?}"),
+        )
+    })
 }
 
 fn digest_of(s: &str) -> Result<Digest, RouteError> {
@@ -86,32 +129,74 @@ mod tests {
         assert_eq!(parse(""), Ok(Endpoint::Base));
         assert_eq!(parse("/_catalog"), Ok(Endpoint::Catalog));
         assert_eq!(parse("/a/b/c/tags/list"), Ok(Endpoint::Tags(name("a/b/c"))));
-        assert_eq!(parse("/a/blobs/uploads/"), Ok(Endpoint::UploadStart(name("a"))));
-        assert_eq!(parse("/a/blobs/uploads"), Ok(Endpoint::UploadStart(name("a"))));
-        assert_eq!(parse("/a/b/blobs/uploads/abc-123"), Ok(Endpoint::Upload(name("a/b"), "abc-123".into())));
+        assert_eq!(
+            parse("/a/blobs/uploads/"),
+            Ok(Endpoint::UploadStart(name("a")))
+        );
+        assert_eq!(
+            parse("/a/blobs/uploads"),
+            Ok(Endpoint::UploadStart(name("a")))
+        );
+        assert_eq!(
+            parse("/a/b/blobs/uploads/abc-123"),
+            Ok(Endpoint::Upload(name("a/b"), "abc-123".into()))
+        );
         assert_eq!(
             parse(&format!("/x/y/z/w/v/u/t/s/blobs/{d}")),
             Ok(Endpoint::Blob(name("x/y/z/w/v/u/t/s"), d.clone()))
         );
         assert_eq!(
             parse("/a/manifests/latest"),
-            Ok(Endpoint::Manifest(name("a"), Reference::parse("latest").unwrap()))
+            Ok(Endpoint::Manifest(
+                name("a"),
+                Reference::parse("latest").unwrap()
+            ))
         );
-        assert_eq!(parse(&format!("/a/referrers/{d}")), Ok(Endpoint::Referrers(name("a"), d)));
+        assert_eq!(
+            parse(&format!("/a/referrers/{d}")),
+            Ok(Endpoint::Referrers(name("a"), d))
+        );
         // A repository may itself be called "blobs" or "manifests".
         assert_eq!(parse("/blobs/tags/list"), Ok(Endpoint::Tags(name("blobs"))));
         assert_eq!(
             parse("/manifests/manifests/v1"),
-            Ok(Endpoint::Manifest(name("manifests"), Reference::parse("v1").unwrap()))
+            Ok(Endpoint::Manifest(
+                name("manifests"),
+                Reference::parse("v1").unwrap()
+            ))
         );
     }
 
     #[test]
     fn rejects_bad_parts() {
-        assert!(matches!(parse("/UPPER/tags/list"), Err(RouteError::Invalid(ErrorCode::NameInvalid, _))));
-        assert!(matches!(parse("/a/blobs/sha256:zz"), Err(RouteError::Invalid(ErrorCode::DigestInvalid, _))));
-        assert!(matches!(parse("/a/manifests/-bad"), Err(RouteError::Invalid(ErrorCode::ManifestUnknown, _))));
-        assert!(matches!(parse("/a/blobs/uploads/../x"), Err(RouteError::Invalid(..)) | Err(RouteError::NotFound)));
+        assert!(matches!(
+            parse("/UPPER/tags/list"),
+            Err(RouteError::Invalid(ErrorCode::NameInvalid, _))
+        ));
+        assert!(matches!(
+            parse("/a/blobs/sha256:zz"),
+            Err(RouteError::Invalid(ErrorCode::DigestInvalid, _))
+        ));
+        assert!(matches!(
+            parse("/a/manifests/-bad"),
+            Err(RouteError::InvalidTag(_))
+        ));
+        assert!(matches!(
+            parse(&format!("/a/manifests/{}", "t".repeat(129))),
+            Err(RouteError::InvalidTag(_))
+        ));
+        assert!(matches!(
+            parse("/a/manifests/sha256:abc"),
+            Err(RouteError::Invalid(ErrorCode::DigestInvalid, _))
+        ));
+        assert!(matches!(
+            parse("/a/manifests/md5:abc"),
+            Err(RouteError::Invalid(ErrorCode::DigestInvalid, _))
+        ));
+        assert!(matches!(
+            parse("/a/blobs/uploads/../x"),
+            Err(RouteError::Invalid(..)) | Err(RouteError::NotFound)
+        ));
         assert_eq!(parse("/a/unknown/x"), Err(RouteError::NotFound));
         assert_eq!(parse("/onlyname"), Err(RouteError::NotFound));
     }

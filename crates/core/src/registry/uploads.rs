@@ -34,13 +34,21 @@ impl Registry {
         // storage that does not exist.
         self.blobs.upload_writer(&id, 0).await?.finish().await?;
         let key = keys::upload(&id);
-        if !self.kv.commit(Txn::new().expect(&key, None).put(&key, encode(&session))).await? {
+        if !self
+            .kv
+            .commit(Txn::new().expect(&key, None).put(&key, encode(&session)))
+            .await?
+        {
             return Err(CoreError::internal("upload id collision"));
         }
         Ok(UploadStatus { id, offset: 0 })
     }
 
-    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus, CoreError> {
+    pub async fn upload_status(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<UploadStatus, CoreError> {
         let (session, _) = self.session(repo, id).await?;
         Ok(UploadStatus {
             id: id.to_owned(),
@@ -64,25 +72,25 @@ impl Registry {
             if start != session.offset {
                 return Err(CoreError::with_detail(
                     ErrorCode::BlobUploadRangeInvalid,
-                    format!("chunk starts at {start}, upload has {} bytes", session.offset),
+                    format!(
+                        "chunk starts at {start}, upload has {} bytes",
+                        session.offset
+                    ),
                 ));
             }
         }
         let mut hash = session_hash(&session)?;
-        let written = self.write_chunk(id, session.offset, &mut hash, body).await?;
-        if let Some(len) = len {
-            if written != len {
-                return Err(CoreError::with_detail(
-                    ErrorCode::SizeInvalid,
-                    format!("expected {len} bytes, received {written}"),
-                ));
-            }
-        }
+        let written = self
+            .write_chunk(id, session.offset, &mut hash, body)
+            .await?;
+        check_chunk_len(len, written)?;
         session.offset += written;
         session.hash = hash.to_hex();
         session.updated = now();
         let key = keys::upload(id);
-        let txn = Txn::new().expect(&key, Some(&version)).put(&key, encode(&session));
+        let txn = Txn::new()
+            .expect(&key, Some(&version))
+            .put(&key, encode(&session));
         if !self.kv.commit(txn).await? {
             return Err(CoreError::with_detail(
                 ErrorCode::BlobUploadInvalid,
@@ -95,14 +103,18 @@ impl Registry {
         })
     }
 
-    /// `PUT ?digest=`: appends an optional last chunk, verifies the digest,
-    /// and commits the blob. A digest mismatch cancels the upload.
+    /// `PUT ?digest=`: appends an optional last chunk (checked like a
+    /// `PATCH`: `start` must be where the upload ends, and the chunk must be
+    /// `len` bytes when given), verifies the digest, and commits the blob. A
+    /// digest mismatch cancels the upload; a misplaced or mis-sized last
+    /// chunk leaves it as it was.
     pub async fn upload_finish(
         &self,
         repo: &RepoName,
         id: &str,
         digest: &Digest,
         start: Option<u64>,
+        len: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<(), CoreError> {
         let (session, version) = self.session(repo, id).await?;
@@ -110,15 +122,23 @@ impl Registry {
             if start != session.offset {
                 return Err(CoreError::with_detail(
                     ErrorCode::BlobUploadRangeInvalid,
-                    format!("chunk starts at {start}, upload has {} bytes", session.offset),
+                    format!(
+                        "chunk starts at {start}, upload has {} bytes",
+                        session.offset
+                    ),
                 ));
             }
         }
         let mut hash = session_hash(&session)?;
-        let mut size = session.offset;
-        if let Some(body) = body {
-            size += self.write_chunk(id, session.offset, &mut hash, body).await?;
-        }
+        let written = match body {
+            Some(body) => {
+                self.write_chunk(id, session.offset, &mut hash, body)
+                    .await?
+            }
+            None => 0,
+        };
+        check_chunk_len(len, written)?;
+        let size = session.offset + written;
         let key = keys::upload(id);
         if !digest.is_sha256() || hash.finalize() != *digest {
             self.discard_upload(id, &key).await;
@@ -133,8 +153,13 @@ impl Registry {
             Err(StoreError::NotFound) if self.blobs.stat(digest).await? == Some(size) => {}
             Err(e) => return Err(e.into()),
         }
-        self.link_blob(repo, digest, size, Txn::new().expect(&key, Some(&version)).delete(&key))
-            .await
+        self.link_blob(
+            repo,
+            digest,
+            size,
+            Txn::new().expect(&key, Some(&version)).delete(&key),
+        )
+        .await
     }
 
     /// `DELETE` on an upload.
@@ -155,7 +180,10 @@ impl Registry {
         body: ByteStream,
     ) -> Result<(), CoreError> {
         if !digest.is_sha256() {
-            return Err(CoreError::with_detail(ErrorCode::DigestInvalid, "only sha256 is supported for blobs"));
+            return Err(CoreError::with_detail(
+                ErrorCode::DigestInvalid,
+                "only sha256 is supported for blobs",
+            ));
         }
         let id = uuid::Uuid::new_v4().to_string();
         let mut hash = Sha256State::new();
@@ -190,7 +218,13 @@ impl Registry {
 
     /// Makes a committed blob visible in `repo`, together with `extra`
     /// operations, in one transaction.
-    pub(super) async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64, extra: Txn) -> Result<(), CoreError> {
+    pub(super) async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        extra: Txn,
+    ) -> Result<(), CoreError> {
         let t = now();
         let link = RepoBlobRecord { size, linked: t };
         let blob_key = keys::blob(digest);
@@ -218,7 +252,11 @@ impl Registry {
         Err(contention())
     }
 
-    async fn session(&self, repo: &RepoName, id: &str) -> Result<(UploadSession, Versioned), CoreError> {
+    async fn session(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<(UploadSession, Versioned), CoreError> {
         match self.read::<UploadSession>(&keys::upload(id)).await? {
             Some((s, v)) if s.repo == repo.as_str() => Ok((s, v)),
             _ => Err(CoreError::new(ErrorCode::BlobUploadUnknown)),
@@ -227,14 +265,31 @@ impl Registry {
 
     /// Streams `body` into upload `id` from `offset`, hashing as it goes.
     /// Returns the bytes written, durable when this returns.
-    async fn write_chunk(&self, id: &str, offset: u64, hash: &mut Sha256State, mut body: ByteStream) -> Result<u64, CoreError> {
-        let mut writer = self.blobs.upload_writer(id, offset).await.map_err(|e| match e {
-            StoreError::NotFound => CoreError::with_detail(ErrorCode::BlobUploadUnknown, "upload data is missing"),
-            e => e.into(),
-        })?;
+    async fn write_chunk(
+        &self,
+        id: &str,
+        offset: u64,
+        hash: &mut Sha256State,
+        mut body: ByteStream,
+    ) -> Result<u64, CoreError> {
+        let mut writer = self
+            .blobs
+            .upload_writer(id, offset)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => {
+                    CoreError::with_detail(ErrorCode::BlobUploadUnknown, "upload data is missing")
+                }
+                e => e.into(),
+            })?;
         let mut written = 0u64;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| CoreError::with_detail(ErrorCode::BlobUploadInvalid, format!("reading the request body failed: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                CoreError::with_detail(
+                    ErrorCode::BlobUploadInvalid,
+                    format!("reading the request body failed: {e}"),
+                )
+            })?;
             hash.update(&chunk);
             written += chunk.len() as u64;
             writer.write(chunk).await?;
@@ -253,6 +308,19 @@ impl Registry {
     }
 }
 
+/// A chunk announced as `len` bytes must be exactly that long. The bytes
+/// already written past the session's offset are cut by the next write.
+fn check_chunk_len(len: Option<u64>, written: u64) -> Result<(), CoreError> {
+    match len {
+        Some(len) if len != written => Err(CoreError::with_detail(
+            ErrorCode::SizeInvalid,
+            format!("expected {len} bytes, received {written}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn session_hash(session: &UploadSession) -> Result<Sha256State, CoreError> {
-    Sha256State::from_hex(&session.hash).ok_or_else(|| CoreError::internal("corrupt upload hash state"))
+    Sha256State::from_hex(&session.hash)
+        .ok_or_else(|| CoreError::internal("corrupt upload hash state"))
 }
