@@ -1,0 +1,354 @@
+//! Access tokens of the Docker registry token specification: ES256-signed
+//! JWTs with a `kid`. Signing keys live in `Kv` (`authkey:<kid>`, the active
+//! one named by `authkey-active`), so every node of a cluster signs with the
+//! same key and verifies any node's tokens. Only ES256 is accepted: a token
+//! claiming `none` or any other algorithm is rejected before anything else.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use berth_core::kv::{Kv, KvError, Txn};
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use rand_core::OsRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const ACTIVE_KEY: &str = "authkey-active";
+const LEEWAY_SECS: u64 = 30;
+
+/// One `access` entry of the claims: what the token lets its bearer do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    #[serde(default)]
+    pub access: Vec<AccessEntry>,
+}
+
+impl Claims {
+    /// Whether the token grants `action` on repository `name`.
+    pub fn allows(&self, kind: &str, name: &str, action: &str) -> bool {
+        self.access.iter().any(|a| {
+            a.kind == kind && a.name == name && a.actions.iter().any(|x| x == action || x == "*")
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unsupported token algorithm")]
+    Algorithm,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("bad signature")]
+    Signature,
+    #[error("token expired or not yet valid")]
+    Expired,
+    #[error("token is for another service")]
+    Audience,
+    #[error(transparent)]
+    Kv(#[from] KvError),
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyRecord {
+    /// The private scalar, hex. Stored in `Kv` because any node must sign.
+    private: String,
+    created: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+pub struct TokenService {
+    kv: Arc<dyn Kv>,
+    pub issuer: String,
+    pub service: String,
+    pub ttl_secs: u64,
+    signing: RwLock<Option<(String, SigningKey)>>,
+    verifying: RwLock<HashMap<String, VerifyingKey>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A key id derived from the public key, so equal keys have equal ids.
+fn kid_of(key: &VerifyingKey) -> String {
+    let digest = Sha256::digest(key.to_encoded_point(true).as_bytes());
+    berth_oci::digest::hex(&digest[..12])
+}
+
+impl TokenService {
+    pub fn new(
+        kv: Arc<dyn Kv>,
+        issuer: impl Into<String>,
+        service: impl Into<String>,
+        ttl_secs: u64,
+    ) -> Self {
+        TokenService {
+            kv,
+            issuer: issuer.into(),
+            service: service.into(),
+            ttl_secs,
+            signing: RwLock::new(None),
+            verifying: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The cluster's active signing key, created on first use. Two nodes
+    /// racing to create it agree on one through a create-if-absent check.
+    async fn signing_key(&self) -> Result<(String, SigningKey), TokenError> {
+        if let Some(k) = self
+            .signing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(k);
+        }
+        loop {
+            if let Some(active) = self.kv.get(ACTIVE_KEY).await? {
+                let kid = String::from_utf8(active.value).map_err(|_| TokenError::UnknownKey)?;
+                let key = self.load_private(&kid).await?;
+                *self.signing.write().unwrap_or_else(|e| e.into_inner()) =
+                    Some((kid.clone(), key.clone()));
+                return Ok((kid, key));
+            }
+            let key = SigningKey::random(&mut OsRng);
+            let kid = kid_of(key.verifying_key());
+            let record = KeyRecord {
+                private: berth_oci::digest::hex(&key.to_bytes()),
+                created: now(),
+            };
+            let txn = Txn::new()
+                .expect(ACTIVE_KEY, None)
+                .put(ACTIVE_KEY, kid.clone().into_bytes())
+                .put(
+                    format!("authkey:{kid}"),
+                    serde_json::to_vec(&record).unwrap_or_default(),
+                );
+            self.kv.commit(txn).await?;
+        }
+    }
+
+    async fn load_private(&self, kid: &str) -> Result<SigningKey, TokenError> {
+        let v = self
+            .kv
+            .get(&format!("authkey:{kid}"))
+            .await?
+            .ok_or(TokenError::UnknownKey)?;
+        let record: KeyRecord =
+            serde_json::from_slice(&v.value).map_err(|_| TokenError::UnknownKey)?;
+        let bytes = unhex(&record.private).ok_or(TokenError::UnknownKey)?;
+        SigningKey::from_slice(&bytes).map_err(|_| TokenError::UnknownKey)
+    }
+
+    async fn verifying_key(&self, kid: &str) -> Result<VerifyingKey, TokenError> {
+        if let Some(k) = self
+            .verifying
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kid)
+        {
+            return Ok(*k);
+        }
+        let key = *self.load_private(kid).await?.verifying_key();
+        self.verifying
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kid.to_owned(), key);
+        Ok(key)
+    }
+
+    /// Signs a token for `subject` granting `access`.
+    pub async fn issue(
+        &self,
+        subject: &str,
+        access: Vec<AccessEntry>,
+    ) -> Result<(String, Claims), TokenError> {
+        let (kid, key) = self.signing_key().await?;
+        let t = now();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: subject.to_owned(),
+            aud: self.service.clone(),
+            exp: t + self.ttl_secs,
+            nbf: t.saturating_sub(LEEWAY_SECS),
+            iat: t,
+            jti: crate::secret::generate(),
+            access,
+        };
+        let header = Header {
+            alg: "ES256".into(),
+            typ: Some("JWT".into()),
+            kid: Some(kid),
+        };
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(serde_json::to_vec(&header).unwrap_or_default()),
+            B64.encode(serde_json::to_vec(&claims).unwrap_or_default())
+        );
+        let sig: Signature = key.sign(signing_input.as_bytes());
+        Ok((
+            format!("{signing_input}.{}", B64.encode(sig.to_bytes())),
+            claims,
+        ))
+    }
+
+    /// Checks algorithm, key, signature, time and audience, in that order.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header: Header =
+            serde_json::from_slice(&B64.decode(h).map_err(|_| TokenError::Malformed)?)
+                .map_err(|_| TokenError::Malformed)?;
+        if header.alg != "ES256" {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self.verifying_key(&kid).await?;
+        let sig_bytes = B64.decode(s).map_err(|_| TokenError::Malformed)?;
+        let sig = Signature::from_slice(&sig_bytes).map_err(|_| TokenError::Signature)?;
+        key.verify(format!("{h}.{c}").as_bytes(), &sig)
+            .map_err(|_| TokenError::Signature)?;
+        let claims: Claims =
+            serde_json::from_slice(&B64.decode(c).map_err(|_| TokenError::Malformed)?)
+                .map_err(|_| TokenError::Malformed)?;
+        let t = now();
+        if claims.exp + LEEWAY_SECS < t || claims.nbf > t + LEEWAY_SECS {
+            return Err(TokenError::Expired);
+        }
+        if claims.aud != self.service || claims.iss != self.issuer {
+            return Err(TokenError::Audience);
+        }
+        Ok(claims)
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::MemoryKv;
+
+    fn service(kv: Arc<dyn Kv>) -> TokenService {
+        TokenService::new(kv, "berth", "registry", 300)
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_verify_on_another_node() {
+        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
+        let a = service(kv.clone());
+        let b = service(kv);
+        let access = vec![AccessEntry {
+            kind: "repository".into(),
+            name: "p/app".into(),
+            actions: vec!["pull".into()],
+        }];
+        let (token, _) = a.issue("alice", access).await.unwrap();
+        let claims = b.verify(&token).await.unwrap();
+        assert_eq!(claims.sub, "alice");
+        assert!(claims.allows("repository", "p/app", "pull"));
+        assert!(!claims.allows("repository", "p/app", "push"));
+        assert!(!claims.allows("repository", "p/other", "pull"));
+        // Both nodes sign with the same key.
+        let (t2, _) = b.issue("bob", vec![]).await.unwrap();
+        assert_eq!(t2.split('.').next(), token.split('.').next());
+    }
+
+    #[tokio::test]
+    async fn rejects_forgeries() {
+        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
+        let s = service(kv.clone());
+        let (token, claims) = s.issue("alice", vec![]).await.unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+
+        // Tampered claims.
+        let mut forged = claims.clone();
+        forged.sub = "admin".into();
+        let t = format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(serde_json::to_vec(&forged).unwrap()),
+            parts[2]
+        );
+        assert!(matches!(s.verify(&t).await, Err(TokenError::Signature)));
+
+        // alg: none, no signature.
+        let none = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let t = format!("{none}.{}.", parts[1]);
+        assert!(matches!(s.verify(&t).await, Err(TokenError::Algorithm)));
+
+        // HS256 with the public key as secret (the classic confusion).
+        let hs = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        assert!(matches!(
+            s.verify(&format!("{hs}.{}.{}", parts[1], parts[2])).await,
+            Err(TokenError::Algorithm)
+        ));
+
+        // Another service's key.
+        let other = service(Arc::new(MemoryKv::new()));
+        let (t, _) = other.issue("alice", vec![]).await.unwrap();
+        assert!(s.verify(&t).await.is_err());
+
+        // Wrong audience.
+        let aud = TokenService::new(kv.clone(), "berth", "elsewhere", 300);
+        let (t, _) = aud.issue("alice", vec![]).await.unwrap();
+        assert!(matches!(s.verify(&t).await, Err(TokenError::Audience)));
+
+        // Expired.
+        let short = TokenService::new(kv, "berth", "registry", 0);
+        let (t, mut c) = short.issue("alice", vec![]).await.unwrap();
+        c.exp = 1;
+        let _ = t;
+        let (kid, key) = short.signing_key().await.unwrap();
+        let h = B64.encode(format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#));
+        let body = B64.encode(serde_json::to_vec(&c).unwrap());
+        let sig: Signature = key.sign(format!("{h}.{body}").as_bytes());
+        let t = format!("{h}.{body}.{}", B64.encode(sig.to_bytes()));
+        assert!(matches!(s.verify(&t).await, Err(TokenError::Expired)));
+
+        assert!(matches!(s.verify("a.b").await, Err(TokenError::Malformed)));
+    }
+}
