@@ -7,6 +7,7 @@
 //! Everything is stored through the `Kv` port of berth-core; nothing is held
 //! only in process memory except caches and the failed-login limiter.
 
+pub mod audit;
 pub mod directory;
 pub mod model;
 pub mod password;
