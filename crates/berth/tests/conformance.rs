@@ -16,6 +16,7 @@
 //!   validation errors, exact-byte pulls, `Accept` negotiation, delete;
 //! - `referrers`: `subject`, `OCI-Subject`, the referrers API and its filter;
 //! - `discovery`: tags list and catalog, with pagination;
+//! - `concurrency`: requests racing on one upload never corrupt a blob;
 //! - `restart`: uploads and content surviving a crash and restart.
 
 mod common;
@@ -26,6 +27,7 @@ mod conformance {
     mod base;
     mod blob_pull;
     mod blob_push;
+    mod concurrency;
     mod discovery;
     mod manifests;
     mod referrers;

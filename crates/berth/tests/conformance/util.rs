@@ -65,6 +65,11 @@ impl Reg {
         self.server
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.server.data
+    }
+
     /// An absolute URL for a path (`/v2/...`) or for a `Location` header,
     /// which the spec lets be absolute or relative.
     pub fn url(&self, path_or_location: &str) -> String {
@@ -84,15 +89,24 @@ impl Reg {
     }
 
     pub async fn send(&self, rb: RequestBuilder) -> Resp {
-        let resp = rb.send().await.expect("request failed at the HTTP level");
+        self.try_send(rb)
+            .await
+            .expect("request failed at the HTTP level")
+    }
+
+    /// Like [`Reg::send`], for requests the server may refuse before reading
+    /// their whole body: it then answers early and closes the connection,
+    /// which this client may report as a failed body write.
+    pub async fn try_send(&self, rb: RequestBuilder) -> Result<Resp, reqwest::Error> {
+        let resp = rb.send().await?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.expect("reading the response body");
-        Resp {
+        let body = resp.bytes().await?;
+        Ok(Resp {
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Resp {

@@ -12,7 +12,10 @@ use berth_oci::{Digest, ErrorCode, RepoName};
 impl Registry {
     /// Size of a blob linked into `repo`.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64, CoreError> {
-        match self.read::<RepoBlobRecord>(&keys::repo_blob(repo, digest)).await? {
+        match self
+            .read::<RepoBlobRecord>(&keys::repo_blob(repo, digest))
+            .await?
+        {
             Some((link, _)) => Ok(link.size),
             None => Err(CoreError::new(ErrorCode::BlobUnknown)),
         }
@@ -20,7 +23,12 @@ impl Registry {
 
     /// Streams `len` bytes from `offset` of a blob; the caller has checked
     /// the range against [`Registry::blob_size`].
-    pub async fn blob_read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream, CoreError> {
+    pub async fn blob_read(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, CoreError> {
         Ok(self.blobs.read(digest, offset, len).await?)
     }
 
@@ -31,13 +39,20 @@ impl Registry {
         let Some(seen) = self.kv.get(&key).await? else {
             return Err(CoreError::new(ErrorCode::BlobUnknown));
         };
-        self.kv.commit(Txn::new().expect(&key, Some(&seen)).delete(&key)).await?;
+        self.kv
+            .commit(Txn::new().expect(&key, Some(&seen)).delete(&key))
+            .await?;
         Ok(())
     }
 
     /// Cross-repository mount: links a blob of `from` into `repo` without
     /// moving bytes. `false` when `from` does not have it.
-    pub async fn blob_mount(&self, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool, CoreError> {
+    pub async fn blob_mount(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: &RepoName,
+    ) -> Result<bool, CoreError> {
         let from_key = keys::repo_blob(from, digest);
         let Some((link, seen)) = self.read::<RepoBlobRecord>(&from_key).await? else {
             return Ok(false);

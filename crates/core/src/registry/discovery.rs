@@ -19,7 +19,12 @@ pub struct Page {
 }
 
 impl Registry {
-    pub async fn tags(&self, repo: &RepoName, n: Option<usize>, last: Option<&str>) -> Result<Page, CoreError> {
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Page, CoreError> {
         if self.kv.get(&keys::repo(repo)).await?.is_none() {
             return Err(CoreError::new(ErrorCode::NameUnknown));
         }
@@ -59,7 +64,12 @@ impl Registry {
 
     /// Names under `prefix` (the prefix stripped), after `last`, at most `n`
     /// (all when `n` is absent).
-    async fn list(&self, prefix: &str, n: Option<usize>, last: Option<&str>) -> Result<Page, CoreError> {
+    async fn list(
+        &self,
+        prefix: &str,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Page, CoreError> {
         let mut items = Vec::new();
         let mut after = last.map(|l| format!("{prefix}{l}"));
         let want = n.unwrap_or(usize::MAX);

@@ -30,15 +30,24 @@ pub struct ManifestPut {
 }
 
 impl Registry {
-    pub async fn manifest_get(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestContent, CoreError> {
+    pub async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestContent, CoreError> {
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => match self.read::<TagRecord>(&keys::tag(repo, t.as_str())).await? {
-                Some((tag, _)) => tag.digest,
-                None => return Err(CoreError::new(ErrorCode::ManifestUnknown)),
-            },
+            Reference::Tag(t) => {
+                match self.read::<TagRecord>(&keys::tag(repo, t.as_str())).await? {
+                    Some((tag, _)) => tag.digest,
+                    None => return Err(CoreError::new(ErrorCode::ManifestUnknown)),
+                }
+            }
         };
-        let Some((record, _)) = self.read::<ManifestRecord>(&keys::manifest(repo, &digest)).await? else {
+        let Some((record, _)) = self
+            .read::<ManifestRecord>(&keys::manifest(repo, &digest))
+            .await?
+        else {
             return Err(CoreError::new(ErrorCode::ManifestUnknown));
         };
         let body = match record.body {
@@ -84,8 +93,9 @@ impl Registry {
             Reference::Tag(_) => Digest::sha256_of(&body),
         };
         let inline = body.len() <= INLINE_MANIFEST_BYTES;
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| CoreError::with_detail(ErrorCode::ManifestInvalid, "manifest is not UTF-8"))?;
+        let text = std::str::from_utf8(&body).map_err(|_| {
+            CoreError::with_detail(ErrorCode::ManifestInvalid, "manifest is not UTF-8")
+        })?;
         let record = ManifestRecord {
             media_type: parsed.media_type.clone(),
             size: body.len() as u64,
@@ -109,7 +119,10 @@ impl Registry {
                 annotations: parsed.annotations.clone(),
                 urls: Vec::new(),
             };
-            (keys::referrer(repo, &subject.digest, &digest), encode(&descriptor))
+            (
+                keys::referrer(repo, &subject.digest, &digest),
+                encode(&descriptor),
+            )
         });
 
         for _ in 0..TXN_RETRIES {
@@ -120,7 +133,10 @@ impl Registry {
                 let key = keys::repo_blob(repo, blob);
                 let seen = self.kv.get(&key).await?;
                 if seen.is_none() {
-                    return Err(CoreError::with_detail(ErrorCode::ManifestBlobUnknown, format!("blob {blob} is not in {repo}")));
+                    return Err(CoreError::with_detail(
+                        ErrorCode::ManifestBlobUnknown,
+                        format!("blob {blob} is not in {repo}"),
+                    ));
                 }
                 txn = txn.expect(key, seen.as_ref());
             }
@@ -169,14 +185,20 @@ impl Registry {
 
     /// Deleting by digest removes the manifest and every tag pointing to
     /// it; deleting by tag removes only the tag.
-    pub async fn manifest_delete(&self, repo: &RepoName, reference: &Reference) -> Result<(), CoreError> {
+    pub async fn manifest_delete(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), CoreError> {
         match reference {
             Reference::Tag(tag) => {
                 let key = keys::tag(repo, tag.as_str());
                 let Some(seen) = self.kv.get(&key).await? else {
                     return Err(CoreError::new(ErrorCode::ManifestUnknown));
                 };
-                self.kv.commit(Txn::new().expect(&key, Some(&seen)).delete(&key)).await?;
+                self.kv
+                    .commit(Txn::new().expect(&key, Some(&seen)).delete(&key))
+                    .await?;
                 Ok(())
             }
             Reference::Digest(digest) => {

@@ -45,7 +45,10 @@ impl Registry {
     }
 
     /// Reads and decodes a record, with its version for a later check.
-    async fn read<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, Versioned)>, CoreError> {
+    async fn read<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, Versioned)>, CoreError> {
         match self.kv.get(key).await? {
             None => Ok(None),
             Some(v) => Ok(Some((serde_json::from_slice(&v.value)?, v))),
@@ -57,6 +60,13 @@ pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 

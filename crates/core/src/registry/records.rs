@@ -57,4 +57,19 @@ pub struct UploadSession {
     pub hash: String,
     pub created: u64,
     pub updated: u64,
+    /// The request now writing the upload's bytes, if any. Only its holder
+    /// may write them, so the bytes stored past `offset` are always those
+    /// the holder is hashing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<UploadClaim>,
+}
+
+/// An exclusive, expiring right to write an upload's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadClaim {
+    /// Names the claiming request.
+    pub token: String,
+    /// Unix time in milliseconds after which the claim is void unless
+    /// renewed; a writer that crashed stops blocking the upload then.
+    pub expires_ms: u64,
 }

@@ -1,15 +1,44 @@
 //! Blob uploads: sessions in `Kv` with the running SHA-256, bytes in the
 //! `BlobStore`. Any node can continue any upload; an upload survives a
 //! restart; the final PUT never re-reads what it already hashed.
+//!
+//! Because the PUT trusts the running hash, the bytes stored past a
+//! session's offset must be exactly the ones its writer hashes. So a request
+//! that writes (a `PATCH`, or a `PUT` that closes the upload) first claims
+//! the session with a compare-and-swap in `Kv`, writes only while its claim
+//! holds, and gives the claim up in the transaction that records its
+//! progress. A second writer arriving meanwhile is refused before it touches
+//! a byte. A claim expires, so a writer that crashed blocks the upload for
+//! [`CLAIM_MS`] at most; a live writer renews its claim as its body arrives.
 
-use super::{contention, encode, now, Registry, TXN_RETRIES};
+use super::{contention, encode, now, now_ms, Registry, TXN_RETRIES};
 use crate::blob::{ByteStream, StoreError};
 use crate::error::CoreError;
 use crate::keys;
 use crate::kv::{Txn, Versioned};
-use crate::registry::records::{BlobRecord, RepoBlobRecord, UploadSession};
+use crate::registry::records::{BlobRecord, RepoBlobRecord, UploadClaim, UploadSession};
 use berth_oci::{Digest, ErrorCode, RepoName, Sha256State};
 use futures_util::StreamExt;
+
+/// How long a claim to write an upload lasts unless renewed.
+const CLAIM_MS: u64 = 15_000;
+
+/// A writer renews its claim once this much of it has passed, which leaves
+/// it `CLAIM_MS - RENEW_AFTER_MS` for the bytes it has queued to reach
+/// storage before anyone else may write.
+const RENEW_AFTER_MS: u64 = 5_000;
+
+/// An upload claimed by this request: the session as this request last
+/// wrote it, and that write's version.
+struct Claim {
+    id: String,
+    key: String,
+    session: UploadSession,
+    version: Versioned,
+    /// Set when a renewal found the claim taken over: nothing more may be
+    /// written, and the claim is no longer this request's to give up.
+    lost: bool,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadStatus {
@@ -29,6 +58,7 @@ impl Registry {
             hash: Sha256State::new().to_hex(),
             created: t,
             updated: t,
+            writer: None,
         };
         // Create the (empty) bytes first so that a session never names
         // storage that does not exist.
@@ -67,35 +97,26 @@ impl Registry {
         len: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus, CoreError> {
-        let (mut session, version) = self.session(repo, id).await?;
-        if let Some(start) = start {
-            if start != session.offset {
-                return Err(CoreError::with_detail(
-                    ErrorCode::BlobUploadRangeInvalid,
-                    format!(
-                        "chunk starts at {start}, upload has {} bytes",
-                        session.offset
-                    ),
-                ));
+        let mut claim = self.claim(repo, id, start).await?;
+        let mut hash = session_hash(&claim.session)?;
+        let written = self.write_claimed(&mut claim, &mut hash, body).await;
+        let written = match written.and_then(|w| check_chunk_len(len, w).map(|()| w)) {
+            Ok(w) => w,
+            Err(e) => {
+                self.release(claim).await;
+                return Err(e);
             }
-        }
-        let mut hash = session_hash(&session)?;
-        let written = self
-            .write_chunk(id, session.offset, &mut hash, body)
-            .await?;
-        check_chunk_len(len, written)?;
+        };
+        let mut session = claim.session.clone();
         session.offset += written;
         session.hash = hash.to_hex();
         session.updated = now();
-        let key = keys::upload(id);
+        session.writer = None;
         let txn = Txn::new()
-            .expect(&key, Some(&version))
-            .put(&key, encode(&session));
+            .expect(&claim.key, Some(&claim.version))
+            .put(&claim.key, encode(&session));
         if !self.kv.commit(txn).await? {
-            return Err(CoreError::with_detail(
-                ErrorCode::BlobUploadInvalid,
-                "the upload was changed by a concurrent request",
-            ));
+            return Err(self.claim_lost(&claim.key).await);
         }
         Ok(UploadStatus {
             id: id.to_owned(),
@@ -117,31 +138,24 @@ impl Registry {
         len: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<(), CoreError> {
-        let (session, version) = self.session(repo, id).await?;
-        if let Some(start) = start {
-            if start != session.offset {
-                return Err(CoreError::with_detail(
-                    ErrorCode::BlobUploadRangeInvalid,
-                    format!(
-                        "chunk starts at {start}, upload has {} bytes",
-                        session.offset
-                    ),
-                ));
-            }
-        }
-        let mut hash = session_hash(&session)?;
+        // Claimed even without a body: committing moves the bytes, which
+        // must not happen under a writer.
+        let mut claim = self.claim(repo, id, start).await?;
+        let mut hash = session_hash(&claim.session)?;
         let written = match body {
-            Some(body) => {
-                self.write_chunk(id, session.offset, &mut hash, body)
-                    .await?
-            }
-            None => 0,
+            Some(body) => self.write_claimed(&mut claim, &mut hash, body).await,
+            None => Ok(0),
         };
-        check_chunk_len(len, written)?;
-        let size = session.offset + written;
-        let key = keys::upload(id);
+        let written = match written.and_then(|w| check_chunk_len(len, w).map(|()| w)) {
+            Ok(w) => w,
+            Err(e) => {
+                self.release(claim).await;
+                return Err(e);
+            }
+        };
+        let size = claim.session.offset + written;
         if !digest.is_sha256() || hash.finalize() != *digest {
-            self.discard_upload(id, &key).await;
+            self.discard_upload(id, &claim.key).await;
             return Err(CoreError::with_detail(
                 ErrorCode::DigestInvalid,
                 format!("content does not match {digest}"),
@@ -151,15 +165,15 @@ impl Registry {
             Ok(()) => {}
             // A retry after a commit whose metadata write was lost.
             Err(StoreError::NotFound) if self.blobs.stat(digest).await? == Some(size) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                self.release(claim).await;
+                return Err(e.into());
+            }
         }
-        self.link_blob(
-            repo,
-            digest,
-            size,
-            Txn::new().expect(&key, Some(&version)).delete(&key),
-        )
-        .await
+        let done = Txn::new()
+            .expect(&claim.key, Some(&claim.version))
+            .delete(&claim.key);
+        self.link_blob(repo, digest, size, done).await
     }
 
     /// `DELETE` on an upload.
@@ -187,7 +201,7 @@ impl Registry {
         }
         let id = uuid::Uuid::new_v4().to_string();
         let mut hash = Sha256State::new();
-        let result = self.write_chunk(&id, 0, &mut hash, body).await;
+        let result = self.write_chunk(&id, 0, &mut hash, body, None).await;
         let size = match result {
             Ok(size) => size,
             Err(e) => {
@@ -263,14 +277,148 @@ impl Registry {
         }
     }
 
+    /// Claims upload `id` for writing, checking that a chunk at `start`
+    /// (when given) begins where the upload ends. Refused with 416 while
+    /// another request holds an unexpired claim.
+    async fn claim(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        start: Option<u64>,
+    ) -> Result<Claim, CoreError> {
+        let (mut session, seen) = self.session(repo, id).await?;
+        let now = now_ms();
+        if session.writer.as_ref().is_some_and(|w| w.expires_ms > now) {
+            return Err(busy());
+        }
+        if let Some(start) = start {
+            if start != session.offset {
+                return Err(CoreError::with_detail(
+                    ErrorCode::BlobUploadRangeInvalid,
+                    format!(
+                        "chunk starts at {start}, upload has {} bytes",
+                        session.offset
+                    ),
+                ));
+            }
+        }
+        session.writer = Some(UploadClaim {
+            token: uuid::Uuid::new_v4().to_string(),
+            expires_ms: now + CLAIM_MS,
+        });
+        let key = keys::upload(id);
+        let version = self
+            .put_session(&key, &seen, &session)
+            .await?
+            .ok_or_else(busy)?;
+        Ok(Claim {
+            id: id.to_owned(),
+            key,
+            session,
+            version,
+            lost: false,
+        })
+    }
+
+    /// Writes `session` at `key` if the key is still at `seen`; returns the
+    /// version written, or `None` when the key changed first.
+    async fn put_session(
+        &self,
+        key: &str,
+        seen: &Versioned,
+        session: &UploadSession,
+    ) -> Result<Option<Versioned>, CoreError> {
+        let value = encode(session);
+        let txn = Txn::new().expect(key, Some(seen)).put(key, value.clone());
+        if !self.kv.commit(txn).await? {
+            return Ok(None);
+        }
+        // The version of this very write, for the next compare-and-swap; a
+        // different value means the session changed again (a cancel).
+        Ok(self.kv.get(key).await?.filter(|v| v.value == value))
+    }
+
+    /// Extends the claim once [`RENEW_AFTER_MS`] of it have passed. Fails,
+    /// marking the claim lost, if another request took the session over.
+    async fn renew(&self, claim: &mut Claim) -> Result<(), CoreError> {
+        let now = now_ms();
+        let expires = claim.session.writer.as_ref().map_or(0, |w| w.expires_ms);
+        if now + CLAIM_MS < expires + RENEW_AFTER_MS {
+            return Ok(());
+        }
+        let mut next = claim.session.clone();
+        if let Some(w) = next.writer.as_mut() {
+            w.expires_ms = now + CLAIM_MS;
+        }
+        match self.put_session(&claim.key, &claim.version, &next).await? {
+            Some(version) => {
+                claim.session = next;
+                claim.version = version;
+                Ok(())
+            }
+            None => {
+                claim.lost = true;
+                Err(self.claim_lost(&claim.key).await)
+            }
+        }
+    }
+
+    /// Gives a claim up, leaving the session as it was before. Best effort:
+    /// a claim that cannot be released expires.
+    async fn release(&self, claim: Claim) {
+        if claim.lost {
+            return;
+        }
+        let mut session = claim.session;
+        session.writer = None;
+        let txn = Txn::new()
+            .expect(&claim.key, Some(&claim.version))
+            .put(&claim.key, encode(&session));
+        if let Err(e) = self.kv.commit(txn).await {
+            tracing::warn!(upload = claim.id, error = %e, "could not release an upload claim");
+        }
+    }
+
+    /// The error for a claimed session that changed under its writer.
+    async fn claim_lost(&self, key: &str) -> CoreError {
+        match self.kv.get(key).await {
+            Ok(None) => CoreError::with_detail(
+                ErrorCode::BlobUploadUnknown,
+                "the upload was cancelled while this request wrote to it",
+            ),
+            _ => CoreError::with_detail(
+                ErrorCode::BlobUploadRangeInvalid,
+                "the upload was taken over by another request",
+            ),
+        }
+    }
+
+    /// Streams `body` into a claimed upload from its offset, hashing as it
+    /// goes and renewing the claim as it goes.
+    async fn write_claimed(
+        &self,
+        claim: &mut Claim,
+        hash: &mut Sha256State,
+        body: ByteStream,
+    ) -> Result<u64, CoreError> {
+        let id = claim.id.clone();
+        let offset = claim.session.offset;
+        self.write_chunk(&id, offset, hash, body, Some(claim)).await
+    }
+
     /// Streams `body` into upload `id` from `offset`, hashing as it goes.
-    /// Returns the bytes written, durable when this returns.
+    /// Returns the bytes written, durable when this returns. With a claim,
+    /// the claim is renewed before each write; on any failure the writes
+    /// already queued are finished before returning, so nothing lands after
+    /// the claim is given up, unless the claim was lost, when they are
+    /// dropped.
     async fn write_chunk(
         &self,
         id: &str,
         offset: u64,
         hash: &mut Sha256State,
         mut body: ByteStream,
+        mut claim: Option<&mut Claim>,
     ) -> Result<u64, CoreError> {
         let mut writer = self
             .blobs
@@ -283,19 +431,39 @@ impl Registry {
                 e => e.into(),
             })?;
         let mut written = 0u64;
+        let mut failure = None;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                CoreError::with_detail(
-                    ErrorCode::BlobUploadInvalid,
-                    format!("reading the request body failed: {e}"),
-                )
-            })?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    failure = Some(CoreError::with_detail(
+                        ErrorCode::BlobUploadInvalid,
+                        format!("reading the request body failed: {e}"),
+                    ));
+                    break;
+                }
+            };
+            if let Some(claim) = claim.as_deref_mut() {
+                // On failure, dropping the writer discards what it queued.
+                self.renew(claim).await?;
+            }
             hash.update(&chunk);
             written += chunk.len() as u64;
-            writer.write(chunk).await?;
+            if let Err(e) = writer.write(chunk).await {
+                failure = Some(e.into());
+                break;
+            }
         }
-        writer.finish().await?;
-        Ok(written)
+        if failure.is_none() {
+            if let Some(claim) = claim {
+                self.renew(claim).await?;
+            }
+        }
+        let finished = writer.finish().await;
+        match failure {
+            Some(e) => Err(e),
+            None => finished.map(|()| written).map_err(CoreError::from),
+        }
     }
 
     async fn discard_upload(&self, id: &str, key: &str) {
@@ -318,6 +486,13 @@ fn check_chunk_len(len: Option<u64>, written: u64) -> Result<(), CoreError> {
         )),
         _ => Ok(()),
     }
+}
+
+fn busy() -> CoreError {
+    CoreError::with_detail(
+        ErrorCode::BlobUploadRangeInvalid,
+        "another request is writing to this upload",
+    )
 }
 
 fn session_hash(session: &UploadSession) -> Result<Sha256State, CoreError> {

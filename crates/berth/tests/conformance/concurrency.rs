@@ -1,0 +1,271 @@
+//! Requests racing on one upload: whatever the interleaving, a blob is
+//! committed only with the bytes its digest names.
+
+use super::util::*;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::Method;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The file holding an upload's bytes: somewhere under the data directory,
+/// named by the upload's id.
+fn find_upload_file(dir: &Path, id: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(p) = find_upload_file(&path, id) {
+                return Some(p);
+            }
+        } else if path.file_name().is_some_and(|n| n == id) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// Waits until the server has written at least `len` bytes of upload `id`
+/// to disk: proof that a request is inside its write.
+async fn wait_for_upload_bytes(dir: &Path, id: &str, len: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let written = find_upload_file(dir, id)
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        if written >= len {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "upload {id} never reached {len} bytes on disk ({written})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn upload_id(location: &str) -> String {
+    let path = location.split('?').next().unwrap_or(location);
+    path.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+/// A body that sends `first`, then waits for `go` before sending `rest`.
+fn held_body(
+    first: Vec<u8>,
+    rest: Vec<u8>,
+    go: tokio::sync::oneshot::Receiver<()>,
+) -> reqwest::Body {
+    let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(first))]);
+    let rest = futures_util::stream::once(async move {
+        let _ = go.await;
+        Ok::<_, std::io::Error>(Bytes::from(rest))
+    });
+    reqwest::Body::wrap_stream(first.chain(rest))
+}
+
+/// Whether a request was accepted with `status`; a refusal must be a 4xx
+/// spec error (or a connection closed on a body the server refused to read).
+fn accepted(r: &Result<Resp, reqwest::Error>, status: u16) -> bool {
+    match r {
+        Ok(r) if r.status.as_u16() == status => true,
+        Ok(r) => {
+            let s = r.status.as_u16();
+            assert!((400..500).contains(&s), "{} {}", r.status, r.text());
+            let code = r.json()["errors"][0]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            r.expect_error(s, &code);
+            false
+        }
+        Err(e) => {
+            assert!(e.is_request() || e.is_body(), "{e}");
+            false
+        }
+    }
+}
+
+/// Two PATCHes of the same range: one is mid-write when the other arrives.
+/// At most one may be accepted, and the blob then holds exactly its bytes.
+#[tokio::test]
+async fn racing_patches_never_corrupt_the_upload() {
+    let reg = Reg::start();
+    let n = 2 * 1024 * 1024;
+    let a = random_bytes(1, n);
+    let b = random_bytes(2, n);
+    let loc = reg.start_upload("race").await;
+    let id = upload_id(&loc);
+    let range = format!("0-{}", n - 1);
+
+    let (go, held) = tokio::sync::oneshot::channel();
+    let slow = reg.try_send(
+        reg.req(Method::PATCH, &loc)
+            .header("Content-Range", &range)
+            .body(held_body(a[..n / 2].to_vec(), a[n / 2..].to_vec(), held)),
+    );
+    let fast = async {
+        wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
+        let r = reg
+            .try_send(
+                reg.req(Method::PATCH, &loc)
+                    .header("Content-Range", &range)
+                    .body(b.clone()),
+            )
+            .await;
+        let _ = go.send(());
+        r
+    };
+    let (ra, rb) = tokio::join!(slow, fast);
+    let winner = match (accepted(&ra, 202), accepted(&rb, 202)) {
+        (true, false) => &a,
+        (false, true) => &b,
+        (true, true) => panic!("both PATCHes of one range were accepted"),
+        (false, false) => panic!("neither PATCH was accepted"),
+    };
+    assert_eq!(reg.upload_range(&loc).await, range);
+    let r = reg
+        .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(winner))))
+        .await;
+    r.expect(201);
+    reg.expect_blob("race", winner).await;
+}
+
+/// A closing PUT with a last chunk racing a PATCH of the same range.
+#[tokio::test]
+async fn a_closing_put_racing_a_patch_never_corrupts_the_blob() {
+    let reg = Reg::start();
+    let n = 2 * 1024 * 1024;
+    let a = random_bytes(3, n);
+    let b = random_bytes(4, n);
+    let loc = reg.start_upload("race").await;
+    let id = upload_id(&loc);
+
+    let (go, held) = tokio::sync::oneshot::channel();
+    let slow = reg.try_send(reg.req(Method::PATCH, &loc).body(held_body(
+        a[..n / 2].to_vec(),
+        a[n / 2..].to_vec(),
+        held,
+    )));
+    let fast = async {
+        wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
+        let r = reg
+            .try_send(
+                reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&b)))
+                    .body(b.clone()),
+            )
+            .await;
+        let _ = go.send(());
+        r
+    };
+    let (ra, rb) = tokio::join!(slow, fast);
+    if accepted(&rb, 201) {
+        assert!(
+            !accepted(&ra, 202),
+            "a PATCH was accepted into a closed upload"
+        );
+        reg.expect_blob("race", &b).await;
+    } else {
+        assert!(accepted(&ra, 202), "neither request was accepted");
+        reg.head(&format!("/v2/race/blobs/{}", sha256(&b)))
+            .await
+            .expect(404);
+        let r = reg
+            .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&a))))
+            .await;
+        r.expect(201);
+        reg.expect_blob("race", &a).await;
+    }
+}
+
+/// While a write is in progress the upload's status stays readable, and
+/// other writers are told to come back (416) without touching it.
+#[tokio::test]
+async fn a_busy_upload_refuses_other_writers_until_the_write_ends() {
+    let reg = Reg::start();
+    let n = 1024 * 1024;
+    let a = random_bytes(5, n);
+    let loc = reg.start_upload("busy").await;
+    let id = upload_id(&loc);
+    let (go, held) = tokio::sync::oneshot::channel();
+    let slow = reg.send(reg.req(Method::PATCH, &loc).body(held_body(
+        a[..n / 2].to_vec(),
+        a[n / 2..].to_vec(),
+        held,
+    )));
+    let probe = async {
+        wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
+        // Status answers during the write, with what was acknowledged.
+        assert_eq!(reg.upload_range(&loc).await, "0-0");
+        let small = reg
+            .send(
+                reg.req(Method::PATCH, &loc)
+                    .header("Content-Range", "0-3")
+                    .body(b"abcd".to_vec()),
+            )
+            .await;
+        small.expect_error(416, "BLOB_UPLOAD_INVALID");
+        let close = reg
+            .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&a))))
+            .await;
+        close.expect_error(416, "BLOB_UPLOAD_INVALID");
+        let _ = go.send(());
+    };
+    let (ra, ()) = tokio::join!(slow, probe);
+    ra.expect(202);
+    let range = format!("0-{}", n - 1);
+    assert_eq!(ra.header("Range"), Some(range.as_str()));
+    // The write is over: the next request proceeds at once.
+    let tail = random_bytes(6, 10);
+    let r = reg
+        .send(
+            reg.req(Method::PATCH, &loc)
+                .header("Content-Range", format!("{n}-{}", n + 9))
+                .body(tail.clone()),
+        )
+        .await;
+    r.expect(202);
+    let mut all = a;
+    all.extend_from_slice(&tail);
+    let r = reg
+        .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&all))))
+        .await;
+    r.expect(201);
+    reg.expect_blob("busy", &all).await;
+}
+
+/// A writer that fails (here: a body shorter than its range) gives the
+/// upload back at once, and what it wrote is not kept.
+#[tokio::test]
+async fn a_failed_write_does_not_block_the_upload() {
+    let reg = Reg::start();
+    let loc = reg.start_upload("failed").await;
+    for _ in 0..3 {
+        // Streamed, so no Content-Length: the short body is found out only
+        // once written.
+        let short =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(vec![7u8; 50]))]);
+        let r = reg
+            .send(
+                reg.req(Method::PATCH, &loc)
+                    .header("Content-Range", "0-99")
+                    .body(reqwest::Body::wrap_stream(short)),
+            )
+            .await;
+        r.expect_error(400, "SIZE_INVALID");
+    }
+    assert_eq!(reg.upload_range(&loc).await, "0-0");
+    let data = random_bytes(7, 100);
+    let r = reg
+        .send(
+            reg.req(Method::PATCH, &loc)
+                .header("Content-Range", "0-99")
+                .body(data.clone()),
+        )
+        .await;
+    r.expect(202);
+    let r = reg
+        .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(b"wrong"))))
+        .await;
+    r.expect_error(400, "DIGEST_INVALID");
+    // A wrong digest ends the upload.
+    reg.get(&loc).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+}
