@@ -128,6 +128,54 @@ async fn foreign_and_non_distributable_layers_need_not_be_pushed() {
 }
 
 #[tokio::test]
+async fn oci_non_distributable_layers_with_urls_need_not_be_pushed() {
+    let reg = Reg::start();
+    let img = Image::oci_with(30, |v| {
+        let nd = random_bytes(31, 256);
+        let mut layer = descriptor(
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            &nd,
+        );
+        layer["urls"] = json!([format!(
+            "https://store.example.com/blobs/sha256/{}",
+            &sha256(&nd)[7..]
+        )]);
+        v["layers"].as_array_mut().expect("layers").push(layer);
+    });
+    img.push(&reg, "nd", "v1").await;
+    reg.expect_manifest("nd", "v1", OCI_MANIFEST, &img.manifest)
+        .await;
+}
+
+/// The same blob may be named twice (an artifact whose config and only
+/// layer are both the empty JSON), and an index may list a child twice.
+#[tokio::test]
+async fn repeated_descriptors_are_fine() {
+    let reg = Reg::start();
+    reg.push_blob("rep", EMPTY_CONFIG).await;
+    let body = to_json(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.thing",
+        "config": descriptor(OCI_EMPTY, EMPTY_CONFIG),
+        "layers": [descriptor(OCI_EMPTY, EMPTY_CONFIG)],
+    }));
+    let d = reg
+        .push_manifest("rep", "artifact", OCI_MANIFEST, &body)
+        .await;
+    reg.expect_manifest("rep", &d, OCI_MANIFEST, &body).await;
+    let index = index_of(
+        OCI_INDEX,
+        &[
+            descriptor(OCI_MANIFEST, &body),
+            descriptor(OCI_MANIFEST, &body),
+        ],
+    );
+    reg.push_manifest("rep", "twice", OCI_INDEX, &index).await;
+    reg.expect_manifest("rep", "twice", OCI_INDEX, &index).await;
+}
+
+#[tokio::test]
 async fn image_without_layers_and_descriptors_with_data() {
     let reg = Reg::start();
     let img = Image::oci_with(10, |v| {

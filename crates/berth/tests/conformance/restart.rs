@@ -4,7 +4,10 @@
 
 use super::util::*;
 use crate::common::Server;
+use bytes::Bytes;
+use futures_util::StreamExt;
 use reqwest::Method;
+use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn an_upload_continues_after_a_crash_and_restart() {
@@ -129,4 +132,119 @@ async fn pushed_content_survives_a_crash() {
     assert_eq!(r.json()["tags"], serde_json::json!(["v1", "x"]));
     let r = reg.get(&format!("/v2/keep/referrers/{}", img.digest)).await;
     assert_eq!(r.json()["manifests"][0]["digest"], art.digest);
+}
+
+/// A crash in the middle of a PATCH: the upload still reports what was
+/// acknowledged, refuses writers only until the dead request's claim on it
+/// expires, and then completes.
+#[tokio::test]
+async fn a_crash_mid_write_leaves_the_upload_usable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = random_bytes(5, 3 * 1024 * 1024);
+    let digest = sha256(&data);
+    let reg = Reg::on(Server::start_in(dir.path(), &[]));
+    let loc = reg.start_upload("midwrite").await;
+    let r = reg
+        .send(
+            reg.req(Method::PATCH, &loc)
+                .body(data[..1024 * 1024].to_vec()),
+        )
+        .await;
+    r.expect(202);
+    let loc = r.must_header("Location").to_owned();
+
+    // A PATCH whose body stops halfway and never ends.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(
+        data[1024 * 1024..2 * 1024 * 1024].to_vec(),
+    ))]);
+    let never = futures_util::stream::once(async move {
+        let _ = stopped.await;
+        Err::<Bytes, _>(std::io::Error::other("cut off"))
+    });
+    // The request owns its client, so the server can be killed under it.
+    let hung = reg
+        .req(Method::PATCH, &loc)
+        .body(reqwest::Body::wrap_stream(first.chain(never)))
+        .send();
+    let dir_path = reg.data_dir().to_owned();
+    let id = loc.rsplit('/').next().unwrap_or_default().to_owned();
+    let crash = async move {
+        // Wait until the server is inside the write: its bytes reach the
+        // disk while the upload still reports the acknowledged megabyte.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while upload_file_len(&dir_path, &id) <= 1024 * 1024 {
+            assert!(
+                Instant::now() < deadline,
+                "the second PATCH never reached the disk"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        reg.into_server().kill();
+        let _ = stop.send(());
+    };
+    let (hung, ()) = tokio::join!(hung, crash);
+    assert!(
+        hung.is_err(),
+        "a PATCH cut off by a crash cannot have succeeded"
+    );
+
+    let reg = Reg::on(Server::start_in(dir.path(), &[]));
+    assert_eq!(reg.upload_range(&loc).await, "0-1048575");
+    // Writers are refused while the dead request's claim lasts, then let
+    // in. The probe is one byte, so the refusal is always readable.
+    let m = 1024 * 1024;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let loc = loop {
+        let r = reg
+            .send(
+                reg.req(Method::PATCH, &loc)
+                    .header("Content-Range", format!("{m}-{m}"))
+                    .body(data[m..=m].to_vec()),
+            )
+            .await;
+        if r.status.as_u16() == 202 {
+            break r.must_header("Location").to_owned();
+        }
+        r.expect_error(416, "BLOB_UPLOAD_INVALID");
+        assert_eq!(reg.upload_range(&loc).await, "0-1048575");
+        assert!(
+            Instant::now() < deadline,
+            "the upload stayed blocked after a crash"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let r = reg
+        .send(
+            reg.req(Method::PATCH, &loc)
+                .body(data[m + 1..2 * m].to_vec()),
+        )
+        .await;
+    r.expect(202);
+    let loc = r.must_header("Location").to_owned();
+    let r = reg
+        .send(
+            reg.req(Method::PUT, &with_query(&loc, "digest", &digest))
+                .body(data[2 * m..].to_vec()),
+        )
+        .await;
+    r.expect(201);
+    reg.expect_blob("midwrite", &data).await;
+}
+
+/// Bytes stored for upload `id`, wherever under `dir` the server keeps them.
+fn upload_file_len(dir: &std::path::Path, id: &str) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut len = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            len = len.max(upload_file_len(&path, id));
+        } else if path.file_name().is_some_and(|n| n == id) {
+            len = len.max(std::fs::metadata(&path).map_or(0, |m| m.len()));
+        }
+    }
+    len
 }
