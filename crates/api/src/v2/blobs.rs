@@ -2,10 +2,10 @@
 //! monolithic `POST ?digest=`, `POST` + `PATCH`* + `PUT`, status, cancel,
 //! and cross-repository mount.
 
-use super::{body_stream, content_length, has_body, header_value, Params};
+use super::{body_stream, content_length, header_value, Params};
 use crate::error::ApiError;
 use crate::AppState;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_core::registry::UploadStatus;
@@ -138,9 +138,9 @@ pub async fn finish(
     })?;
     let digest = parse_digest(digest)?;
     let (start, len) = chunk(headers)?;
-    // A last chunk is there if announced by its length, its range, or a
-    // chunked transfer.
-    let body = (has_body(headers) || len.is_some_and(|l| l > 0)).then(|| body_stream(body));
+    // Whether a last chunk came is the body's to say: over HTTP/2 neither
+    // Content-Length nor Transfer-Encoding need announce it.
+    let body = (!HttpBody::is_end_stream(&body)).then(|| body_stream(body));
     state
         .registry
         .upload_finish(repo, id, &digest, start, len, body)

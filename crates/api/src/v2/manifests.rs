@@ -1,6 +1,6 @@
 //! Manifest endpoints: fetch with `Accept` negotiation, push, delete.
 
-use super::header_value;
+use super::{content_length, header_value};
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use berth_core::Registry;
 use berth_oci::manifest::MAX_MANIFEST_BYTES;
 use berth_oci::{media, ErrorCode, Reference, RepoName};
+use bytes::Bytes;
+use futures_util::StreamExt;
 
 pub async fn get(
     reg: &Registry,
@@ -51,9 +53,7 @@ pub async fn put(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
-        .await
-        .map_err(|_| ApiError::code(ErrorCode::ManifestTooLarge))?;
+    let bytes = read_manifest(headers, body).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -79,4 +79,28 @@ pub async fn put(
 pub async fn delete(reg: &Registry, repo: &RepoName, r: &Reference) -> Result<Response, ApiError> {
     reg.manifest_delete(repo, r).await?;
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// The pushed manifest, refused with 413 once it passes the size limit
+/// (at once when its Content-Length says so). A body that breaks off is a
+/// failed upload, not an oversized one.
+async fn read_manifest(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    if content_length(headers).is_some_and(|n| n > MAX_MANIFEST_BYTES as u64) {
+        return Err(ApiError::code(ErrorCode::ManifestTooLarge));
+    }
+    let mut buf = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::detail(
+                ErrorCode::ManifestInvalid,
+                format!("reading the manifest failed: {e}"),
+            )
+        })?;
+        if buf.len() + chunk.len() > MAX_MANIFEST_BYTES {
+            return Err(ApiError::code(ErrorCode::ManifestTooLarge));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
 }

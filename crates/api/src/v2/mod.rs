@@ -9,15 +9,28 @@ pub mod route;
 
 use crate::error::ApiError;
 use crate::AppState;
-use axum::body::Body;
+use axum::body::{Body, BodyDataStream, HttpBody};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use berth_core::ByteStream;
 use berth_oci::ErrorCode;
-use futures_util::TryStreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use route::{Endpoint, RouteError};
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// At most this much of a body left unread by its handler is read and
+/// discarded before the response goes out, and for at most
+/// [`DRAIN_TIME`]. A client still sending a refused body then reads the
+/// error instead of a reset connection; past these bounds the connection
+/// is closed instead.
+const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 pub type Params = HashMap<String, String>;
 
@@ -28,10 +41,21 @@ pub async fn dispatch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // The handler reads the body through a shared handle, so that whatever
+    // it leaves unread (a request refused early) can be drained below.
+    let (body, rest) = if HttpBody::is_end_stream(&body) {
+        (Body::empty(), None)
+    } else {
+        let shared = SharedBody(Arc::new(Mutex::new(body.into_data_stream())));
+        (Body::from_stream(shared.clone()), Some(shared))
+    };
     let mut resp = match handle(&state, &method, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    if let Some(rest) = rest {
+        rest.drain().await;
+    }
     resp.headers_mut().insert(
         "Docker-Distribution-API-Version",
         HeaderValue::from_static("registry/2.0"),
@@ -106,6 +130,38 @@ fn method_not_allowed(allowed: &[Method]) -> Response {
     resp
 }
 
+/// A request body shared between the handler reading it and [`dispatch`],
+/// which drains what the handler left.
+#[derive(Clone)]
+struct SharedBody(Arc<Mutex<BodyDataStream>>);
+
+impl Stream for SharedBody {
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.0.lock() {
+            Ok(mut inner) => inner.poll_next_unpin(cx),
+            // Poisoned by a panic mid-read: the body is unusable.
+            Err(_) => Poll::Ready(None),
+        }
+    }
+}
+
+impl SharedBody {
+    async fn drain(mut self) {
+        let drain = async {
+            let mut seen = 0u64;
+            while seen <= DRAIN_BYTES {
+                match self.next().await {
+                    Some(Ok(chunk)) => seen += chunk.len() as u64,
+                    _ => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+}
+
 pub(crate) fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -119,15 +175,6 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-}
-
-/// Whether the request carries a body at all: a non-zero length, or a
-/// chunked transfer.
-pub(crate) fn has_body(headers: &HeaderMap) -> bool {
-    match content_length(headers) {
-        Some(n) => n > 0,
-        None => headers.contains_key(header::TRANSFER_ENCODING),
-    }
 }
 
 pub(crate) fn header_value(s: &str) -> HeaderValue {

@@ -421,6 +421,28 @@ async fn manifests_up_to_4_mib_are_accepted_and_larger_ones_are_413() {
         .to_owned();
     r.expect_error(413, &code);
     reg.head("/v2/big/manifests/huge").await.expect(404);
+    // Far over the limit, announced or streamed: still a readable 413.
+    let mut far = large.clone();
+    far.resize(12 * 1024 * 1024, b' ');
+    let r = reg
+        .put_manifest("big", "far", Some(OCI_MANIFEST), &far)
+        .await;
+    r.expect_error(413, &code);
+    let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = far
+        .chunks(100_000)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let r = reg
+        .send(
+            reg.req(Method::PUT, "/v2/big/manifests/far")
+                .header("Content-Type", OCI_MANIFEST)
+                .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                    pieces,
+                ))),
+        )
+        .await;
+    r.expect_error(413, &code);
+    reg.head("/v2/big/manifests/far").await.expect(404);
     // Exactly 4 MiB is accepted.
     let mut at_limit = large;
     at_limit.resize(4 * 1024 * 1024, b' ');
