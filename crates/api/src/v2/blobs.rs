@@ -194,8 +194,8 @@ fn upload_response(
     (code, h).into_response()
 }
 
-/// `Content-Range: <start>-<end>` of a chunk (inclusive end). A `bytes `
-/// or `bytes=` prefix is tolerated.
+/// `Content-Range: <start>-<end>` of a chunk (inclusive end), as the
+/// chunk's start and length. A `bytes ` or `bytes=` prefix is tolerated.
 fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
@@ -213,7 +213,9 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     if end < start {
         return Err(invalid());
     }
-    Ok(Some((start, end)))
+    // Inclusive on both ends; a range of 2^64 bytes has no length.
+    let len = (end - start).checked_add(1).ok_or_else(invalid)?;
+    Ok(Some((start, len)))
 }
 
 /// Where a chunk starts (from `Content-Range`) and how long it is (from
@@ -223,7 +225,7 @@ fn chunk(headers: &HeaderMap) -> Result<(Option<u64>, Option<u64>), ApiError> {
     let range = content_range(headers)?;
     let cl = content_length(headers);
     let len = match range {
-        Some((start, end)) => Some(end + 1 - start),
+        Some((_, range_len)) => Some(range_len),
         None => cl,
     };
     if let (Some(range_len), Some(cl)) = (len, cl) {
@@ -307,10 +309,20 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(content_range(&h).unwrap(), None);
         h.insert(header::CONTENT_RANGE, "0-99".parse().unwrap());
-        assert_eq!(content_range(&h).unwrap(), Some((0, 99)));
+        assert_eq!(content_range(&h).unwrap(), Some((0, 100)));
         h.insert(header::CONTENT_RANGE, "bytes 100-199/*".parse().unwrap());
-        assert_eq!(content_range(&h).unwrap(), Some((100, 199)));
+        assert_eq!(content_range(&h).unwrap(), Some((100, 100)));
         h.insert(header::CONTENT_RANGE, "9-1".parse().unwrap());
         assert!(content_range(&h).is_err());
+        h.insert(
+            header::CONTENT_RANGE,
+            "0-18446744073709551615".parse().unwrap(),
+        );
+        assert!(content_range(&h).is_err());
+        h.insert(
+            header::CONTENT_RANGE,
+            "1-18446744073709551615".parse().unwrap(),
+        );
+        assert_eq!(content_range(&h).unwrap(), Some((1, u64::MAX)));
     }
 }
