@@ -32,14 +32,19 @@ impl IntoResponse for ApiError {
         let e = self.0;
         if let Some(cause) = &e.cause {
             match e.code {
-                ErrorCode::Unavailable => tracing::warn!(code = e.code.code(), %cause, "request failed"),
+                ErrorCode::Unavailable => {
+                    tracing::warn!(code = e.code.code(), %cause, "request failed")
+                }
                 _ => tracing::error!(code = e.code.code(), %cause, "request failed"),
             }
         }
-        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, error_body(e.code, e.detail.as_deref())).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp
     }
 }

@@ -5,30 +5,44 @@
 //! Layout: `v2::route` turns `/v2/...` paths into an `Endpoint`; `v2::*`
 //! handle each endpoint family; `error` renders OCI error bodies.
 
+pub mod auth;
 pub mod error;
+pub mod guard;
+pub mod token;
 pub mod v2;
 
 use axum::routing::get;
 use axum::Router;
+use berth_auth::audit::AuditLog;
 use berth_core::Registry;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub auth: Arc<auth::Auth>,
+    pub audit: AuditLog,
     /// Prefix for `Location` headers (`external_url`); relative when empty.
     pub base_url: Arc<str>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+    let v2 = Router::new()
         .route("/v2", axum::routing::any(v2::dispatch))
         .route("/v2/", axum::routing::any(v2::dispatch))
         .route("/v2/{*rest}", axum::routing::any(v2::dispatch))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/service/token", get(token::get).post(token::post))
+        .merge(v2)
         .with_state(state)
 }
 
@@ -39,5 +53,10 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -167,7 +167,7 @@ impl TokenService {
             .ok_or(TokenError::UnknownKey)?;
         let record: KeyRecord =
             serde_json::from_slice(&v.value).map_err(|_| TokenError::UnknownKey)?;
-        let bytes = unhex(&record.private).ok_or(TokenError::UnknownKey)?;
+        let bytes = berth_oci::digest::unhex(&record.private).ok_or(TokenError::UnknownKey)?;
         SigningKey::from_slice(&bytes).map_err(|_| TokenError::UnknownKey)
     }
 
@@ -255,16 +255,6 @@ impl TokenService {
         }
         Ok(claims)
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -23,6 +23,45 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub metadata: MetadataConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether a system administrator pushing into a missing project
+    /// creates it (private).
+    #[serde(default = "yes")]
+    pub admin_creates_projects: bool,
+    /// Lifetime of issued tokens, in seconds.
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl_secs: u64,
+    /// The `service` of the token challenge and the tokens' audience.
+    #[serde(default = "default_service")]
+    pub service: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            admin_creates_projects: true,
+            token_ttl_secs: default_token_ttl(),
+            service: default_service(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_token_ttl() -> u64 {
+    300
+}
+
+fn default_service() -> String {
+    "berth".to_owned()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -69,6 +108,7 @@ impl Default for Config {
             external_url: None,
             storage: StorageConfig::Default,
             metadata: MetadataConfig::Default,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -145,12 +185,18 @@ mod tests {
             path = "/mnt/cephfs/berth"
             [metadata]
             backend = "embedded"
+            [auth]
+            admin_creates_projects = false
+            token_ttl_secs = 600
+            service = "registry.example.com"
             "#,
         )
         .unwrap();
         assert_eq!(c.blob_path(), PathBuf::from("/mnt/cephfs/berth"));
         assert_eq!(c.metadata_path(), PathBuf::from("/var/lib/berth/meta.redb"));
         assert_eq!(c.base_url(), "https://registry.example.com");
+        assert!(!c.auth.admin_creates_projects);
+        assert_eq!(c.auth.token_ttl_secs, 600);
     }
 
     #[test]

@@ -116,9 +116,37 @@ async fn run(config: Config) -> Result<(), String> {
             config.metadata_path().display()
         )
     })?;
-    let registry = Registry::new(Arc::new(kv), Arc::new(blobs));
+    let kv: Arc<dyn berth_core::Kv> = Arc::new(kv);
+    let registry = Registry::new(kv.clone(), Arc::new(blobs));
+    let directory = berth_auth::Directory::new(kv.clone());
+    let admin_password = std::env::var("BERTH_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    match directory.ensure_admin(admin_password.as_deref()).await {
+        Ok(Some(generated)) => {
+            // Shown once, on the first start; only its argon2id hash is kept.
+            println!("created user admin with password: {generated}");
+            println!("(set BERTH_ADMIN_PASSWORD before the first start to choose it)");
+        }
+        Ok(None) => {}
+        Err(e) => return Err(format!("creating the admin user: {e}")),
+    }
+    let tokens = berth_auth::token::TokenService::new(
+        kv.clone(),
+        "berth",
+        config.auth.service.clone(),
+        config.auth.token_ttl_secs,
+    );
+    let realm = config
+        .external_url
+        .as_ref()
+        .map(|_| format!("{}/service/token", config.base_url()));
+    let auth =
+        berth_api::auth::Auth::new(directory, tokens, realm, config.auth.admin_creates_projects);
     let state = AppState {
         registry,
+        auth: Arc::new(auth),
+        audit: berth_auth::audit::AuditLog::start(kv),
         base_url: config.base_url().into(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -4,18 +4,19 @@
 
 mod common;
 
-use common::{sha256, Server};
+use common::{sha256, Server, ADMIN_PASSWORD};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 
 /// Runs a command, panicking with its output when it fails.
 fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .env("STORAGE_DRIVER", "vfs")
-        .output()
-        .unwrap_or_else(|e| panic!("{program} could not be run ({e}); scripts/test installs it"));
+    run_with(program, args, &[], None)
+}
+
+/// Runs a command with extra environment and standard input.
+fn run_with(program: &str, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> String {
+    let out = try_run(program, args, envs, stdin);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -23,6 +24,34 @@ fn run(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+fn try_run(
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .env("STORAGE_DRIVER", "vfs")
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} could not be run ({e}); scripts/test installs it"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("wait")
 }
 
 /// Deterministic pseudo-random bytes, different per seed.
@@ -133,25 +162,46 @@ fn decompressed_digests(layout: &Path) -> Vec<String> {
 }
 
 #[test]
-fn docker_push_then_pull_gives_the_same_image() {
+fn docker_login_push_then_pull_gives_the_same_image() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
+    // A private Docker client configuration, so credentials stay in the test.
+    let config = tmp.path().join("docker-config");
+    std::fs::create_dir_all(&config).unwrap();
+    let env = [("DOCKER_CONFIG", config.to_str().unwrap())];
+    let docker = |args: &[&str]| run_with("docker", args, &env, None);
+
     let image = format!("{}/clients/docker-app:v1", server.addr);
     let tar = rootfs_tar(tmp.path(), 1);
-    run("docker", &["import", tar.to_str().unwrap(), &image]);
-    let id = run(
+    docker(&["import", tar.to_str().unwrap(), &image]);
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &image]);
+
+    let denied = try_run("docker", &["push", &image], &env, None);
+    assert!(!denied.status.success(), "an anonymous push was accepted");
+    let wrong = try_run(
         "docker",
-        &["image", "inspect", "--format", "{{.Id}}", &image],
+        &["login", "-u", "admin", "--password-stdin", &server.addr],
+        &env,
+        Some("wrong-password"),
     );
-    let pushed = run("docker", &["push", &image]);
-    run("docker", &["rmi", &image]);
-    let pulled = run("docker", &["pull", &image]);
+    assert!(
+        !wrong.status.success(),
+        "docker login accepted a wrong password"
+    );
+    let login = run_with(
+        "docker",
+        &["login", "-u", "admin", "--password-stdin", &server.addr],
+        &env,
+        Some(ADMIN_PASSWORD),
+    );
+    assert!(login.contains("Login Succeeded"), "{login}");
+
+    let pushed = docker(&["push", &image]);
+    docker(&["rmi", &image]);
+    let pulled = docker(&["pull", &image]);
     assert!(pulled.contains("Downloaded newer image"), "{pulled}");
     assert_eq!(
-        run(
-            "docker",
-            &["image", "inspect", "--format", "{{.Id}}", &image]
-        ),
+        docker(&["image", "inspect", "--format", "{{.Id}}", &image]),
         id
     );
     // The digest docker reported is the one the registry serves for the tag.
@@ -159,35 +209,61 @@ fn docker_push_then_pull_gives_the_same_image() {
         .split_whitespace()
         .find(|w| w.starts_with("sha256:"))
         .expect("push reports a digest");
-    let repo_digests = run(
-        "docker",
-        &[
-            "image",
-            "inspect",
-            "--format",
-            "{{json .RepoDigests}}",
-            &image,
-        ],
-    );
+    let repo_digests = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &image,
+    ]);
     assert!(
         repo_digests.contains(digest),
         "{repo_digests} lacks {digest}"
     );
-    run("docker", &["rmi", &image]);
+    docker(&["rmi", &image]);
+    docker(&["logout", &server.addr]);
+    // The project was created private: after logout the pull is refused.
+    let anonymous = try_run("docker", &["pull", &image], &env, None);
+    assert!(
+        !anonymous.status.success(),
+        "anonymous pull of a private project"
+    );
 }
 
 #[test]
 fn skopeo_copies_images_and_indexes_both_ways() {
     let server = Server::start();
+    let creds = format!("admin:{ADMIN_PASSWORD}");
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let layers = oci_layout(&src, "v1", 10, &["amd64", "arm64"]);
     let dest = format!("docker://{}/clients/skopeo/multi:v1", server.addr);
+    let tls = "--tls-verify=false";
+    let (src_tls, dest_tls) = ("--src-tls-verify=false", "--dest-tls-verify=false");
+    let bad = try_run(
+        "skopeo",
+        &[
+            "copy",
+            dest_tls,
+            "--dest-creds",
+            "admin:wrong-password",
+            &format!("oci:{}:v1", src.display()),
+            &dest,
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        !bad.status.success(),
+        "a push with wrong credentials was accepted"
+    );
     run(
         "skopeo",
         &[
             "copy",
-            "--dest-tls-verify=false",
+            dest_tls,
+            "--dest-creds",
+            &creds,
             "--multi-arch",
             "all",
             &format!("oci:{}:v1", src.display()),
@@ -200,15 +276,22 @@ fn skopeo_copies_images_and_indexes_both_ways() {
         "skopeo",
         &[
             "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
+            src_tls,
+            dest_tls,
+            "--src-creds",
+            &creds,
+            "--dest-creds",
+            &creds,
             "--format",
             "v2s2",
             &dest,
             &v2s2,
         ],
     );
-    let raw = run("skopeo", &["inspect", "--raw", "--tls-verify=false", &v2s2]);
+    let raw = run(
+        "skopeo",
+        &["inspect", "--raw", tls, "--creds", &creds, &v2s2],
+    );
     assert!(
         raw.contains("application/vnd.docker.distribution.manifest.v2+json"),
         "{raw}"
@@ -219,7 +302,9 @@ fn skopeo_copies_images_and_indexes_both_ways() {
         "skopeo",
         &[
             "copy",
-            "--src-tls-verify=false",
+            src_tls,
+            "--src-creds",
+            &creds,
             "--multi-arch",
             "all",
             &dest,
@@ -239,43 +324,67 @@ fn skopeo_copies_images_and_indexes_both_ways() {
         "skopeo",
         &[
             "list-tags",
-            "--tls-verify=false",
+            tls,
+            "--creds",
+            &creds,
             &format!("docker://{}/clients/skopeo/multi", server.addr),
         ],
     );
     assert!(tags.contains("\"v1\""), "{tags}");
 
-    run("skopeo", &["delete", "--tls-verify=false", &v2s2]);
-    let gone = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", &v2s2])
-        .output()
-        .unwrap();
+    run("skopeo", &["delete", tls, "--creds", &creds, &v2s2]);
+    let gone = try_run(
+        "skopeo",
+        &["inspect", "--raw", tls, "--creds", &creds, &v2s2],
+        &[],
+        None,
+    );
     assert!(!gone.status.success(), "deleted manifest is still served");
 }
 
 #[test]
-fn podman_push_then_pull_gives_the_same_image() {
+fn podman_login_push_then_pull_gives_the_same_image() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
     let tar = rootfs_tar(tmp.path(), 20);
     let root = tmp.path().join("storage");
     let runroot = tmp.path().join("run");
+    let authfile = tmp.path().join("auth.json");
+    let env = [("REGISTRY_AUTH_FILE", authfile.to_str().unwrap())];
+    let base = [
+        "--root",
+        root.to_str().unwrap(),
+        "--runroot",
+        runroot.to_str().unwrap(),
+        "--storage-driver",
+        "vfs",
+    ];
     let podman = |args: &[&str]| {
-        let mut all = vec![
-            "--root",
-            root.to_str().unwrap(),
-            "--runroot",
-            runroot.to_str().unwrap(),
-            "--storage-driver",
-            "vfs",
-        ];
-        all.extend_from_slice(args);
-        run("podman", &all)
+        let all: Vec<&str> = base.iter().copied().chain(args.iter().copied()).collect();
+        run_with("podman", &all, &env, None)
     };
     let image = format!("{}/clients/podman/app:v1", server.addr);
     let id = podman(&["import", tar.to_str().unwrap(), &image])
         .trim()
         .to_owned();
+    let login: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain([
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "admin",
+            "--password-stdin",
+            &server.addr,
+        ])
+        .collect();
+    let wrong = try_run("podman", &login, &env, Some("wrong-password"));
+    assert!(
+        !wrong.status.success(),
+        "podman login accepted a wrong password"
+    );
+    run_with("podman", &login, &env, Some(ADMIN_PASSWORD));
     podman(&["push", "--tls-verify=false", &image]);
     podman(&["rmi", "-a", "-f"]);
     assert_eq!(podman(&["images", "-q"]).trim(), "");
@@ -290,6 +399,7 @@ fn podman_push_then_pull_gives_the_same_image() {
 #[test]
 fn buildah_builds_pushes_and_pushes_a_manifest_list() {
     let server = Server::start();
+    let creds = format!("admin:{ADMIN_PASSWORD}");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("storage");
     let runroot = tmp.path().join("run");
@@ -319,31 +429,40 @@ fn buildah_builds_pushes_and_pushes_a_manifest_list() {
     ]);
     buildah(&["commit", &c, "built"]);
     let image = format!("docker://{}/clients/buildah/deep/name:v1", server.addr);
-    buildah(&["push", "--tls-verify=false", "built", &image]);
+    buildah(&[
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        "built",
+        &image,
+    ]);
     buildah(&["manifest", "create", "list"]);
-    buildah(&["manifest", "add", "--tls-verify=false", "list", &image]);
+    buildah(&[
+        "manifest",
+        "add",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        "list",
+        &image,
+    ]);
     let list = format!("docker://{}/clients/buildah/list:v1", server.addr);
     buildah(&[
         "manifest",
         "push",
         "--all",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "list",
         &list,
     ]);
     buildah(&["rm", "-a"]);
     buildah(&["rmi", "-a", "-f"]);
-    buildah(&[
-        "pull",
-        "--tls-verify=false",
-        &format!("{}/clients/buildah/list:v1", server.addr),
-    ]);
-    let inspect = buildah(&[
-        "inspect",
-        "--type",
-        "image",
-        &format!("{}/clients/buildah/list:v1", server.addr),
-    ]);
+    let pulled = format!("{}/clients/buildah/list:v1", server.addr);
+    buildah(&["pull", "--tls-verify=false", "--creds", &creds, &pulled]);
+    let inspect = buildah(&["inspect", "--type", "image", &pulled]);
     assert!(
         inspect.contains("GREETING=hello"),
         "config lost in the round trip"

@@ -14,7 +14,7 @@ use serde_json::json;
 use std::time::Duration;
 
 fn client() -> reqwest::Client {
-    reqwest::Client::new()
+    common::admin_client()
 }
 
 fn noise(seed: u64, len: usize) -> Vec<u8> {
@@ -37,12 +37,20 @@ struct Image {
     blobs: Vec<Vec<u8>>,
 }
 
-async fn push_blob(c: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> reqwest::Result<reqwest::Response> {
-    c.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={}", sha256(data)))
-        .header("Content-Type", "application/octet-stream")
-        .body(data.to_vec())
-        .send()
-        .await
+async fn push_blob(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    data: &[u8],
+) -> reqwest::Result<reqwest::Response> {
+    c.post(format!(
+        "{base}/v2/{repo}/blobs/uploads/?digest={}",
+        sha256(data)
+    ))
+    .header("Content-Type", "application/octet-stream")
+    .body(data.to_vec())
+    .send()
+    .await
 }
 
 /// Pushes a whole image; `Ok(true)` once the manifest PUT was acknowledged.
@@ -62,8 +70,12 @@ async fn push_image(c: &reqwest::Client, base: &str, img: &Image) -> reqwest::Re
 }
 
 fn make_image(seed: u64, repo: &str, tag: &str) -> Image {
-    let config = json!({"architecture": "amd64", "os": "linux", "seed": seed}).to_string().into_bytes();
-    let layers: Vec<Vec<u8>> = (0..3).map(|i| noise(seed * 10 + i, 300_000 + i as usize * 1000)).collect();
+    let config = json!({"architecture": "amd64", "os": "linux", "seed": seed})
+        .to_string()
+        .into_bytes();
+    let layers: Vec<Vec<u8>> = (0..3)
+        .map(|i| noise(seed * 10 + i, 300_000 + i as usize * 1000))
+        .collect();
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -96,11 +108,13 @@ async fn get_bytes(c: &reqwest::Client, url: String) -> (u16, Vec<u8>) {
 }
 
 async fn assert_pulls_identical(c: &reqwest::Client, base: &str, img: &Image) {
-    let (status, body) = get_bytes(c, format!("{base}/v2/{}/manifests/{}", img.repo, img.tag)).await;
+    let (status, body) =
+        get_bytes(c, format!("{base}/v2/{}/manifests/{}", img.repo, img.tag)).await;
     assert_eq!(status, 200, "{}:{} lost", img.repo, img.tag);
     assert_eq!(body, img.manifest);
     for b in &img.blobs {
-        let (status, body) = get_bytes(c, format!("{base}/v2/{}/blobs/{}", img.repo, sha256(b))).await;
+        let (status, body) =
+            get_bytes(c, format!("{base}/v2/{}/blobs/{}", img.repo, sha256(b))).await;
         assert_eq!(status, 200);
         assert!(body == *b, "blob {} of {} differs", sha256(b), img.repo);
     }
@@ -114,18 +128,28 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
     let c = client();
 
     // Images fully pushed before any trouble.
-    let before: Vec<Image> = (0..3).map(|i| make_image(i, "crash/before", &format!("v{i}"))).collect();
+    let before: Vec<Image> = (0..3)
+        .map(|i| make_image(i, "crash/before", &format!("v{i}")))
+        .collect();
     for img in &before {
         assert!(push_image(&c, &base, img).await.unwrap());
     }
 
     // A chunked upload with two acknowledged chunks.
     let chunked = noise(999, 3 * 1024 * 1024);
-    let resp = c.post(format!("{base}/v2/crash/chunked/blobs/uploads/")).send().await.unwrap();
+    let resp = c
+        .post(format!("{base}/v2/crash/chunked/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 202);
     let mut location = resp.headers()["location"].to_str().unwrap().to_owned();
     for part in chunked[..2 * 1024 * 1024].chunks(1024 * 1024) {
-        let start = if location.contains("://") { String::new() } else { base.clone() };
+        let start = if location.contains("://") {
+            String::new()
+        } else {
+            base.clone()
+        };
         let resp = c
             .patch(format!("{start}{location}"))
             .header("Content-Type", "application/octet-stream")
@@ -144,14 +168,25 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
     let body = reqwest::Body::wrap_stream(tokio_stream(rx));
     let stalled = tokio::spawn({
         let c = c.clone();
-        let url = format!("{base}/v2/crash/stalled/blobs/uploads/?digest={}", sha256(&stalled_blob));
+        let url = format!(
+            "{base}/v2/crash/stalled/blobs/uploads/?digest={}",
+            sha256(&stalled_blob)
+        );
         async move { c.post(url).body(body).send().await }
     });
-    tx.send(Ok(Bytes::copy_from_slice(&stalled_blob[..2 * 1024 * 1024]))).await.unwrap();
+    tx.send(Ok(Bytes::copy_from_slice(&stalled_blob[..2 * 1024 * 1024])))
+        .await
+        .unwrap();
 
     let half_manifest = make_image(77, "crash/stalledmanifest", "v1");
     for b in &half_manifest.blobs {
-        assert_eq!(push_blob(&c, &base, &half_manifest.repo, b).await.unwrap().status(), 201);
+        assert_eq!(
+            push_blob(&c, &base, &half_manifest.repo, b)
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
     }
     let (mtx, mrx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let stalled_manifest = tokio::spawn({
@@ -167,7 +202,9 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
         }
     });
     let cut = half_manifest.manifest.len() / 2;
-    mtx.send(Ok(Bytes::copy_from_slice(&half_manifest.manifest[..cut]))).await.unwrap();
+    mtx.send(Ok(Bytes::copy_from_slice(&half_manifest.manifest[..cut])))
+        .await
+        .unwrap();
 
     // Writers pushing images as fast as they can while the kill happens.
     let mut writers = Vec::new();
@@ -178,7 +215,11 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
             let mut acked = Vec::new();
             let mut attempted = Vec::new();
             for i in 0.. {
-                let img = make_image(1000 + w * 1000 + i, &format!("crash/writer{w}"), &format!("t{i}"));
+                let img = make_image(
+                    1000 + w * 1000 + i,
+                    &format!("crash/writer{w}"),
+                    &format!("t{i}"),
+                );
                 match push_image(&c, &base, &img).await {
                     Ok(true) => acked.push(img),
                     _ => {
@@ -194,8 +235,14 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
     let _data_guard = server.kill();
     drop(tx);
     drop(mtx);
-    assert!(stalled.await.unwrap().is_err(), "the stalled blob push cannot have succeeded");
-    assert!(stalled_manifest.await.unwrap().is_err(), "the stalled manifest push cannot have succeeded");
+    assert!(
+        stalled.await.unwrap().is_err(),
+        "the stalled blob push cannot have succeeded"
+    );
+    assert!(
+        stalled_manifest.await.unwrap().is_err(),
+        "the stalled manifest push cannot have succeeded"
+    );
     let mut acked = Vec::new();
     let mut attempted = Vec::new();
     for w in writers {
@@ -203,8 +250,15 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
         acked.extend(a);
         attempted.extend(t);
     }
-    assert!(!acked.is_empty(), "no push completed before the kill; the test proves nothing");
-    println!("{} images acknowledged before the kill, {} cut off by it", acked.len(), attempted.len());
+    assert!(
+        !acked.is_empty(),
+        "no push completed before the kill; the test proves nothing"
+    );
+    println!(
+        "{} images acknowledged before the kill, {} cut off by it",
+        acked.len(),
+        attempted.len()
+    );
 
     let server = Server::start_in(&data, &[]);
     let base = server.url("");
@@ -213,7 +267,8 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
     }
     // A push cut off by the kill is either complete or entirely absent.
     for img in &attempted {
-        let (status, body) = get_bytes(&c, format!("{base}/v2/{}/manifests/{}", img.repo, img.tag)).await;
+        let (status, body) =
+            get_bytes(&c, format!("{base}/v2/{}/manifests/{}", img.repo, img.tag)).await;
         match status {
             404 => {}
             200 => {
@@ -224,7 +279,10 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
         }
     }
     let head = c
-        .head(format!("{base}/v2/crash/stalled/blobs/{}", sha256(&stalled_blob)))
+        .head(format!(
+            "{base}/v2/crash/stalled/blobs/{}",
+            sha256(&stalled_blob)
+        ))
         .send()
         .await
         .unwrap();
@@ -233,10 +291,17 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
     assert_eq!(status, 404, "a half-received manifest became visible");
 
     // The chunked upload continues where its last acknowledged chunk ended.
-    let start = if location.contains("://") { String::new() } else { base.clone() };
+    let start = if location.contains("://") {
+        String::new()
+    } else {
+        base.clone()
+    };
     let status = c.get(format!("{start}{location}")).send().await.unwrap();
     assert_eq!(status.status(), 204);
-    assert_eq!(status.headers()["range"], format!("0-{}", 2 * 1024 * 1024 - 1));
+    assert_eq!(
+        status.headers()["range"],
+        format!("0-{}", 2 * 1024 * 1024 - 1)
+    );
     let sep = if location.contains('?') { '&' } else { '?' };
     let resp = c
         .put(format!("{start}{location}{sep}digest={}", sha256(&chunked)))
@@ -246,7 +311,11 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    let (status, body) = get_bytes(&c, format!("{base}/v2/crash/chunked/blobs/{}", sha256(&chunked))).await;
+    let (status, body) = get_bytes(
+        &c,
+        format!("{base}/v2/crash/chunked/blobs/{}", sha256(&chunked)),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body == chunked);
 }
@@ -281,11 +350,22 @@ async fn two_gib_blob_push_and_pull_keep_server_memory_under_100_mib() {
         format!("sha256:{}", berth_oci::digest::hex(&h.finalize()))
     };
 
-    let resp = c.post(format!("{base}/v2/big/blob/blobs/uploads/")).send().await.unwrap();
+    let resp = c
+        .post(format!("{base}/v2/big/blob/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 202);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
-    let body = reqwest::Body::wrap_stream(futures_util::stream::iter((0..CHUNKS).map(move |i| Ok::<_, std::io::Error>(chunk(i)))));
-    let resp = c.patch(format!("{base}{location}")).body(body).send().await.unwrap();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(
+        (0..CHUNKS).map(move |i| Ok::<_, std::io::Error>(chunk(i))),
+    ));
+    let resp = c
+        .patch(format!("{base}{location}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 202);
     assert_eq!(resp.headers()["range"], format!("0-{}", CHUNK * CHUNKS - 1));
     let resp = c
@@ -296,7 +376,11 @@ async fn two_gib_blob_push_and_pull_keep_server_memory_under_100_mib() {
     assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
     let after_push = server.peak_rss_kib();
 
-    let resp = c.get(format!("{base}/v2/big/blob/blobs/{digest}")).send().await.unwrap();
+    let resp = c
+        .get(format!("{base}/v2/big/blob/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let mut stream = resp.bytes_stream();
     let mut h = <sha2::Sha256 as sha2::Digest>::new();
@@ -307,8 +391,17 @@ async fn two_gib_blob_push_and_pull_keep_server_memory_under_100_mib() {
         sha2::Digest::update(&mut h, &part);
     }
     assert_eq!(total, CHUNK * CHUNKS);
-    assert_eq!(format!("sha256:{}", berth_oci::digest::hex(&sha2::Digest::finalize(h))), digest);
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            berth_oci::digest::hex(&sha2::Digest::finalize(h))
+        ),
+        digest
+    );
     let peak = server.peak_rss_kib();
     println!("peak server RSS: {after_push} KiB after the 2 GiB push, {peak} KiB after the pull");
-    assert!(peak < 100 * 1024, "server peak RSS {peak} KiB exceeds 100 MiB");
+    assert!(
+        peak < 100 * 1024,
+        "server peak RSS {peak} KiB exceeds 100 MiB"
+    );
 }

@@ -127,7 +127,8 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// Lowercase or uppercase hex to bytes; `None` for anything else.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

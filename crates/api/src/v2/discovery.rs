@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use berth_core::registry::Page;
 use berth_core::Registry;
 use berth_oci::{media, Digest, ErrorCode, RepoName};
+use std::collections::HashMap;
 
 pub async fn tags(
     state: &AppState,
@@ -27,12 +28,69 @@ pub async fn tags(
     ))
 }
 
-pub async fn catalog(state: &AppState, params: &Params) -> Result<Response, ApiError> {
+/// The catalog lists only repositories the caller may pull.
+pub async fn catalog(
+    state: &AppState,
+    caller: Option<&crate::auth::Caller>,
+    params: &Params,
+) -> Result<Response, ApiError> {
     let n = page_size(params)?;
     let last = params.get("last").map(String::as_str);
-    let page = state.registry.catalog(n, last).await?;
+    let page = match caller {
+        Some(c) if !c.principal.is_admin() => visible_catalog(state, c, n, last).await?,
+        _ => state.registry.catalog(n, last).await?,
+    };
     let body = serde_json::json!({"repositories": page.items});
     Ok(paged(state, "/v2/_catalog", n, &page, body))
+}
+
+/// Pages through the catalog keeping the repositories whose project the
+/// caller may pull, deciding once per project.
+async fn visible_catalog(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    n: Option<usize>,
+    last: Option<&str>,
+) -> Result<Page, ApiError> {
+    const CHUNK: usize = 500;
+    let want = n.unwrap_or(usize::MAX);
+    let mut items = Vec::new();
+    let mut cursor = last.map(str::to_owned);
+    let mut decided: HashMap<String, bool> = HashMap::new();
+    if want == 0 {
+        return Ok(Page { items, more: false });
+    }
+    loop {
+        let page = state
+            .registry
+            .catalog(Some(CHUNK), cursor.as_deref())
+            .await?;
+        for name in &page.items {
+            cursor = Some(name.clone());
+            let project = name.split('/').next().unwrap_or(name).to_owned();
+            let visible = match decided.get(&project) {
+                Some(v) => *v,
+                None => {
+                    let v = state
+                        .auth
+                        .permitted(&caller.principal, &project)
+                        .await?
+                        .pull;
+                    decided.insert(project, v);
+                    v
+                }
+            };
+            if visible {
+                if items.len() == want {
+                    return Ok(Page { items, more: true });
+                }
+                items.push(name.clone());
+            }
+        }
+        if !page.more {
+            return Ok(Page { items, more: false });
+        }
+    }
 }
 
 pub async fn referrers(

@@ -36,6 +36,7 @@ pub type Params = HashMap<String, String>;
 
 pub async fn dispatch(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -49,7 +50,8 @@ pub async fn dispatch(
         let shared = SharedBody(Arc::new(Mutex::new(body.into_data_stream())));
         (Body::from_stream(shared.clone()), Some(shared))
     };
-    let mut resp = match handle(&state, &method, &uri, &headers, body).await {
+    let caller = caller.map(|c| c.0);
+    let mut resp = match handle(&state, caller.as_ref(), &method, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -65,6 +67,7 @@ pub async fn dispatch(
 
 async fn handle(
     state: &AppState,
+    caller: Option<&crate::auth::Caller>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -88,7 +91,7 @@ async fn handle(
     let m = if head { Method::GET } else { method.clone() };
     match (endpoint, m) {
         (Endpoint::Base, Method::GET) => Ok(json_response("{}".to_owned())),
-        (Endpoint::Catalog, Method::GET) => discovery::catalog(state, &params).await,
+        (Endpoint::Catalog, Method::GET) => discovery::catalog(state, caller, &params).await,
         (Endpoint::Tags(repo), Method::GET) => discovery::tags(state, &repo, &params).await,
         (Endpoint::Referrers(repo, d), Method::GET) => {
             discovery::referrers(reg, &repo, &d, &params).await

@@ -7,6 +7,32 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// The system administrator's password in every test server.
+pub const ADMIN_PASSWORD: &str = "berth-test-admin";
+
+/// A Basic `Authorization` header value for `user`.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// An HTTP client that sends the administrator's credentials.
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        basic("admin", ADMIN_PASSWORD).parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
 pub struct Server {
     child: Child,
     pub addr: String,
@@ -31,6 +57,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
+            .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env(
                 "BERTH_LOG",
                 std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()),
@@ -42,7 +69,12 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        reader.read_line(&mut line).expect("read berth output");
+        while !line.contains("listening on") {
+            line.clear();
+            if reader.read_line(&mut line).expect("read berth output") == 0 {
+                panic!("berth exited before listening");
+            }
+        }
         // Keep draining so that later output never hits a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let addr = line

@@ -52,8 +52,16 @@ impl Reg {
     }
 
     pub fn on(server: Server) -> Reg {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            crate::common::basic("admin", crate::common::ADMIN_PASSWORD)
+                .parse()
+                .expect("header"),
+        );
         let http = reqwest::Client::builder()
             .no_proxy()
+            .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(60))
             .build()
