@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod directory;
+pub mod ldap;
 pub mod model;
 pub mod password;
 pub mod ratelimit;
