@@ -17,7 +17,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const ACTIVE_KEY: &str = "authkey-active";
-const LEEWAY_SECS: u64 = 30;
+/// Default tolerance for clocks of nodes that differ a little.
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 
 /// One `access` entry of the claims: what the token lets its bearer do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +90,8 @@ pub struct TokenService {
     pub issuer: String,
     pub service: String,
     pub ttl_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u64,
     signing: RwLock<Option<(String, SigningKey)>>,
     verifying: RwLock<HashMap<String, VerifyingKey>>,
 }
@@ -118,6 +121,7 @@ impl TokenService {
             issuer: issuer.into(),
             service: service.into(),
             ttl_secs,
+            leeway_secs: DEFAULT_LEEWAY_SECS,
             signing: RwLock::new(None),
             verifying: RwLock::new(HashMap::new()),
         }
@@ -201,7 +205,7 @@ impl TokenService {
             sub: subject.to_owned(),
             aud: self.service.clone(),
             exp: t + self.ttl_secs,
-            nbf: t.saturating_sub(LEEWAY_SECS),
+            nbf: t.saturating_sub(self.leeway_secs),
             iat: t,
             jti: crate::secret::generate(),
             access,
@@ -247,7 +251,7 @@ impl TokenService {
             serde_json::from_slice(&B64.decode(c).map_err(|_| TokenError::Malformed)?)
                 .map_err(|_| TokenError::Malformed)?;
         let t = now();
-        if claims.exp + LEEWAY_SECS < t || claims.nbf > t + LEEWAY_SECS {
+        if claims.exp + self.leeway_secs < t || claims.nbf > t + self.leeway_secs {
             return Err(TokenError::Expired);
         }
         if claims.aud != self.service || claims.iss != self.issuer {

@@ -40,6 +40,10 @@ pub struct AuthConfig {
     /// The `service` of the token challenge and the tokens' audience.
     #[serde(default = "default_service")]
     pub service: String,
+    /// Clock difference between nodes tolerated when checking a token's
+    /// validity period, in seconds.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -48,8 +52,13 @@ impl Default for AuthConfig {
             admin_creates_projects: true,
             token_ttl_secs: default_token_ttl(),
             service: default_service(),
+            clock_skew_secs: default_clock_skew(),
         }
     }
+}
+
+fn default_clock_skew() -> u64 {
+    berth_auth::token::DEFAULT_LEEWAY_SECS
 }
 
 fn yes() -> bool {

@@ -131,12 +131,13 @@ async fn run(config: Config) -> Result<(), String> {
         Ok(None) => {}
         Err(e) => return Err(format!("creating the admin user: {e}")),
     }
-    let tokens = berth_auth::token::TokenService::new(
+    let mut tokens = berth_auth::token::TokenService::new(
         kv.clone(),
         "berth",
         config.auth.service.clone(),
         config.auth.token_ttl_secs,
     );
+    tokens.leeway_secs = config.auth.clock_skew_secs;
     let realm = config
         .external_url
         .as_ref()
