@@ -50,20 +50,47 @@ impl Server {
         s
     }
 
+    /// A fresh server with a configuration file, logging at debug level
+    /// into `<data>/berth.log` (see [`Server::log`]).
+    pub fn start_with_config(toml: &str) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let config = tmp.path().join("berth.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let log = std::fs::File::create(tmp.path().join("berth.log")).expect("log file");
+        let mut s = Server::spawn(
+            &data,
+            &["--config", config.to_str().expect("utf-8 path")],
+            Stdio::from(log),
+            "debug",
+        );
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Everything the server logged, for servers from
+    /// [`Server::start_with_config`].
+    pub fn log(&self) -> String {
+        let dir = self._tmp.as_ref().expect("a logging server").path();
+        std::fs::read_to_string(dir.join("berth.log")).expect("read log")
+    }
+
     /// A server on an existing data directory (to test restarts), with
     /// extra command-line arguments.
     pub fn start_in(data: &Path, extra: &[&str]) -> Server {
+        let level = std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into());
+        Server::spawn(data, extra, Stdio::inherit(), &level)
+    }
+
+    fn spawn(data: &Path, extra: &[&str], stderr: Stdio, level: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env(
-                "BERTH_LOG",
-                std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("BERTH_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn berth");
         let stdout = child.stdout.take().expect("stdout");

@@ -1,0 +1,433 @@
+//! Every deny path of authentication and authorization, against the real
+//! binary: each answers the right status and challenge, and leaks nothing.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use common::{basic, sha256, Server, ADMIN_PASSWORD};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn token(server: &Server, auth: Option<(&str, &str)>, scopes: &[&str]) -> String {
+    let mut url = format!("{}?service=berth", server.url("/service/token"));
+    for s in scopes {
+        url.push_str(&format!("&scope={s}"));
+    }
+    let mut req = http().get(url);
+    if let Some((u, p)) = auth {
+        req = req.header("Authorization", basic(u, p));
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token"], body["access_token"]);
+    assert!(body["expires_in"].as_u64().unwrap() > 0);
+    body["token"].as_str().unwrap().to_owned()
+}
+
+fn claims_of(token: &str) -> Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&B64.decode(part).unwrap()).unwrap()
+}
+
+/// Pushes a one-layer image as admin (which creates the project, private).
+async fn push_image(server: &Server, repo: &str, tag: &str) -> String {
+    let c = common::admin_client();
+    let layer = format!("layer of {repo}").into_bytes();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    for blob in [&layer, &config] {
+        let r = c
+            .post(server.url(&format!(
+                "/v2/{repo}/blobs/uploads/?digest={}",
+                sha256(blob)
+            )))
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
+    })
+    .to_string();
+    let r = c
+        .put(server.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    manifest
+}
+
+fn challenge(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("www-authenticate")
+        .expect("a Bearer challenge")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn assert_unauthorized(resp: reqwest::Response) -> String {
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let c = challenge(&resp);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
+    c
+}
+
+#[tokio::test]
+async fn no_credentials_get_a_bearer_challenge_naming_the_scope() {
+    let server = Server::start();
+    push_image(&server, "private/app", "v1").await;
+    let c = assert_unauthorized(http().get(server.url("/v2/")).send().await.unwrap()).await;
+    assert_eq!(
+        c,
+        format!(
+            "Bearer realm=\"http://{}/service/token\",service=\"berth\"",
+            server.addr
+        )
+    );
+    let c = assert_unauthorized(
+        http()
+            .get(server.url("/v2/private/app/manifests/v1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(c.contains("scope=\"repository:private/app:pull\""), "{c}");
+    let c = assert_unauthorized(
+        http()
+            .post(server.url("/v2/private/app/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        c.contains("scope=\"repository:private/app:pull,push\""),
+        "{c}"
+    );
+    let c = assert_unauthorized(http().get(server.url("/v2/_catalog")).send().await.unwrap()).await;
+    assert!(c.contains("scope=\"registry:catalog:*\""), "{c}");
+}
+
+#[tokio::test]
+async fn anonymous_token_grants_nothing_on_a_private_project() {
+    let server = Server::start();
+    push_image(&server, "private/app", "v1").await;
+    let t = token(&server, None, &["repository:private/app:pull"]).await;
+    assert_eq!(
+        claims_of(&t)["access"],
+        json!([]),
+        "anonymous got access to a private project"
+    );
+    let resp = http()
+        .get(server.url("/v2/private/app/manifests/v1"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    let c = assert_unauthorized(resp).await;
+    assert!(c.contains("error=\"insufficient_scope\""), "{c}");
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_alike_for_known_and_unknown_users() {
+    let server = Server::start();
+    let v2 = |user: &str, pass: &str| {
+        http()
+            .get(server.url("/v2/"))
+            .header("Authorization", basic(user, pass))
+            .send()
+    };
+    let known = v2("admin", "not-the-password").await.unwrap();
+    assert_eq!(known.status(), 401);
+    let known_body = known.text().await.unwrap();
+    let unknown = v2("nobody", "not-the-password").await.unwrap();
+    assert_eq!(unknown.status(), 401);
+    assert_eq!(
+        unknown.text().await.unwrap(),
+        known_body,
+        "the answer reveals whether a user exists"
+    );
+    let garbage = http()
+        .get(server.url("/v2/"))
+        .header("Authorization", "Basic !!!notbase64")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 401);
+    let t = http()
+        .get(server.url("/service/token?service=berth"))
+        .header("Authorization", basic("admin", "not-the-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.status(), 401);
+    let form = http()
+        .post(server.url("/service/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "nope"),
+            ("service", "berth"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 401);
+    // And the right password works both ways.
+    assert_eq!(v2("admin", ADMIN_PASSWORD).await.unwrap().status(), 200);
+    let form = http()
+        .post(server.url("/service/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("service", "berth"),
+            ("scope", "repository:x/y:pull,push"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    let body: Value = form.json().await.unwrap();
+    let claims = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["access"][0]["name"], "x/y");
+    assert_eq!(claims["access"][0]["actions"], json!(["pull", "push"]));
+}
+
+#[tokio::test]
+async fn a_token_works_only_for_its_repository_and_actions() {
+    let server = Server::start();
+    push_image(&server, "team/a", "v1").await;
+    push_image(&server, "team/b", "v1").await;
+    let t = token(
+        &server,
+        Some(("admin", ADMIN_PASSWORD)),
+        &["repository:team/a:pull"],
+    )
+    .await;
+    let ok = http()
+        .get(server.url("/v2/team/a/manifests/v1"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let other = http()
+        .get(server.url("/v2/team/b/manifests/v1"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    let c = assert_unauthorized(other).await;
+    assert!(
+        c.contains("insufficient_scope") && c.contains("repository:team/b:pull"),
+        "{c}"
+    );
+    let push = http()
+        .post(server.url("/v2/team/a/blobs/uploads/"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_unauthorized(push)
+        .await
+        .contains("insufficient_scope"));
+    let delete = http()
+        .delete(server.url("/v2/team/a/manifests/v1"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_unauthorized(delete)
+        .await
+        .contains("repository:team/a:delete"));
+    // Unknown and malformed scopes grant nothing; the token still issues.
+    let t = token(
+        &server,
+        Some(("admin", ADMIN_PASSWORD)),
+        &["repository:BAD:pull", "foo:bar:baz"],
+    )
+    .await;
+    assert_eq!(claims_of(&t)["access"], json!([]));
+}
+
+#[tokio::test]
+async fn tampered_unsigned_and_foreign_tokens_are_refused() {
+    let server = Server::start();
+    push_image(&server, "team/a", "v1").await;
+    let t = token(
+        &server,
+        Some(("admin", ADMIN_PASSWORD)),
+        &["repository:team/a:pull"],
+    )
+    .await;
+    let parts: Vec<&str> = t.split('.').collect();
+    let mut claims = claims_of(&t);
+    claims["access"][0]["name"] = json!("team/b");
+    claims["access"][0]["actions"] = json!(["pull", "push", "delete"]);
+    let body = B64.encode(claims.to_string());
+    let forged = [
+        format!("{}.{body}.{}", parts[0], parts[2]),
+        format!("{}.{body}.", B64.encode(r#"{"alg":"none","typ":"JWT"}"#)),
+        format!("{}.{body}", B64.encode(r#"{"alg":"none"}"#)),
+        format!(
+            "{}.{body}.{}",
+            B64.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+            parts[2]
+        ),
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            &parts[2][..parts[2].len() - 4]
+        ),
+        "not.a.token".to_owned(),
+        String::new(),
+    ];
+    for f in forged {
+        let resp = http()
+            .get(server.url("/v2/team/a/manifests/v1"))
+            .bearer_auth(&f)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "accepted forged token {f:?}");
+        let body = resp.text().await.unwrap();
+        assert!(
+            !body.contains("signature") && !body.contains("alg"),
+            "the error explains too much: {body}"
+        );
+    }
+    // A token from another berth (another signing key) is refused too.
+    let other = Server::start();
+    let foreign = token(
+        &other,
+        Some(("admin", ADMIN_PASSWORD)),
+        &["repository:team/a:pull"],
+    )
+    .await;
+    let resp = http()
+        .get(server.url("/v2/team/a/manifests/v1"))
+        .bearer_auth(&foreign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused() {
+    let server = Server::start_with_config("[auth]\ntoken_ttl_secs = 1\nclock_skew_secs = 0\n");
+    push_image(&server, "team/a", "v1").await;
+    let t = token(
+        &server,
+        Some(("admin", ADMIN_PASSWORD)),
+        &["repository:team/a:pull"],
+    )
+    .await;
+    let fresh = http()
+        .get(server.url("/v2/team/a/manifests/v1"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    // Waiting is the point here: the token must outlive its one second.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let stale = http()
+        .get(server.url("/v2/team/a/manifests/v1"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_and_secrets_stay_out_of_logs() {
+    let server = Server::start_with_config("");
+    let secret_guess = "Guessed-Secret-Passw0rd";
+    for _ in 0..10 {
+        let r = http()
+            .get(server.url("/v2/"))
+            .header("Authorization", basic("admin", secret_guess))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // Now even the right password is refused for a while.
+    let r = http()
+        .get(server.url("/service/token?service=berth"))
+        .header("Authorization", basic("admin", ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS");
+    // Another user is not affected by admin's lockout (from a fresh cache).
+    let r = http()
+        .get(server.url("/v2/"))
+        .header("Authorization", basic("someone", "whatever-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let log = server.log();
+    assert!(log.contains("failed login"), "failed logins are not logged");
+    for secret in [secret_guess, ADMIN_PASSWORD] {
+        assert!(!log.contains(secret), "a password appears in the log");
+    }
+}
+
+#[tokio::test]
+async fn anonymous_and_unprivileged_catalogs_show_nothing_private() {
+    let server = Server::start();
+    push_image(&server, "private/app", "v1").await;
+    let anon = token(&server, None, &["registry:catalog:*"]).await;
+    let r = http()
+        .get(server.url("/v2/_catalog"))
+        .bearer_auth(&anon)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["repositories"],
+        json!([]),
+        "anonymous sees a private repository"
+    );
+    let admin = token(
+        &server,
+        Some(("admin", ADMIN_PASSWORD)),
+        &["registry:catalog:*"],
+    )
+    .await;
+    let r = http()
+        .get(server.url("/v2/_catalog"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["repositories"], json!(["private/app"]));
+}
