@@ -517,6 +517,11 @@ impl Directory {
                 else {
                     return Ok(None);
                 };
+                // The directory's spelling of the name is the one stored.
+                let existing = match existing {
+                    Some(u) => Some(u),
+                    None => self.user(&identity.name).await?,
+                };
                 let admin = match existing {
                     Some(u) => u.admin,
                     None => {

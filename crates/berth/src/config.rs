@@ -25,6 +25,9 @@ pub struct Config {
     pub metadata: MetadataConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Log in users from an LDAP directory (see docs/configuration.md).
+    #[serde(default)]
+    pub ldap: Option<berth_auth::ldap::LdapConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +121,7 @@ impl Default for Config {
             storage: StorageConfig::Default,
             metadata: MetadataConfig::Default,
             auth: AuthConfig::default(),
+            ldap: None,
         }
     }
 }
@@ -206,6 +210,29 @@ mod tests {
         assert_eq!(c.base_url(), "https://registry.example.com");
         assert!(!c.auth.admin_creates_projects);
         assert_eq!(c.auth.token_ttl_secs, 600);
+    }
+
+    #[test]
+    fn ldap_section() {
+        let c = Config::parse(
+            r#"
+            [ldap]
+            url = "ldaps://ldap.example.com"
+            bind_dn = "cn=berth,dc=example,dc=com"
+            bind_password = "x"
+            base_dn = "ou=people,dc=example,dc=com"
+            [[ldap.group_roles]]
+            group = "devs"
+            project = "team"
+            role = "developer"
+            "#,
+        )
+        .unwrap();
+        let ldap = c.ldap.unwrap();
+        assert_eq!(ldap.group_role_grants().len(), 1);
+        assert!(
+            Config::parse("[ldap]\nurl = \"ldap://x\"\nbase_dn = \"dc=x\"\nbogus = 1").is_err()
+        );
     }
 
     #[test]

@@ -118,7 +118,13 @@ async fn run(config: Config) -> Result<(), String> {
     })?;
     let kv: Arc<dyn berth_core::Kv> = Arc::new(kv);
     let registry = Registry::new(kv.clone(), Arc::new(blobs));
-    let directory = berth_auth::Directory::new(kv.clone());
+    let mut directory = berth_auth::Directory::new(kv.clone());
+    if let Some(ldap) = &config.ldap {
+        let grants = ldap.group_role_grants();
+        let external = berth_auth::ldap::LdapDirectory::new(ldap.clone())
+            .map_err(|e| format!("[ldap]: {e}"))?;
+        directory = directory.with_external(Arc::new(external), grants);
+    }
     let admin_password = std::env::var("BERTH_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
