@@ -160,6 +160,30 @@ impl Directory {
         }
     }
 
+    /// Read-modify-write of one record, retried until no concurrent write
+    /// intervenes.
+    async fn modify<T: DeserializeOwned + serde::Serialize>(
+        &self,
+        key: &str,
+        what: &str,
+        change: impl Fn(&mut T),
+    ) -> Result<T, DirectoryError> {
+        loop {
+            let Some(seen) = self.kv.get(key).await? else {
+                return Err(DirectoryError::NotFound(what.to_owned()));
+            };
+            let mut record: T = serde_json::from_slice(&seen.value)
+                .map_err(|e| DirectoryError::Internal(format!("corrupt record {key}: {e}")))?;
+            change(&mut record);
+            let txn = Txn::new()
+                .expect(key, Some(&seen))
+                .put(key, encode(&record));
+            if self.kv.commit(txn).await? {
+                return Ok(record);
+            }
+        }
+    }
+
     async fn remove(&self, key: &str, what: &str) -> Result<(), DirectoryError> {
         let Some(seen) = self.kv.get(key).await? else {
             return Err(DirectoryError::NotFound(what.to_owned()));
@@ -214,36 +238,28 @@ impl Directory {
         pass: Option<&str>,
         admin: Option<bool>,
     ) -> Result<UserRecord, DirectoryError> {
-        let key = format!("user:{name}");
-        loop {
-            let Some(seen) = self.kv.get(&key).await? else {
-                return Err(DirectoryError::NotFound(format!("user {name}")));
-            };
-            let mut record: UserRecord = serde_json::from_slice(&seen.value)
-                .map_err(|e| DirectoryError::Internal(e.to_string()))?;
-            if let Some(p) = pass {
-                if p.len() < 8 {
-                    return Err(DirectoryError::Invalid(
-                        "password must have at least 8 characters".into(),
-                    ));
-                }
-                record.password_hash = password::hash(p).map_err(DirectoryError::Internal)?;
-            }
-            if let Some(a) = admin {
-                record.admin = a;
-            }
-            if self
-                .kv
-                .commit(
-                    Txn::new()
-                        .expect(&key, Some(&seen))
-                        .put(&key, encode(&record)),
-                )
-                .await?
-            {
-                return Ok(record);
-            }
+        if pass.is_some_and(|p| p.len() < 8) {
+            return Err(DirectoryError::Invalid(
+                "password must have at least 8 characters".into(),
+            ));
         }
+        let hash = pass
+            .map(password::hash)
+            .transpose()
+            .map_err(DirectoryError::Internal)?;
+        self.modify(
+            &format!("user:{name}"),
+            &format!("user {name}"),
+            |u: &mut UserRecord| {
+                if let Some(h) = &hash {
+                    u.password_hash = h.clone();
+                }
+                if let Some(a) = admin {
+                    u.admin = a;
+                }
+            },
+        )
+        .await
     }
 
     pub async fn delete_user(&self, name: &str) -> Result<(), DirectoryError> {
@@ -308,26 +324,12 @@ impl Directory {
         name: &str,
         public: bool,
     ) -> Result<ProjectRecord, DirectoryError> {
-        let key = format!("project:{name}");
-        loop {
-            let Some(seen) = self.kv.get(&key).await? else {
-                return Err(DirectoryError::NotFound(format!("project {name}")));
-            };
-            let mut record: ProjectRecord = serde_json::from_slice(&seen.value)
-                .map_err(|e| DirectoryError::Internal(e.to_string()))?;
-            record.public = public;
-            if self
-                .kv
-                .commit(
-                    Txn::new()
-                        .expect(&key, Some(&seen))
-                        .put(&key, encode(&record)),
-                )
-                .await?
-            {
-                return Ok(record);
-            }
-        }
+        self.modify(
+            &format!("project:{name}"),
+            &format!("project {name}"),
+            |p: &mut ProjectRecord| p.public = public,
+        )
+        .await
     }
 
     pub async fn delete_project(&self, name: &str) -> Result<(), DirectoryError> {

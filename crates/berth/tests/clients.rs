@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{sha256, Server, ADMIN_PASSWORD};
+use common::{noise, sha256, Server, ADMIN_PASSWORD};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -52,19 +52,6 @@ fn try_run(
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("wait")
-}
-
-/// Deterministic pseudo-random bytes, different per seed.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A tar of a small root filesystem whose content depends on `seed`.

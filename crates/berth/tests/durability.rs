@@ -8,25 +8,13 @@
 mod common;
 
 use bytes::Bytes;
-use common::{sha256, Server};
+use common::{noise, sha256, Server};
 use futures_util::StreamExt;
 use serde_json::json;
 use std::time::Duration;
 
 fn client() -> reqwest::Client {
     common::admin_client()
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A pushed image: its manifest and blobs, to compare after the restart.

@@ -57,7 +57,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// midway) is discarded: the caller's recorded offset is the truth.
     /// `StoreError::NotFound` when `offset > 0` and the upload holds fewer
     /// than `offset` bytes.
-    async fn upload_writer(&self, id: &str, offset: u64) -> Result<Box<dyn UploadWriter>, StoreError>;
+    async fn upload_writer(
+        &self,
+        id: &str,
+        offset: u64,
+    ) -> Result<Box<dyn UploadWriter>, StoreError>;
 
     /// Turns the first `size` bytes of upload `id` into blob `digest`,
     /// atomically, and removes the upload. If the blob exists already the

@@ -37,16 +37,36 @@ impl ErrorCode {
         match self {
             BlobUnknown => ("BLOB_UNKNOWN", 404, "blob unknown to registry"),
             BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", 400, "blob upload invalid"),
-            BlobUploadRangeInvalid => ("BLOB_UPLOAD_INVALID", 416, "chunk out of order or overlapping"),
-            BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"),
-            DigestInvalid => ("DIGEST_INVALID", 400, "provided digest did not match uploaded content"),
-            ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", 400, "manifest references a manifest or blob unknown to registry"),
+            BlobUploadRangeInvalid => (
+                "BLOB_UPLOAD_INVALID",
+                416,
+                "chunk out of order or overlapping",
+            ),
+            BlobUploadUnknown => (
+                "BLOB_UPLOAD_UNKNOWN",
+                404,
+                "blob upload unknown to registry",
+            ),
+            DigestInvalid => (
+                "DIGEST_INVALID",
+                400,
+                "provided digest did not match uploaded content",
+            ),
+            ManifestBlobUnknown => (
+                "MANIFEST_BLOB_UNKNOWN",
+                400,
+                "manifest references a manifest or blob unknown to registry",
+            ),
             ManifestInvalid => ("MANIFEST_INVALID", 400, "manifest invalid"),
             ManifestTooLarge => ("MANIFEST_INVALID", 413, "manifest exceeds the 4 MiB limit"),
             ManifestUnknown => ("MANIFEST_UNKNOWN", 404, "manifest unknown to registry"),
             NameInvalid => ("NAME_INVALID", 400, "invalid repository name"),
             NameUnknown => ("NAME_UNKNOWN", 404, "repository name not known to registry"),
-            SizeInvalid => ("SIZE_INVALID", 400, "provided length did not match content length"),
+            SizeInvalid => (
+                "SIZE_INVALID",
+                400,
+                "provided length did not match content length",
+            ),
             RangeNotSatisfiable => ("SIZE_INVALID", 416, "requested range not satisfiable"),
             Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
             Denied => ("DENIED", 403, "requested access to the resource is denied"),
@@ -87,7 +107,8 @@ mod tests {
 
     #[test]
     fn body_shape() {
-        let v: serde_json::Value = serde_json::from_str(&error_body(ErrorCode::BlobUnknown, Some("x"))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&error_body(ErrorCode::BlobUnknown, Some("x"))).unwrap();
         assert_eq!(v["errors"][0]["code"], "BLOB_UNKNOWN");
         assert_eq!(v["errors"][0]["detail"], "x");
         assert_eq!(ErrorCode::BlobUploadRangeInvalid.status(), 416);

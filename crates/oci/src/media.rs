@@ -7,7 +7,12 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const OCI_EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
 
 /// Every manifest media type accepted on push.
-pub const MANIFEST_TYPES: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST];
+pub const MANIFEST_TYPES: [&str; 4] = [
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// Strips parameters (`; charset=...`) and surrounding space from a
 /// `Content-Type` or `Accept` entry.
@@ -42,9 +47,21 @@ mod tests {
     fn accept_negotiation() {
         assert!(accepts([], OCI_MANIFEST));
         assert!(accepts(["*/*"], OCI_MANIFEST));
-        assert!(accepts([DOCKER_MANIFEST, "application/vnd.oci.image.manifest.v1+json; q=0.5"], OCI_MANIFEST));
-        assert!(accepts([format!("{DOCKER_MANIFEST}, {OCI_INDEX}").as_str()], OCI_INDEX));
+        assert!(accepts(
+            [
+                DOCKER_MANIFEST,
+                "application/vnd.oci.image.manifest.v1+json; q=0.5"
+            ],
+            OCI_MANIFEST
+        ));
+        assert!(accepts(
+            [format!("{DOCKER_MANIFEST}, {OCI_INDEX}").as_str()],
+            OCI_INDEX
+        ));
         assert!(!accepts([DOCKER_MANIFEST], OCI_MANIFEST));
-        assert_eq!(essence(" application/json ; charset=utf-8"), "application/json");
+        assert_eq!(
+            essence(" application/json ; charset=utf-8"),
+            "application/json"
+        );
     }
 }
