@@ -70,3 +70,13 @@ impl Registry {
         Ok(self.kv.commit(txn).await?)
     }
 }
+
+impl Registry {
+    /// Whether both backends answer: one metadata read and one storage
+    /// lookup. Used by the readiness probe.
+    pub async fn check_ready(&self) -> Result<(), CoreError> {
+        self.kv.get(crate::keys::REPO_PREFIX).await?;
+        self.blobs.stat(&Digest::sha256_of(b"berth readiness probe")).await?;
+        Ok(())
+    }
+}
