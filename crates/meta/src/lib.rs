@@ -1,5 +1,8 @@
-//! Metadata backends for the Kv port: redb (embedded). etcd comes later.
+//! Metadata backends for the Kv port: redb (embedded, one node) and etcd
+//! (a cluster shared by many registry nodes).
 
+mod etcd;
 mod redb_kv;
 
+pub use etcd::{EtcdConfig, EtcdKv, EtcdWatch, WatchEvent};
 pub use redb_kv::RedbKv;
