@@ -1,0 +1,631 @@
+//! The handful of S3 calls berth makes, over `reqwest` with SigV4 header
+//! signing, and the mapping of their failures onto `StoreError`: transport
+//! trouble, timeouts and 5xx are `Unavailable`, 404 is `NotFound`.
+
+use super::config::S3Config;
+use super::sigv4::{self, Credentials, UNSIGNED_PAYLOAD};
+use super::xml;
+use base64::Engine as _;
+use berth_core::{ByteStream, StoreError};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use md5::Digest as _;
+use reqwest::{Method, Response, StatusCode, Url};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bodies up to this size are hashed into the signature; larger ones go
+/// `UNSIGNED-PAYLOAD` so their bytes are not read twice.
+const SIGNED_BODY_MAX: usize = 64 * 1024;
+
+/// How much of an error response is read for its code and message.
+const ERROR_BODY_MAX: usize = 64 * 1024;
+
+/// Keys per DeleteObjects request, the S3 maximum.
+const DELETE_BATCH: usize = 1000;
+
+/// An S3 multipart upload as ListMultipartUploads reports it.
+#[derive(Debug, Clone)]
+pub struct MultipartUpload {
+    pub key: String,
+    pub upload_id: String,
+    /// Unix seconds; `None` when the server sent no parsable time.
+    pub initiated: Option<u64>,
+}
+
+/// A signing S3 client bound to one bucket.
+#[derive(Debug, Clone)]
+pub struct S3Client {
+    http: reqwest::Client,
+    scheme: String,
+    /// `host[:port]` of the endpoint, as the `Host` header carries it.
+    host: String,
+    /// Path of the endpoint URL without its trailing `/`, usually empty.
+    base_path: String,
+    bucket: String,
+    path_style: bool,
+    region: String,
+    creds: Arc<Credentials>,
+    timeout: Duration,
+}
+
+/// One request before signing. `key` is the full object key, empty for
+/// bucket-level calls.
+struct Call<'a> {
+    op: &'static str,
+    method: Method,
+    key: &'a str,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    body: Option<Bytes>,
+}
+
+impl<'a> Call<'a> {
+    fn new(op: &'static str, method: Method, key: &'a str) -> Self {
+        Call {
+            op,
+            method,
+            key,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn query(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.query.push((k.into(), v.into()));
+        self
+    }
+
+    fn header(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+
+    fn body(mut self, body: Bytes) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+fn transport(op: &str, e: reqwest::Error) -> StoreError {
+    if e.is_builder() {
+        StoreError::Io(format!("S3 {op}: {e}"))
+    } else {
+        // Connection refused or reset, TLS failure, a body cut short: all
+        // conditions a later attempt may not meet.
+        StoreError::Unavailable(format!("S3 {op}: {e}"))
+    }
+}
+
+fn timed_out(op: &str) -> StoreError {
+    StoreError::Unavailable(format!("S3 {op}: no answer in time"))
+}
+
+/// The TLS setup: rustls with the ring provider named explicitly (the one
+/// already in the tree), trusting the system's CA certificates.
+fn tls_config() -> io::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!("S3: reading the system's CA certificates: {e}");
+    }
+    roots.add_parsable_certificates(native.certs);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io::Error::other(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl S3Client {
+    pub fn new(config: &S3Config) -> io::Result<Self> {
+        config.validate()?;
+        let creds = config.credentials()?;
+        let url = Url::parse(&config.endpoint).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("storage.endpoint {:?}: {e}", config.endpoint),
+            )
+        })?;
+        let scheme = url.scheme().to_owned();
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => String::new(),
+        };
+        if !matches!(scheme.as_str(), "http" | "https") || host.is_empty() || url.query().is_some()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "storage.endpoint {:?}: want http(s)://host[:port]",
+                    config.endpoint
+                ),
+            ));
+        }
+        let timeout = Duration::from_secs(config.timeout_secs);
+        let mut builder = reqwest::Client::builder().connect_timeout(timeout);
+        if scheme == "https" {
+            builder = builder.tls_backend_preconfigured(tls_config()?);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| io::Error::other(format!("HTTP client: {e}")))?;
+        Ok(S3Client {
+            http,
+            scheme,
+            host,
+            base_path: url.path().trim_end_matches('/').to_owned(),
+            bucket: config.bucket.clone(),
+            path_style: config.path_style,
+            region: config.region.clone(),
+            creds: Arc::new(creds),
+            timeout,
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Host header and canonical URI of `key`.
+    fn locate(&self, key: &str) -> (String, String) {
+        let key = sigv4::uri_encode(key, true);
+        if self.path_style {
+            let bucket = sigv4::uri_encode(&self.bucket, false);
+            let uri = if key.is_empty() {
+                format!("{}/{bucket}", self.base_path)
+            } else {
+                format!("{}/{bucket}/{key}", self.base_path)
+            };
+            (self.host.clone(), uri)
+        } else {
+            (
+                format!("{}.{}", self.bucket, self.host),
+                format!("{}/{key}", self.base_path),
+            )
+        }
+    }
+
+    /// Signs and sends `call`, answering the response of a 2xx status and
+    /// the mapped error otherwise. The caller bounds the time.
+    async fn send(&self, call: Call<'_>) -> Result<Response, StoreError> {
+        let (host, uri) = self.locate(call.key);
+        let amz_date = sigv4::amz_date(sigv4::unix_now());
+        let payload_hash = match &call.body {
+            None => sigv4::sha256_hex(b""),
+            Some(b) if b.len() <= SIGNED_BODY_MAX => sigv4::sha256_hex(b),
+            Some(_) => UNSIGNED_PAYLOAD.to_owned(),
+        };
+        let mut headers = call.headers;
+        headers.push(("host".into(), host.clone()));
+        headers.push(("x-amz-date".into(), amz_date.clone()));
+        headers.push(("x-amz-content-sha256".into(), payload_hash.clone()));
+        let auth = sigv4::authorization(
+            &self.creds,
+            &self.region,
+            &amz_date,
+            &sigv4::Request {
+                method: call.method.as_str(),
+                uri: &uri,
+                query: &call.query,
+                headers: &headers,
+                payload_hash: &payload_hash,
+            },
+        );
+        let mut url = format!("{}://{host}{uri}", self.scheme);
+        // The wire query holds the same encoded pairs as the signed one;
+        // valueless sub-resources (`?uploads`, `?delete`) go bare, as SDKs
+        // send them.
+        let pairs: Vec<String> = sigv4::encoded_query(&call.query)
+            .into_iter()
+            .map(|(k, v)| if v.is_empty() { k } else { format!("{k}={v}") })
+            .collect();
+        if !pairs.is_empty() {
+            url.push('?');
+            url.push_str(&pairs.join("&"));
+        }
+        let mut req = self.http.request(call.method.clone(), &url);
+        for (k, v) in &headers {
+            // reqwest derives Host from the URL, identical to the signed one.
+            if k != "host" {
+                req = req.header(k.as_str(), v.as_str());
+            }
+        }
+        req = req.header("authorization", auth);
+        let req = match call.body {
+            Some(body) => req.body(body),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| transport(call.op, e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(self.error(call.op, call.key, resp).await)
+    }
+
+    /// Maps an error response, reading a bounded part of its XML body.
+    async fn error(&self, op: &str, key: &str, mut resp: Response) -> StoreError {
+        let status = resp.status();
+        let mut body = Vec::new();
+        while body.len() < ERROR_BODY_MAX {
+            match resp.chunk().await {
+                Ok(Some(c)) => body.extend_from_slice(&c),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&body);
+        let code = xml::first(&text, "Code").unwrap_or_default();
+        let message = xml::first(&text, "Message").unwrap_or_default();
+        let detail = format!("S3 {op} {key:?}: {status} {code} {message}");
+        if status == StatusCode::NOT_FOUND && code != "NoSuchBucket" {
+            StoreError::NotFound
+        } else if status.is_server_error() || code == "SlowDown" {
+            StoreError::Unavailable(detail)
+        } else {
+            StoreError::Io(detail.trim_end().to_owned())
+        }
+    }
+
+    /// Sends `call` and reads its whole (small) answer, all within the
+    /// timeout.
+    async fn text(
+        &self,
+        call: Call<'_>,
+    ) -> Result<(reqwest::header::HeaderMap, String), StoreError> {
+        let op = call.op;
+        let work = async {
+            let resp = self.send(call).await?;
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(|e| transport(op, e))?;
+            Ok::<_, StoreError>((headers, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| timed_out(op))?
+    }
+
+    /// Some calls (UploadPartCopy, CompleteMultipartUpload) can fail after
+    /// their 200 status was sent: the failure is an `<Error>` body.
+    fn embedded_error(op: &str, key: &str, body: &str) -> Result<(), StoreError> {
+        let Some(error) = xml::elements(body, "Error").first().copied() else {
+            return Ok(());
+        };
+        let code = xml::first(error, "Code").unwrap_or_default();
+        let message = xml::first(error, "Message").unwrap_or_default();
+        let detail = format!("S3 {op} {key:?}: {code} {message}");
+        Err(
+            if matches!(
+                code.as_str(),
+                "InternalError" | "SlowDown" | "ServiceUnavailable"
+            ) {
+                StoreError::Unavailable(detail)
+            } else {
+                StoreError::Io(detail)
+            },
+        )
+    }
+
+    pub async fn put_object(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.text(Call::new("PutObject", Method::PUT, key).body(body))
+            .await
+            .map(drop)
+    }
+
+    /// Size of the object, `None` when it does not exist.
+    pub async fn head_object(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self.text(Call::new("HeadObject", Method::HEAD, key)).await {
+            Ok((headers, _)) => content_length(&headers)
+                .map(Some)
+                .ok_or_else(|| StoreError::Io(format!("S3 HeadObject {key:?}: no Content-Length"))),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        match self
+            .text(Call::new("DeleteObject", Method::DELETE, key))
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes `keys` in batches; missing keys are not an error.
+    pub async fn delete_objects(&self, keys: &[String]) -> Result<(), StoreError> {
+        for batch in keys.chunks(DELETE_BATCH) {
+            let mut body = String::from("<Delete><Quiet>true</Quiet>");
+            for k in batch {
+                body.push_str(&format!("<Object><Key>{}</Key></Object>", xml::escape(k)));
+            }
+            body.push_str("</Delete>");
+            // AWS requires Content-MD5 here; the newer checksum headers are
+            // refused by Ceph 16.
+            let md5 =
+                base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
+            let call = Call::new("DeleteObjects", Method::POST, "")
+                .query("delete", "")
+                .header("content-md5", md5)
+                .header("content-type", "application/xml")
+                .body(Bytes::from(body));
+            let (_, answer) = self.text(call).await?;
+            // Quiet mode lists only failures; NoSuchKey counts as deleted.
+            for failure in xml::elements(&answer, "Error") {
+                let code = xml::first(failure, "Code").unwrap_or_default();
+                if code != "NoSuchKey" {
+                    let key = xml::first(failure, "Key").unwrap_or_default();
+                    let message = xml::first(failure, "Message").unwrap_or_default();
+                    return Err(StoreError::Io(format!(
+                        "S3 DeleteObjects {key:?}: {code} {message}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key under `prefix` (ListObjectsV2, all pages).
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut call = Call::new("ListObjectsV2", Method::GET, "").query("list-type", "2");
+            if !prefix.is_empty() {
+                call = call.query("prefix", prefix);
+            }
+            if let Some(t) = &token {
+                call = call.query("continuation-token", t.clone());
+            }
+            let (_, body) = self.text(call).await?;
+            for contents in xml::elements(&body, "Contents") {
+                if let Some(k) = xml::first(contents, "Key") {
+                    keys.push(k);
+                }
+            }
+            let truncated = xml::first(&body, "IsTruncated").as_deref() == Some("true");
+            match xml::first(&body, "NextContinuationToken") {
+                Some(t) if truncated && !t.is_empty() => token = Some(t),
+                _ if truncated => {
+                    return Err(StoreError::Io(
+                        "S3 ListObjectsV2: truncated without a continuation token".into(),
+                    ))
+                }
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    /// Streams `len` bytes of `key` from `offset`. The timeout bounds the
+    /// wait for the answer and then each wait for more bytes, not the whole
+    /// transfer, which a slow reader may stretch.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, StoreError> {
+        let last = offset
+            .checked_add(len)
+            .and_then(|end| end.checked_sub(1))
+            .ok_or_else(|| {
+                StoreError::Io(format!("S3 GetObject {key:?}: empty or invalid range"))
+            })?;
+        let call = Call::new("GetObject", Method::GET, key)
+            .header("range", format!("bytes={offset}-{last}"));
+        let resp = match tokio::time::timeout(self.timeout, self.send(call)).await {
+            Err(_) => return Err(timed_out("GetObject")),
+            Ok(Err(StoreError::Io(e))) if e.contains("InvalidRange") => {
+                return Err(StoreError::Io(format!(
+                    "range {offset}+{len} outside {key:?}: {e}"
+                )))
+            }
+            Ok(r) => r?,
+        };
+        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
+        let got = content_length(resp.headers());
+        // A server ignoring Range answers 200 with everything: usable only
+        // when that is exactly what was asked.
+        if got != Some(len) || (!partial && offset != 0) {
+            return Err(StoreError::Io(format!(
+                "S3 GetObject {key:?}: asked {offset}+{len}, got {} bytes (status {}): range outside the object?",
+                got.map_or("unknown".into(), |g| g.to_string()),
+                resp.status()
+            )));
+        }
+        let timeout = self.timeout;
+        let body = resp.bytes_stream();
+        Ok(Box::pin(futures_util::stream::unfold(
+            Some(body),
+            move |body| async move {
+                let mut body = body?;
+                match tokio::time::timeout(timeout, body.next()).await {
+                    Err(_) => Some((
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "S3 GetObject: no bytes in time",
+                        )),
+                        None,
+                    )),
+                    Ok(None) => None,
+                    Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+                    Ok(Some(Err(e))) => Some((Err(io::Error::other(e)), None)),
+                }
+            },
+        )))
+    }
+
+    /// Reads `len` bytes of `key` from `offset` into memory; for the small
+    /// ranges upload assembly merges.
+    pub async fn get_range_bytes(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        out: &mut BytesMut,
+    ) -> Result<(), StoreError> {
+        let work = async {
+            let mut stream = self.get_range(key, offset, len).await?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk
+                    .map_err(|e| StoreError::Unavailable(format!("S3 GetObject {key:?}: {e}")))?;
+                out.extend_from_slice(&chunk);
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| timed_out("GetObject"))?
+    }
+
+    pub async fn create_multipart(&self, key: &str) -> Result<String, StoreError> {
+        let call = Call::new("CreateMultipartUpload", Method::POST, key).query("uploads", "");
+        let (_, body) = self.text(call).await?;
+        xml::first(&body, "UploadId")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| StoreError::Io(format!("S3 CreateMultipartUpload {key:?}: no UploadId")))
+    }
+
+    /// Uploads part `number` and answers its ETag.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String, StoreError> {
+        let call = Call::new("UploadPart", Method::PUT, key)
+            .query("partNumber", number.to_string())
+            .query("uploadId", upload_id)
+            .body(body);
+        let (headers, _) = self.text(call).await?;
+        headers
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError::Io(format!("S3 UploadPart {key:?}: no ETag")))
+    }
+
+    /// Makes part `number` from `len` bytes of `source` at `offset`, inside
+    /// the store (UploadPartCopy), and answers its ETag.
+    pub async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        source: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<String, StoreError> {
+        let last = (offset + len).saturating_sub(1);
+        let call = Call::new("UploadPartCopy", Method::PUT, key)
+            .query("partNumber", number.to_string())
+            .query("uploadId", upload_id)
+            .header(
+                "x-amz-copy-source",
+                format!(
+                    "/{}/{}",
+                    sigv4::uri_encode(&self.bucket, false),
+                    sigv4::uri_encode(source, true)
+                ),
+            )
+            .header("x-amz-copy-source-range", format!("bytes={offset}-{last}"))
+            .body(Bytes::new());
+        let (_, body) = self.text(call).await?;
+        Self::embedded_error("UploadPartCopy", key, &body)?;
+        xml::first(&body, "ETag")
+            .ok_or_else(|| StoreError::Io(format!("S3 UploadPartCopy {key:?}: no ETag")))
+    }
+
+    /// Completes an upload from its `(number, etag)` parts in order: the
+    /// object appears whole, atomically.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<(), StoreError> {
+        let mut body = String::from("<CompleteMultipartUpload>");
+        for (number, etag) in parts {
+            body.push_str(&format!(
+                "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
+                xml::escape(etag)
+            ));
+        }
+        body.push_str("</CompleteMultipartUpload>");
+        let call = Call::new("CompleteMultipartUpload", Method::POST, key)
+            .query("uploadId", upload_id)
+            .header("content-type", "application/xml")
+            .body(Bytes::from(body));
+        let (_, body) = self.text(call).await?;
+        Self::embedded_error("CompleteMultipartUpload", key, &body)
+    }
+
+    /// Aborts an upload; an unknown one is not an error.
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let call =
+            Call::new("AbortMultipartUpload", Method::DELETE, key).query("uploadId", upload_id);
+        match self.text(call).await {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every multipart upload in progress under `prefix`, all pages.
+    pub async fn list_multipart(&self, prefix: &str) -> Result<Vec<MultipartUpload>, StoreError> {
+        let mut out = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut call = Call::new("ListMultipartUploads", Method::GET, "").query("uploads", "");
+            if !prefix.is_empty() {
+                call = call.query("prefix", prefix);
+            }
+            if let Some((key, id)) = &markers {
+                call = call
+                    .query("key-marker", key.clone())
+                    .query("upload-id-marker", id.clone());
+            }
+            let (_, body) = self.text(call).await?;
+            for upload in xml::elements(&body, "Upload") {
+                let (Some(key), Some(upload_id)) =
+                    (xml::first(upload, "Key"), xml::first(upload, "UploadId"))
+                else {
+                    continue;
+                };
+                let initiated =
+                    xml::first(upload, "Initiated").and_then(|t| sigv4::parse_iso8601(&t));
+                out.push(MultipartUpload {
+                    key,
+                    upload_id,
+                    initiated,
+                });
+            }
+            if xml::first(&body, "IsTruncated").as_deref() != Some("true") {
+                return Ok(out);
+            }
+            let next = (
+                xml::first(&body, "NextKeyMarker").unwrap_or_default(),
+                xml::first(&body, "NextUploadIdMarker").unwrap_or_default(),
+            );
+            if next.0.is_empty() || markers.as_ref() == Some(&next) {
+                return Err(StoreError::Io(
+                    "S3 ListMultipartUploads: truncated without progress".into(),
+                ));
+            }
+            markers = Some(next);
+        }
+    }
+}
+
+fn content_length(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
