@@ -3,11 +3,13 @@
 //! into a response. No domain logic lives here.
 //!
 //! Layout: `v2::route` turns `/v2/...` paths into an `Endpoint`; `v2::*`
-//! handle each endpoint family; `error` renders OCI error bodies.
+//! handle each endpoint family; `error` renders OCI error bodies; `mgmt` is
+//! the management API under `/api/v1`.
 
 pub mod auth;
 pub mod error;
 pub mod guard;
+pub mod mgmt;
 pub mod token;
 pub mod v2;
 
@@ -43,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .route("/service/token", get(token::get).post(token::post))
         .merge(v2)
+        .merge(mgmt::router(state.clone()))
         .with_state(state)
 }
 

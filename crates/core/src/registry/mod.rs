@@ -3,6 +3,7 @@
 //! content discovery. Visibility of anything pushed is decided by one `Kv`
 //! transaction that happens only after the bytes are verified and durable.
 
+pub mod admin;
 mod blobs;
 mod discovery;
 mod manifests;

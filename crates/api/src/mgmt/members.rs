@@ -1,0 +1,134 @@
+//! Project members: users or directory groups with a role. Listed by every
+//! member except limited guests; changed by project admins and system
+//! administrators.
+
+use super::access::{require, ProjectPerm};
+use super::common::{self, created, matches_query, no_content, ok, paged, Ctx, Error};
+use berth_auth::model::{MemberRecord, Role};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMember {
+    /// "user" (the default) or "group".
+    #[serde(default = "user_kind")]
+    kind: String,
+    name: String,
+    role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberChange {
+    role: String,
+}
+
+fn user_kind() -> String {
+    "user".into()
+}
+
+fn view(m: &MemberRecord) -> Value {
+    json!({"kind": m.kind, "name": m.name, "role": m.role.as_str()})
+}
+
+fn role(s: &str) -> Result<Role, Error> {
+    Role::parse(s).ok_or_else(|| {
+        Error::bad_request(format!(
+            "unknown role {s:?}; one of project_admin, maintainer, developer, guest, limited_guest"
+        ))
+    })
+}
+
+async fn find(
+    ctx: &Ctx,
+    project: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Option<MemberRecord>, Error> {
+    Ok(ctx
+        .state
+        .auth
+        .directory
+        .members(project)
+        .await?
+        .into_iter()
+        .find(|m| m.kind == kind && m.name == name))
+}
+
+pub async fn list(ctx: &Ctx) -> common::Result {
+    let project = ctx.param("project");
+    require(ctx, project, ProjectPerm::ListMembers).await?;
+    let paging = ctx.page()?;
+    let q = ctx.query("q");
+    let members: Vec<MemberRecord> = ctx
+        .state
+        .auth
+        .directory
+        .members(project)
+        .await?
+        .into_iter()
+        .filter(|m| matches_query(&m.name, q))
+        .collect();
+    let total = members.len();
+    paged(paging.slice(members).iter().map(view).collect(), total)
+}
+
+pub async fn add(ctx: &Ctx) -> common::Result {
+    let project = ctx.param("project");
+    require(ctx, project, ProjectPerm::Manage).await?;
+    let new: NewMember = ctx.json()?;
+    let role = role(&new.role)?;
+    if find(ctx, project, &new.kind, &new.name).await?.is_some() {
+        return Err(Error::conflict(format!(
+            "{} {} is already a member of {project}",
+            new.kind, new.name
+        )));
+    }
+    let record = ctx
+        .state
+        .auth
+        .directory
+        .set_member(project, &new.kind, &new.name, role)
+        .await?;
+    ctx.audit(
+        "add_member",
+        &format!("{project}/{}:{} ({})", new.kind, new.name, role.as_str()),
+    );
+    created(view(&record))
+}
+
+pub async fn update(ctx: &Ctx) -> common::Result {
+    let (project, kind, name) = (ctx.param("project"), ctx.param("kind"), ctx.param("member"));
+    require(ctx, project, ProjectPerm::Manage).await?;
+    let change: MemberChange = ctx.json()?;
+    let role = role(&change.role)?;
+    if find(ctx, project, kind, name).await?.is_none() {
+        return Err(Error::not_found(format!(
+            "{kind} {name} is not a member of {project}"
+        )));
+    }
+    let record = ctx
+        .state
+        .auth
+        .directory
+        .set_member(project, kind, name, role)
+        .await?;
+    ctx.audit(
+        "update_member",
+        &format!("{project}/{kind}:{name} ({})", role.as_str()),
+    );
+    ok(view(&record))
+}
+
+pub async fn remove(ctx: &Ctx) -> common::Result {
+    let (project, kind, name) = (ctx.param("project"), ctx.param("kind"), ctx.param("member"));
+    require(ctx, project, ProjectPerm::Manage).await?;
+    ctx.state
+        .auth
+        .directory
+        .remove_member(project, kind, name)
+        .await?;
+    ctx.audit("remove_member", &format!("{project}/{kind}:{name}"));
+    no_content()
+}

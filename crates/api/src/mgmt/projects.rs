@@ -1,0 +1,135 @@
+//! Projects: listed for everyone (each caller sees the public ones and
+//! those it belongs to; administrators see all), created and deleted by
+//! system administrators, made public or private by project admins.
+
+use super::access::{access_to, project_access, require, ProjectAccess, ProjectPerm};
+use super::common::{self, created, matches_query, no_content, ok, paged, rfc3339, Ctx, Error};
+use berth_auth::directory::DirectoryError;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    #[serde(alias = "project_name")]
+    name: String,
+    #[serde(default)]
+    public: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectChange {
+    public: bool,
+}
+
+async fn view(ctx: &Ctx, access: &ProjectAccess) -> Result<Value, Error> {
+    let p = &access.project;
+    let repo_count = ctx.state.registry.project_repository_count(&p.name).await?;
+    Ok(json!({
+        "name": p.name,
+        "public": p.public,
+        "creation_time": rfc3339(p.created),
+        "repo_count": repo_count,
+        "current_user_role": access.role.map(|r| r.as_str()),
+    }))
+}
+
+pub async fn list(ctx: &Ctx) -> common::Result {
+    let paging = ctx.page()?;
+    let q = ctx.query("q");
+    let public = match ctx.query("public") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(Error::bad_request("public must be true or false")),
+    };
+    let mut visible = Vec::new();
+    for project in ctx.state.auth.directory.projects().await? {
+        if !matches_query(&project.name, q) || public.is_some_and(|p| p != project.public) {
+            continue;
+        }
+        let access = access_to(ctx, project).await?;
+        if access.allows(ProjectPerm::Read) {
+            visible.push(access);
+        }
+    }
+    let total = visible.len();
+    let mut items = Vec::new();
+    for access in paging.slice(visible) {
+        items.push(view(ctx, &access).await?);
+    }
+    paged(items, total)
+}
+
+pub async fn create(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    let new: NewProject = ctx.json()?;
+    let record = ctx
+        .state
+        .auth
+        .directory
+        .create_project(&new.name, new.public)
+        .await?;
+    ctx.audit("create_project", &format!("{}/", record.name));
+    let access = access_to(ctx, record).await?;
+    created(view(ctx, &access).await?)
+}
+
+pub async fn get(ctx: &Ctx) -> common::Result {
+    let access = require(ctx, ctx.param("project"), ProjectPerm::Read).await?;
+    ok(view(ctx, &access).await?)
+}
+
+pub async fn update(ctx: &Ctx) -> common::Result {
+    let name = ctx.param("project");
+    require(ctx, name, ProjectPerm::Manage).await?;
+    let change: ProjectChange = ctx.json()?;
+    let record = ctx
+        .state
+        .auth
+        .directory
+        .set_project_public(name, change.public)
+        .await?;
+    ctx.audit(
+        "update_project",
+        &format!("{name}/ (public={})", change.public),
+    );
+    let access = access_to(ctx, record).await?;
+    ok(view(ctx, &access).await?)
+}
+
+/// Only an empty project is deleted. Its members and robots go with it, so
+/// that a project created later under the same name starts with nobody.
+pub async fn delete(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    let name = ctx.param("project");
+    project_access(ctx, name).await?;
+    let repos = ctx.state.registry.project_repository_count(name).await?;
+    if repos > 0 {
+        return Err(Error::precondition(format!(
+            "project {name} still has {repos} repositories; delete them first"
+        )));
+    }
+    let directory = &ctx.state.auth.directory;
+    for m in directory.members(name).await? {
+        tolerate_missing(directory.remove_member(name, &m.kind, &m.name).await)?;
+    }
+    let prefix = format!("robot${name}+");
+    for r in directory.robots().await? {
+        if r.name.starts_with(&prefix) {
+            tolerate_missing(directory.revoke_robot(&r.name).await)?;
+        }
+    }
+    directory.delete_project(name).await?;
+    ctx.audit("delete_project", &format!("{name}/"));
+    no_content()
+}
+
+/// Something already gone (removed concurrently) is what was wanted.
+fn tolerate_missing(r: Result<(), DirectoryError>) -> Result<(), Error> {
+    match r {
+        Ok(()) | Err(DirectoryError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,227 @@
+//! Repositories, artifacts and tags of a project. Reading needs pull
+//! permission on the project; deleting needs delete permission, both as
+//! `rbac::permitted` decides (so robots act within their permissions).
+//!
+//! `{repository}` is the name inside the project, as in Harbor: `app` in
+//! project `p` is `p/app`. The repository named exactly like its project
+//! (pushed as `<host>/p`) is addressed as `_`, which no repository name
+//! component can be.
+
+use super::access::{require, ProjectPerm};
+use super::common::{self, no_content, ok, paged, rfc3339, Ctx, Error};
+use berth_auth::model::Action;
+use berth_core::registry::admin::{ArtifactSummary, RepoSummary, TagSummary};
+use berth_oci::{Digest, ErrorCode, Reference, RepoName, Tag};
+use serde_json::{json, Value};
+
+/// The repository of the request, once the caller may do `action` in its
+/// project.
+async fn repo(ctx: &Ctx, action: Action) -> Result<RepoName, Error> {
+    let project = ctx.param("project");
+    require(ctx, project, ProjectPerm::Registry(action)).await?;
+    let relative = ctx.param("repository");
+    let full = if relative == "_" {
+        project.to_owned()
+    } else {
+        format!("{project}/{relative}")
+    };
+    RepoName::parse(&full)
+        .ok_or_else(|| Error::bad_request(format!("invalid repository name {full:?}")))
+}
+
+fn reference(ctx: &Ctx) -> Result<Reference, Error> {
+    let r = ctx.param("reference");
+    Reference::parse(r).ok_or_else(|| Error::bad_request(format!("invalid reference {r:?}")))
+}
+
+fn tag(ctx: &Ctx) -> Result<Tag, Error> {
+    let t = ctx.param("tag");
+    Tag::parse(t).ok_or_else(|| Error::bad_request(format!("invalid tag {t:?}")))
+}
+
+/// The domain's "unknown" errors, as management 404s.
+fn missing(e: berth_core::CoreError, what: impl FnOnce() -> String) -> Error {
+    match e.code {
+        ErrorCode::NameUnknown | ErrorCode::ManifestUnknown => Error::not_found(what()),
+        _ => e.into(),
+    }
+}
+
+fn repo_view(r: &RepoSummary) -> Value {
+    json!({
+        "name": r.name.as_str(),
+        "project": r.name.project(),
+        "creation_time": rfc3339(r.created),
+    })
+}
+
+fn tag_view(t: &TagSummary) -> Value {
+    json!({
+        "name": t.name,
+        "digest": t.digest.as_str(),
+        "push_time": rfc3339(t.pushed),
+    })
+}
+
+fn artifact_view(a: &ArtifactSummary) -> Value {
+    json!({
+        "digest": a.digest.as_str(),
+        "media_type": a.media_type,
+        "artifact_type": a.artifact_type,
+        "size": a.size,
+        "manifest_size": a.manifest_size,
+        "push_time": rfc3339(a.pushed),
+        "subject": a.subject.as_ref().map(Digest::as_str),
+        "tags": a.tags.iter().map(tag_view).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn list(ctx: &Ctx) -> common::Result {
+    let project = ctx.param("project");
+    require(ctx, project, ProjectPerm::Registry(Action::Pull)).await?;
+    let paging = ctx.page()?;
+    let listing = ctx
+        .state
+        .registry
+        .project_repositories(project, ctx.query("q"), paging.offset(), paging.size)
+        .await?;
+    paged(listing.items.iter().map(repo_view).collect(), listing.total)
+}
+
+pub async fn get(ctx: &Ctx) -> common::Result {
+    let repo = repo(ctx, Action::Pull).await?;
+    match ctx.state.registry.repository(&repo).await? {
+        Some(r) => ok(repo_view(&r)),
+        None => Err(Error::not_found(format!("repository {repo} not found"))),
+    }
+}
+
+pub async fn delete(ctx: &Ctx) -> common::Result {
+    let repo = repo(ctx, Action::Delete).await?;
+    ctx.state
+        .registry
+        .repository_delete(&repo)
+        .await
+        .map_err(|e| missing(e, || format!("repository {repo} not found")))?;
+    ctx.audit("delete_repository", repo.as_str());
+    no_content()
+}
+
+pub async fn artifacts(ctx: &Ctx) -> common::Result {
+    let repo = repo(ctx, Action::Pull).await?;
+    let paging = ctx.page()?;
+    let listing = ctx
+        .state
+        .registry
+        .artifacts(&repo, paging.offset(), paging.size)
+        .await
+        .map_err(|e| missing(e, || format!("repository {repo} not found")))?;
+    paged(
+        listing.items.iter().map(artifact_view).collect(),
+        listing.total,
+    )
+}
+
+pub async fn artifact(ctx: &Ctx) -> common::Result {
+    let repo = repo(ctx, Action::Pull).await?;
+    let reference = reference(ctx)?;
+    let found = ctx
+        .state
+        .registry
+        .artifact(&repo, &reference)
+        .await
+        .map_err(|e| missing(e, || format!("artifact {repo}:{reference} not found")))?;
+    ok(artifact_view(&found))
+}
+
+/// Deletes the manifest and every tag pointing to it, as a `/v2` delete by
+/// digest does (a tag names the artifact it points to).
+pub async fn artifact_delete(ctx: &Ctx) -> common::Result {
+    let repo = repo(ctx, Action::Delete).await?;
+    let reference = reference(ctx)?;
+    let not_found = || format!("artifact {repo}:{reference} not found");
+    let digest = ctx
+        .state
+        .registry
+        .resolve(&repo, &reference)
+        .await
+        .map_err(|e| missing(e, not_found))?;
+    ctx.state
+        .registry
+        .manifest_delete(&repo, &Reference::Digest(digest.clone()))
+        .await
+        .map_err(|e| missing(e, not_found))?;
+    ctx.audit("delete", &format!("{repo}@{digest}"));
+    no_content()
+}
+
+pub async fn artifact_tags(ctx: &Ctx) -> common::Result {
+    let repo = repo(ctx, Action::Pull).await?;
+    let reference = reference(ctx)?;
+    let paging = ctx.page()?;
+    let not_found = || format!("artifact {repo}:{reference} not found");
+    let registry = &ctx.state.registry;
+    let digest = registry
+        .resolve(&repo, &reference)
+        .await
+        .map_err(|e| missing(e, not_found))?;
+    // Resolving a digest does not look it up: make sure it is there.
+    registry
+        .artifact(&repo, &Reference::Digest(digest.clone()))
+        .await
+        .map_err(|e| missing(e, not_found))?;
+    let listing = registry
+        .repository_tags(&repo, Some(&digest), paging.offset(), paging.size)
+        .await
+        .map_err(|e| missing(e, not_found))?;
+    paged(listing.items.iter().map(tag_view).collect(), listing.total)
+}
+
+/// Deletes a tag of this artifact; 404 when the tag points elsewhere.
+pub async fn artifact_tag_delete(ctx: &Ctx) -> common::Result {
+    let repo = repo(ctx, Action::Delete).await?;
+    let reference = reference(ctx)?;
+    let tag = tag(ctx)?;
+    let registry = &ctx.state.registry;
+    let not_found = || format!("artifact {repo}:{reference} has no tag {tag}");
+    let digest = registry
+        .resolve(&repo, &reference)
+        .await
+        .map_err(|e| missing(e, not_found))?;
+    let points_to = registry
+        .resolve(&repo, &Reference::Tag(tag.clone()))
+        .await
+        .map_err(|e| missing(e, not_found))?;
+    if points_to != digest {
+        return Err(Error::not_found(not_found()));
+    }
+    delete_tag(ctx, &repo, tag).await
+}
+
+pub async fn tags(ctx: &Ctx) -> common::Result {
+    let repo = repo(ctx, Action::Pull).await?;
+    let paging = ctx.page()?;
+    let listing = ctx
+        .state
+        .registry
+        .repository_tags(&repo, None, paging.offset(), paging.size)
+        .await
+        .map_err(|e| missing(e, || format!("repository {repo} not found")))?;
+    paged(listing.items.iter().map(tag_view).collect(), listing.total)
+}
+
+pub async fn tag_delete(ctx: &Ctx) -> common::Result {
+    let repo = repo(ctx, Action::Delete).await?;
+    let tag = tag(ctx)?;
+    delete_tag(ctx, &repo, tag).await
+}
+
+async fn delete_tag(ctx: &Ctx, repo: &RepoName, tag: Tag) -> common::Result {
+    ctx.state
+        .registry
+        .manifest_delete(repo, &Reference::Tag(tag.clone()))
+        .await
+        .map_err(|e| missing(e, || format!("tag {repo}:{tag} not found")))?;
+    ctx.audit("delete", &format!("{repo}:{tag}"));
+    no_content()
+}

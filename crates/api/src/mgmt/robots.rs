@@ -1,0 +1,250 @@
+//! Robot accounts: system-level `robot$<name>` (system administrators)
+//! and project-level `robot$<project>+<name>` (project admins). The secret
+//! is returned once, by the POST that creates the robot; only its hash is
+//! stored, so no GET can ever return it.
+
+use super::access::{require, ProjectPerm};
+use super::common::{self, created, no_content, ok, paged, rfc3339, Ctx, Error};
+use berth_auth::directory::now;
+use berth_auth::model::{Action, RobotPermission, RobotRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const DAY: u64 = 86_400;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRobot {
+    name: String,
+    #[serde(default)]
+    description: String,
+    /// `[{project, actions}]`; for a project robot every entry must name
+    /// that project.
+    #[serde(default)]
+    permissions: Option<Vec<RobotPermission>>,
+    /// Shorthand for a project robot: these actions on its project.
+    #[serde(default)]
+    actions: Option<Vec<Action>>,
+    /// Unix seconds.
+    #[serde(default)]
+    expires_at: Option<u64>,
+    /// Days from now; -1 for never (Harbor's convention).
+    #[serde(default)]
+    duration_days: Option<i64>,
+}
+
+fn view(r: &RobotRecord) -> Value {
+    let project = r
+        .name
+        .strip_prefix("robot$")
+        .and_then(|rest| rest.split_once('+'))
+        .map(|(p, _)| p);
+    json!({
+        "name": r.name,
+        "level": if project.is_some() { "project" } else { "system" },
+        "project": project,
+        "description": r.description,
+        "permissions": r.permissions,
+        "expires_at": r.expires_at,
+        "expiration_time": r.expires_at.map(rfc3339),
+        "expired": r.expires_at.is_some_and(|e| e <= now()),
+        "creation_time": rfc3339(r.created),
+    })
+}
+
+/// When the new robot expires, from `expires_at` or `duration_days`.
+fn expiry(new: &NewRobot) -> Result<Option<u64>, Error> {
+    match (new.expires_at, new.duration_days) {
+        (Some(_), Some(_)) => Err(Error::bad_request(
+            "give expires_at or duration_days, not both",
+        )),
+        (Some(at), None) if at <= now() => Err(Error::bad_request("expires_at is in the past")),
+        (Some(at), None) => Ok(Some(at)),
+        (None, Some(-1)) | (None, None) => Ok(None),
+        (None, Some(days)) if days > 0 && days <= 365 * 100 => Ok(Some(now() + days as u64 * DAY)),
+        (None, Some(_)) => Err(Error::bad_request(
+            "duration_days must be a positive number of days, or -1 for never",
+        )),
+    }
+}
+
+/// Refuses permissions that grant nothing or name projects that do not
+/// exist (`*` means every project, for system robots).
+async fn check_permissions(ctx: &Ctx, perms: &[RobotPermission]) -> Result<(), Error> {
+    if perms.is_empty() {
+        return Err(Error::bad_request("a robot needs at least one permission"));
+    }
+    for p in perms {
+        if p.actions.is_empty() {
+            return Err(Error::bad_request(format!(
+                "the permission on {} grants no action",
+                p.project
+            )));
+        }
+        if p.project != "*"
+            && ctx
+                .state
+                .auth
+                .directory
+                .project(&p.project)
+                .await?
+                .is_none()
+        {
+            return Err(Error::not_found(format!("project {} not found", p.project)));
+        }
+    }
+    Ok(())
+}
+
+async fn create(ctx: &Ctx, project: Option<&str>, new: NewRobot) -> common::Result {
+    let permissions = match (new.permissions.clone(), new.actions.clone(), project) {
+        (Some(_), Some(_), _) => {
+            return Err(Error::bad_request("give permissions or actions, not both"))
+        }
+        (Some(p), None, _) => p,
+        (None, Some(actions), Some(project)) => vec![RobotPermission {
+            project: project.to_owned(),
+            actions,
+        }],
+        (None, None, Some(project)) => vec![RobotPermission {
+            project: project.to_owned(),
+            actions: vec![Action::Pull],
+        }],
+        (None, _, None) => return Err(Error::bad_request("a system robot needs permissions")),
+    };
+    check_permissions(ctx, &permissions).await?;
+    let expires_at = expiry(&new)?;
+    let (record, secret) = ctx
+        .state
+        .auth
+        .directory
+        .create_robot(
+            project,
+            &new.name,
+            permissions,
+            expires_at,
+            &new.description,
+        )
+        .await?;
+    ctx.audit("create_robot", &audit_resource(&record.name));
+    let mut body = view(&record);
+    body["secret"] = Value::String(secret);
+    created(body)
+}
+
+/// Project robots are logged under their project, so that the project's
+/// audit log shows them.
+fn audit_resource(full: &str) -> String {
+    match full
+        .strip_prefix("robot$")
+        .and_then(|rest| rest.split_once('+'))
+    {
+        Some((project, _)) => format!("{project}/{full}"),
+        None => full.to_owned(),
+    }
+}
+
+fn page_of(ctx: &Ctx, robots: Vec<RobotRecord>) -> common::Result {
+    let paging = ctx.page()?;
+    let q = ctx.query("q");
+    let robots: Vec<RobotRecord> = robots
+        .into_iter()
+        .filter(|r| common::matches_query(&r.name, q))
+        .collect();
+    let total = robots.len();
+    paged(paging.slice(robots).iter().map(view).collect(), total)
+}
+
+pub async fn list_system(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    let robots = ctx.state.auth.directory.robots().await?;
+    page_of(
+        ctx,
+        robots
+            .into_iter()
+            .filter(|r| !r.name.contains('+'))
+            .collect(),
+    )
+}
+
+pub async fn create_system(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    create(ctx, None, ctx.json()?).await
+}
+
+/// A robot's full name from a path parameter that may be the full name or,
+/// for a system robot, the short one.
+fn full_name(name: &str) -> String {
+    if name.starts_with("robot$") {
+        name.to_owned()
+    } else {
+        format!("robot${name}")
+    }
+}
+
+async fn existing(ctx: &Ctx, full: &str) -> Result<RobotRecord, Error> {
+    ctx.state
+        .auth
+        .directory
+        .robot(full)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("robot {full} not found")))
+}
+
+pub async fn get(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    ok(view(&existing(ctx, &full_name(ctx.param("robot"))).await?))
+}
+
+/// System administrators may revoke any robot here, by its full name.
+pub async fn delete_any(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    let full = full_name(ctx.param("robot"));
+    revoke(ctx, &full).await
+}
+
+async fn revoke(ctx: &Ctx, full: &str) -> common::Result {
+    ctx.state.auth.directory.revoke_robot(full).await?;
+    ctx.audit("revoke_robot", &audit_resource(full));
+    no_content()
+}
+
+pub async fn list_project(ctx: &Ctx) -> common::Result {
+    let project = ctx.param("project");
+    require(ctx, project, ProjectPerm::Manage).await?;
+    let prefix = format!("robot${project}+");
+    let robots = ctx.state.auth.directory.robots().await?;
+    page_of(
+        ctx,
+        robots
+            .into_iter()
+            .filter(|r| r.name.starts_with(&prefix))
+            .collect(),
+    )
+}
+
+pub async fn create_project(ctx: &Ctx) -> common::Result {
+    let project = ctx.param("project");
+    require(ctx, project, ProjectPerm::Manage).await?;
+    create(ctx, Some(project), ctx.json()?).await
+}
+
+/// The robot may be named in full (`robot$p+ci`) or by its short name.
+pub async fn delete_project(ctx: &Ctx) -> common::Result {
+    let project = ctx.param("project");
+    require(ctx, project, ProjectPerm::Manage).await?;
+    let name = ctx.param("robot");
+    let prefix = format!("robot${project}+");
+    let full = if name.starts_with("robot$") {
+        name.to_owned()
+    } else {
+        format!("{prefix}{name}")
+    };
+    if !full.starts_with(&prefix) {
+        return Err(Error::not_found(format!(
+            "robot {full} is not a robot of {project}"
+        )));
+    }
+    existing(ctx, &full).await?;
+    revoke(ctx, &full).await
+}

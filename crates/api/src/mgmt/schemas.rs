@@ -1,0 +1,132 @@
+//! The JSON schemas of the OpenAPI document (`components.schemas`): the
+//! bodies the handlers accept and return.
+
+use serde_json::{json, Value};
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn time() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+pub fn schemas() -> Value {
+    let role = json!({"type": "string", "enum": ["project_admin", "maintainer", "developer", "guest", "limited_guest"]});
+    let action = json!({"type": "string", "enum": ["pull", "push", "delete"]});
+    let robot_props = json!({
+        "name": {"type": "string", "example": "robot$library+ci"},
+        "level": {"type": "string", "enum": ["system", "project"]},
+        "project": {"type": "string", "nullable": true},
+        "description": string(),
+        "permissions": {"type": "array", "items": {"$ref": "#/components/schemas/RobotPermission"}},
+        "expires_at": {"type": "integer", "nullable": true, "description": "Unix seconds; null = never"},
+        "expiration_time": {"type": "string", "format": "date-time", "nullable": true},
+        "expired": {"type": "boolean"},
+        "creation_time": time(),
+    });
+    let mut created_props = robot_props.clone();
+    created_props["secret"] =
+        json!({"type": "string", "description": "the robot's password; returned only here"});
+    json!({
+        "Errors": object(&["errors"], json!({
+            "errors": {"type": "array", "items": object(&["code", "message"], json!({
+                "code": string(), "message": string(), "detail": string(),
+            }))},
+        })),
+        "SystemInfo": object(&["version", "auth_enabled"], json!({
+            "version": string(),
+            "auth_enabled": {"type": "boolean"},
+            "auth_token_service": string(),
+            "admin_creates_projects": {"type": "boolean"},
+        })),
+        "User": object(&["name"], json!({
+            "name": string(),
+            "email": string(),
+            "admin": {"type": "boolean"},
+            "source": {"type": "string", "enum": ["local", "ldap"]},
+            "creation_time": time(),
+            "robot": {"type": "boolean", "description": "only on /users/current for a robot"},
+        })),
+        "NewUser": object(&["name", "password"], json!({
+            "name": string(),
+            "password": {"type": "string", "minLength": 8},
+            "email": string(),
+            "admin": {"type": "boolean", "default": false},
+        })),
+        "UserChange": object(&[], json!({
+            "password": {"type": "string", "minLength": 8},
+            "old_password": {"type": "string", "description": "required when changing one's own password"},
+            "admin": {"type": "boolean"},
+        })),
+        "Project": object(&["name", "public"], json!({
+            "name": string(),
+            "public": {"type": "boolean"},
+            "creation_time": time(),
+            "repo_count": {"type": "integer"},
+            "current_user_role": {"type": "string", "nullable": true},
+        })),
+        "NewProject": object(&["name"], json!({
+            "name": string(),
+            "public": {"type": "boolean", "default": false},
+        })),
+        "ProjectChange": object(&["public"], json!({"public": {"type": "boolean"}})),
+        "Member": object(&["kind", "name", "role"], json!({
+            "kind": {"type": "string", "enum": ["user", "group"]},
+            "name": string(),
+            "role": role,
+        })),
+        "NewMember": object(&["name", "role"], json!({
+            "kind": {"type": "string", "enum": ["user", "group"], "default": "user"},
+            "name": string(),
+            "role": role,
+        })),
+        "MemberChange": object(&["role"], json!({"role": role})),
+        "RobotPermission": object(&["project", "actions"], json!({
+            "project": {"type": "string", "description": "a project, or `*` for all (system robots)"},
+            "actions": {"type": "array", "items": action},
+        })),
+        "Robot": object(&["name", "permissions"], robot_props),
+        "RobotCreated": object(&["name", "secret"], created_props),
+        "NewRobot": object(&["name"], json!({
+            "name": {"type": "string", "description": "short name: lowercase letters, digits, `-_.`"},
+            "description": string(),
+            "permissions": {"type": "array", "items": {"$ref": "#/components/schemas/RobotPermission"}, "description": "required for system robots; project robots default to pull on their project"},
+            "actions": {"type": "array", "items": action, "description": "project robots: shorthand for permissions on their project"},
+            "expires_at": {"type": "integer", "description": "Unix seconds"},
+            "duration_days": {"type": "integer", "description": "days from now; -1 = never"},
+        })),
+        "Repository": object(&["name"], json!({
+            "name": {"type": "string", "example": "library/ubuntu"},
+            "project": string(),
+            "creation_time": time(),
+        })),
+        "Tag": object(&["name", "digest"], json!({
+            "name": string(),
+            "digest": string(),
+            "push_time": time(),
+        })),
+        "Artifact": object(&["digest", "media_type", "size"], json!({
+            "digest": string(),
+            "media_type": string(),
+            "artifact_type": {"type": "string", "nullable": true},
+            "size": {"type": "integer", "description": "the manifest plus the blobs it names directly"},
+            "manifest_size": {"type": "integer"},
+            "push_time": time(),
+            "subject": {"type": "string", "nullable": true},
+            "tags": {"type": "array", "items": {"$ref": "#/components/schemas/Tag"}},
+        })),
+        "AuditEvent": object(&["time", "user", "operation", "resource", "address"], json!({
+            "time": time(),
+            "timestamp": {"type": "integer", "description": "Unix seconds"},
+            "user": string(),
+            "operation": string(),
+            "resource": string(),
+            "address": string(),
+        })),
+    })
+}

@@ -1,0 +1,200 @@
+//! Users: listed, created, changed and deleted by system administrators;
+//! every user may read themself and change their own password (with the
+//! old one). Also `/systeminfo`, the one other endpoint about the system.
+
+use super::common::{self, created, matches_query, no_content, ok, paged, rfc3339, Ctx, Error};
+use berth_auth::model::{Principal, UserRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    #[serde(alias = "username")]
+    name: String,
+    password: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default, alias = "sysadmin_flag")]
+    admin: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    #[serde(default, alias = "new_password")]
+    password: Option<String>,
+    #[serde(default)]
+    old_password: Option<String>,
+    #[serde(default, alias = "sysadmin_flag")]
+    admin: Option<bool>,
+}
+
+pub fn view(u: &UserRecord) -> Value {
+    json!({
+        "name": u.name,
+        "email": u.email,
+        "admin": u.admin,
+        "source": u.source,
+        "creation_time": rfc3339(u.created),
+    })
+}
+
+pub fn system_info(ctx: &Ctx) -> common::Result {
+    ok(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        // Every /v2 and /api/v1 request is authenticated; there is no
+        // switch to turn that off.
+        "auth_enabled": true,
+        "auth_token_service": "/service/token",
+        "admin_creates_projects": ctx.state.auth.admin_creates_projects,
+    }))
+}
+
+pub async fn list(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    let paging = ctx.page()?;
+    let q = ctx.query("q");
+    let users: Vec<UserRecord> = ctx
+        .state
+        .auth
+        .directory
+        .users()
+        .await?
+        .into_iter()
+        .filter(|u| matches_query(&u.name, q))
+        .collect();
+    let total = users.len();
+    paged(paging.slice(users).iter().map(view).collect(), total)
+}
+
+pub async fn create(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    let new: NewUser = ctx.json()?;
+    let record = ctx
+        .state
+        .auth
+        .directory
+        .create_user(&new.name, &new.password, new.admin, &new.email)
+        .await?;
+    ctx.audit("create_user", &format!("user:{}", record.name));
+    created(view(&record))
+}
+
+pub async fn current(ctx: &Ctx) -> common::Result {
+    match ctx.principal() {
+        Principal::Anonymous => Err(ctx.denied()),
+        Principal::User { name, .. } => match ctx.state.auth.directory.user(name).await? {
+            Some(u) => ok(view(&u)),
+            None => Err(Error::unauthorized("the account no longer exists")),
+        },
+        Principal::Robot { name, permissions } => ok(json!({
+            "name": name,
+            "robot": true,
+            "permissions": permissions,
+        })),
+    }
+}
+
+/// Whether the caller is the user `name` (robots never are).
+fn is_self(ctx: &Ctx, name: &str) -> bool {
+    matches!(ctx.principal(), Principal::User { name: me, .. } if me == name)
+}
+
+async fn existing(ctx: &Ctx, name: &str) -> Result<UserRecord, Error> {
+    ctx.state
+        .auth
+        .directory
+        .user(name)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("user {name} not found")))
+}
+
+pub async fn get(ctx: &Ctx) -> common::Result {
+    let name = ctx.param("name");
+    if !ctx.is_admin() && !is_self(ctx, name) {
+        return Err(ctx.denied());
+    }
+    ok(view(&existing(ctx, name).await?))
+}
+
+pub async fn update(ctx: &Ctx) -> common::Result {
+    let name = ctx.param("name");
+    let own = is_self(ctx, name);
+    if !ctx.is_admin() && !own {
+        return Err(ctx.denied());
+    }
+    let change: UserChange = ctx.json()?;
+    let user = existing(ctx, name).await?;
+    if let Some(admin) = change.admin {
+        if !ctx.is_admin() {
+            return Err(ctx.denied());
+        }
+        if own && !admin {
+            // Nobody else may be left to undo it.
+            return Err(Error::bad_request(
+                "you cannot remove your own administrator rights",
+            ));
+        }
+    }
+    if change.password.is_some() {
+        if user.source != "local" {
+            return Err(Error::bad_request(format!(
+                "the password of {name} is managed by its {} directory",
+                user.source
+            )));
+        }
+        if own {
+            // Even an administrator confirms their own old password: a
+            // stolen token must not be enough to take the account over.
+            // Checked through `Auth::login`, so guesses are rate-limited.
+            let Some(old) = change.old_password.as_deref() else {
+                return Err(Error::bad_request("old_password is required"));
+            };
+            let confirmed = ctx.state.auth.login(name, old, &ctx.caller.address).await?;
+            if confirmed.is_none() {
+                ctx.audit("login_failed", name);
+                return Err(Error::Status(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "FORBIDDEN",
+                    "the old password is wrong".into(),
+                ));
+            }
+        }
+    }
+    let record = ctx
+        .state
+        .auth
+        .directory
+        .update_user(name, change.password.as_deref(), change.admin)
+        .await?;
+    let what = match (change.password.is_some(), change.admin) {
+        (true, Some(_)) => "password,admin",
+        (true, None) => "password",
+        (false, Some(_)) => "admin",
+        (false, None) => "nothing",
+    };
+    ctx.audit("update_user", &format!("user:{name} ({what})"));
+    ok(view(&record))
+}
+
+pub async fn delete(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    let name = ctx.param("name");
+    if is_self(ctx, name) {
+        return Err(Error::bad_request("you cannot delete yourself"));
+    }
+    existing(ctx, name).await?;
+    let directory = &ctx.state.auth.directory;
+    // Memberships go first: a user created later under the same name must
+    // not inherit the roles of this one.
+    for project in directory.projects().await? {
+        match directory.remove_member(&project.name, "user", name).await {
+            Ok(()) | Err(berth_auth::directory::DirectoryError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    directory.delete_user(name).await?;
+    ctx.audit("delete_user", &format!("user:{name}"));
+    no_content()
+}
