@@ -85,6 +85,8 @@ pub enum StorageConfig {
         #[serde(default)]
         path: Option<PathBuf>,
     },
+    /// Blobs in an S3-compatible object store (Ceph RGW, Garage, MinIO, AWS).
+    S3(berth_storage::S3Config),
     #[default]
     #[serde(skip)]
     Default,
@@ -99,6 +101,8 @@ pub enum MetadataConfig {
         #[serde(default)]
         path: Option<PathBuf>,
     },
+    /// An etcd cluster shared by every node.
+    Etcd(berth_meta::EtcdConfig),
     #[default]
     #[serde(skip)]
     Default,
@@ -233,6 +237,37 @@ mod tests {
         assert!(
             Config::parse("[ldap]\nurl = \"ldap://x\"\nbase_dn = \"dc=x\"\nbogus = 1").is_err()
         );
+    }
+
+    #[test]
+    fn cluster_config_in_the_documented_shape() {
+        let c = Config::parse(
+            r#"
+            [metadata]
+            backend = "etcd"
+            endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"]
+
+            [storage]
+            backend = "s3"
+            endpoint = "http://rgw.example:7480"
+            bucket = "berth"
+            region = "us-east-1"
+            access_key_id = "AK"
+            secret_access_key = "SK"
+            path_style = true
+            "#,
+        )
+        .unwrap();
+        assert!(matches!(&c.metadata, MetadataConfig::Etcd(e) if e.endpoints.len() == 3));
+        assert!(matches!(&c.storage, StorageConfig::S3(s) if s.bucket == "berth"));
+        assert!(Config::parse("[metadata]\nbackend = \"etcd\"\nendpoints = []\ntypo = 1").is_err());
+    }
+
+    #[test]
+    fn shipped_example_configs_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/berth.toml");
+        let text = std::fs::read_to_string(dir).unwrap();
+        Config::parse(&text).unwrap();
     }
 
     #[test]

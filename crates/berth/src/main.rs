@@ -1,6 +1,9 @@
 //! The `berth` binary: command line, configuration and wiring. Everything
-//! else lives in the library crates (oci, core, storage, meta, api).
+//! else lives in the library crates (oci, core, storage, meta, api). The
+//! `user`, `project` and `robot` commands are clients of a running server's
+//! management API (see `cli`).
 
+mod cli;
 mod config;
 
 use berth_api::{router, AppState};
@@ -31,6 +34,27 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Manage users of a running server.
+    User {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(subcommand)]
+        command: cli::UserCommand,
+    },
+    /// Manage projects of a running server.
+    Project {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(subcommand)]
+        command: cli::ProjectCommand,
+    },
+    /// Manage robot accounts of a running server.
+    Robot {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(subcommand)]
+        command: cli::RobotCommand,
     },
 }
 
@@ -64,6 +88,9 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => Config::load(&config).map(|c| println!("configuration OK: {c:#?}")),
+        Command::User { conn, command } => cli::user(conn, command),
+        Command::Project { conn, command } => cli::project(conn, command),
+        Command::Robot { conn, command } => cli::robot(conn, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,20 +131,33 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 async fn run(config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
-    let blobs = berth_storage::FsBlobStore::open(config.blob_path()).map_err(|e| {
-        format!(
-            "opening blob storage at {}: {e}",
-            config.blob_path().display()
-        )
-    })?;
-    let kv = berth_meta::RedbKv::open(&config.metadata_path()).map_err(|e| {
-        format!(
-            "opening metadata at {}: {e}",
-            config.metadata_path().display()
-        )
-    })?;
-    let kv: Arc<dyn berth_core::Kv> = Arc::new(kv);
-    let registry = Registry::new(kv.clone(), Arc::new(blobs));
+    let blobs: Arc<dyn berth_core::BlobStore> = match &config.storage {
+        config::StorageConfig::S3(s3) => {
+            Arc::new(berth_storage::S3BlobStore::new(s3).map_err(|e| format!("[storage] s3: {e}"))?)
+        }
+        _ => Arc::new(
+            berth_storage::FsBlobStore::open(config.blob_path()).map_err(|e| {
+                format!(
+                    "opening blob storage at {}: {e}",
+                    config.blob_path().display()
+                )
+            })?,
+        ),
+    };
+    let kv: Arc<dyn berth_core::Kv> = match &config.metadata {
+        config::MetadataConfig::Etcd(etcd) => Arc::new(
+            berth_meta::EtcdKv::new(etcd.clone()).map_err(|e| format!("[metadata] etcd: {e}"))?,
+        ),
+        _ => Arc::new(
+            berth_meta::RedbKv::open(&config.metadata_path()).map_err(|e| {
+                format!(
+                    "opening metadata at {}: {e}",
+                    config.metadata_path().display()
+                )
+            })?,
+        ),
+    };
+    let registry = Registry::new(kv.clone(), blobs);
     let mut directory = berth_auth::Directory::new(kv.clone());
     if let Some(ldap) = &config.ldap {
         let grants = ldap.group_role_grants();
