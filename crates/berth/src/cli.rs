@@ -1,0 +1,475 @@
+//! `berth user|project|robot ...`: thin wrappers over the management API
+//! of a running berth. They talk HTTP, never to the data directory, whose
+//! metadata file the server holds locked.
+//!
+//! Credentials come from flags or the environment, never from a prompt, so
+//! that scripts can run them; new passwords come from standard input or
+//! `BERTH_NEW_PASSWORD`, so that they never appear in a process list.
+
+use clap::{Args, Subcommand};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::Read;
+
+/// Where the server is and who is asking.
+#[derive(Args, Debug)]
+pub struct Connection {
+    /// Base URL of the berth server (plain HTTP).
+    #[arg(
+        long,
+        env = "BERTH_URL",
+        default_value = "http://127.0.0.1:5000",
+        global = true
+    )]
+    url: String,
+    /// User (or robot) to authenticate as.
+    #[arg(long, env = "BERTH_USERNAME", default_value = "admin", global = true)]
+    username: String,
+    /// Password of --username.
+    #[arg(long, env = "BERTH_PASSWORD", hide_env_values = true, global = true)]
+    password: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user. The password is read from standard input
+    /// (--password-stdin) or from BERTH_NEW_PASSWORD.
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Make the user a system administrator.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a password (your own when NAME is omitted; then the old one
+    /// is --password). The new one is read from standard input
+    /// (--password-stdin) or from BERTH_NEW_PASSWORD.
+    Passwd {
+        name: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        /// Only names containing this.
+        #[arg(long)]
+        q: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectCommand {
+    /// Create a project (private unless --public).
+    Create {
+        name: String,
+        #[arg(long)]
+        public: bool,
+    },
+    /// List the projects you can see.
+    List {
+        #[arg(long)]
+        q: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RobotCommand {
+    /// Create a robot and print its secret (shown only this once).
+    Create {
+        /// Short name; the robot is `robot$<project>+<name>` with --project,
+        /// else the system robot `robot$<name>`.
+        name: String,
+        #[arg(long)]
+        project: Option<String>,
+        /// PROJECT:ACTIONS, e.g. `library:pull,push` (repeatable). A project
+        /// robot defaults to pull on its project.
+        #[arg(long = "permission", value_name = "PROJECT:ACTIONS")]
+        permissions: Vec<String>,
+        /// Expire after this many days (default: never).
+        #[arg(long)]
+        duration_days: Option<i64>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List robots: a project's with --project, else the system robots.
+    List {
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Revoke a robot (full name, or short name with --project).
+    Revoke {
+        name: String,
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+pub fn user(conn: Connection, cmd: UserCommand) -> Result<(), String> {
+    let api = Api::new(conn)?;
+    run(async {
+        match cmd {
+            UserCommand::Add {
+                name,
+                email,
+                admin,
+                password_stdin,
+            } => {
+                let password = new_password(password_stdin)?;
+                let body =
+                    json!({"name": name, "password": password, "email": email, "admin": admin});
+                let user = api.call(Method::POST, "/api/v1/users", Some(body)).await?;
+                api.show_one(&user, &format!("created user {name}"));
+            }
+            UserCommand::Passwd {
+                name,
+                password_stdin,
+            } => {
+                let name = name.unwrap_or_else(|| api.conn.username.clone());
+                let password = new_password(password_stdin)?;
+                let mut body = json!({"password": password});
+                if name == api.conn.username {
+                    body["old_password"] = json!(api.password()?);
+                }
+                let path = format!("/api/v1/users/{}", encode(&name));
+                let user = api.call(Method::PUT, &path, Some(body)).await?;
+                api.show_one(&user, &format!("password of {name} changed"));
+            }
+            UserCommand::List { q } => {
+                let users = api.list("/api/v1/users", q.as_deref()).await?;
+                api.show(
+                    &users,
+                    &["NAME", "ADMIN", "SOURCE", "EMAIL", "CREATED"],
+                    &["name", "admin", "source", "email", "creation_time"],
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn project(conn: Connection, cmd: ProjectCommand) -> Result<(), String> {
+    let api = Api::new(conn)?;
+    run(async {
+        match cmd {
+            ProjectCommand::Create { name, public } => {
+                let body = json!({"name": name, "public": public});
+                let p = api
+                    .call(Method::POST, "/api/v1/projects", Some(body))
+                    .await?;
+                api.show_one(&p, &format!("created project {name}"));
+            }
+            ProjectCommand::List { q } => {
+                let projects = api.list("/api/v1/projects", q.as_deref()).await?;
+                api.show(
+                    &projects,
+                    &["NAME", "PUBLIC", "REPOSITORIES", "ROLE", "CREATED"],
+                    &[
+                        "name",
+                        "public",
+                        "repo_count",
+                        "current_user_role",
+                        "creation_time",
+                    ],
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn robot(conn: Connection, cmd: RobotCommand) -> Result<(), String> {
+    let api = Api::new(conn)?;
+    run(async {
+        match cmd {
+            RobotCommand::Create {
+                name,
+                project,
+                permissions,
+                duration_days,
+                description,
+            } => {
+                let mut body = json!({"name": name, "description": description});
+                if !permissions.is_empty() {
+                    body["permissions"] = parse_permissions(&permissions)?;
+                }
+                if let Some(days) = duration_days {
+                    body["duration_days"] = json!(days);
+                }
+                let path = match &project {
+                    Some(p) => format!("/api/v1/projects/{}/robots", encode(p)),
+                    None => "/api/v1/robots".into(),
+                };
+                let robot = api.call(Method::POST, &path, Some(body)).await?;
+                if api.conn.json {
+                    println!("{robot:#}");
+                } else {
+                    println!("created {}", text(&robot["name"]));
+                    println!("secret: {}", text(&robot["secret"]));
+                    println!("(the secret is shown only now; store it safely)");
+                }
+            }
+            RobotCommand::List { project } => {
+                let path = match &project {
+                    Some(p) => format!("/api/v1/projects/{}/robots", encode(p)),
+                    None => "/api/v1/robots".into(),
+                };
+                let mut robots = api.list(&path, None).await?;
+                for r in &mut robots {
+                    r["perms"] = json!(describe_permissions(&r["permissions"]));
+                }
+                api.show(
+                    &robots,
+                    &["NAME", "PERMISSIONS", "EXPIRES", "EXPIRED", "DESCRIPTION"],
+                    &["name", "perms", "expiration_time", "expired", "description"],
+                );
+            }
+            RobotCommand::Revoke { name, project } => {
+                let path = match &project {
+                    Some(p) => format!("/api/v1/projects/{}/robots/{}", encode(p), encode(&name)),
+                    None => format!("/api/v1/robots/{}", encode(&name)),
+                };
+                api.call(Method::DELETE, &path, None).await?;
+                if !api.conn.json {
+                    println!("revoked {name}");
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn run(work: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?
+        .block_on(work)
+}
+
+/// `PROJECT:ACTIONS` flags as the API's permission list.
+fn parse_permissions(flags: &[String]) -> Result<Value, String> {
+    let mut out = Vec::new();
+    for f in flags {
+        let (project, actions) = f
+            .split_once(':')
+            .ok_or_else(|| format!("--permission {f:?}: expected PROJECT:ACTIONS"))?;
+        let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
+        out.push(json!({"project": project, "actions": actions}));
+    }
+    Ok(Value::Array(out))
+}
+
+fn describe_permissions(perms: &Value) -> String {
+    perms
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let actions: Vec<String> = p["actions"]
+                        .as_array()
+                        .map(|a| a.iter().map(text).collect())
+                        .unwrap_or_default();
+                    format!("{}:{}", text(&p["project"]), actions.join(","))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// The new password: the first line of standard input, or
+/// `BERTH_NEW_PASSWORD`.
+fn new_password(from_stdin: bool) -> Result<String, String> {
+    let password = if from_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| format!("reading the password from standard input: {e}"))?;
+        input.lines().next().unwrap_or_default().to_owned()
+    } else {
+        std::env::var("BERTH_NEW_PASSWORD").map_err(|_| {
+            "give the new password on standard input with --password-stdin, or in BERTH_NEW_PASSWORD"
+                .to_owned()
+        })?
+    };
+    if password.is_empty() {
+        return Err("the new password is empty".into());
+    }
+    Ok(password)
+}
+
+/// Percent-encodes a path segment.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$+@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A JSON value as table text.
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) if s.is_empty() => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+struct Api {
+    conn: Connection,
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(conn: Connection) -> Result<Api, String> {
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| format!("creating the HTTP client: {e}"))?;
+        let base = conn.url.trim_end_matches('/').to_owned();
+        Ok(Api { conn, http, base })
+    }
+
+    fn password(&self) -> Result<&str, String> {
+        self.conn.password.as_deref().ok_or_else(|| {
+            format!(
+                "no password for {}: set BERTH_PASSWORD or give --password",
+                self.conn.username
+            )
+        })
+    }
+
+    /// One request; the JSON body of a success (null for 204), or the
+    /// API's error message.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        Ok(self.send(method, path, body).await?.1)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(reqwest::header::HeaderMap, Value), String> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .basic_auth(&self.conn.username, Some(self.password()?));
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{method} {url}: {e}"))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("{method} {url}: reading the response: {e}"))?;
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        if !status.is_success() {
+            let message = value["errors"][0]["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            let hint = if status == StatusCode::UNAUTHORIZED {
+                " (check --username and BERTH_PASSWORD)"
+            } else {
+                ""
+            };
+            return Err(format!("{status}: {message}{hint}"));
+        }
+        Ok((headers, value))
+    }
+
+    /// Every item of a paged list.
+    async fn list(&self, path: &str, q: Option<&str>) -> Result<Vec<Value>, String> {
+        let mut items = Vec::new();
+        for page in 1.. {
+            let mut url = format!("{path}?page={page}&page_size=100");
+            if let Some(q) = q {
+                url.push_str(&format!("&q={}", encode(q)));
+            }
+            let (headers, value) = self.send(Method::GET, &url, None).await?;
+            let total: usize = headers
+                .get("x-total-count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let batch = match value {
+                Value::Array(a) => a,
+                _ => return Err(format!("GET {path}: expected a JSON array")),
+            };
+            let done = batch.is_empty();
+            items.extend(batch);
+            if done || items.len() >= total {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    fn show_one(&self, value: &Value, message: &str) {
+        if self.conn.json {
+            println!("{value:#}");
+        } else {
+            println!("{message}");
+        }
+    }
+
+    /// Items as an aligned table of `fields` under `headers`.
+    fn show(&self, items: &[Value], headers: &[&str], fields: &[&str]) {
+        if self.conn.json {
+            println!("{:#}", Value::Array(items.to_vec()));
+            return;
+        }
+        let rows: Vec<Vec<String>> = items
+            .iter()
+            .map(|item| fields.iter().map(|f| text(&item[*f])).collect())
+            .collect();
+        let widths: Vec<usize> = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([h.len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: Vec<String>| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            println!("{}", padded.join("  ").trim_end());
+        };
+        line(headers.iter().map(|h| h.to_string()).collect());
+        for row in rows {
+            line(row);
+        }
+    }
+}
