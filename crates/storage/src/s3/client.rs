@@ -103,23 +103,6 @@ fn timed_out(op: &str) -> StoreError {
     StoreError::Unavailable(format!("S3 {op}: no answer in time"))
 }
 
-/// The TLS setup: rustls with the ring provider named explicitly (the one
-/// already in the tree), trusting the system's CA certificates.
-fn tls_config() -> io::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for e in &native.errors {
-        tracing::warn!("S3: reading the system's CA certificates: {e}");
-    }
-    roots.add_parsable_certificates(native.certs);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| io::Error::other(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
 impl S3Client {
     pub fn new(config: &S3Config) -> io::Result<Self> {
         config.validate()?;
@@ -146,12 +129,22 @@ impl S3Client {
                 ),
             ));
         }
-        let timeout = Duration::from_secs(config.timeout_secs);
-        let mut builder = reqwest::Client::builder().connect_timeout(timeout);
         if scheme == "https" {
-            builder = builder.tls_backend_preconfigured(tls_config()?);
+            // reqwest is built without TLS in this workspace: its rustls
+            // backend (without aws-lc-rs) panics in every other crate's
+            // client unless a provider is installed process-wide first.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "storage.endpoint {:?}: https is not supported by this build; \
+                     reach the store over http (a TLS-terminating proxy or a private network)",
+                    config.endpoint
+                ),
+            ));
         }
-        let http = builder
+        let timeout = Duration::from_secs(config.timeout_secs);
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
             .build()
             .map_err(|e| io::Error::other(format!("HTTP client: {e}")))?;
         Ok(S3Client {
@@ -628,4 +621,55 @@ fn content_length(headers: &reqwest::header::HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: &str, path_style: bool) -> S3Client {
+        let mut c = S3Config::new(endpoint, "my-bucket");
+        c.access_key_id = Some("id".into());
+        c.secret_access_key = Some("secret".into());
+        c.path_style = path_style;
+        S3Client::new(&c).unwrap()
+    }
+
+    #[test]
+    fn addressing_styles() {
+        let c = client("http://127.0.0.1:3900", true);
+        assert_eq!(
+            c.locate("blobs/a b"),
+            ("127.0.0.1:3900".into(), "/my-bucket/blobs/a%20b".into())
+        );
+        assert_eq!(c.locate(""), ("127.0.0.1:3900".into(), "/my-bucket".into()));
+        let c = client("http://s3.eu-west-1.amazonaws.com/", false);
+        assert_eq!(
+            c.locate("blobs/x"),
+            (
+                "my-bucket.s3.eu-west-1.amazonaws.com".into(),
+                "/blobs/x".into()
+            )
+        );
+        assert_eq!(c.locate("").1, "/");
+        let c = client("http://gw.example:8080/s3/", true);
+        assert_eq!(c.locate("k").1, "/s3/my-bucket/k");
+    }
+
+    #[test]
+    fn bad_endpoints() {
+        let mut c = S3Config::new("https://s3.amazonaws.com", "b");
+        c.access_key_id = Some("id".into());
+        c.secret_access_key = Some("secret".into());
+        let e = S3Client::new(&c).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        c.endpoint = "ftp://x".into();
+        c.access_key_id = Some("id".into());
+        c.secret_access_key = Some("secret".into());
+        assert!(S3Client::new(&c).is_err());
+        c.endpoint = "not a url".into();
+        assert!(S3Client::new(&c).is_err());
+        c.endpoint = "http://h/?q=1".into();
+        assert!(S3Client::new(&c).is_err());
+    }
 }

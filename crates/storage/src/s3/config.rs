@@ -14,7 +14,8 @@ pub const MIN_PART: u64 = 5 * 1024 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// Base URL of the S3 service: `http://127.0.0.1:3900` (Garage),
-    /// `https://rgw.example.org`, `https://s3.eu-west-1.amazonaws.com`.
+    /// `http://rgw.internal:7480` (Ceph RGW). Plain http only for now: the
+    /// HTTP client is built without TLS.
     pub endpoint: String,
     /// The bucket, which must exist; berth owns everything under `prefix` in
     /// it.
