@@ -34,10 +34,12 @@
 mod client;
 mod config;
 mod layout;
+mod multipart;
 mod sigv4;
 mod store;
 mod xml;
 
-pub use client::{MultipartUpload, S3Client};
+pub use client::S3Client;
 pub use config::S3Config;
+pub use multipart::MultipartUpload;
 pub use store::S3BlobStore;
