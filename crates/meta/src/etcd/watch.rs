@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use super::client::{classify, describe, Failure, REQUIRE_LEADER};
 use super::wire::{self, b64, prefix_end};
-use super::{EtcdKv, Failure, REQUIRE_LEADER};
+use super::EtcdKv;
 
 /// Events buffered for a slow consumer before the watch stops reading.
 const BUFFER: usize = 1024;
@@ -151,9 +152,7 @@ impl EtcdKv {
                     Answer::Broken(why) => {
                         return Err(Failure::Elsewhere(format!("etcd at {endpoint}: {why}")))
                     }
-                    Answer::Error(code, message) => {
-                        return Err(super::classify(code, &message, true))
-                    }
+                    Answer::Error(code, message) => return Err(classify(code, &message, true)),
                 }
             }
         };
@@ -207,8 +206,10 @@ impl Lines {
             }
             match self.body.next().await {
                 Some(chunk) => self.buf.extend_from_slice(&chunk?),
-                // A partial line left in the buffer is a cut-off answer.
-                None => return Ok(None),
+                // The gateway ends a stream with its error object and no
+                // newline after it.
+                None if self.buf.iter().all(u8::is_ascii_whitespace) => return Ok(None),
+                None => return Ok(Some(std::mem::take(&mut self.buf))),
             }
         }
     }
@@ -273,7 +274,7 @@ impl Watcher {
             let line = match lines.next().await {
                 Ok(Some(line)) => line,
                 Ok(None) => return Stop::Broken("the stream ended".into()),
-                Err(e) => return Stop::Broken(super::describe(&e)),
+                Err(e) => return Stop::Broken(describe(&e)),
             };
             let response = match parse(&line) {
                 Answer::Response(r) => r,

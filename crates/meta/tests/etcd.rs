@@ -1,0 +1,513 @@
+//! EtcdKv against real three-member etcd clusters (Debian's etcd-server),
+//! started per test as child processes on 127.0.0.1.
+
+use std::collections::hash_map::RandomState;
+use std::fs::File;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_core::kv::{Kv, KvError, Txn};
+use berth_meta::{EtcdConfig, EtcdKv, EtcdWatch, WatchEvent};
+use serde_json::{json, Value};
+
+const MEMBERS: usize = 3;
+
+/// Only to catch a hang; nothing is asserted about how long things take.
+const HANG: Duration = Duration::from_secs(90);
+
+fn random() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+async fn no_hang<T>(what: &str, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(HANG, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} hung"),
+    }
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    child: Option<Child>,
+}
+
+/// A running cluster; its members are killed when it is dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    token: String,
+    members: Vec<Member>,
+    http: reqwest::Client,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let mut failures = Vec::new();
+        for _ in 0..10 {
+            // Below Linux's ephemeral range, so outgoing connections of
+            // parallel tests cannot be holding these ports.
+            let base = 12_000 + (random() % 2_000) as u16 * 10;
+            match Cluster::try_start(base).await {
+                Ok(cluster) => return cluster,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("could not start an etcd cluster:\n{}", failures.join("\n"));
+    }
+
+    async fn try_start(base: u16) -> Result<Cluster, String> {
+        let token = format!("berth-test-{:x}", random());
+        let members = (0..MEMBERS)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: base + i as u16 * 2,
+                peer: base + i as u16 * 2 + 1,
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            token,
+            members,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        };
+        for i in 0..MEMBERS {
+            cluster.spawn(i);
+        }
+        // A member that cannot bind its ports exits; the caller then tries
+        // other ports (the dropped cluster kills the rest).
+        for i in 0..MEMBERS {
+            cluster.wait_healthy(i).await?;
+        }
+        Ok(cluster)
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect();
+        let m = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client);
+        let peer = format!("http://127.0.0.1:{}", m.peer);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(&m.name))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (Debian package etcd-server) must be installed");
+        self.members[i].child = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed member again on its old data directory.
+    async fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        if let Err(why) = self.wait_healthy(i).await {
+            panic!("restarting member {i}: {why}");
+        }
+    }
+
+    /// Polls `/health` until the member reports a leader.
+    async fn wait_healthy(&mut self, i: usize) -> Result<(), String> {
+        let url = format!("{}/health", self.endpoint(i));
+        let started = Instant::now();
+        loop {
+            let exited = match self.members[i].child.as_mut() {
+                Some(child) => child.try_wait().unwrap(),
+                None => return Err(format!("member {i} is not running")),
+            };
+            if let Some(status) = exited {
+                return Err(format!(
+                    "member {i} exited ({status}): {}",
+                    self.log_tail(i)
+                ));
+            }
+            if let Ok(r) = self.http.get(&url).send().await {
+                if let Ok(v) = r.json::<Value>().await {
+                    if v["health"] == "true" {
+                        return Ok(());
+                    }
+                }
+            }
+            if started.elapsed() > HANG {
+                return Err(format!(
+                    "member {i} never became healthy: {}",
+                    self.log_tail(i)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
+    }
+
+    fn endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].client)
+    }
+
+    /// An EtcdKv over the members in `order`, with a prefix of its own.
+    fn kv(&self, order: &[usize], prefix: &str) -> EtcdKv {
+        let mut config = EtcdConfig::new(order.iter().map(|&i| self.endpoint(i)));
+        config.prefix = prefix.to_owned();
+        EtcdKv::new(config).unwrap()
+    }
+
+    /// A direct gateway call, for setting clusters up.
+    async fn gateway(&self, i: usize, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/v3/{path}", self.endpoint(i)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// The index of the current leader, as member `asking` sees it.
+    async fn leader(&self, asking: usize) -> usize {
+        let status = self.gateway(asking, "maintenance/status", json!({})).await;
+        for i in 0..MEMBERS {
+            if self.members[i].child.is_none() {
+                continue;
+            }
+            let own = self.gateway(i, "maintenance/status", json!({})).await;
+            if own["header"]["member_id"] == status["leader"] {
+                return i;
+            }
+        }
+        panic!("no running member is the leader: {status}");
+    }
+}
+
+fn unique_prefix() -> String {
+    format!("t{:x}/", random())
+}
+
+fn assert_unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, KvError>) {
+    match r {
+        Err(KvError::Unavailable(_)) => {}
+        other => panic!("{what} without quorum: expected Unavailable, got {other:?}"),
+    }
+}
+
+/// Retries `op` while the store is unavailable (an election, a restart).
+async fn eventually<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, KvError>>,
+{
+    no_hang(what, async {
+        loop {
+            match op().await {
+                Ok(v) => return v,
+                Err(KvError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(e) => panic!("{what}: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+async fn next_event(watch: &mut EtcdWatch) -> WatchEvent {
+    no_hang("waiting for a watch event", watch.next())
+        .await
+        .expect("the watch stopped")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passes_the_shared_suite() {
+    let cluster = Cluster::start().await;
+    let kv = cluster.kv(&[0, 1, 2], &unique_prefix());
+    no_hang("the suite", berth_core::kv_suite::run_all(Arc::new(kv))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fails_over_when_a_member_dies() {
+    let mut cluster = Cluster::start().await;
+    let leader = cluster.leader(0).await;
+    let follower = (leader + 1) % MEMBERS;
+    let other = (leader + 2) % MEMBERS;
+    // The follower comes first, so every request starts there.
+    let kv = cluster.kv(&[follower, other, leader], &unique_prefix());
+    kv.put("a", b"1".to_vec()).await.unwrap();
+
+    // A dead follower: no election, the others serve at once.
+    cluster.kill(follower);
+    let a = kv.get("a").await.unwrap().unwrap();
+    assert_eq!(a.value, b"1");
+    let cas = Txn::new().expect("a", Some(&a)).put("a", b"2".to_vec());
+    assert!(kv.commit(cas).await.unwrap());
+    kv.put("b", b"x".to_vec()).await.unwrap();
+    let keys: Vec<String> = kv
+        .scan("", None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["a", "b"]);
+
+    // A dead leader: requests may be unavailable during the election, then
+    // the survivors serve them, the data intact.
+    cluster.restart(follower).await;
+    cluster.kill(leader);
+    let a = eventually("get after the leader died", || kv.get("a")).await;
+    let a = a.unwrap();
+    assert_eq!(a.value, b"2");
+    let cas = Txn::new().expect("a", Some(&a)).put("a", b"3".to_vec());
+    assert!(eventually("CAS after the leader died", || kv.commit(cas.clone())).await);
+    assert_eq!(kv.get("a").await.unwrap().unwrap().value, b"3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_quorum_fails_fast_then_recovers() {
+    let mut cluster = Cluster::start().await;
+    let mut config = EtcdConfig::new((0..MEMBERS).map(|i| cluster.endpoint(i)));
+    config.prefix = unique_prefix();
+    config.timeout_secs = 2;
+    let kv = EtcdKv::new(config).unwrap();
+    kv.put("k", b"before".to_vec()).await.unwrap();
+    let before = kv.get("k").await.unwrap().unwrap();
+
+    cluster.kill(0);
+    cluster.kill(1);
+    let cas = Txn::new()
+        .expect("k", Some(&before))
+        .put("k", b"after".to_vec());
+    assert_unavailable("get", no_hang("get", kv.get("k")).await);
+    assert_unavailable("commit", no_hang("commit", kv.commit(cas.clone())).await);
+    assert_unavailable("put", no_hang("put", kv.put("x", vec![])).await);
+    assert_unavailable("scan", no_hang("scan", kv.scan("", None, 10)).await);
+
+    cluster.restart(0).await;
+    cluster.restart(1).await;
+    let got = eventually("get after quorum returned", || kv.get("k")).await;
+    assert_eq!(got, Some(before), "nothing was written without quorum");
+    assert!(eventually("commit after quorum returned", || kv.commit(cas.clone())).await);
+    assert_eq!(kv.get("k").await.unwrap().unwrap().value, b"after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_sees_writes_from_another_instance() {
+    let mut cluster = Cluster::start().await;
+    let leader = cluster.leader(0).await;
+    let (f1, f2) = ((leader + 1) % MEMBERS, (leader + 2) % MEMBERS);
+    let prefix = unique_prefix();
+    let writer = cluster.kv(&[leader, f1, f2], &prefix);
+    let watcher = cluster.kv(&[f1, f2, leader], &prefix);
+    let mut watch = watcher.watch_prefix("w/").await.unwrap();
+
+    writer.put("w/a", b"1".to_vec()).await.unwrap();
+    writer.put("other/x", b"1".to_vec()).await.unwrap();
+    writer
+        .commit(Txn::new().put("w/b", b"2".to_vec()).delete("w/a"))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Put("w/a".into()));
+    // One txn's events arrive together, in the txn's order.
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Put("w/b".into()));
+    assert_eq!(
+        next_event(&mut watch).await,
+        WatchEvent::Delete("w/a".into())
+    );
+
+    // The watcher's member dies; its watch resumes on another member from
+    // where it was, so a write made meanwhile is still seen.
+    cluster.kill(f1);
+    writer.put("w/c", b"3".to_vec()).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Put("w/c".into()));
+    writer.put("w/d", b"4".to_vec()).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Put("w/d".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_expire_unless_kept_alive() {
+    let cluster = Cluster::start().await;
+    let kv = cluster.kv(&[0, 1, 2], &unique_prefix());
+    let mut watch = kv.watch_prefix("lease/").await.unwrap();
+    let dropped = kv.lease_grant(2).await.unwrap();
+    let kept = kv.lease_grant(4).await.unwrap();
+    kv.put_with_lease("lease/dropped", b"x".to_vec(), dropped)
+        .await
+        .unwrap();
+    kv.put_with_lease("lease/kept", b"y".to_vec(), kept)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut watch).await,
+        WatchEvent::Put("lease/dropped".into())
+    );
+    assert_eq!(
+        next_event(&mut watch).await,
+        WatchEvent::Put("lease/kept".into())
+    );
+
+    let keep_alive = |until_gone: bool| {
+        let kv = kv.clone();
+        async move {
+            // `until_gone`: until the unrenewed key expires; otherwise for a
+            // while longer than the kept lease's TTL.
+            let started = Instant::now();
+            loop {
+                assert!(kv.keepalive(kept).await.unwrap().is_some());
+                if until_gone {
+                    if kv.get("lease/dropped").await.unwrap().is_none() {
+                        return;
+                    }
+                } else if started.elapsed() > Duration::from_secs(6) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    no_hang("the unrenewed lease to expire", keep_alive(true)).await;
+    assert_eq!(
+        next_event(&mut watch).await,
+        WatchEvent::Delete("lease/dropped".into())
+    );
+    assert_eq!(kv.keepalive(dropped).await.unwrap(), None);
+    keep_alive(false).await;
+    assert_eq!(kv.get("lease/kept").await.unwrap().unwrap().value, b"y");
+    assert!(kv
+        .put_with_lease("lease/late", vec![], dropped)
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn authenticates_when_etcd_auth_is_on() {
+    let cluster = Cluster::start().await;
+    cluster
+        .gateway(
+            0,
+            "auth/user/add",
+            json!({"name": "root", "password": "pw"}),
+        )
+        .await;
+    cluster
+        .gateway(0, "auth/role/add", json!({"name": "root"}))
+        .await;
+    cluster
+        .gateway(
+            0,
+            "auth/user/grant",
+            json!({"user": "root", "role": "root"}),
+        )
+        .await;
+    cluster.gateway(0, "auth/enable", json!({})).await;
+
+    let config = |password: Option<&str>| {
+        let mut c = EtcdConfig::new((0..MEMBERS).map(|i| cluster.endpoint(i)));
+        c.username = password.map(|_| "root".to_owned());
+        c.password = password.map(str::to_owned);
+        EtcdKv::new(c).unwrap()
+    };
+    let kv = config(Some("pw"));
+    kv.put("a", b"1".to_vec()).await.unwrap();
+    let a = kv.get("a").await.unwrap().unwrap();
+    assert!(kv
+        .commit(Txn::new().expect("a", Some(&a)).put("a", b"2".to_vec()))
+        .await
+        .unwrap());
+    let mut watch = kv.watch_prefix("").await.unwrap();
+    kv.delete("a").await.unwrap();
+    assert_eq!(next_event(&mut watch).await, WatchEvent::Delete("a".into()));
+
+    // Turning auth off and on makes etcd forget every token, the one kv
+    // holds included: it must authenticate again by itself.
+    let root = cluster
+        .gateway(
+            0,
+            "auth/authenticate",
+            json!({"name": "root", "password": "pw"}),
+        )
+        .await;
+    let token = root["token"].as_str().unwrap();
+    let disabled = cluster
+        .http
+        .post(format!("{}/v3/auth/disable", cluster.endpoint(0)))
+        .header("Authorization", token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(disabled.status().is_success());
+    cluster.gateway(0, "auth/enable", json!({})).await;
+    kv.put("b", b"after".to_vec()).await.unwrap();
+    assert_eq!(kv.get("b").await.unwrap().unwrap().value, b"after");
+
+    for (what, kv) in [
+        ("no credentials", config(None)),
+        ("a wrong password", config(Some("nope"))),
+    ] {
+        match kv.get("a").await {
+            Err(KvError::Internal(_)) => {}
+            other => panic!("{what}: expected an Internal error, got {other:?}"),
+        }
+    }
+}
