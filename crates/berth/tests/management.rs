@@ -906,6 +906,13 @@ async fn audit_log_records_registry_and_management_actions() {
         202
     );
     assert_eq!(admin.push("q/app", "v1", "q").await.0, 201);
+    let (s, q_digest, _) = admin.push("q/old", "v1", "old").await;
+    assert_eq!(s, 201);
+    let r = admin
+        .delete("/api/v1/projects/q/repositories/old/artifacts/v1")
+        .await;
+    assert_eq!(r.status, 204);
+    let api_deleted = format!("q/old:{q_digest}");
     let token = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -933,6 +940,7 @@ async fn audit_log_records_registry_and_management_actions() {
         ("push", "maint", "p/app:v1"),
         ("pull", "maint", "p/app:v1"),
         ("delete", "maint", deleted.as_str()),
+        ("delete", "admin", api_deleted.as_str()),
         ("login", "maint", "maint"),
         ("login_failed", "maint", "maint"),
         ("create_project", "admin", "p/"),

@@ -151,7 +151,8 @@ pub async fn artifact_delete(ctx: &Ctx) -> common::Result {
         .manifest_delete(&repo, &Reference::Digest(digest.clone()))
         .await
         .map_err(|e| missing(e, not_found))?;
-    ctx.audit("delete", &format!("{repo}@{digest}"));
+    // Spelled as the `/v2` guard spells a manifest delete.
+    ctx.audit("delete", &format!("{repo}:{digest}"));
     no_content()
 }
 
