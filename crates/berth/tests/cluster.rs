@@ -1,0 +1,367 @@
+//! Three berth nodes sharing a real three-member etcd cluster for metadata
+//! and one directory for blobs (as on CephFS or NFS), behind a real HAProxy
+//! doing plain round robin: no node-local state is needed for correctness.
+
+mod common;
+#[path = "../../meta/tests/etcd_cluster/mod.rs"]
+mod etcd_cluster;
+
+use common::{sha256, Server, ADMIN_PASSWORD};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn node_config(etcd: &etcd_cluster::Cluster, prefix: &str, blobs: &std::path::Path) -> String {
+    let endpoints: Vec<String> = (0..3)
+        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
+        .collect();
+    format!(
+        r#"
+[metadata]
+backend = "etcd"
+endpoints = [{}]
+prefix = "{prefix}"
+
+[storage]
+backend = "filesystem"
+path = "{}"
+"#,
+        endpoints.join(", "),
+        blobs.display()
+    )
+}
+
+struct Nodes {
+    nodes: Vec<Server>,
+    _blobs: tempfile::TempDir,
+    _etcd: etcd_cluster::Cluster,
+}
+
+async fn three_nodes() -> Nodes {
+    let etcd = etcd_cluster::Cluster::start().await;
+    let blobs = tempfile::tempdir().unwrap();
+    let prefix = format!("berth-{}/", std::process::id());
+    let config = node_config(&etcd, &prefix, blobs.path());
+    // Started together: the administrator is created exactly once.
+    let nodes = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| Server::start_with_config(&config)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    Nodes {
+        nodes,
+        _blobs: blobs,
+        _etcd: etcd,
+    }
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_spans_three_nodes_and_every_node_serves_every_write() {
+    let n = three_nodes().await;
+    let c = common::admin_client();
+    let data = common::noise(7, 5 * 1024 * 1024 + 17);
+    let digest = sha256(&data);
+
+    // POST on node 1, PATCH on node 2, PATCH on node 3, PUT on node 1.
+    let r = c
+        .post(n.nodes[0].url("/v2/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let loc = location(&r);
+    let third = data.len() / 3;
+    let r = c
+        .patch(n.nodes[1].url(&loc))
+        .header("Content-Range", format!("0-{}", third - 1))
+        .body(data[..third].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    let loc = location(&r);
+    let r = c
+        .patch(n.nodes[2].url(&loc))
+        .header("Content-Range", format!("{third}-{}", 2 * third - 1))
+        .body(data[third..2 * third].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let loc = location(&r);
+    // Node 3 knows the upload's progress that node 2 recorded.
+    let status = c.get(n.nodes[2].url(&loc)).send().await.unwrap();
+    assert_eq!(status.headers()["range"], format!("0-{}", 2 * third - 1));
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = c
+        .put(n.nodes[0].url(&format!("{loc}{sep}digest={digest}")))
+        .body(data[2 * third..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    for node in &n.nodes {
+        let r = c
+            .get(node.url(&format!("/v2/team/app/blobs/{digest}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().await.unwrap() == data);
+    }
+
+    // A manifest pushed through node 2 is served by node 3 at once, and a
+    // tag moved on node 3 is seen by node 1 at once.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let r = c
+        .post(n.nodes[1].url(&format!(
+            "/v2/team/app/blobs/uploads/?digest={}",
+            sha256(&config)
+        )))
+        .body(config.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let manifest = |layers: &[(&str, usize)]| {
+        json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+            "layers": layers.iter().map(|(d, s)| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s})).collect::<Vec<_>>(),
+        })
+        .to_string()
+    };
+    let m1 = manifest(&[(&digest, data.len())]);
+    let m2 = manifest(&[]);
+    for (node, body) in [(1, &m1), (2, &m2)] {
+        let r = c
+            .put(n.nodes[node].url("/v2/team/app/manifests/latest"))
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let reader = &n.nodes[(node + 1) % 3];
+        let r = c
+            .get(reader.url("/v2/team/app/manifests/latest"))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), *body, "a node served a stale tag");
+    }
+
+    // A token issued by one node is accepted by the others.
+    let http = reqwest::Client::new();
+    let t: Value = http
+        .get(n.nodes[0].url("/service/token?service=berth&scope=repository:team/app:pull"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = t["token"].as_str().unwrap();
+    for node in &n.nodes {
+        let r = http
+            .get(node.url("/v2/team/app/tags/list"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+/// HAProxy on 127.0.0.1 in front of the nodes, killed on drop.
+struct Haproxy {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Haproxy {
+    async fn start(nodes: &[Server]) -> Haproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let servers: String = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    "    server berth{i} {} check inter 500ms fall 1 rise 1\n",
+                    n.addr
+                )
+            })
+            .collect();
+        for attempt in 0..20u16 {
+            let port = 20_000 + (std::process::id() as u16 % 500) * 20 + attempt;
+            let cfg = dir.path().join("haproxy.cfg");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "defaults\n    mode http\n    timeout connect 2s\n    timeout client 5m\n    timeout server 5m\n    retries 3\n    option redispatch\n\
+                     frontend registry\n    bind 127.0.0.1:{port}\n    default_backend berth\n\
+                     backend berth\n    balance roundrobin\n    option httpchk GET /readyz\n{servers}"
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new("haproxy")
+                .arg("-f")
+                .arg(&cfg)
+                .arg("-db")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("haproxy (scripts/test installs it)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break; // The port was taken: try another.
+                }
+                let ok = reqwest::Client::new()
+                    .get(format!("http://127.0.0.1:{port}/healthz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                if ok {
+                    return Haproxy {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                assert!(Instant::now() < deadline, "haproxy did not come up");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("no free port for haproxy");
+    }
+}
+
+fn docker(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new("docker")
+        .args(args)
+        .env("DOCKER_CONFIG", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn docker_pushes_and_pulls_through_round_robin_haproxy_while_a_node_dies() {
+    let mut n = three_nodes().await;
+    let lb = Haproxy::start(&n.nodes).await;
+    let addr = format!("127.0.0.1:{}", lb.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    let out = docker(
+        &config,
+        &["login", "-u", "admin", "--password-stdin", &addr],
+        Some(ADMIN_PASSWORD),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut images = Vec::new();
+    for i in 0..3u64 {
+        std::fs::write(
+            root.join("data.bin"),
+            common::noise(100 + i, 3 * 1024 * 1024),
+        )
+        .unwrap();
+        let tar = tmp.path().join(format!("rootfs{i}.tar"));
+        let st = Command::new("tar")
+            .args([
+                "-C",
+                root.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let image = format!("{addr}/cluster/app{i}:v1");
+        let out = docker(&config, &["import", tar.to_str().unwrap(), &image], None);
+        assert!(out.status.success());
+        images.push(image);
+    }
+    let id_of = |image: &str| {
+        let out = docker(
+            &config,
+            &["image", "inspect", "--format", "{{.Id}}", image],
+            None,
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let ids: Vec<String> = images.iter().map(|i| id_of(i)).collect();
+
+    let out = docker(&config, &["push", &images[0]], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One node dies; HAProxy's health check takes it out, and pushes and
+    // pulls go on through the other two.
+    let dead = n.nodes.remove(1);
+    let _ = dead.kill();
+    for image in &images[1..] {
+        let mut pushed = false;
+        for _ in 0..3 {
+            // A request already on its way to the dead node fails once;
+            // docker's own retry then goes to a live one.
+            if docker(&config, &["push", image], None).status.success() {
+                pushed = true;
+                break;
+            }
+        }
+        assert!(pushed, "push of {image} failed after a node died");
+    }
+    for (image, id) in images.iter().zip(&ids) {
+        assert!(docker(&config, &["rmi", image], None).status.success());
+        let out = docker(&config, &["pull", image], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(&id_of(image), id);
+        let _ = docker(&config, &["rmi", image], None);
+    }
+}
