@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod error;
 pub mod guard;
+pub mod health;
 pub mod mgmt;
 pub mod token;
 pub mod v2;
@@ -41,8 +42,8 @@ pub fn router(state: AppState) -> Router {
             guard::guard,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/service/token", get(token::get).post(token::post))
         .merge(v2)
         .merge(mgmt::router(state.clone()))

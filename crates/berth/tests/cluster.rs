@@ -365,3 +365,66 @@ async fn docker_pushes_and_pulls_through_round_robin_haproxy_while_a_node_dies()
         let _ = docker(&config, &["rmi", image], None);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_follows_etcd_quorum_and_recovers_by_itself() {
+    let mut n = three_nodes().await;
+    let http = reqwest::Client::new();
+    let node = &n.nodes[0];
+    assert_eq!(
+        http.get(node.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+    n._etcd.kill(1);
+    n._etcd.kill(2);
+    // Without quorum: not ready, and a request needing metadata answers 503
+    // (it must return, not hang: the client's own timeout is only a guard).
+    let guard = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    assert_eq!(
+        guard
+            .get(node.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    let r = guard
+        .get(node.url("/v2/team/app/tags/list"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+    assert_eq!(
+        http.get(node.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Quorum returns: the node is ready again without a restart.
+    n._etcd.restart(1).await;
+    n._etcd.restart(2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if guard
+            .get(node.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
