@@ -33,7 +33,15 @@ pub struct Auth {
     /// Token realm; derived from the request's Host when unset.
     pub realm: Option<String>,
     pub admin_creates_projects: bool,
-    basic_cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// Verified credentials: the principal, the version of its account
+    /// record when it was verified, and when.
+    basic_cache: Mutex<HashMap<[u8; 32], CachedLogin>>,
+}
+
+struct CachedLogin {
+    principal: Principal,
+    account_version: Option<u64>,
+    at: Instant,
 }
 
 /// The authenticated caller of one request.
@@ -126,14 +134,18 @@ impl Auth {
             .chain_update(pass.as_bytes())
             .finalize()
             .into();
-        if let Some((p, at)) = self
+        let cached = self
             .basic_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&cache_key)
-        {
-            if at.elapsed() < BASIC_CACHE_TTL {
-                return Ok(Some(p.clone()));
+            .filter(|c| c.at.elapsed() < BASIC_CACHE_TTL)
+            .map(|c| (c.principal.clone(), c.account_version));
+        if let Some((principal, version)) = cached {
+            // One metadata read instead of argon2, and a changed, deleted
+            // or revoked account is noticed at once.
+            if self.directory.account_version(principal.name()).await? == version {
+                return Ok(Some(principal));
             }
         }
         if self.limiter.blocked(user, address) {
@@ -146,11 +158,19 @@ impl Auth {
         let principal = self.directory.authenticate(user, pass).await?;
         match &principal {
             Some(p) => {
+                let account_version = self.directory.account_version(p.name()).await?;
                 let mut cache = self.basic_cache.lock().unwrap_or_else(|e| e.into_inner());
                 if cache.len() > 10_000 {
-                    cache.retain(|_, (_, at)| at.elapsed() < BASIC_CACHE_TTL);
+                    cache.retain(|_, c| c.at.elapsed() < BASIC_CACHE_TTL);
                 }
-                cache.insert(cache_key, (p.clone(), Instant::now()));
+                cache.insert(
+                    cache_key,
+                    CachedLogin {
+                        principal: p.clone(),
+                        account_version,
+                        at: Instant::now(),
+                    },
+                );
             }
             None => {
                 self.limiter.record_failure(user, address);

@@ -474,6 +474,27 @@ impl Directory {
 
     // ---- authentication
 
+    /// The version of an account's record, or `None` when the account is
+    /// gone or (a robot) expired. A cached login stays valid only while this
+    /// is unchanged, so a password change, a deletion or a revocation takes
+    /// effect at once on every node.
+    pub async fn account_version(&self, name: &str) -> Result<Option<u64>, DirectoryError> {
+        if name.starts_with("robot$") {
+            let Some(v) = self.kv.get(&format!("robot:{name}")).await? else {
+                return Ok(None);
+            };
+            let robot: RobotRecord = serde_json::from_slice(&v.value)
+                .map_err(|e| DirectoryError::Internal(format!("corrupt robot {name}: {e}")))?;
+            let fresh = robot.expires_at.is_none_or(|e| e > now());
+            return Ok(fresh.then_some(v.version));
+        }
+        Ok(self
+            .kv
+            .get(&format!("user:{name}"))
+            .await?
+            .map(|v| v.version))
+    }
+
     /// Checks a name and password (or robot secret). `Ok(None)` for any
     /// failure, without saying which part was wrong.
     pub async fn authenticate(

@@ -431,3 +431,48 @@ async fn anonymous_and_unprivileged_catalogs_show_nothing_private() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["repositories"], json!(["private/app"]));
 }
+
+#[tokio::test]
+async fn password_changes_and_deletions_take_effect_at_once() {
+    let server = Server::start();
+    let admin = common::admin_client();
+    let r = admin
+        .post(server.url("/api/v1/users"))
+        .json(&json!({"name": "carol", "password": "carol-first-pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v2 = |pass: &'static str| {
+        http()
+            .get(server.url("/v2/"))
+            .header("Authorization", basic("carol", pass))
+            .send()
+    };
+    // Verified once, so now cached.
+    assert_eq!(v2("carol-first-pw").await.unwrap().status(), 200);
+    let r = admin
+        .put(server.url("/api/v1/users/carol"))
+        .json(&json!({"password": "carol-second-pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        v2("carol-first-pw").await.unwrap().status(),
+        401,
+        "the old password still works"
+    );
+    assert_eq!(v2("carol-second-pw").await.unwrap().status(), 200);
+    let r = admin
+        .delete(server.url("/api/v1/users/carol"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(
+        v2("carol-second-pw").await.unwrap().status(),
+        401,
+        "a deleted user still logs in"
+    );
+}

@@ -76,7 +76,9 @@ impl Registry {
     /// lookup. Used by the readiness probe.
     pub async fn check_ready(&self) -> Result<(), CoreError> {
         self.kv.get(crate::keys::REPO_PREFIX).await?;
-        self.blobs.stat(&Digest::sha256_of(b"berth readiness probe")).await?;
+        self.blobs
+            .stat(&Digest::sha256_of(b"berth readiness probe"))
+            .await?;
         Ok(())
     }
 }
