@@ -476,3 +476,170 @@ async fn password_changes_and_deletions_take_effect_at_once() {
         "a deleted user still logs in"
     );
 }
+
+/// Creates `user` with `role` in `project` through the management API.
+async fn member(server: &Server, project: &str, user: &str, role: &str) {
+    let admin = common::admin_client();
+    let r = admin
+        .post(server.url("/api/v1/users"))
+        .json(&json!({"name": user, "password": format!("{user}-password")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = admin
+        .post(server.url(&format!("/api/v1/projects/{project}/members")))
+        .json(&json!({"kind": "user", "name": user, "role": role}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+#[tokio::test]
+async fn each_role_gets_exactly_its_registry_actions() {
+    let server = Server::start();
+    push_image(&server, "team/app", "v1").await;
+    for (user, role) in [
+        ("pa", "project_admin"),
+        ("ma", "maintainer"),
+        ("de", "developer"),
+        ("gu", "guest"),
+        ("lg", "limited_guest"),
+    ] {
+        member(&server, "team", user, role).await;
+    }
+    // "outsider" exists but has no role in "team".
+    let r = common::admin_client()
+        .post(server.url("/api/v1/users"))
+        .json(&json!({"name": "outsider", "password": "outsider-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let expected = [
+        ("pa", vec!["pull", "push", "delete"]),
+        ("ma", vec!["pull", "push", "delete"]),
+        ("de", vec!["pull", "push"]),
+        ("gu", vec!["pull"]),
+        ("lg", vec!["pull"]),
+    ];
+    for (user, actions) in &expected {
+        let pass = format!("{user}-password");
+        let t = token(
+            &server,
+            Some((user, &pass)),
+            &["repository:team/app:pull,push,delete"],
+        )
+        .await;
+        let granted = &claims_of(&t)["access"][0]["actions"];
+        assert_eq!(granted, &json!(actions), "{user}");
+        // Basic straight to /v2 follows the same decision.
+        let push = http()
+            .post(server.url("/v2/team/app/blobs/uploads/"))
+            .header("Authorization", basic(user, &pass))
+            .send()
+            .await
+            .unwrap();
+        let want = if actions.contains(&"push") { 202 } else { 403 };
+        assert_eq!(push.status().as_u16(), want, "{user} push");
+        let pull = http()
+            .get(server.url("/v2/team/app/manifests/v1"))
+            .header("Authorization", basic(user, &pass))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pull.status(), 200, "{user} pull");
+    }
+    // A user with no role in the project gets nothing, not even existence.
+    let r = http()
+        .get(server.url("/v2/team/app/manifests/v1"))
+        .header("Authorization", basic("outsider", "outsider-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let t = token(
+        &server,
+        Some(("outsider", "outsider-password")),
+        &["repository:team/app:pull"],
+    )
+    .await;
+    assert_eq!(claims_of(&t)["access"], json!([]));
+}
+
+#[tokio::test]
+async fn a_public_project_is_pulled_anonymously_by_docker_but_not_pushed() {
+    let server = Server::start();
+    let r = common::admin_client()
+        .post(server.url("/api/v1/projects"))
+        .json(&json!({"name": "pub", "public": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Pushed by docker as admin, pulled by docker with no login at all.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("f"), common::noise(3, 10_000)).unwrap();
+    let tar = tmp.path().join("r.tar");
+    assert!(std::process::Command::new("tar")
+        .args([
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            "."
+        ])
+        .status()
+        .unwrap()
+        .success());
+    let image = format!("{}/pub/app:v1", server.addr);
+    let admin_cfg = tmp.path().join("admin");
+    let anon_cfg = tmp.path().join("anon");
+    std::fs::create_dir_all(&admin_cfg).unwrap();
+    std::fs::create_dir_all(&anon_cfg).unwrap();
+    let docker = |cfg: &std::path::Path, args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut c = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", cfg)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(c.stdin.take());
+        c.wait_with_output().unwrap()
+    };
+    assert!(
+        docker(&admin_cfg, &["import", tar.to_str().unwrap(), &image], None)
+            .status
+            .success()
+    );
+    assert!(docker(
+        &admin_cfg,
+        &["login", "-u", "admin", "--password-stdin", &server.addr],
+        Some(ADMIN_PASSWORD)
+    )
+    .status
+    .success());
+    assert!(docker(&admin_cfg, &["push", &image], None).status.success());
+    assert!(docker(&admin_cfg, &["rmi", &image], None).status.success());
+    let pulled = docker(&anon_cfg, &["pull", &image], None);
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let pushed = docker(&anon_cfg, &["push", &image], None);
+    assert!(
+        !pushed.status.success(),
+        "an anonymous push into a public project"
+    );
+    let _ = docker(&anon_cfg, &["rmi", &image], None);
+}
