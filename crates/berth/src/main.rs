@@ -4,6 +4,7 @@
 //! management API (see `cli`).
 
 mod cli;
+mod cluster;
 mod config;
 
 use berth_api::{router, AppState};
@@ -30,6 +31,11 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(ServeArgs),
+    /// Cluster tools.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -72,6 +78,16 @@ struct ServeArgs {
 }
 
 #[derive(Subcommand)]
+enum ClusterCommand {
+    /// Show the live nodes, etcd's health and the blob storage's; exits
+    /// non-zero when anything is unhealthy.
+    Status {
+        #[arg(long, env = "BERTH_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Parse and validate a configuration file, then print the result.
     Check {
@@ -85,6 +101,15 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Cluster {
+            command: ClusterCommand::Status { config },
+        } => Config::load(&config).and_then(|c| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(cluster::status(&c))
+        }),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => Config::load(&config).map(|c| println!("configuration OK: {c:#?}")),
@@ -144,10 +169,15 @@ async fn run(config: Config) -> Result<(), String> {
             })?,
         ),
     };
+    // In a cluster, the node registers itself once it knows its address.
+    let mut etcd_membership = None;
     let kv: Arc<dyn berth_core::Kv> = match &config.metadata {
-        config::MetadataConfig::Etcd(etcd) => Arc::new(
-            berth_meta::EtcdKv::new(etcd.clone()).map_err(|e| format!("[metadata] etcd: {e}"))?,
-        ),
+        config::MetadataConfig::Etcd(etcd) => {
+            let etcd = berth_meta::EtcdKv::new(etcd.clone())
+                .map_err(|e| format!("[metadata] etcd: {e}"))?;
+            etcd_membership = Some(etcd.clone());
+            Arc::new(etcd)
+        }
         _ => Arc::new(
             berth_meta::RedbKv::open(&config.metadata_path()).map_err(|e| {
                 format!(
@@ -200,6 +230,9 @@ async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if let Some(etcd) = etcd_membership {
+        cluster::register(etcd, addr.to_string(), config.base_url());
+    }
     // Tests and scripts read this line to learn the port of `--listen 127.0.0.1:0`.
     println!(
         "berth listening on http://{addr} (data in {})",

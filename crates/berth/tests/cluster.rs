@@ -428,3 +428,66 @@ async fn readiness_follows_etcd_quorum_and_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+fn cluster_status(config: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["cluster", "status", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_status_lists_live_nodes_and_health() {
+    let mut n = three_nodes().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("berth.toml");
+    let prefix = format!("berth-{}/", std::process::id());
+    std::fs::write(&config, node_config(&n._etcd, &prefix, n._blobs.path())).unwrap();
+    let count = |out: &str| out.lines().filter(|l| l.contains(" listen ")).count();
+    // Nodes register right after they start listening.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (ok, out) = loop {
+        let (ok, out) = cluster_status(&config);
+        if count(&out) == 3 || Instant::now() > deadline {
+            break (ok, out);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(ok, "{out}");
+    assert_eq!(count(&out), 3, "{out}");
+    assert_eq!(
+        out.matches(" healthy").count(),
+        3 + 1,
+        "three etcd members and storage: {out}"
+    );
+    for node in &n.nodes {
+        assert!(out.contains(&node.addr), "{} missing from {out}", node.addr);
+    }
+    // A killed node drops out once its lease expires; a stopped etcd member
+    // shows as unreachable and the status fails.
+    let dead = n.nodes.remove(2);
+    let dead_addr = dead.addr.clone();
+    let _ = dead.kill();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, out) = cluster_status(&config);
+        if !out.contains(&dead_addr) {
+            assert_eq!(count(&out), 2, "{out}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a dead node is still listed: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    n._etcd.kill(0);
+    let (ok, out) = cluster_status(&config);
+    assert!(!ok, "status succeeded with an etcd member down: {out}");
+    assert!(out.contains("unreachable"), "{out}");
+}

@@ -1,0 +1,161 @@
+//! Cluster membership: each node of an etcd-backed cluster keeps a record
+//! `node:<id>` alive under an etcd lease, so the list of live nodes is always
+//! current (a killed node disappears when its lease expires). And `berth
+//! cluster status`, which shows the nodes, etcd's health and storage's.
+
+use crate::config::{Config, MetadataConfig, StorageConfig};
+use berth_core::Kv;
+use berth_meta::EtcdKv;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const NODE_PREFIX: &str = "node:";
+/// A node is listed this long after it stops renewing.
+const LEASE_TTL_SECS: u64 = 10;
+const RENEW_EVERY: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: String,
+    pub listen: String,
+    pub external_url: String,
+    pub version: String,
+    pub started: u64,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Keeps this node's record alive for as long as the process runs,
+/// re-registering after etcd outages.
+pub fn register(etcd: EtcdKv, listen: String, external_url: String) {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "node".into());
+    let id = format!("{host}-{}", &berth_auth::secret::generate()[..6]);
+    let record = NodeRecord {
+        id: id.clone(),
+        listen,
+        external_url,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started: now(),
+    };
+    let value = serde_json::to_vec(&record).unwrap_or_default();
+    tokio::spawn(async move {
+        loop {
+            let lease = match etcd.lease_grant(LEASE_TTL_SECS).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register the node in etcd; retrying");
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    continue;
+                }
+            };
+            if let Err(e) = etcd
+                .put_with_lease(&format!("{NODE_PREFIX}{id}"), value.clone(), lease)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot register the node in etcd; retrying");
+                tokio::time::sleep(RENEW_EVERY).await;
+                continue;
+            }
+            tracing::info!(node = %id, "registered in the cluster");
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                match etcd.keepalive(lease).await {
+                    Ok(Some(_)) => {}
+                    // Expired (etcd was unreachable too long): register anew.
+                    Ok(None) => break,
+                    Err(e) => tracing::warn!(error = %e, "node lease renewal failed"),
+                }
+            }
+        }
+    });
+}
+
+/// `berth cluster status`: prints the live nodes, each etcd member's health
+/// and the blob storage's; fails when anything is unhealthy.
+pub async fn status(config: &Config) -> Result<(), String> {
+    let mut healthy = true;
+    match &config.metadata {
+        MetadataConfig::Etcd(etcd_config) => {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .build()
+                .map_err(|e| e.to_string())?;
+            println!("etcd members:");
+            for endpoint in &etcd_config.endpoints {
+                let url = format!("{}/health", endpoint.trim_end_matches('/'));
+                let state = match http.get(&url).send().await {
+                    Ok(r) => match r.json::<serde_json::Value>().await {
+                        Ok(v) if v["health"] == "true" => "healthy".to_owned(),
+                        Ok(v) => format!("unhealthy ({v})"),
+                        Err(e) => format!("unhealthy ({e})"),
+                    },
+                    Err(e) => format!("unreachable ({e})"),
+                };
+                healthy &= state == "healthy";
+                println!("  {endpoint:<40} {state}");
+            }
+            let etcd = EtcdKv::new(etcd_config.clone()).map_err(|e| e.to_string())?;
+            println!("nodes:");
+            match etcd.scan(NODE_PREFIX, None, 1000).await {
+                Ok(nodes) if nodes.is_empty() => {
+                    healthy = false;
+                    println!("  (none registered)");
+                }
+                Ok(nodes) => {
+                    for (_, v) in nodes {
+                        if let Ok(n) = serde_json::from_slice::<NodeRecord>(&v.value) {
+                            println!(
+                                "  {:<28} listen {:<22} up {}s  v{}",
+                                n.id,
+                                n.listen,
+                                now().saturating_sub(n.started),
+                                n.version
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    healthy = false;
+                    println!("  cannot list nodes: {e}");
+                }
+            }
+        }
+        _ => println!(
+            "metadata: embedded ({}); a single node, not a cluster",
+            config.metadata_path().display()
+        ),
+    }
+    let store: Arc<dyn berth_core::BlobStore> = match &config.storage {
+        StorageConfig::S3(s3) => {
+            Arc::new(berth_storage::S3BlobStore::new(s3).map_err(|e| e.to_string())?)
+        }
+        _ => Arc::new(
+            berth_storage::FsBlobStore::open(config.blob_path()).map_err(|e| e.to_string())?,
+        ),
+    };
+    let probe = berth_oci::Digest::sha256_of(b"berth cluster status probe");
+    let storage = match tokio::time::timeout(Duration::from_secs(10), store.stat(&probe)).await {
+        Ok(Ok(_)) => "healthy".to_owned(),
+        Ok(Err(e)) => format!("unhealthy ({e})"),
+        Err(_) => "unreachable (timed out)".to_owned(),
+    };
+    healthy &= storage == "healthy";
+    let kind = match &config.storage {
+        StorageConfig::S3(_) => "s3",
+        _ => "filesystem",
+    };
+    println!("storage ({kind}): {storage}");
+    if healthy {
+        Ok(())
+    } else {
+        Err("the cluster is not healthy".into())
+    }
+}
