@@ -5,6 +5,8 @@
 mod common;
 #[path = "../../meta/tests/etcd_cluster/mod.rs"]
 mod etcd_cluster;
+#[path = "../../storage/tests/garage/mod.rs"]
+mod garage;
 
 use common::{sha256, Server, ADMIN_PASSWORD};
 use serde_json::{json, Value};
@@ -499,4 +501,183 @@ async fn cluster_status_lists_live_nodes_and_health() {
     let (ok, out) = cluster_status(&config);
     assert!(!ok, "status succeeded with an etcd member down: {out}");
     assert!(out.contains("unreachable"), "{out}");
+}
+
+/// Pushes a one-layer OCI image through `node` and returns (manifest, layer).
+async fn push_small_image(
+    c: &reqwest::Client,
+    node: &Server,
+    repo: &str,
+    tag: &str,
+    seed: u64,
+) -> (String, Vec<u8>) {
+    let layer = common::noise(seed, 6 * 1024 * 1024 + 3);
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
+    for blob in [&layer, &config] {
+        let r = c
+            .post(node.url(&format!(
+                "/v2/{repo}/blobs/uploads/?digest={}",
+                sha256(blob)
+            )))
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
+    })
+    .to_string();
+    let r = c
+        .put(node.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    (manifest, layer)
+}
+
+async fn assert_pulls(
+    c: &reqwest::Client,
+    node: &Server,
+    repo: &str,
+    tag: &str,
+    manifest: &str,
+    layer: &[u8],
+) {
+    let r = c
+        .get(node.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), manifest);
+    let r = c
+        .get(node.url(&format!("/v2/{repo}/blobs/{}", sha256(layer))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.bytes().await.unwrap() == layer,
+        "layer of {repo}:{tag} differs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_etcd_and_garage_an_s3_outage_gives_clear_errors_then_recovers() {
+    let etcd = etcd_cluster::Cluster::start().await;
+    let mut s3 = garage::Garage::start().await;
+    let endpoints: Vec<String> = (0..3)
+        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
+        .collect();
+    let config = format!(
+        r#"
+[metadata]
+backend = "etcd"
+endpoints = [{}]
+prefix = "berth-s3-{}/"
+
+[storage]
+backend = "s3"
+endpoint = "http://127.0.0.1:{}"
+bucket = "{}"
+region = "{}"
+access_key_id = "{}"
+secret_access_key = "{}"
+path_style = true
+timeout_secs = 5
+"#,
+        endpoints.join(", "),
+        std::process::id(),
+        s3.s3_port,
+        garage::BUCKET,
+        garage::REGION,
+        s3.key_id,
+        s3.secret
+    );
+    let nodes: Vec<Server> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| sc.spawn(|| Server::start_with_config(&config)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let c = common::admin_client();
+    let (m1, l1) = push_small_image(&c, &nodes[0], "s3/app", "v1", 1).await;
+    assert_pulls(&c, &nodes[2], "s3/app", "v1", &m1, &l1).await;
+
+    s3.stop();
+    // Clear errors, quickly: 503 UNAVAILABLE, and the nodes report not ready.
+    let blob = common::noise(2, 1024);
+    let guard = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let r = guard
+        .post(nodes[1].url(&format!(
+            "/v2/s3/app/blobs/uploads/?digest={}",
+            sha256(&blob)
+        )))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+    let r = guard
+        .get(nodes[1].url(&format!("/v2/s3/app/blobs/{}", sha256(&l1))))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a pull during the outage");
+    assert_eq!(
+        guard
+            .get(nodes[0].url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    // The blob refused during the outage is not visible.
+    let r = c
+        .head(nodes[0].url(&format!("/v2/s3/app/blobs/{}", sha256(&blob))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    s3.restart();
+    // Recovery without restarting berth: pushes work again, and what was
+    // acknowledged before the outage pulls back identical.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while guard
+        .get(nodes[0].url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "berth did not recover after S3 came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (m2, l2) = push_small_image(&c, &nodes[1], "s3/app", "v2", 3).await;
+    for node in &nodes {
+        assert_pulls(&c, node, "s3/app", "v1", &m1, &l1).await;
+        assert_pulls(&c, node, "s3/app", "v2", &m2, &l2).await;
+    }
 }
