@@ -158,7 +158,11 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
     let blobs: Arc<dyn berth_core::BlobStore> = match &config.storage {
         config::StorageConfig::S3(s3) => {
-            Arc::new(berth_storage::S3BlobStore::new(s3).map_err(|e| format!("[storage] s3: {e}"))?)
+            let store = Arc::new(
+                berth_storage::S3BlobStore::new(s3).map_err(|e| format!("[storage] s3: {e}"))?,
+            );
+            abort_abandoned_multipart_uploads(store.clone());
+            store
         }
         _ => Arc::new(
             berth_storage::FsBlobStore::open(config.blob_path()).map_err(|e| {
@@ -244,6 +248,26 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("serving: {e}"))?;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// A multipart upload older than this was abandoned by a node that died
+/// mid-commit; S3 keeps (and bills) its parts until it is aborted.
+const MULTIPART_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Every hour, aborts the bucket's abandoned multipart uploads. Any node may
+/// do it: aborting twice is harmless.
+fn abort_abandoned_multipart_uploads(store: Arc<berth_storage::S3BlobStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match store.abort_stale_multipart(MULTIPART_MAX_AGE).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(aborted = n, "aborted abandoned multipart uploads"),
+                Err(e) => tracing::warn!(error = %e, "sweeping abandoned multipart uploads failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -364,6 +364,27 @@ async fn docker_pushes_and_pulls_through_round_robin_haproxy_while_a_node_is_kil
         }
         assert!(pushed, "push of {image} failed after a node died");
     }
+    // One etcd member stops: pushes and pulls go on with the other two.
+    n._etcd.kill(0);
+    let extra = format!("{addr}/cluster/app0:after-member-loss");
+    assert!(docker(&config, &["tag", &images[0], &extra], None)
+        .status
+        .success());
+    let out = docker(&config, &["push", &extra], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(docker(&config, &["rmi", &extra], None).status.success());
+    let out = docker(&config, &["pull", &extra], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(id_of(&extra), ids[0]);
+    let _ = docker(&config, &["rmi", &extra], None);
     for (image, id) in images.iter().zip(&ids) {
         assert!(docker(&config, &["rmi", image], None).status.success());
         let out = docker(&config, &["pull", image], None);
@@ -375,6 +396,8 @@ async fn docker_pushes_and_pulls_through_round_robin_haproxy_while_a_node_is_kil
         assert_eq!(&id_of(image), id);
         let _ = docker(&config, &["rmi", image], None);
     }
+    // The stopped member rejoins (restart waits until it reports healthy).
+    n._etcd.restart(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

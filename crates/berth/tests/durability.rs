@@ -393,3 +393,66 @@ async fn two_gib_blob_push_and_pull_keep_server_memory_under_100_mib() {
         "server peak RSS {peak} KiB exceeds 100 MiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_upload_in_flight_finish_before_exiting() {
+    let mut server = Server::start();
+    let base = server.url("");
+    let c = client();
+    let data = noise(11, 2 * 1024 * 1024);
+    let resp = c
+        .post(format!("{base}/v2/drain/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let patch = tokio::spawn({
+        let c = c.clone();
+        let url = format!("{base}{location}");
+        async move {
+            c.patch(url)
+                .body(reqwest::Body::wrap_stream(tokio_stream(rx)))
+                .send()
+                .await
+        }
+    });
+    tx.send(Ok(Bytes::copy_from_slice(&data[..1024 * 1024])))
+        .await
+        .unwrap();
+    // The server has the request; now it is asked to stop.
+    let status = c.get(format!("{base}{location}")).send().await.unwrap();
+    assert_eq!(status.status(), 204);
+    server.terminate();
+    tx.send(Ok(Bytes::copy_from_slice(&data[1024 * 1024..])))
+        .await
+        .unwrap();
+    drop(tx);
+    let resp = patch
+        .await
+        .unwrap()
+        .expect("the in-flight request was cut off");
+    assert_eq!(resp.status(), 202, "the in-flight upload did not complete");
+    assert_eq!(resp.headers()["range"], format!("0-{}", data.len() - 1));
+    let exit = tokio::task::spawn_blocking(move || {
+        let s = server.wait_exit(Duration::from_secs(30));
+        (s, server)
+    })
+    .await
+    .unwrap();
+    let (status, server) = exit;
+    let status = status.expect("berth did not exit after SIGTERM");
+    assert!(status.success(), "berth exited with {status}");
+    // What the drained request wrote is durable: a restart continues it.
+    let data_dir = server.data.clone();
+    let _keep = server.kill();
+    let restarted = Server::start_in(&data_dir, &[]);
+    let base = restarted.url("");
+    let resp = c
+        .put(format!("{base}{location}?digest={}", sha256(&data)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
