@@ -211,8 +211,9 @@ async fn grant(
     Ok(access)
 }
 
-/// Unix seconds as RFC 3339 UTC, without a date library.
-fn rfc3339(secs: u64) -> String {
+/// Unix seconds as RFC 3339 UTC, without a date library. The management
+/// API formats its times with it too.
+pub(crate) fn rfc3339(secs: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
