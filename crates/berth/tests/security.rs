@@ -643,3 +643,73 @@ async fn a_public_project_is_pulled_anonymously_by_docker_but_not_pushed() {
     );
     let _ = docker(&anon_cfg, &["rmi", &image], None);
 }
+
+/// Sends one raw HTTP/1.1 request, so that the path reaches berth exactly
+/// as written (HTTP clients normalise `..` away), and returns the status
+/// and body.
+fn raw_get(server: &Server, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        server.addr,
+        basic("admin", ADMIN_PASSWORD)
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn path_traversal_in_names_digests_and_upload_ids_is_refused() {
+    let server = Server::start();
+    push_image(&server, "team/app", "v1").await;
+    let d = sha256(b"x");
+    let cases = [
+        "/v2/../../../etc/passwd/tags/list".to_owned(),
+        "/v2/team/../../etc/tags/list".to_owned(),
+        "/v2/team/%2e%2e/%2e%2e/etc/tags/list".to_owned(),
+        "/v2/team%2F..%2F..%2Fetc/tags/list".to_owned(),
+        "/v2//etc/passwd/manifests/latest".to_owned(),
+        "/v2/%2Fetc%2Fpasswd/manifests/latest".to_owned(),
+        "/v2/team/app/blobs/sha256:..%2F..%2F..%2Fetc%2Fpasswd".to_owned(),
+        "/v2/team/app/blobs/sha256:../../../etc/passwd".to_owned(),
+        "/v2/team/app/blobs/uploads/..%2F..%2Fmeta.redb".to_owned(),
+        format!("/v2/team/app/blobs/uploads/../../{d}"),
+        "/v2/team/app/manifests/..%2F..%2Fmeta.redb".to_owned(),
+    ];
+    for path in &cases {
+        let (status, body) = raw_get(&server, path);
+        assert!(status == 400 || status == 404, "{path}: status {status}");
+        let v: Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body}"));
+        let code = v["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            [
+                "NAME_INVALID",
+                "NAME_UNKNOWN",
+                "DIGEST_INVALID",
+                "BLOB_UPLOAD_UNKNOWN",
+                "MANIFEST_UNKNOWN",
+                "BLOB_UNKNOWN"
+            ]
+            .contains(&code.as_str()),
+            "{path}: {body}"
+        );
+        assert!(
+            !body.contains("root:") && !body.contains(server.data.to_str().unwrap()),
+            "{path} leaked: {body}"
+        );
+    }
+}
