@@ -33,6 +33,9 @@ pub struct Auth {
     /// Token realm; derived from the request's Host when unset.
     pub realm: Option<String>,
     pub admin_creates_projects: bool,
+    /// The scheme of a realm derived from the request's Host: "https" when
+    /// berth terminates TLS itself.
+    pub scheme: &'static str,
     /// Verified credentials: the principal, the version of its account
     /// record when it was verified, and when.
     basic_cache: Mutex<HashMap<[u8; 32], CachedLogin>>,
@@ -116,6 +119,7 @@ impl Auth {
             limiter: FailedLogins::default(),
             realm,
             admin_creates_projects,
+            scheme: "http",
             basic_cache: Mutex::new(HashMap::new()),
         }
     }
@@ -325,7 +329,7 @@ impl Auth {
                 let proto = headers
                     .get("x-forwarded-proto")
                     .and_then(|h| h.to_str().ok())
-                    .unwrap_or("http");
+                    .unwrap_or(self.scheme);
                 format!("{proto}://{host}/service/token")
             }
         }

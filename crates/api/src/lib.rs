@@ -11,6 +11,7 @@ pub mod error;
 pub mod guard;
 pub mod health;
 pub mod mgmt;
+pub mod tls;
 pub mod token;
 pub mod v2;
 

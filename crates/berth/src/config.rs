@@ -25,9 +25,21 @@ pub struct Config {
     pub metadata: MetadataConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Terminate TLS in berth itself (HTTP/1.1 and HTTP/2).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// Log in users from an LDAP directory (see docs/configuration.md).
     #[serde(default)]
     pub ldap: Option<berth_auth::ldap::LdapConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (`berth cert self-signed` makes one).
+    pub cert_file: PathBuf,
+    /// PEM private key of the certificate.
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +137,7 @@ impl Default for Config {
             storage: StorageConfig::Default,
             metadata: MetadataConfig::Default,
             auth: AuthConfig::default(),
+            tls: None,
             ldap: None,
         }
     }

@@ -3,6 +3,7 @@
 //! `user`, `project` and `robot` commands are clients of a running server's
 //! management API (see `cli`).
 
+mod cert;
 mod cli;
 mod cluster;
 mod config;
@@ -31,6 +32,11 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(ServeArgs),
+    /// Certificates for serving TLS.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// Cluster tools.
     Cluster {
         #[command(subcommand)]
@@ -78,6 +84,23 @@ struct ServeArgs {
 }
 
 #[derive(Subcommand)]
+enum CertCommand {
+    /// Write a private CA and an ECDSA P-256 server certificate signed by it
+    /// for the given names, and print how to make clients trust it.
+    SelfSigned {
+        /// DNS name clients use (repeatable).
+        #[arg(long, required = true)]
+        domain: Vec<String>,
+        /// IP address clients use (repeatable).
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
+        /// Directory for ca.crt, cert.pem and key.pem.
+        #[arg(long, default_value = "./berth-data/tls")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum ClusterCommand {
     /// Show the live nodes, etcd's health and the blob storage's; exits
     /// non-zero when anything is unhealthy.
@@ -101,6 +124,9 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Cert {
+            command: CertCommand::SelfSigned { domain, ip, out },
+        } => cert::self_signed(&domain, &ip, &out),
         Command::Cluster {
             command: ClusterCommand::Status { config },
         } => Config::load(&config).and_then(|c| {
@@ -222,8 +248,11 @@ async fn run(config: Config) -> Result<(), String> {
         .external_url
         .as_ref()
         .map(|_| format!("{}/service/token", config.base_url()));
-    let auth =
+    let mut auth =
         berth_api::auth::Auth::new(directory, tokens, realm, config.auth.admin_creates_projects);
+    if config.tls.is_some() {
+        auth.scheme = "https";
+    }
     let state = AppState {
         registry,
         auth: Arc::new(auth),
@@ -237,15 +266,24 @@ async fn run(config: Config) -> Result<(), String> {
     if let Some(etcd) = etcd_membership {
         cluster::register(etcd, addr.to_string(), config.base_url());
     }
+    let tls = match &config.tls {
+        Some(t) => Some(berth_api::tls::server_config(&t.cert_file, &t.key_file)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to learn the port of `--listen 127.0.0.1:0`.
     println!(
-        "berth listening on http://{addr} (data in {})",
+        "berth listening on {scheme}://{addr} (data in {})",
         config.data_dir.display()
     );
     tracing::info!(%addr, data = %config.data_dir.display(), "berth serving");
-    berth_api::serve(listener, router(state), shutdown_signal())
-        .await
-        .map_err(|e| format!("serving: {e}"))?;
+    let served = match tls {
+        Some(tls) => {
+            berth_api::tls::serve_tls(listener, router(state), tls, shutdown_signal()).await
+        }
+        None => berth_api::serve(listener, router(state), shutdown_signal()).await,
+    };
+    served.map_err(|e| format!("serving: {e}"))?;
     tracing::info!("berth stopped");
     Ok(())
 }

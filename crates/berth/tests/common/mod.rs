@@ -36,6 +36,8 @@ pub fn admin_client() -> reqwest::Client {
 pub struct Server {
     child: Child,
     pub addr: String,
+    /// "https" when the server terminates TLS.
+    pub scheme: &'static str,
     pub data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -104,8 +106,13 @@ impl Server {
         }
         // Keep draining so that later output never hits a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let scheme = if line.contains("https://") {
+            "https"
+        } else {
+            "http"
+        };
         let addr = line
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or_else(|| panic!("berth did not report its address: {line:?}"))
@@ -113,13 +120,14 @@ impl Server {
         Server {
             child,
             addr,
+            scheme,
             data: data.to_path_buf(),
             _tmp: None,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub fn pid(&self) -> u32 {
