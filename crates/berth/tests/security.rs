@@ -713,3 +713,24 @@ async fn path_traversal_in_names_digests_and_upload_ids_is_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn behind_a_tls_proxy_external_url_drives_the_realm_and_locations() {
+    let server = Server::start_with_config("external_url = \"https://registry.example.com/\"\n");
+    let r = http().get(server.url("/v2/")).send().await.unwrap();
+    assert_eq!(
+        challenge(&r),
+        "Bearer realm=\"https://registry.example.com/service/token\",service=\"berth\""
+    );
+    let r = common::admin_client()
+        .post(server.url("/v2/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("https://registry.example.com/v2/team/app/blobs/uploads/"),
+        "{location}"
+    );
+}
