@@ -15,8 +15,6 @@ use crate::registry::records::{ManifestRecord, RepoBlobRecord, RepoRecord, TagRe
 use berth_oci::{Digest, ErrorCode, Reference, RepoName};
 use std::collections::{HashMap, HashSet};
 
-/// Keys read per scan.
-const SCAN_PAGE: usize = 500;
 /// Keys deleted per transaction when a repository is removed, so that a huge
 /// repository never becomes one huge transaction.
 const DELETE_BATCH: usize = 256;
@@ -98,19 +96,13 @@ impl Registry {
             }
         }
         let prefix = format!("{}{project}/", keys::REPO_PREFIX);
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.kv.scan(&prefix, after.as_deref(), SCAN_PAGE).await?;
-            let full = page.len() == SCAN_PAGE;
-            after = page.last().map(|(k, _)| k.clone());
-            for (key, v) in page {
-                let record: RepoRecord = serde_json::from_slice(&v.value)?;
-                keep(&key[keys::REPO_PREFIX.len()..], record);
-            }
-            if !full {
-                return Ok(Listing { items, total });
-            }
-        }
+        self.for_each_under(&prefix, |key, v| {
+            let record: RepoRecord = serde_json::from_slice(&v.value)?;
+            keep(&key[keys::REPO_PREFIX.len()..], record);
+            Ok(())
+        })
+        .await?;
+        Ok(Listing { items, total })
     }
 
     /// How many repositories `project` has.
@@ -138,25 +130,18 @@ impl Registry {
         self.require_repository(repo).await?;
         let prefix = format!("man:{repo}@");
         let mut found = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.kv.scan(&prefix, after.as_deref(), SCAN_PAGE).await?;
-            let full = page.len() == SCAN_PAGE;
-            after = page.last().map(|(k, _)| k.clone());
-            for (key, v) in page {
-                let Ok(digest) = key[prefix.len()..].parse::<Digest>() else {
-                    continue;
-                };
-                let mut record: ManifestRecord = serde_json::from_slice(&v.value)?;
-                // Only the summary is needed; bodies can be 64 KiB each.
-                record.body = None;
-                record.annotations = None;
-                found.push(Found { digest, record });
-            }
-            if !full {
-                break;
-            }
-        }
+        self.for_each_under(&prefix, |key, v| {
+            let Ok(digest) = key[prefix.len()..].parse::<Digest>() else {
+                return Ok(());
+            };
+            let mut record: ManifestRecord = serde_json::from_slice(&v.value)?;
+            // Only the summary is needed; bodies can be 64 KiB each.
+            record.body = None;
+            record.annotations = None;
+            found.push(Found { digest, record });
+            Ok(())
+        })
+        .await?;
         found.sort_by(|a, b| {
             b.record
                 .created
@@ -228,29 +213,23 @@ impl Registry {
         let prefix = keys::tag_prefix(repo);
         let mut items = Vec::new();
         let mut total = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.kv.scan(&prefix, after.as_deref(), SCAN_PAGE).await?;
-            let full = page.len() == SCAN_PAGE;
-            after = page.last().map(|(k, _)| k.clone());
-            for (key, v) in page {
-                let tag: TagRecord = serde_json::from_slice(&v.value)?;
-                if digest.is_some_and(|d| *d != tag.digest) {
-                    continue;
-                }
-                if total >= offset && items.len() < limit {
-                    items.push(TagSummary {
-                        name: key[prefix.len()..].to_owned(),
-                        digest: tag.digest,
-                        pushed: tag.updated,
-                    });
-                }
-                total += 1;
+        self.for_each_under(&prefix, |key, v| {
+            let tag: TagRecord = serde_json::from_slice(&v.value)?;
+            if digest.is_some_and(|d| *d != tag.digest) {
+                return Ok(());
             }
-            if !full {
-                return Ok(Listing { items, total });
+            if total >= offset && items.len() < limit {
+                items.push(TagSummary {
+                    name: key[prefix.len()..].to_owned(),
+                    digest: tag.digest,
+                    pushed: tag.updated,
+                });
             }
-        }
+            total += 1;
+            Ok(())
+        })
+        .await?;
+        Ok(Listing { items, total })
     }
 
     /// Removes `repo` entirely: tags first (so that clients stop finding
@@ -317,25 +296,19 @@ impl Registry {
             return Ok(out);
         }
         let prefix = keys::tag_prefix(repo);
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.kv.scan(&prefix, after.as_deref(), SCAN_PAGE).await?;
-            let full = page.len() == SCAN_PAGE;
-            after = page.last().map(|(k, _)| k.clone());
-            for (key, v) in page {
-                let tag: TagRecord = serde_json::from_slice(&v.value)?;
-                if wanted.contains(&tag.digest) {
-                    out.entry(tag.digest.clone()).or_default().push(TagSummary {
-                        name: key[prefix.len()..].to_owned(),
-                        digest: tag.digest,
-                        pushed: tag.updated,
-                    });
-                }
+        self.for_each_under(&prefix, |key, v| {
+            let tag: TagRecord = serde_json::from_slice(&v.value)?;
+            if wanted.contains(&tag.digest) {
+                out.entry(tag.digest.clone()).or_default().push(TagSummary {
+                    name: key[prefix.len()..].to_owned(),
+                    digest: tag.digest,
+                    pushed: tag.updated,
+                });
             }
-            if !full {
-                return Ok(out);
-            }
-        }
+            Ok(())
+        })
+        .await?;
+        Ok(out)
     }
 
     /// Size counts the manifest and the blobs it names directly; an index's

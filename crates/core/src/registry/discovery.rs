@@ -45,21 +45,15 @@ impl Registry {
     ) -> Result<Vec<Descriptor>, CoreError> {
         let prefix = keys::referrer_prefix(repo, digest);
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.kv.scan(&prefix, after.as_deref(), SCAN_PAGE).await?;
-            let full = page.len() == SCAN_PAGE;
-            after = page.last().map(|(k, _)| k.clone());
-            for (_, v) in page {
-                let d: Descriptor = serde_json::from_slice(&v.value)?;
-                if artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t)) {
-                    out.push(d);
-                }
+        self.for_each_under(&prefix, |_, v| {
+            let d: Descriptor = serde_json::from_slice(&v.value)?;
+            if artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t)) {
+                out.push(d);
             }
-            if !full {
-                return Ok(out);
-            }
-        }
+            Ok(())
+        })
+        .await?;
+        Ok(out)
     }
 
     /// Names under `prefix` (the prefix stripped), after `last`, at most `n`

@@ -230,22 +230,14 @@ impl Registry {
     ) -> Result<Vec<(String, crate::kv::Versioned)>, CoreError> {
         let prefix = keys::tag_prefix(repo);
         let mut found = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.kv.scan(&prefix, after.as_deref(), 1000).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            let full = page.len() == 1000;
-            for (key, v) in page {
-                let tag: TagRecord = serde_json::from_slice(&v.value)?;
-                if tag.digest == *digest {
-                    found.push((key, v));
-                }
+        self.for_each_under(&prefix, |key, v| {
+            let tag: TagRecord = serde_json::from_slice(&v.value)?;
+            if tag.digest == *digest {
+                found.push((key, v));
             }
-            if !full {
-                break;
-            }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(found)
     }
 }

@@ -57,6 +57,30 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Visits every entry under `prefix` in key order, one bounded page of
+    /// `Kv` reads at a time.
+    async fn for_each_under(
+        &self,
+        prefix: &str,
+        mut visit: impl FnMut(String, Versioned) -> Result<(), CoreError>,
+    ) -> Result<(), CoreError> {
+        const PAGE: usize = 500;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.kv.scan(prefix, after.as_deref(), PAGE).await?;
+            let full = page.len() == PAGE;
+            after = page.last().map(|(k, _)| k.clone());
+            for (key, value) in page {
+                visit(key, value)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
 pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
