@@ -38,7 +38,7 @@ async fn every_endpoint_in_process() {
     let server = tokio::spawn(serve(listener, router(state), async {
         let _ = stopped.await;
     }));
-    let c = reqwest::Client::new();
+    let c = berth_net::client();
     let req = |m: reqwest::Method, path: &str| {
         c.request(m, format!("{base}{path}"))
             .basic_auth("admin", Some(PASSWORD))

@@ -9,9 +9,7 @@ use ldap3::{
     Ldap, LdapConnAsync, LdapConnSettings, LdapError, ResultEntry, Scope, SearchEntry,
     SearchOptions, SearchResult,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use serde::Deserialize;
 use std::fmt;
 use std::future::Future;
@@ -559,42 +557,7 @@ fn entry(raw: ResultEntry) -> Result<SearchEntry, String> {
 /// A rustls client with the ring provider named explicitly, so that another
 /// crate enabling a second provider cannot make the choice ambiguous.
 fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("ldap.ca_file {}: {e}", path.display()))?;
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("ldap.ca_file {}: {e}", path.display()))?;
-            }
-            if roots.is_empty() {
-                return Err(format!(
-                    "ldap.ca_file {}: no PEM certificate in it",
-                    path.display()
-                ));
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            for e in &native.errors {
-                tracing::warn!("LDAP: reading the system's CA certificates: {e}");
-            }
-            roots.add_parsable_certificates(native.certs);
-            if roots.is_empty() {
-                tracing::warn!("LDAP: no system CA certificates found; set ldap.ca_file");
-            }
-        }
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Ok(Arc::new(config))
+    berth_net::tls_config(&berth_net::TlsClient::with_ca(ca_file), "ldap").map(Arc::new)
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use std::io::Read;
 /// Where the server is and who is asking.
 #[derive(Args, Debug)]
 pub struct Connection {
-    /// Base URL of the berth server (plain HTTP).
+    /// Base URL of the berth server: http://, or https:// when it
+    /// terminates TLS (see --ca-file).
     #[arg(
         long,
         env = "BERTH_URL",
@@ -28,6 +29,10 @@ pub struct Connection {
     /// Password of --username.
     #[arg(long, env = "BERTH_PASSWORD", hide_env_values = true, global = true)]
     password: Option<String>,
+    /// PEM file of the CA that signed the server's certificate, for an
+    /// https:// URL with a private CA; the system's CAs otherwise.
+    #[arg(long, env = "BERTH_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -335,7 +340,8 @@ struct Api {
 
 impl Api {
     fn new(conn: Connection) -> Result<Api, String> {
-        let http = reqwest::Client::builder()
+        let tls = berth_net::TlsClient::with_ca(conn.ca_file.as_deref());
+        let http = berth_net::client_builder(&tls, "--ca-file")?
             .build()
             .map_err(|e| format!("creating the HTTP client: {e}"))?;
         let base = conn.url.trim_end_matches('/').to_owned();

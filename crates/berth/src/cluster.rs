@@ -84,7 +84,7 @@ pub async fn status(config: &Config) -> Result<(), String> {
     let mut healthy = true;
     match &config.metadata {
         MetadataConfig::Etcd(etcd_config) => {
-            let http = reqwest::Client::builder()
+            let http = berth_net::client_builder(&etcd_config.tls(), "metadata")?
                 .timeout(Duration::from_secs(3))
                 .build()
                 .map_err(|e| e.to_string())?;

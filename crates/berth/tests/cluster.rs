@@ -162,7 +162,7 @@ async fn an_upload_spans_three_nodes_and_every_node_serves_every_write() {
     }
 
     // A token issued by one node is accepted by the others.
-    let http = reqwest::Client::new();
+    let http = berth_net::client();
     let t: Value = http
         .get(n.nodes[0].url("/service/token?service=berth&scope=repository:team/app:pull"))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
@@ -236,7 +236,7 @@ impl Haproxy {
                 if child.try_wait().unwrap().is_some() {
                     break; // The port was taken: try another.
                 }
-                let ok = reqwest::Client::new()
+                let ok = berth_net::client()
                     .get(format!("http://127.0.0.1:{port}/healthz"))
                     .send()
                     .await
@@ -403,7 +403,7 @@ async fn docker_pushes_and_pulls_through_round_robin_haproxy_while_a_node_is_kil
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_follows_etcd_quorum_and_recovers_by_itself() {
     let mut n = three_nodes().await;
-    let http = reqwest::Client::new();
+    let http = berth_net::client();
     let node = &n.nodes[0];
     assert_eq!(
         http.get(node.url("/readyz")).send().await.unwrap().status(),
@@ -413,7 +413,7 @@ async fn readiness_follows_etcd_quorum_and_recovers_by_itself() {
     n._etcd.kill(2);
     // Without quorum: not ready, and a request needing metadata answers 503
     // (it must return, not hang: the client's own timeout is only a guard).
-    let guard = reqwest::Client::builder()
+    let guard = berth_net::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
@@ -639,7 +639,7 @@ timeout_secs = 5
     s3.stop();
     // Clear errors, quickly: 503 UNAVAILABLE, and the nodes report not ready.
     let blob = common::noise(2, 1024);
-    let guard = reqwest::Client::builder()
+    let guard = berth_net::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();

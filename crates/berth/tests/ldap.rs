@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use slapd::{Slapd, BASE, READER_DN, READER_PW};
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    berth_net::builder().no_proxy().build().unwrap()
 }
 
 async fn granted(server: &Server, user: &str, pass: &str, scope: &str) -> (u16, Value) {

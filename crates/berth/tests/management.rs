@@ -53,7 +53,7 @@ impl As {
         As {
             base: server.url(""),
             auth: None,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: berth_net::builder().no_proxy().build().unwrap(),
         }
     }
 
@@ -275,7 +275,7 @@ async fn wrong_credentials_are_401_and_errors_are_json() {
         assert!(r.body["errors"][0]["message"].is_string());
     }
     // A token from /service/token authenticates its subject.
-    let token = reqwest::Client::builder()
+    let token = berth_net::builder()
         .no_proxy()
         .build()
         .unwrap()
@@ -911,7 +911,7 @@ async fn audit_log_records_registry_and_management_actions() {
         .await;
     assert_eq!(r.status, 204);
     let api_deleted = format!("q/old:{q_digest}");
-    let token = reqwest::Client::builder()
+    let token = berth_net::builder()
         .no_proxy()
         .build()
         .unwrap()

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    berth_net::builder().no_proxy().build().unwrap()
 }
 
 async fn token(server: &Server, auth: Option<(&str, &str)>, scopes: &[&str]) -> String {

@@ -114,6 +114,29 @@ fn docker_skopeo_and_curl_over_tls_with_a_self_signed_certificate() {
         "curl trusted a private CA it was not given"
     );
 
+    // The CLI reaches the https:// server with --ca-file, and refuses it
+    // without (the CA is not among the system's).
+    let url = format!("https://{host}");
+    let cli_env = [
+        ("BERTH_URL", url.as_str()),
+        ("BERTH_PASSWORD", ADMIN_PASSWORD),
+        ("NO_PROXY", "*"),
+    ];
+    let listed = ok(run(
+        env!("CARGO_BIN_EXE_berth"),
+        &["user", "list", "--ca-file", ca.to_str().unwrap()],
+        None,
+        &cli_env,
+    ));
+    assert!(listed.contains("admin"), "{listed}");
+    let refused = run(
+        env!("CARGO_BIN_EXE_berth"),
+        &["user", "list"],
+        None,
+        &cli_env,
+    );
+    assert!(!refused.status.success(), "the CLI trusted an unknown CA");
+
     // The Docker engine, trusting the CA the way the command printed.
     let trust = DockerTrust(PathBuf::from(format!("/etc/docker/certs.d/{host}")));
     std::fs::create_dir_all(&trust.0).unwrap();

@@ -8,12 +8,14 @@ mod wire;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::kv::{Check, Kv, KvError, Op, Txn, Versioned};
+use berth_net::TlsClient;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
@@ -26,11 +28,22 @@ use wire::{b64, prefix_end, unb64};
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
-    /// Client URLs of the etcd members, such as `http://10.0.0.1:2379`.
-    /// Requests go to the member that answered last and fail over to the
-    /// others, in this order, when it cannot be reached or has no leader.
-    /// Plain `http://` only: this client does not speak TLS.
+    /// Client URLs of the etcd members, such as `http://10.0.0.1:2379` or
+    /// `https://10.0.0.1:2379`. Requests go to the member that answered
+    /// last and fail over to the others, in this order, when it cannot be
+    /// reached or has no leader.
     pub endpoints: Vec<String>,
+    /// PEM file of the CA that signed the members' certificates, for
+    /// `https://` endpoints; the system's CAs when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for members started with
+    /// `--client-cert-auth`; requires `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
     /// Seconds one operation may take, failovers included, before it fails
     /// as unavailable (default 5). Without quorum etcd itself would hold a
     /// request for about 7 s.
@@ -44,9 +57,14 @@ pub struct EtcdConfig {
     /// Requires `password`.
     #[serde(default)]
     pub username: Option<String>,
-    /// The password of `username`.
+    /// The password of `username`. Prefer `password_file`; when neither is
+    /// set, `BERTH_ETCD_PASSWORD` from the environment.
     #[serde(default)]
     pub password: Option<String>,
+    /// File holding the password of `username` (surrounding whitespace
+    /// ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 fn default_timeout_secs() -> u64 {
@@ -66,6 +84,18 @@ impl EtcdConfig {
             prefix: default_prefix(),
             username: None,
             password: None,
+            password_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+
+    /// How connections to the members verify them and identify berth.
+    pub fn tls(&self) -> TlsClient {
+        TlsClient {
+            ca_file: self.ca_file.clone(),
+            identity: self.cert_file.clone().zip(self.key_file.clone()),
         }
     }
 }
@@ -78,6 +108,10 @@ impl fmt::Debug for EtcdConfig {
             .field("prefix", &self.prefix)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
             .finish()
     }
 }
@@ -144,9 +178,9 @@ impl EtcdKv {
         }
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
         for endpoint in &config.endpoints {
-            if !endpoint.starts_with("http://") {
+            if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
                 return Err(invalid(format!(
-                    "endpoint {endpoint:?} is not an http:// URL (TLS is not supported)"
+                    "endpoint {endpoint:?} is not an http:// or https:// URL"
                 )));
             }
             endpoints.push(endpoint.trim_end_matches('/').to_owned());
@@ -154,13 +188,34 @@ impl EtcdKv {
         if config.timeout_secs == 0 {
             return Err(invalid("timeout_secs must be at least 1".into()));
         }
-        let credentials = match (config.username, config.password) {
+        if config.cert_file.is_some() != config.key_file.is_some() {
+            return Err(invalid("cert_file and key_file go together".into()));
+        }
+        let tls = config.tls();
+        let password = match (config.password, &config.password_file) {
+            (Some(p), None) => Some(p),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| invalid(format!("password_file {}: {e}", path.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "password and password_file exclude each other".into(),
+                ))
+            }
+            (None, None) if config.username.is_some() => std::env::var("BERTH_ETCD_PASSWORD").ok(),
+            (None, None) => None,
+        };
+        let credentials = match (config.username, password) {
             (Some(user), Some(password)) => Some((user, password)),
             (None, None) => None,
             _ => return Err(invalid("username and password go together".into())),
         };
         let timeout = Duration::from_secs(config.timeout_secs);
-        let http = reqwest::Client::builder()
+        let http = berth_net::client_builder(&tls, "metadata")
+            .map_err(invalid)?
             // Short, so that an unreachable member leaves time to try others.
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .build()
@@ -402,7 +457,11 @@ mod tests {
         assert!(EtcdKv::new(config).is_ok());
         assert!(serde_json::from_str::<EtcdConfig>(r#"{"endpoints": [], "nope": 1}"#).is_err());
         assert!(EtcdKv::new(EtcdConfig::new(Vec::<String>::new())).is_err());
-        assert!(EtcdKv::new(EtcdConfig::new(["https://etcd:2379"])).is_err());
+        assert!(EtcdKv::new(EtcdConfig::new(["https://etcd:2379"])).is_ok());
+        assert!(EtcdKv::new(EtcdConfig::new(["etcd:2379"])).is_err());
+        let mut no_key = EtcdConfig::new(["https://etcd:2379"]);
+        no_key.cert_file = Some("client.crt".into());
+        assert!(EtcdKv::new(no_key).is_err());
         let mut half = EtcdConfig::new(["http://etcd:2379"]);
         half.username = Some("root".into());
         assert!(EtcdKv::new(half.clone()).is_err());

@@ -26,7 +26,7 @@ pub fn admin_client() -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         basic("admin", ADMIN_PASSWORD).parse().expect("header"),
     );
-    reqwest::Client::builder()
+    berth_net::builder()
         .no_proxy()
         .default_headers(headers)
         .build()

@@ -59,7 +59,7 @@ impl Reg {
                 .parse()
                 .expect("header"),
         );
-        let http = reqwest::Client::builder()
+        let http = berth_net::builder()
             .no_proxy()
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())

@@ -90,7 +90,7 @@ impl Cluster {
             dir: tempfile::tempdir().unwrap(),
             token,
             members,
-            http: reqwest::Client::builder()
+            http: berth_net::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
                 .unwrap(),

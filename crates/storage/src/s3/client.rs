@@ -120,21 +120,10 @@ impl S3Client {
                 ),
             ));
         }
-        if scheme == "https" {
-            // reqwest is built without TLS in this workspace: its rustls
-            // backend (without aws-lc-rs) panics in every other crate's
-            // client unless a provider is installed process-wide first.
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "storage.endpoint {:?}: https is not supported by this build; \
-                     reach the store over http (a TLS-terminating proxy or a private network)",
-                    config.endpoint
-                ),
-            ));
-        }
         let timeout = Duration::from_secs(config.timeout_secs);
-        let http = reqwest::Client::builder()
+        let tls = berth_net::TlsClient::with_ca(config.ca_file.as_deref());
+        let http = berth_net::client_builder(&tls, "storage")
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
             .connect_timeout(timeout)
             .build()
             .map_err(|e| io::Error::other(format!("HTTP client: {e}")))?;

@@ -14,9 +14,12 @@ pub const MIN_PART: u64 = 5 * 1024 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// Base URL of the S3 service: `http://127.0.0.1:3900` (Garage),
-    /// `http://rgw.internal:7480` (Ceph RGW). Plain http only for now: the
-    /// HTTP client is built without TLS.
+    /// `http://rgw.internal:7480` (Ceph RGW), `https://s3.eu-west-1.amazonaws.com`.
     pub endpoint: String,
+    /// PEM file of the CA that signed an `https://` endpoint's certificate,
+    /// for a private CA; the system's CAs when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The bucket, which must exist; berth owns everything under `prefix` in
     /// it.
     pub bucket: String,
@@ -72,6 +75,7 @@ impl std::fmt::Debug for S3Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Config")
             .field("endpoint", &self.endpoint)
+            .field("ca_file", &self.ca_file)
             .field("bucket", &self.bucket)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
@@ -97,6 +101,7 @@ impl S3Config {
     pub fn new(endpoint: &str, bucket: &str) -> Self {
         S3Config {
             endpoint: endpoint.into(),
+            ca_file: None,
             bucket: bucket.into(),
             region: default_region(),
             access_key_id: None,
