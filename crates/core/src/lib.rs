@@ -14,11 +14,13 @@ pub mod error;
 pub mod keys;
 pub mod kv;
 pub mod kv_suite;
+pub mod lock;
 pub mod memory_kv;
 pub mod registry;
 
 pub use blob::{BlobStore, ByteStream, StoreError, UploadWriter};
 pub use error::CoreError;
 pub use kv::{Check, Kv, KvError, Op, Txn, Versioned};
+pub use lock::{LocalLocks, LockGuard, Locks};
 pub use memory_kv::MemoryKv;
 pub use registry::Registry;

@@ -3,6 +3,7 @@
 //! its etcd mod revision; every key lives under a configurable prefix.
 
 mod client;
+mod locks;
 mod watch;
 mod wire;
 

@@ -282,3 +282,30 @@ async fn authenticates_when_etcd_auth_is_on() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn locks_exclude_across_nodes_and_free_on_release() {
+    let cluster = Cluster::start().await;
+    let prefix = unique_prefix();
+    let a = cluster.kv(&[0, 1, 2], &prefix);
+    let b = cluster.kv(&[2, 1, 0], &prefix);
+    no_hang("the lock suite", berth_core::lock::suite(&a)).await;
+
+    use berth_core::lock::Locks;
+    let held = a.try_lock("gc", "node-a").await.unwrap().expect("free");
+    assert!(b.try_lock("gc", "node-b").await.unwrap().is_none());
+    assert_eq!(b.holder("gc").await.unwrap().as_deref(), Some("node-a"));
+    // The lease behind it is renewed: still held past its 15 s TTL.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert!(held.is_held());
+    assert!(b.try_lock("gc", "node-b").await.unwrap().is_none());
+    drop(held);
+    let taken = eventually("taking the released lock", || async {
+        match b.try_lock("gc", "node-b").await? {
+            Some(g) => Ok(g),
+            None => Err(KvError::Unavailable("still held".into())),
+        }
+    })
+    .await;
+    assert!(taken.is_held());
+}
