@@ -31,6 +31,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Prefix for `Location` headers (`external_url`); relative when empty.
     pub base_url: Arc<str>,
+    /// Garbage collection, on demand and scheduled.
+    pub gc: Arc<berth_core::registry::gc::Collector>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -10,6 +10,8 @@ use berth_auth::token::TokenService;
 use berth_auth::Directory;
 use berth_core::{Kv, MemoryKv, Registry};
 use berth_oci::Digest;
+use berth_core::registry::gc::Collector;
+use berth_core::LocalLocks;
 use std::sync::Arc;
 
 const PASSWORD: &str = "in-process-admin";
@@ -26,8 +28,11 @@ async fn every_endpoint_in_process() {
     let directory = Directory::new(kv.clone());
     directory.ensure_admin(Some(PASSWORD)).await.unwrap();
     let tokens = TokenService::new(kv.clone(), "berth", "berth", 300);
+    let registry = Registry::new(kv.clone(), blobs);
+    let gc = Collector::new(registry.clone(), Arc::new(LocalLocks::default()), "test", 3600, 86_400);
     let state = AppState {
-        registry: Registry::new(kv.clone(), blobs),
+        gc: Arc::new(gc),
+        registry,
         auth: Arc::new(Auth::new(directory, tokens, None, true)),
         audit: AuditLog::start(kv),
         base_url: "".into(),

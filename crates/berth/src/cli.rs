@@ -158,6 +158,62 @@ pub fn user(conn: Connection, cmd: UserCommand) -> Result<(), String> {
     })
 }
 
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    /// Only list what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
+    /// Show past runs instead of running one.
+    #[arg(long, conflicts_with = "dry_run")]
+    history: bool,
+}
+
+/// `berth gc`: runs a garbage collection on the server (or shows past runs).
+pub fn gc(conn: Connection, args: GcArgs) -> Result<(), String> {
+    let api = Api::new(conn)?;
+    run(async {
+        if args.history {
+            let h = api.call(Method::GET, "/api/v1/gc", None).await?;
+            if api.conn.json {
+                println!("{h:#}");
+                return Ok(());
+            }
+            let runs = h["runs"].as_array().cloned().unwrap_or_default();
+            api.show(
+                &runs,
+                &["STARTED", "TRIGGER", "BLOBS", "MANIFESTS", "BYTES FREED", "MS"],
+                &["started", "trigger", "blobs_deleted", "manifests_deleted", "bytes_freed", "duration_ms"],
+            );
+            return Ok(());
+        }
+        let path = format!("/api/v1/gc?dry_run={}", args.dry_run);
+        let report = api.call(Method::POST, &path, None).await?;
+        if api.conn.json {
+            println!("{report:#}");
+            return Ok(());
+        }
+        let n = |k: &str| report[k].as_u64().unwrap_or(0);
+        let verb = if args.dry_run { "would delete" } else { "deleted" };
+        for line in report["deleted"].as_array().into_iter().flatten() {
+            println!("{verb} {}", line.as_str().unwrap_or_default());
+        }
+        println!(
+            "{}{verb} {} blobs ({} bytes), {} manifests, {} blob links, {} uploads in {} ms",
+            if args.dry_run { "dry run: " } else { "" },
+            n("blobs_deleted"),
+            n("bytes_freed"),
+            n("manifests_deleted"),
+            n("blob_links_deleted"),
+            n("uploads_deleted"),
+            n("duration_ms"),
+        );
+        if let Some(e) = report["error"].as_str() {
+            return Err(format!("the run stopped early: {e}"));
+        }
+        Ok(())
+    })
+}
+
 pub fn project(conn: Connection, cmd: ProjectCommand) -> Result<(), String> {
     let api = Api::new(conn)?;
     run(async {

@@ -3,6 +3,7 @@
 //! silently falls back to a default. Flags and `BERTH_*` variables override.
 
 use serde::Deserialize;
+use std::time::Duration;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,82 @@ pub struct Config {
     /// Log in users from an LDAP directory (see docs/configuration.md).
     #[serde(default)]
     pub ldap: Option<berth_auth::ldap::LdapConfig>,
+    #[serde(default)]
+    pub gc: GcConfig,
+}
+
+/// `[gc]`: online garbage collection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcConfig {
+    /// Nothing younger than this is collected: a blob uploaded just before
+    /// a run survives until its manifest is pushed. "0s" is allowed.
+    #[serde(default = "default_grace", deserialize_with = "duration")]
+    pub grace_period: Duration,
+    /// How often a collection runs (one node runs it; "0s" turns the
+    /// schedule off, leaving `POST /api/v1/gc` and `berth gc`).
+    #[serde(default = "default_gc_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Upload sessions idle this long are removed with their bytes.
+    #[serde(default = "default_upload_expiry", deserialize_with = "duration")]
+    pub upload_expiry: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            grace_period: default_grace(),
+            interval: default_gc_interval(),
+            upload_expiry: default_upload_expiry(),
+        }
+    }
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_gc_interval() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_upload_expiry() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// "90s", "15m", "1h", "7d", or a combination such as "1h30m".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {text:?}: use a number with s, m, h or d, such as \"1h\"");
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || text.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +216,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: None,
             ldap: None,
+            gc: GcConfig::default(),
         }
     }
 }

@@ -61,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::ProjectCommand,
     },
+    /// Collect garbage on a running server now (or --dry-run, --history).
+    Gc {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(flatten)]
+        args: cli::GcArgs,
+    },
     /// Manage robot accounts of a running server.
     Robot {
         #[command(flatten)]
@@ -142,6 +149,7 @@ fn main() -> ExitCode {
         Command::User { conn, command } => cli::user(conn, command),
         Command::Project { conn, command } => cli::project(conn, command),
         Command::Robot { conn, command } => cli::robot(conn, command),
+        Command::Gc { conn, args } => cli::gc(conn, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,6 +158,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// This machine's name, for humans reading who ran what.
+fn node_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
 }
 
 fn init_logging() {
@@ -218,6 +235,20 @@ async fn run(config: Config) -> Result<(), String> {
         ),
     };
     let registry = Registry::new(kv.clone(), blobs);
+    let locks: Arc<dyn berth_core::Locks> = match &etcd_membership {
+        Some(etcd) => Arc::new(etcd.clone()),
+        None => Arc::new(berth_core::LocalLocks::default()),
+    };
+    let gc = Arc::new(berth_core::registry::gc::Collector::new(
+        registry.clone(),
+        locks,
+        node_name(),
+        config.gc.grace_period.as_secs(),
+        config.gc.upload_expiry.as_secs(),
+    ));
+    if !config.gc.interval.is_zero() {
+        gc.clone().schedule(config.gc.interval);
+    }
     let mut directory = berth_auth::Directory::new(kv.clone());
     if let Some(ldap) = &config.ldap {
         let grants = ldap.group_role_grants();
@@ -258,6 +289,7 @@ async fn run(config: Config) -> Result<(), String> {
         auth: Arc::new(auth),
         audit: berth_auth::audit::AuditLog::start(kv),
         base_url: config.base_url().into(),
+        gc,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -49,6 +49,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes a committed blob; removing a missing blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError>;
 
+    /// Removes many committed blobs; backends with batch deletes (S3's
+    /// DeleteObjects) override this.
+    async fn delete_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        for digest in digests {
+            self.delete(digest).await?;
+        }
+        Ok(())
+    }
+
     /// Stores small content (a manifest) under its digest, atomically.
     async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError>;
 

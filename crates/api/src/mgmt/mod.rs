@@ -12,6 +12,7 @@
 mod access;
 mod audit;
 mod common;
+mod gc;
 mod members;
 pub mod openapi;
 mod projects;
@@ -82,6 +83,8 @@ pub(crate) enum Op {
     TagDelete,
     AuditLogs,
     ProjectAuditLogs,
+    GcRun,
+    GcHistory,
 }
 
 const fn route(method: &'static str, path: &'static str, op: Op) -> Route {
@@ -127,6 +130,8 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", paths::TAG, Op::TagDelete),
     route("GET", "/api/v1/audit-logs", Op::AuditLogs),
     route("GET", paths::AUDIT, Op::ProjectAuditLogs),
+    route("POST", "/api/v1/gc", Op::GcRun),
+    route("GET", "/api/v1/gc", Op::GcHistory),
 ];
 
 /// The longer path templates (`concat!` cannot join constants).
@@ -374,6 +379,8 @@ async fn handle(op: Op, ctx: &Ctx) -> common::Result {
         Op::TagDelete => repositories::tag_delete(ctx).await,
         Op::AuditLogs => audit::system(ctx).await,
         Op::ProjectAuditLogs => audit::project(ctx).await,
+        Op::GcRun => gc::run(ctx).await,
+        Op::GcHistory => gc::history(ctx).await,
     }
 }
 

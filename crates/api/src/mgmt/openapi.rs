@@ -99,6 +99,8 @@ fn operations() -> Vec<Doc> {
         doc("get", r("/tags"), "tags", "List the tags of a repository", PULL, PAGE, None, (200, Some("[Tag]")), &[400, 401, 403, 404]),
         doc("delete", r("/tags/{tag}"), "tags", "Delete a tag", DELETE, &[], None, (204, None), &[400, 401, 403, 404]),
         doc("get", "/api/v1/audit-logs", "audit", "Audit log, newest first", SYSADMIN, AUDIT, None, (200, Some("[AuditEvent]")), &[400, 401, 403]),
+        doc("post", "/api/v1/gc", "gc", "Run a garbage collection now and answer with its report (one run at a time, cluster-wide: 409 while one runs)", SYSADMIN, &["dry_run"], None, (200, Some("GcReport")), &[400, 401, 403, 409, 503]),
+        doc("get", "/api/v1/gc", "gc", "Past garbage collections, newest first, and the one running", SYSADMIN, &[], None, (200, Some("GcHistory")), &[401, 403]),
         doc("get", p("/audit-logs"), "audit", "The project's audit log (resources under `<project>/`), newest first", "project admins, maintainers and system administrators", AUDIT, None, (200, Some("[AuditEvent]")), &[400, 401, 403, 404]),
     ]
 }
@@ -117,6 +119,7 @@ fn parameter(name: &str, location: &str) -> Value {
         "reference" => (json!({"type": "string"}), "a digest (`sha256:...`) or a tag"),
         "kind" => (json!({"type": "string", "enum": ["user", "group"]}), "member kind"),
         "robot" => (json!({"type": "string"}), "robot name, e.g. `robot$ci` or `robot$project+ci`"),
+        "dry_run" => (json!({"type": "boolean", "default": false}), "only report what would be deleted"),
         _ => (json!({"type": "string"}), ""),
     };
     json!({

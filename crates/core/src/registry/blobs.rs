@@ -1,7 +1,8 @@
 //! Reading, deleting and mounting blobs of a repository. A blob is visible
 //! in a repository only through its link record (`rblob:`).
 
-use super::{encode, now, Registry};
+use super::lifecycle::Source;
+use super::Registry;
 use crate::blob::ByteStream;
 use crate::error::CoreError;
 use crate::keys;
@@ -57,17 +58,9 @@ impl Registry {
         let Some((link, seen)) = self.read::<RepoBlobRecord>(&from_key).await? else {
             return Ok(false);
         };
-        if self.blobs.stat(digest).await?.is_none() {
-            return Ok(false);
-        }
-        let record = RepoBlobRecord {
-            size: link.size,
-            linked: now(),
-        };
-        let txn = Txn::new()
-            .expect(&from_key, Some(&seen))
-            .put(keys::repo_blob(repo, digest), encode(&record));
-        Ok(self.kv.commit(txn).await?)
+        let then = Txn::new().expect(&from_key, Some(&seen));
+        self.link_blob(repo, digest, link.size, Source::Existing, then)
+            .await
     }
 }
 

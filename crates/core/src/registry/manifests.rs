@@ -2,6 +2,7 @@
 //! be in the repository, checked inside the same transaction that makes the
 //! manifest visible), fetch by tag or digest, delete.
 
+use super::lifecycle::Source;
 use super::{contention, encode, now, Registry, TXN_RETRIES};
 use crate::error::CoreError;
 use crate::keys;
@@ -107,9 +108,6 @@ impl Registry {
             created: now(),
             body: inline.then(|| text.to_owned()),
         };
-        if !inline {
-            self.blobs.put(&digest, body.clone()).await?;
-        }
         let referrer = parsed.subject.as_ref().map(|subject| {
             let descriptor = Descriptor {
                 media_type: parsed.media_type.clone(),
@@ -151,12 +149,17 @@ impl Registry {
                 }
                 txn = txn.expect(key, seen.as_ref());
             }
+            // The repository record is rewritten by every manifest push, so
+            // its version tells garbage collection whether new references
+            // appeared in the repository while it was looking.
             let repo_key = keys::repo(repo);
-            let repo_seen = self.kv.get(&repo_key).await?;
-            if repo_seen.is_none() {
-                txn = txn
-                    .expect(&repo_key, None)
-                    .put(&repo_key, encode(&RepoRecord { created: now() }));
+            match self.read::<RepoRecord>(&repo_key).await? {
+                None => {
+                    txn = txn
+                        .expect(&repo_key, None)
+                        .put(&repo_key, encode(&RepoRecord { created: now() }));
+                }
+                Some((record, _)) => txn = txn.put(&repo_key, encode(&record)),
             }
             txn = txn.put(keys::manifest(repo, &digest), encode(&record));
             if let Reference::Tag(tag) = reference {
@@ -173,7 +176,15 @@ impl Registry {
             if let Some((key, value)) = &referrer {
                 txn = txn.put(key, value.clone());
             }
-            if self.kv.commit(txn).await? {
+            let committed = if inline {
+                self.kv.commit(txn).await?
+            } else {
+                // Large bodies live in the blob store, as a blob with a
+                // record like any other.
+                self.store_blob(&digest, record.size, Source::Bytes(&body), &txn)
+                    .await?
+            };
+            if committed {
                 return Ok(ManifestPut {
                     digest,
                     subject: record.subject.clone(),

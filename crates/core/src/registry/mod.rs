@@ -6,11 +6,14 @@
 pub mod admin;
 mod blobs;
 mod discovery;
+pub mod gc;
+mod lifecycle;
 mod manifests;
 mod records;
 mod uploads;
 
 pub use discovery::Page;
+pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestContent, ManifestPut};
 pub use records::*;
 pub use uploads::UploadStatus;

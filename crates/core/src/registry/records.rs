@@ -46,6 +46,13 @@ pub struct RepoBlobRecord {
 pub struct BlobRecord {
     pub size: u64,
     pub created: u64,
+    /// When a reference to it was last made (a link, a manifest push).
+    #[serde(default)]
+    pub touched: u64,
+    /// Set (Unix seconds) once garbage collection has claimed the blob and
+    /// is deleting its bytes; see `lifecycle`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleting: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

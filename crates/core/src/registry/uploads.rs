@@ -11,12 +11,13 @@
 //! a byte. A claim expires, so a writer that crashed blocks the upload for
 //! [`CLAIM_MS`] at most; a live writer renews its claim as its body arrives.
 
-use super::{contention, encode, now, now_ms, Registry, TXN_RETRIES};
+use super::{encode, now, now_ms, Registry};
 use crate::blob::{ByteStream, StoreError};
 use crate::error::CoreError;
 use crate::keys;
 use crate::kv::{Txn, Versioned};
-use crate::registry::records::{BlobRecord, RepoBlobRecord, UploadClaim, UploadSession};
+use super::lifecycle::Source;
+use crate::registry::records::{UploadClaim, UploadSession};
 use berth_oci::{Digest, ErrorCode, RepoName, Sha256State};
 use futures_util::StreamExt;
 
@@ -161,19 +162,21 @@ impl Registry {
                 format!("content does not match {digest}"),
             ));
         }
-        match self.blobs.commit_upload(id, digest, size).await {
-            Ok(()) => {}
-            // A retry after a commit whose metadata write was lost.
-            Err(StoreError::NotFound) if self.blobs.stat(digest).await? == Some(size) => {}
-            Err(e) => {
-                self.release(claim).await;
-                return Err(e.into());
-            }
-        }
         let done = Txn::new()
             .expect(&claim.key, Some(&claim.version))
             .delete(&claim.key);
-        self.link_blob(repo, digest, size, done).await
+        match self
+            .link_blob(repo, digest, size, Source::Upload(id), done)
+            .await
+        {
+            Ok(true) => Ok(()),
+            // The session itself changed: a concurrent PUT won.
+            Ok(false) => Err(CoreError::new(ErrorCode::BlobUploadUnknown)),
+            Err(e) => {
+                self.release(claim).await;
+                Err(e)
+            }
+        }
     }
 
     /// `DELETE` on an upload.
@@ -226,44 +229,9 @@ impl Registry {
             let _ = self.blobs.delete_upload(&id).await;
             return Err(err);
         }
-        self.blobs.commit_upload(&id, digest, size).await?;
-        self.link_blob(repo, digest, size, Txn::new()).await
-    }
-
-    /// Makes a committed blob visible in `repo`, together with `extra`
-    /// operations, in one transaction.
-    pub(super) async fn link_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        size: u64,
-        extra: Txn,
-    ) -> Result<(), CoreError> {
-        let t = now();
-        let link = RepoBlobRecord { size, linked: t };
-        let blob_key = keys::blob(digest);
-        for _ in 0..TXN_RETRIES {
-            let existing = self.kv.get(&blob_key).await?;
-            let mut txn = extra.clone();
-            if existing.is_none() {
-                txn = txn
-                    .expect(&blob_key, None)
-                    .put(&blob_key, encode(&BlobRecord { size, created: t }));
-            }
-            txn = txn.put(keys::repo_blob(repo, digest), encode(&link));
-            if self.kv.commit(txn).await? {
-                return Ok(());
-            }
-            if !extra.checks.is_empty() {
-                // The session itself changed: a concurrent PUT won.
-                if let Some(crate::kv::Check::Version(k, v)) = extra.checks.first() {
-                    if self.kv.get(k).await?.map(|x| x.version) != Some(*v) {
-                        return Err(CoreError::new(ErrorCode::BlobUploadUnknown));
-                    }
-                }
-            }
-        }
-        Err(contention())
+        self.link_blob(repo, digest, size, Source::Upload(&id), Txn::new())
+            .await?;
+        Ok(())
     }
 
     async fn session(

@@ -219,6 +219,10 @@ impl BlobStore for S3BlobStore {
         self.client.delete_object(&self.blob_key(digest)).await
     }
 
+    async fn delete_many(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        self.delete_blobs(digests).await
+    }
+
     async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
         // A PutObject appears whole or not at all.
         self.client.put_object(&self.blob_key(digest), data).await

@@ -1,0 +1,188 @@
+//! How bytes become a blob, and how a blob stops being one, safely while
+//! garbage collection runs on any node.
+//!
+//! A blob's record `blob:<digest>` is live, or deleting (collection has
+//! claimed it and is removing its bytes). The rules that make online GC
+//! safe:
+//!
+//! - Every new reference to a blob (a repository link, a large manifest
+//!   body) is written in a transaction that also rewrites the live record,
+//!   so its version changes. Collection claims a blob with a transaction
+//!   that checks the version it read *before* it looked for references;
+//!   a reference made after that look therefore makes the claim fail.
+//! - Bytes are written to a digest's place only while it has no record;
+//!   a deleting record makes writers wait until collection has removed the
+//!   bytes and then the record. So a collector never deletes bytes that a
+//!   writer is counting on.
+//! - A deleting record left by a collector that died is finished (bytes,
+//!   then record) by the next writer that finds it stale, or by the next
+//!   collection.
+
+use super::{contention, encode, now, Registry, TXN_RETRIES};
+use crate::blob::StoreError;
+use crate::error::CoreError;
+use crate::keys;
+use crate::kv::{Txn, Versioned};
+use crate::registry::records::{BlobRecord, RepoBlobRecord};
+use berth_oci::{Digest, RepoName};
+use bytes::Bytes;
+use std::time::Duration;
+
+/// A deleting record older than this belongs to a collector that died: its
+/// lease-backed lock expired long before.
+pub(super) const STALE_DELETING_SECS: u64 = 120;
+
+/// How long a writer waits for a collection to finish deleting a blob it
+/// wants to write again before answering "busy".
+const WAIT_FOR_DELETE: Duration = Duration::from_secs(30);
+
+/// Where the bytes of a blob come from.
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// An upload whose first `size` bytes hash to the digest.
+    Upload(&'a str),
+    /// Small content in memory (a manifest body).
+    Bytes(&'a Bytes),
+    /// No bytes: only a live blob will do (a cross-repository mount).
+    Existing,
+}
+
+enum State {
+    Live(BlobRecord, Versioned),
+    Deleting(BlobRecord, Versioned),
+    Absent,
+}
+
+impl Registry {
+    async fn blob_state(&self, digest: &Digest) -> Result<State, CoreError> {
+        Ok(match self.read::<BlobRecord>(&keys::blob(digest)).await? {
+            None => State::Absent,
+            Some((r, v)) if r.deleting.is_some() => State::Deleting(r, v),
+            Some((r, v)) => State::Live(r, v),
+        })
+    }
+
+    /// Makes `digest` a live blob with the bytes of `source` and commits
+    /// `then` in the same transaction as the blob's (touched or new) record.
+    /// The caller's `then` may carry checks; `Ok(false)` when those failed.
+    pub(super) async fn store_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        source: Source<'_>,
+        then: &Txn,
+    ) -> Result<bool, CoreError> {
+        let key = keys::blob(digest);
+        let mut bytes_in_place = false;
+        let waited = tokio::time::Instant::now();
+        let mut attempts = 0;
+        while attempts < TXN_RETRIES {
+            match self.blob_state(digest).await? {
+                State::Deleting(..) | State::Absent if matches!(source, Source::Existing) => {
+                    return Ok(false);
+                }
+                State::Deleting(record, seen) => {
+                    if now().saturating_sub(record.deleting.unwrap_or(0)) > STALE_DELETING_SECS {
+                        self.finish_delete(digest, &seen).await?;
+                    } else if waited.elapsed() > WAIT_FOR_DELETE {
+                        return Err(CoreError::unavailable(format!(
+                            "blob {digest} is being garbage-collected; try again"
+                        )));
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    // Whatever is in place now is being or was deleted.
+                    bytes_in_place = false;
+                    continue;
+                }
+                State::Live(mut record, seen) => {
+                    record.touched = now();
+                    let txn = then
+                        .clone()
+                        .expect(&key, Some(&seen))
+                        .put(&key, encode(&record));
+                    if self.kv.commit(txn).await? {
+                        if let Source::Upload(id) = source {
+                            if !bytes_in_place {
+                                if let Err(e) = self.blobs.delete_upload(id).await {
+                                    tracing::warn!(upload = id, error = %e, "removing a duplicate upload's bytes");
+                                }
+                            }
+                        }
+                        return Ok(true);
+                    }
+                }
+                State::Absent => {
+                    if !bytes_in_place {
+                        self.put_bytes(digest, size, source).await?;
+                        bytes_in_place = true;
+                    }
+                    let t = now();
+                    let record = BlobRecord {
+                        size,
+                        created: t,
+                        touched: t,
+                        deleting: None,
+                    };
+                    let txn = then.clone().expect(&key, None).put(&key, encode(&record));
+                    if self.kv.commit(txn).await? {
+                        return Ok(true);
+                    }
+                }
+            }
+            attempts += 1;
+            if !self.checks_hold(then).await? {
+                return Ok(false);
+            }
+        }
+        Err(contention())
+    }
+
+    /// Whether the caller's own checks still hold.
+    async fn checks_hold(&self, then: &Txn) -> Result<bool, CoreError> {
+        if then.checks.is_empty() {
+            return Ok(true);
+        }
+        Ok(self.kv.commit(Txn { checks: then.checks.clone(), ops: Vec::new() }).await?)
+    }
+
+    async fn put_bytes(&self, digest: &Digest, size: u64, source: Source<'_>) -> Result<(), CoreError> {
+        match source {
+            Source::Bytes(body) => Ok(self.blobs.put(digest, body.clone()).await?),
+            Source::Existing => Err(CoreError::internal("no bytes to store")),
+            Source::Upload(id) => match self.blobs.commit_upload(id, digest, size).await {
+                Ok(()) => Ok(()),
+                // A retry after a commit whose metadata write was lost: the
+                // bytes are in place already.
+                Err(StoreError::NotFound) if self.blobs.stat(digest).await? == Some(size) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// Deletes the bytes of a blob claimed for deletion (`seen` is its
+    /// deleting record), then the record.
+    pub(super) async fn finish_delete(&self, digest: &Digest, seen: &Versioned) -> Result<(), CoreError> {
+        self.blobs.delete(digest).await?;
+        let key = keys::blob(digest);
+        self.kv
+            .commit(Txn::new().expect(&key, Some(seen)).delete(&key))
+            .await?;
+        Ok(())
+    }
+
+    /// Makes a blob visible in `repo`: stores it if needed and writes the
+    /// link, together with `extra`, in one transaction.
+    pub(super) async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        source: Source<'_>,
+        extra: Txn,
+    ) -> Result<bool, CoreError> {
+        let link = RepoBlobRecord { size, linked: now() };
+        let then = extra.put(keys::repo_blob(repo, digest), encode(&link));
+        self.store_blob(digest, size, source, &then).await
+    }
+}
