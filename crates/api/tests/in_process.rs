@@ -8,10 +8,10 @@ use berth_api::{router, serve, AppState};
 use berth_auth::audit::AuditLog;
 use berth_auth::token::TokenService;
 use berth_auth::Directory;
-use berth_core::{Kv, MemoryKv, Registry};
-use berth_oci::Digest;
 use berth_core::registry::gc::Collector;
 use berth_core::LocalLocks;
+use berth_core::{Kv, MemoryKv, Registry};
+use berth_oci::Digest;
 use std::sync::Arc;
 
 const PASSWORD: &str = "in-process-admin";
@@ -29,7 +29,13 @@ async fn every_endpoint_in_process() {
     directory.ensure_admin(Some(PASSWORD)).await.unwrap();
     let tokens = TokenService::new(kv.clone(), "berth", "berth", 300);
     let registry = Registry::new(kv.clone(), blobs);
-    let gc = Collector::new(registry.clone(), Arc::new(LocalLocks::default()), "test", 3600, 86_400);
+    let gc = Collector::new(
+        registry.clone(),
+        Arc::new(LocalLocks::default()),
+        "test",
+        3600,
+        86_400,
+    );
     let state = AppState {
         gc: Arc::new(gc),
         registry,

@@ -181,8 +181,22 @@ pub fn gc(conn: Connection, args: GcArgs) -> Result<(), String> {
             let runs = h["runs"].as_array().cloned().unwrap_or_default();
             api.show(
                 &runs,
-                &["STARTED", "TRIGGER", "BLOBS", "MANIFESTS", "BYTES FREED", "MS"],
-                &["started", "trigger", "blobs_deleted", "manifests_deleted", "bytes_freed", "duration_ms"],
+                &[
+                    "STARTED",
+                    "TRIGGER",
+                    "BLOBS",
+                    "MANIFESTS",
+                    "BYTES FREED",
+                    "MS",
+                ],
+                &[
+                    "started",
+                    "trigger",
+                    "blobs_deleted",
+                    "manifests_deleted",
+                    "bytes_freed",
+                    "duration_ms",
+                ],
             );
             return Ok(());
         }
@@ -193,7 +207,11 @@ pub fn gc(conn: Connection, args: GcArgs) -> Result<(), String> {
             return Ok(());
         }
         let n = |k: &str| report[k].as_u64().unwrap_or(0);
-        let verb = if args.dry_run { "would delete" } else { "deleted" };
+        let verb = if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
         for line in report["deleted"].as_array().into_iter().flatten() {
             println!("{verb} {}", line.as_str().unwrap_or_default());
         }

@@ -3,9 +3,9 @@
 //! silently falls back to a default. Flags and `BERTH_*` variables override.
 
 use serde::Deserialize;
-use std::time::Duration;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +77,8 @@ fn default_upload_expiry() -> Duration {
 
 /// "90s", "15m", "1h", "7d", or a combination such as "1h30m".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}: use a number with s, m, h or d, such as \"1h\"");
+    let bad =
+        || format!("invalid duration {text:?}: use a number with s, m, h or d, such as \"1h\"");
     let mut total: u64 = 0;
     let mut number = String::new();
     for c in text.trim().chars() {

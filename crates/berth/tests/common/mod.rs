@@ -7,6 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+pub mod oci;
+
 /// The system administrator's password in every test server.
 pub const ADMIN_PASSWORD: &str = "berth-test-admin";
 

@@ -6,7 +6,8 @@
 //!
 //! 1. Read every blob record with its version.
 //! 2. Per repository: read the repository record's version (every manifest
-//!    push rewrites it), then its tags, manifests and blob links. Keep the
+//!    push writes it; a repository with only uploads has none yet), then
+//!    its tags, manifests and blob links. Keep the
 //!    tagged manifests and those younger than the grace period, then their
 //!    index children and their referrers (signatures, SBOMs), transitively;
 //!    keep the blob links those manifests name and links younger than the
@@ -141,9 +142,18 @@ impl Registry {
         report.blobs_examined = blobs.len() as u64;
 
         // 2. Repository by repository.
-        let mut repos = Vec::new();
+        // Every repository with a record, and those holding blob links but
+        // no manifest yet (no record: uploads do not create one).
+        let mut repos = std::collections::BTreeSet::new();
         self.for_each_under(keys::REPO_PREFIX, |key, _| {
-            repos.push(key[keys::REPO_PREFIX.len()..].to_owned());
+            repos.insert(key[keys::REPO_PREFIX.len()..].to_owned());
+            Ok(())
+        })
+        .await?;
+        self.for_each_under("rblob:", |key, _| {
+            if let Some((name, _)) = key["rblob:".len()..].split_once('@') {
+                repos.insert(name.to_owned());
+            }
             Ok(())
         })
         .await?;
@@ -208,10 +218,9 @@ impl Registry {
         report: &mut GcReport,
     ) -> Result<(), CoreError> {
         let repo_key = format!("{}{repo}", keys::REPO_PREFIX);
-        // Read first: a push after this read changes it.
-        let Some(repo_version) = self.kv.get(&repo_key).await? else {
-            return Ok(());
-        };
+        // Read first: a manifest push after this read changes it (or
+        // creates it).
+        let repo_version = self.kv.get(&repo_key).await?;
 
         let mut tagged: HashSet<Digest> = HashSet::new();
         self.for_each_under(&format!("tag:{repo}@"), |_, v| {
@@ -305,13 +314,17 @@ impl Registry {
                 continue;
             }
             dead_links += 1;
-            deletes.push((key.clone(), version.clone(), format!("link {repo}@{digest}")));
+            deletes.push((
+                key.clone(),
+                version.clone(),
+                format!("link {repo}@{digest}"),
+            ));
         }
 
         let mut swept = true;
         if !dry_run {
             for batch in deletes.chunks(BATCH / 2) {
-                let mut txn = Txn::new().expect(&repo_key, Some(&repo_version));
+                let mut txn = Txn::new().expect(&repo_key, repo_version.as_ref());
                 for (key, version, _) in batch {
                     txn = txn.expect(key, Some(version)).delete(key);
                     if let Some(rest) = key.strip_prefix(&man_prefix) {
@@ -372,19 +385,25 @@ impl Registry {
         let since = now();
         let mut claimed: Vec<(&Digest, &BlobRecord)> = Vec::new();
         let claim_txn = |items: &[(Digest, BlobRecord, Versioned)]| {
-            items.iter().fold(Txn::new(), |txn, (digest, record, version)| {
-                let key = keys::blob(digest);
-                let mut deleting = record.clone();
-                deleting.deleting = Some(since);
-                txn.expect(&key, Some(version)).put(&key, encode(&deleting))
-            })
+            items
+                .iter()
+                .fold(Txn::new(), |txn, (digest, record, version)| {
+                    let key = keys::blob(digest);
+                    let mut deleting = record.clone();
+                    deleting.deleting = Some(since);
+                    txn.expect(&key, Some(version)).put(&key, encode(&deleting))
+                })
         };
         if self.kv.commit(claim_txn(batch)).await? {
             claimed.extend(batch.iter().map(|(d, r, _)| (d, r)));
         } else {
             // One was linked meanwhile: claim the others one by one.
             for item in batch {
-                if self.kv.commit(claim_txn(std::slice::from_ref(item))).await? {
+                if self
+                    .kv
+                    .commit(claim_txn(std::slice::from_ref(item)))
+                    .await?
+                {
                     claimed.push((&item.0, &item.1));
                 }
             }
@@ -411,7 +430,11 @@ impl Registry {
         Ok(())
     }
 
-    async fn expire_uploads(&self, opts: GcOptions, report: &mut GcReport) -> Result<(), CoreError> {
+    async fn expire_uploads(
+        &self,
+        opts: GcOptions,
+        report: &mut GcReport,
+    ) -> Result<(), CoreError> {
         let cutoff = now().saturating_sub(opts.upload_expiry_secs);
         let mut stale: Vec<(String, Versioned)> = Vec::new();
         self.for_each_under("upload:", |key, v| {

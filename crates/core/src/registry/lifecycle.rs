@@ -143,10 +143,21 @@ impl Registry {
         if then.checks.is_empty() {
             return Ok(true);
         }
-        Ok(self.kv.commit(Txn { checks: then.checks.clone(), ops: Vec::new() }).await?)
+        Ok(self
+            .kv
+            .commit(Txn {
+                checks: then.checks.clone(),
+                ops: Vec::new(),
+            })
+            .await?)
     }
 
-    async fn put_bytes(&self, digest: &Digest, size: u64, source: Source<'_>) -> Result<(), CoreError> {
+    async fn put_bytes(
+        &self,
+        digest: &Digest,
+        size: u64,
+        source: Source<'_>,
+    ) -> Result<(), CoreError> {
         match source {
             Source::Bytes(body) => Ok(self.blobs.put(digest, body.clone()).await?),
             Source::Existing => Err(CoreError::internal("no bytes to store")),
@@ -162,7 +173,11 @@ impl Registry {
 
     /// Deletes the bytes of a blob claimed for deletion (`seen` is its
     /// deleting record), then the record.
-    pub(super) async fn finish_delete(&self, digest: &Digest, seen: &Versioned) -> Result<(), CoreError> {
+    pub(super) async fn finish_delete(
+        &self,
+        digest: &Digest,
+        seen: &Versioned,
+    ) -> Result<(), CoreError> {
         self.blobs.delete(digest).await?;
         let key = keys::blob(digest);
         self.kv
@@ -181,7 +196,10 @@ impl Registry {
         source: Source<'_>,
         extra: Txn,
     ) -> Result<bool, CoreError> {
-        let link = RepoBlobRecord { size, linked: now() };
+        let link = RepoBlobRecord {
+            size,
+            linked: now(),
+        };
         let then = extra.put(keys::repo_blob(repo, digest), encode(&link));
         self.store_blob(digest, size, source, &then).await
     }

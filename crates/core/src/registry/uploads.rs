@@ -11,12 +11,12 @@
 //! a byte. A claim expires, so a writer that crashed blocks the upload for
 //! [`CLAIM_MS`] at most; a live writer renews its claim as its body arrives.
 
+use super::lifecycle::Source;
 use super::{encode, now, now_ms, Registry};
 use crate::blob::{ByteStream, StoreError};
 use crate::error::CoreError;
 use crate::keys;
 use crate::kv::{Txn, Versioned};
-use super::lifecycle::Source;
 use crate::registry::records::{UploadClaim, UploadSession};
 use berth_oci::{Digest, ErrorCode, RepoName, Sha256State};
 use futures_util::StreamExt;

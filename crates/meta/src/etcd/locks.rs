@@ -47,7 +47,12 @@ impl EtcdKv {
     /// Revokes lease `id`, deleting its keys now.
     pub async fn lease_revoke(&self, id: i64) -> Result<(), KvError> {
         let _: wire::Empty = self
-            .call("/lease/revoke", json!({ "ID": id.to_string() }), true, false)
+            .call(
+                "/lease/revoke",
+                json!({ "ID": id.to_string() }),
+                true,
+                false,
+            )
             .await?;
         Ok(())
     }
