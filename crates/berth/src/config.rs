@@ -51,6 +51,10 @@ pub struct GcConfig {
     /// Upload sessions idle this long are removed with their bytes.
     #[serde(default = "default_upload_expiry", deserialize_with = "duration")]
     pub upload_expiry: Duration,
+    /// How often every project's tag retention rules are applied ("0s":
+    /// only on demand).
+    #[serde(default = "default_gc_interval", deserialize_with = "duration")]
+    pub retention_interval: Duration,
 }
 
 impl Default for GcConfig {
@@ -59,6 +63,7 @@ impl Default for GcConfig {
             grace_period: default_grace(),
             interval: default_gc_interval(),
             upload_expiry: default_upload_expiry(),
+            retention_interval: default_gc_interval(),
         }
     }
 }

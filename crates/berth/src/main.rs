@@ -249,6 +249,9 @@ async fn run(config: Config) -> Result<(), String> {
     if !config.gc.interval.is_zero() {
         gc.clone().schedule(config.gc.interval);
     }
+    if !config.gc.retention_interval.is_zero() {
+        gc.clone().schedule_retention(config.gc.retention_interval);
+    }
     let mut directory = berth_auth::Directory::new(kv.clone());
     if let Some(ldap) = &config.ldap {
         let grants = ldap.group_role_grants();

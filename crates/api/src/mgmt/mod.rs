@@ -15,6 +15,7 @@ mod common;
 mod gc;
 mod members;
 pub mod openapi;
+mod policy;
 mod projects;
 mod repositories;
 mod robots;
@@ -85,6 +86,13 @@ pub(crate) enum Op {
     ProjectAuditLogs,
     GcRun,
     GcHistory,
+    QuotaGet,
+    QuotaSet,
+    ImmutableGet,
+    ImmutableSet,
+    RetentionGet,
+    RetentionSet,
+    RetentionRun,
 }
 
 const fn route(method: &'static str, path: &'static str, op: Op) -> Route {
@@ -130,6 +138,13 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", paths::TAG, Op::TagDelete),
     route("GET", "/api/v1/audit-logs", Op::AuditLogs),
     route("GET", paths::AUDIT, Op::ProjectAuditLogs),
+    route("GET", paths::QUOTA, Op::QuotaGet),
+    route("PUT", paths::QUOTA, Op::QuotaSet),
+    route("GET", paths::IMMUTABLE, Op::ImmutableGet),
+    route("PUT", paths::IMMUTABLE, Op::ImmutableSet),
+    route("GET", paths::RETENTION, Op::RetentionGet),
+    route("PUT", paths::RETENTION, Op::RetentionSet),
+    route("POST", paths::RETENTION_RUN, Op::RetentionRun),
     route("POST", "/api/v1/gc", Op::GcRun),
     route("GET", "/api/v1/gc", Op::GcHistory),
 ];
@@ -153,6 +168,10 @@ mod paths {
     pub const TAGS: &str = "/api/v1/projects/{project}/repositories/{repository}/tags";
     pub const TAG: &str = "/api/v1/projects/{project}/repositories/{repository}/tags/{tag}";
     pub const AUDIT: &str = "/api/v1/projects/{project}/audit-logs";
+    pub const QUOTA: &str = "/api/v1/projects/{project}/quota";
+    pub const IMMUTABLE: &str = "/api/v1/projects/{project}/immutable-rules";
+    pub const RETENTION: &str = "/api/v1/projects/{project}/retention";
+    pub const RETENTION_RUN: &str = "/api/v1/projects/{project}/retention/run";
 }
 
 /// The management routes, behind the authentication middleware. Merge into
@@ -380,6 +399,13 @@ async fn handle(op: Op, ctx: &Ctx) -> common::Result {
         Op::AuditLogs => audit::system(ctx).await,
         Op::ProjectAuditLogs => audit::project(ctx).await,
         Op::GcRun => gc::run(ctx).await,
+        Op::QuotaGet => policy::quota(ctx).await,
+        Op::QuotaSet => policy::set_quota(ctx).await,
+        Op::ImmutableGet => policy::immutable(ctx).await,
+        Op::ImmutableSet => policy::set_immutable(ctx).await,
+        Op::RetentionGet => policy::retention(ctx).await,
+        Op::RetentionSet => policy::set_retention(ctx).await,
+        Op::RetentionRun => policy::run_retention(ctx).await,
         Op::GcHistory => gc::history(ctx).await,
     }
 }

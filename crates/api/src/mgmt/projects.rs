@@ -25,8 +25,12 @@ struct ProjectChange {
 
 async fn view(ctx: &Ctx, access: &ProjectAccess) -> Result<Value, Error> {
     let p = &access.project;
-    let repo_count = ctx.state.registry.project_repository_count(&p.name).await?;
+    let registry = &ctx.state.registry;
+    let repo_count = registry.project_repository_count(&p.name).await?;
+    let policy = registry.project_policy(&p.name).await?;
     Ok(json!({
+        "used_bytes": registry.project_usage(&p.name).await?,
+        "quota_bytes": policy.quota_bytes,
         "name": p.name,
         "public": p.public,
         "creation_time": rfc3339(p.created),

@@ -146,6 +146,32 @@ pub fn schemas() -> Value {
             "deleted": {"type": "array", "items": string(), "description": "what went or would go (at most 1000)"},
             "error": string(),
         })),
+        "Quota": object(&["used_bytes"], json!({
+            "limit_bytes": {"type": "integer", "nullable": true},
+            "used_bytes": {"type": "integer"},
+        })),
+        "QuotaChange": object(&["limit_bytes"], json!({
+            "limit_bytes": {"type": "integer", "nullable": true, "description": "bytes; null removes the quota"},
+        })),
+        "TagSelector": object(&["tags"], json!({
+            "repositories": {"type": "string", "default": "**", "description": "repository names inside the project: `*` within a segment, `**` across, `?` one character"},
+            "tags": {"type": "string", "description": "tag names, same syntax"},
+        })),
+        "Retention": object(&["rules"], json!({
+            "rules": {"type": "array", "items": object(&[], json!({
+                "repositories": {"type": "string", "default": "**"},
+                "tags": {"type": "string", "default": "**"},
+                "latest_pushed": {"type": "integer", "description": "keep the N most recently pushed tags of each repository"},
+                "pushed_within_days": {"type": "integer", "description": "keep tags pushed within this many days"},
+            }))},
+        })),
+        "RetentionReport": object(&["project", "dry_run", "deleted"], json!({
+            "project": string(),
+            "dry_run": {"type": "boolean"},
+            "started": {"type": "integer"},
+            "tags_examined": {"type": "integer"},
+            "deleted": {"type": "array", "items": string(), "description": "`<repository>:<tag>`"},
+        })),
         "GcHistory": object(&["runs"], json!({
             "running": {"type": "string", "nullable": true, "description": "holder of the GC lock"},
             "grace_period_secs": {"type": "integer"},

@@ -240,6 +240,7 @@ impl Registry {
     /// collection, as for every delete.
     pub async fn repository_delete(&self, repo: &RepoName) -> Result<(), CoreError> {
         self.require_repository(repo).await?;
+        self.check_no_immutable_tags(repo, None).await?;
         for prefix in [
             keys::tag_prefix(repo),
             format!("man:{repo}@"),

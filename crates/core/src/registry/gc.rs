@@ -611,4 +611,30 @@ impl Collector {
             }
         });
     }
+
+    /// Every `interval`, applies every project's retention rules (one node
+    /// at a time; running them twice deletes nothing more).
+    pub fn schedule_retention(self: std::sync::Arc<Self>, interval: std::time::Duration) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let guard = match self.locks.try_lock("retention", &self.node).await {
+                    Ok(Some(guard)) => guard,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scheduled retention: taking the lock");
+                        continue;
+                    }
+                };
+                match self.registry.apply_all_retention().await {
+                    Ok(reports) => {
+                        let deleted: usize = reports.iter().map(|r| r.deleted.len()).sum();
+                        tracing::info!(projects = reports.len(), deleted, "retention applied");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "scheduled retention failed"),
+                }
+                drop(guard);
+            }
+        });
+    }
 }

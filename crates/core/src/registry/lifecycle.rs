@@ -196,6 +196,7 @@ impl Registry {
         source: Source<'_>,
         extra: Txn,
     ) -> Result<bool, CoreError> {
+        self.check_quota(repo, Some(digest), size).await?;
         let link = RepoBlobRecord {
             size,
             linked: now(),

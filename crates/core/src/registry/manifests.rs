@@ -123,6 +123,10 @@ impl Registry {
             )
         });
 
+        let immutable = match reference {
+            Reference::Tag(tag) => self.tag_is_immutable(repo, tag.as_str()).await?,
+            Reference::Digest(_) => false,
+        };
         for _ in 0..TXN_RETRIES {
             let mut txn = Txn::new();
             // Every referenced blob and child manifest must be present now
@@ -164,7 +168,14 @@ impl Registry {
             txn = txn.put(keys::manifest(repo, &digest), encode(&record));
             if let Reference::Tag(tag) = reference {
                 let tag_key = keys::tag(repo, tag.as_str());
-                let seen = self.kv.get(&tag_key).await?;
+                let seen = self.read::<TagRecord>(&tag_key).await?;
+                if immutable && seen.as_ref().is_some_and(|(t, _)| t.digest != digest) {
+                    return Err(CoreError::with_detail(
+                        ErrorCode::Denied,
+                        format!("tag {repo}:{tag} is immutable"),
+                    ));
+                }
+                let seen = seen.map(|(_, v)| v);
                 txn = txn.expect(&tag_key, seen.as_ref()).put(
                     &tag_key,
                     encode(&TagRecord {
@@ -203,6 +214,7 @@ impl Registry {
     ) -> Result<(), CoreError> {
         match reference {
             Reference::Tag(tag) => {
+                self.check_tag_change(repo, tag.as_str(), None).await?;
                 let key = keys::tag(repo, tag.as_str());
                 let Some(seen) = self.kv.get(&key).await? else {
                     return Err(CoreError::new(ErrorCode::ManifestUnknown));
@@ -213,6 +225,7 @@ impl Registry {
                 Ok(())
             }
             Reference::Digest(digest) => {
+                self.check_no_immutable_tags(repo, Some(digest)).await?;
                 let key = keys::manifest(repo, digest);
                 for _ in 0..TXN_RETRIES {
                     let Some((record, seen)) = self.read::<ManifestRecord>(&key).await? else {

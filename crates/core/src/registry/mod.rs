@@ -9,6 +9,7 @@ mod discovery;
 pub mod gc;
 mod lifecycle;
 mod manifests;
+pub mod policy;
 mod records;
 mod uploads;
 

@@ -98,6 +98,12 @@ impl Registry {
         len: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus, CoreError> {
+        if let Some(len) = len {
+            // Refused before a byte is read when the size is announced.
+            let offset = start.unwrap_or(0);
+            self.check_quota(repo, None, offset.saturating_add(len))
+                .await?;
+        }
         let mut claim = self.claim(repo, id, start).await?;
         let mut hash = session_hash(&claim.session)?;
         let written = self.write_claimed(&mut claim, &mut hash, body).await;
@@ -201,6 +207,9 @@ impl Registry {
                 ErrorCode::DigestInvalid,
                 "only sha256 is supported for blobs",
             ));
+        }
+        if let Some(len) = len {
+            self.check_quota(repo, Some(digest), len).await?;
         }
         let id = uuid::Uuid::new_v4().to_string();
         let mut hash = Sha256State::new();

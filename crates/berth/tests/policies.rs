@@ -1,0 +1,404 @@
+//! Project policies against the real binary: the storage quota (DENIED
+//! before bytes are accepted when the size is known, and at commit when it
+//! is not; a layer shared by repositories counted once), tag immutability,
+//! and tag retention with its dry run.
+
+mod common;
+
+use common::oci::{Client, Image, MANIFEST};
+use common::{noise, sha256, Server, ADMIN_PASSWORD};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn admin(server: &Server) -> Client {
+    Client::new(&server.url(""), "admin", ADMIN_PASSWORD)
+}
+
+async fn api(c: &Client, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let (s, bytes) = c
+        .send(
+            method,
+            path,
+            body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            Some("application/json"),
+        )
+        .await;
+    (s, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn create_project(c: &Client, name: &str) {
+    let (s, body) = api(
+        c,
+        Method::POST,
+        "/api/v1/projects",
+        Some(json!({"name": name})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+}
+
+fn error_code(body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    v["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quota_denies_pushes_past_the_limit() {
+    let server = Server::start();
+    let c = admin(&server);
+    create_project(&c, "q").await;
+    let (s, body) = api(
+        &c,
+        Method::PUT,
+        "/api/v1/projects/q/quota",
+        Some(json!({"limit_bytes": 10_000})),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+
+    let first = Image::new("first", vec![noise(1, 6000)], None);
+    c.push("q/app", "1", &first).await.unwrap();
+    let used = (6000 + first.config.len()) as u64;
+    let (_, quota) = api(&c, Method::GET, "/api/v1/projects/q/quota", None).await;
+    assert_eq!(quota, json!({"limit_bytes": 10_000, "used_bytes": used}));
+    // The same layer in a second repository of the project counts once.
+    c.push("q/other", "1", &first).await.unwrap();
+    let (_, quota) = api(&c, Method::GET, "/api/v1/projects/q/quota", None).await;
+    assert_eq!(quota["used_bytes"], used);
+    let (_, project) = api(&c, Method::GET, "/api/v1/projects/q", None).await;
+    assert_eq!(project["used_bytes"], used, "{project}");
+    assert_eq!(project["quota_bytes"], 10_000);
+
+    // Monolithic upload with its size known: refused before the body.
+    let big = noise(2, 5000);
+    let (s, body) = c
+        .send(
+            Method::POST,
+            &format!("/v2/q/app/blobs/uploads/?digest={}", sha256(&big)),
+            big.clone(),
+            Some("application/octet-stream"),
+        )
+        .await;
+    assert_eq!(s, 403);
+    assert_eq!(error_code(&body), "DENIED");
+    assert!(
+        String::from_utf8_lossy(&body).contains("quota"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        c.get(&format!("/v2/q/app/blobs/{}", sha256(&big))).await.0,
+        404
+    );
+
+    // A chunk with a Content-Length: refused before it is read.
+    let start = c
+        .http
+        .post(format!("{}/v2/q/app/blobs/uploads/", c.base))
+        .header("Authorization", &c.auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    let url = if location.starts_with('/') {
+        format!("{}{location}", c.base)
+    } else {
+        location
+    };
+    let patch = c
+        .http
+        .patch(&url)
+        .header("Authorization", &c.auth)
+        .header("Content-Type", "application/octet-stream")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 403);
+
+    // Without a length (a streamed chunk), the commit is what is refused.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(big[..2500].to_vec()), Ok(big[2500..].to_vec())];
+    let streamed = c
+        .http
+        .patch(&url)
+        .header("Authorization", &c.auth)
+        .header("Content-Type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 202);
+    let location = streamed.headers()["location"].to_str().unwrap().to_owned();
+    let url = if location.starts_with('/') {
+        format!("{}{location}", c.base)
+    } else {
+        location
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let put = c
+        .http
+        .put(format!("{url}{sep}digest={}", sha256(&big)))
+        .header("Authorization", &c.auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 403);
+    let text = put.text().await.unwrap();
+    assert!(text.contains("DENIED") && text.contains("quota"), "{text}");
+    assert_eq!(
+        c.get(&format!("/v2/q/app/blobs/{}", sha256(&big))).await.0,
+        404
+    );
+
+    // Only a system administrator sets quotas; raising it lets the push in.
+    let (s, _) = api(
+        &c,
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "qa", "password": "qa-password-1"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = api(
+        &c,
+        Method::POST,
+        "/api/v1/projects/q/members",
+        Some(json!({"kind": "user", "name": "qa", "role": "project_admin"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let qa = Client::new(&server.url(""), "qa", "qa-password-1");
+    let (s, _) = api(
+        &qa,
+        Method::PUT,
+        "/api/v1/projects/q/quota",
+        Some(json!({"limit_bytes": null})),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = api(
+        &c,
+        Method::PUT,
+        "/api/v1/projects/q/quota",
+        Some(json!({"limit_bytes": 20_000})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let second = Image::new("second", vec![big], None);
+    c.push("q/app", "2", &second).await.unwrap();
+    c.assert_pulls("q/app", "2", &second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn immutable_tags_cannot_move_or_go() {
+    let server = Server::start();
+    let c = admin(&server);
+    create_project(&c, "im").await;
+    let (s, body) = api(
+        &c,
+        Method::PUT,
+        "/api/v1/projects/im/immutable-rules",
+        Some(json!([{"tags": "v*"}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (_, rules) = api(&c, Method::GET, "/api/v1/projects/im/immutable-rules", None).await;
+    assert_eq!(rules, json!([{"repositories": "**", "tags": "v*"}]));
+
+    let one = Image::new("one", vec![noise(1, 100)], None);
+    let two = Image::new("two", vec![noise(2, 100)], None);
+    c.push("im/app", "v1", &one).await.unwrap();
+    c.push("im/app", "latest", &one).await.unwrap();
+    // Pushing the same content again is fine; moving the tag is not.
+    c.push("im/app", "v1", &one).await.unwrap();
+    for blob in two.blobs() {
+        assert_eq!(c.upload("im/app", blob).await, 201);
+    }
+    let (s, body) = c
+        .put_manifest("im/app", "v1", &two.manifest, MANIFEST)
+        .await;
+    assert_eq!(s, 403);
+    assert_eq!(error_code(&body), "DENIED");
+    assert!(String::from_utf8_lossy(&body).contains("immutable"));
+    // Other tags move freely.
+    c.push("im/app", "latest", &two).await.unwrap();
+    // Neither the tag, nor its manifest, nor the repository can be deleted.
+    assert_eq!(c.delete("/v2/im/app/manifests/v1").await, 403);
+    assert_eq!(
+        c.delete(&format!("/v2/im/app/manifests/{}", one.digest))
+            .await,
+        403
+    );
+    let (s, _) = api(
+        &c,
+        Method::DELETE,
+        "/api/v1/projects/im/repositories/app/tags/v1",
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = api(
+        &c,
+        Method::DELETE,
+        "/api/v1/projects/im/repositories/app",
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    c.assert_pulls("im/app", "v1", &one).await;
+    assert_eq!(c.delete("/v2/im/app/manifests/latest").await, 202);
+
+    // Rules can be scoped to repositories.
+    let (s, _) = api(
+        &c,
+        Method::PUT,
+        "/api/v1/projects/im/immutable-rules",
+        Some(json!([{"repositories": "web", "tags": "*"}])),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(c.delete("/v2/im/app/manifests/v1").await, 202);
+    c.push("im/web", "x", &one).await.unwrap();
+    assert_eq!(c.delete("/v2/im/web/manifests/x").await, 403);
+    // Only project admins change the rules.
+    let (s, _) = api(
+        &c,
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "dev", "password": "dev-password-1"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = api(
+        &c,
+        Method::POST,
+        "/api/v1/projects/im/members",
+        Some(json!({"kind": "user", "name": "dev", "role": "developer"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let dev = Client::new(&server.url(""), "dev", "dev-password-1");
+    let (s, _) = api(
+        &dev,
+        Method::PUT,
+        "/api/v1/projects/im/immutable-rules",
+        Some(json!([])),
+    )
+    .await;
+    assert_eq!(s, 403);
+}
+
+async fn tags(c: &Client, repo: &str) -> Vec<String> {
+    let (s, body) = c.get(&format!("/v2/{repo}/tags/list")).await;
+    assert_eq!(s, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let mut t: Vec<String> = v["tags"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    t.sort();
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_keeps_what_a_rule_keeps() {
+    let server = Server::start();
+    let c = admin(&server);
+    create_project(&c, "rt").await;
+    // Pushed a second apart, oldest first, so "most recent" is well defined.
+    for (i, tag) in ["a1", "a2", "release-1", "a3", "a4", "v1"]
+        .iter()
+        .enumerate()
+    {
+        let image = Image::new(tag, vec![noise(i as u64, 100)], None);
+        c.push("rt/app", tag, &image).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let other = Image::new("other", vec![noise(99, 100)], None);
+    c.push("rt/other", "old", &other).await.unwrap();
+    let (s, _) = api(
+        &c,
+        Method::PUT,
+        "/api/v1/projects/rt/immutable-rules",
+        Some(json!([{"tags": "v*"}])),
+    )
+    .await;
+    assert_eq!(s, 200);
+
+    // Recent pushes only: nothing is old enough to go.
+    let (s, body) = api(
+        &c,
+        Method::PUT,
+        "/api/v1/projects/rt/retention",
+        Some(json!({"rules": [{"pushed_within_days": 7}]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (_, report) = api(&c, Method::POST, "/api/v1/projects/rt/retention/run", None).await;
+    assert_eq!(report["deleted"], json!([]), "{report}");
+
+    // Keep the two latest of app, and release tags anywhere.
+    let rules = json!({"rules": [
+        {"repositories": "app", "latest_pushed": 2},
+        {"tags": "release-*"},
+    ]});
+    let (s, body) = api(
+        &c,
+        Method::PUT,
+        "/api/v1/projects/rt/retention",
+        Some(rules.clone()),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["rules"].as_array().unwrap().len(), 2);
+    let (_, dry) = api(
+        &c,
+        Method::POST,
+        "/api/v1/projects/rt/retention/run?dry_run=true",
+        None,
+    )
+    .await;
+    let mut would: Vec<String> = dry["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    would.sort();
+    // v1 is among the latest two but immutable anyway; a4 and v1 are the
+    // latest; release-1 matches; rt/other has no rule keeping "old".
+    assert_eq!(
+        would,
+        ["rt/app:a1", "rt/app:a2", "rt/app:a3", "rt/other:old"],
+        "{dry}"
+    );
+    assert_eq!(
+        tags(&c, "rt/app").await.len(),
+        6,
+        "a dry run deletes nothing"
+    );
+
+    let (s, report) = api(&c, Method::POST, "/api/v1/projects/rt/retention/run", None).await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["deleted"].as_array().unwrap().len(), 4);
+    assert_eq!(tags(&c, "rt/app").await, ["a4", "release-1", "v1"]);
+    assert_eq!(tags(&c, "rt/other").await, Vec::<String>::new());
+
+    // Invalid rules are refused with a clear message.
+    let (s, body) = api(
+        &c,
+        Method::PUT,
+        "/api/v1/projects/rt/retention",
+        Some(json!({"rules": [{"repositories": "x"}]})),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+}
