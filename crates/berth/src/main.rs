@@ -61,6 +61,24 @@ enum Command {
         #[command(subcommand)]
         command: cli::ProjectCommand,
     },
+    /// Check that metadata and blobs agree (every blob's digest, every
+    /// reference); exits non-zero when anything is wrong.
+    Fsck {
+        /// Data directory of an embedded registry (stop `berth serve` first).
+        #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+        data: Option<PathBuf>,
+        /// Configuration file: checks the backends it names (etcd, S3), which
+        /// may be in use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Remove dangling entries (links, manifests, tags, referrer entries
+        /// naming what does not exist).
+        #[arg(long)]
+        repair: bool,
+        /// Skip re-hashing every blob (sizes are still checked).
+        #[arg(long)]
+        no_verify: bool,
+    },
     /// Collect garbage on a running server now (or --dry-run, --history).
     Gc {
         #[command(flatten)]
@@ -150,6 +168,22 @@ fn main() -> ExitCode {
         Command::Project { conn, command } => cli::project(conn, command),
         Command::Robot { conn, command } => cli::robot(conn, command),
         Command::Gc { conn, args } => cli::gc(conn, args),
+        Command::Fsck {
+            data,
+            config,
+            repair,
+            no_verify,
+        } => {
+            let loaded = match (config, data) {
+                (Some(path), _) => Config::load(&path),
+                (None, Some(dir)) => Ok(Config {
+                    data_dir: dir,
+                    ..Config::default()
+                }),
+                (None, None) => Err("give --data or --config".into()),
+            };
+            loaded.and_then(|c| fsck(c, !no_verify, repair))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,41 +233,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 async fn run(config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
-    let blobs: Arc<dyn berth_core::BlobStore> = match &config.storage {
-        config::StorageConfig::S3(s3) => {
-            let store = Arc::new(
-                berth_storage::S3BlobStore::new(s3).map_err(|e| format!("[storage] s3: {e}"))?,
-            );
-            abort_abandoned_multipart_uploads(store.clone());
-            store
-        }
-        _ => Arc::new(
-            berth_storage::FsBlobStore::open(config.blob_path()).map_err(|e| {
-                format!(
-                    "opening blob storage at {}: {e}",
-                    config.blob_path().display()
-                )
-            })?,
-        ),
-    };
-    // In a cluster, the node registers itself once it knows its address.
-    let mut etcd_membership = None;
-    let kv: Arc<dyn berth_core::Kv> = match &config.metadata {
-        config::MetadataConfig::Etcd(etcd) => {
-            let etcd = berth_meta::EtcdKv::new(etcd.clone())
-                .map_err(|e| format!("[metadata] etcd: {e}"))?;
-            etcd_membership = Some(etcd.clone());
-            Arc::new(etcd)
-        }
-        _ => Arc::new(
-            berth_meta::RedbKv::open(&config.metadata_path()).map_err(|e| {
-                format!(
-                    "opening metadata at {}: {e}",
-                    config.metadata_path().display()
-                )
-            })?,
-        ),
-    };
+    let backends = open_backends(&config)?;
+    if let Some(store) = backends.s3.clone() {
+        abort_abandoned_multipart_uploads(store);
+    }
+    let (kv, blobs, etcd_membership) = (backends.kv, backends.blobs, backends.etcd);
     let registry = Registry::new(kv.clone(), blobs);
     let locks: Arc<dyn berth_core::Locks> = match &etcd_membership {
         Some(etcd) => Arc::new(etcd.clone()),
@@ -321,6 +325,108 @@ async fn run(config: Config) -> Result<(), String> {
     served.map_err(|e| format!("serving: {e}"))?;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The metadata and blob backends a configuration names.
+struct Backends {
+    kv: Arc<dyn berth_core::Kv>,
+    blobs: Arc<dyn berth_core::BlobStore>,
+    /// Set on etcd, for membership and locks.
+    etcd: Option<berth_meta::EtcdKv>,
+    /// Set on S3, for the multipart sweep.
+    s3: Option<Arc<berth_storage::S3BlobStore>>,
+}
+
+fn open_backends(config: &Config) -> Result<Backends, String> {
+    let mut s3 = None;
+    let blobs: Arc<dyn berth_core::BlobStore> = match &config.storage {
+        config::StorageConfig::S3(s3_config) => {
+            let store = Arc::new(
+                berth_storage::S3BlobStore::new(s3_config)
+                    .map_err(|e| format!("[storage] s3: {e}"))?,
+            );
+            s3 = Some(store.clone());
+            store
+        }
+        _ => Arc::new(
+            berth_storage::FsBlobStore::open(config.blob_path()).map_err(|e| {
+                format!(
+                    "opening blob storage at {}: {e}",
+                    config.blob_path().display()
+                )
+            })?,
+        ),
+    };
+    // In a cluster, the node registers itself once it knows its address.
+    let mut etcd_membership = None;
+    let kv: Arc<dyn berth_core::Kv> = match &config.metadata {
+        config::MetadataConfig::Etcd(etcd) => {
+            let etcd = berth_meta::EtcdKv::new(etcd.clone())
+                .map_err(|e| format!("[metadata] etcd: {e}"))?;
+            etcd_membership = Some(etcd.clone());
+            Arc::new(etcd)
+        }
+        _ => Arc::new(
+            berth_meta::RedbKv::open(&config.metadata_path()).map_err(|e| {
+                format!(
+                    "opening metadata at {}: {e}",
+                    config.metadata_path().display()
+                )
+            })?,
+        ),
+    };
+    Ok(Backends {
+        kv,
+        blobs,
+        etcd: etcd_membership,
+        s3,
+    })
+}
+
+/// `berth fsck`: checks (and with `repair` fixes) the metadata and blobs of
+/// a data directory or of the backends of a configuration.
+fn fsck(config: Config, verify: bool, repair: bool) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    if !matches!(config.metadata, config::MetadataConfig::Etcd(_))
+        && !config.metadata_path().exists()
+    {
+        return Err(format!(
+            "no registry metadata at {}",
+            config.metadata_path().display()
+        ));
+    }
+    runtime.block_on(async {
+        let backends = open_backends(&config).map_err(|e| {
+            format!("{e}\n(an embedded data directory must not be in use: stop berth serve first)")
+        })?;
+        let registry = Registry::new(backends.kv, backends.blobs);
+        let report = registry
+            .fsck(verify, repair)
+            .await
+            .map_err(|e| format!("fsck: {e}"))?;
+        for problem in &report.problems {
+            println!("PROBLEM {problem}");
+        }
+        println!(
+            "checked {} blobs ({} bytes re-hashed), {} blob links, {} manifests, {} tags, {} referrer entries: {} problems{}",
+            report.blobs_checked,
+            report.bytes_verified,
+            report.links_checked,
+            report.manifests_checked,
+            report.tags_checked,
+            report.referrers_checked,
+            report.problems.len(),
+            if repair { format!(", {} repaired", report.repaired) } else { String::new() },
+        );
+        if report.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} problems found", report.problems.len()))
+        }
+    })
 }
 
 /// A multipart upload older than this was abandoned by a node that died

@@ -317,4 +317,107 @@ async fn collections_in_a_loop_while_clients_push_and_delete() {
         .flat_map(|(_, _, i)| i.blobs().map(|x| sha256(x)).collect::<Vec<_>>())
         .collect();
     assert_eq!(stored_blobs(&blob_dir(&server)), used);
+
+    // And the offline check finds nothing wrong.
+    let mut server = server;
+    server.terminate();
+    assert!(server.wait_exit(Duration::from_secs(30)).is_some());
+    let (ok, out) = fsck(&server.data, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains(" 0 problems"), "{out}");
+}
+
+/// Runs `berth fsck --data DIR`; whether it succeeded, and its output.
+fn fsck(data: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("fsck")
+        .arg("--data")
+        .arg(data)
+        .args(extra)
+        .output()
+        .expect("run berth fsck");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fsck_finds_missing_and_corrupt_blobs_and_repairs_dangling_entries() {
+    let mut server = Server::start();
+    let c = admin(&server);
+    let good = Image::new("good", vec![noise(1, 3000)], None);
+    let lost = Image::new("lost", vec![noise(2, 3000)], None);
+    let rotten = Image::new("rotten", vec![noise(3, 3000)], None);
+    c.push("team/good", "1", &good).await.unwrap();
+    c.push("team/lost", "1", &lost).await.unwrap();
+    c.push("team/rotten", "1", &rotten).await.unwrap();
+    server.terminate();
+    assert!(server.wait_exit(Duration::from_secs(30)).is_some());
+    let (ok, out) = fsck(&server.data, &[]);
+    assert!(ok, "{out}");
+
+    // Lose one layer's file, and flip a byte of another.
+    let path_of = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        walk(&blob_dir(&server), hex).unwrap_or_else(|| panic!("{digest} not stored"))
+    };
+    std::fs::remove_file(path_of(&sha256(&lost.layers[0]))).unwrap();
+    let rotten_path = path_of(&sha256(&rotten.layers[0]));
+    let mut bytes = std::fs::read(&rotten_path).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&rotten_path, bytes).unwrap();
+
+    let (ok, out) = fsck(&server.data, &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "blob {}: recorded, but its bytes are missing",
+            sha256(&lost.layers[0])
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "blob {}: its bytes hash to",
+            sha256(&rotten.layers[0])
+        )),
+        "{out}"
+    );
+    // Without re-hashing, only the missing file shows.
+    let (ok, quick) = fsck(&server.data, &["--no-verify"]);
+    assert!(!ok);
+    assert!(!quick.contains("hash to"), "{quick}");
+
+    let (ok, repaired) = fsck(&server.data, &["--repair"]);
+    assert!(!ok, "problems were found, even if repaired: {repaired}");
+    assert!(repaired.contains("repaired"), "{repaired}");
+    let (ok, after) = fsck(&server.data, &[]);
+    assert!(ok, "{after}");
+
+    // The broken images are gone, not half there; the good one is intact.
+    let server = Server::start_in(&server.data.clone(), &[]);
+    let c = admin(&server);
+    c.assert_pulls("team/good", "1", &good).await;
+    assert_eq!(c.get("/v2/team/lost/manifests/1").await.0, 404);
+    assert_eq!(c.get("/v2/team/rotten/manifests/1").await.0, 404);
+    // A missing data directory is an error, not an empty registry.
+    let (ok, out) = fsck(&server.data.join("nope"), &[]);
+    assert!(!ok && out.contains("no registry metadata"), "{out}");
+}
+
+fn walk(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(found) = walk(&p, name) {
+                return Some(found);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
 }

@@ -6,6 +6,7 @@
 pub mod admin;
 mod blobs;
 mod discovery;
+pub mod fsck;
 pub mod gc;
 mod lifecycle;
 mod manifests;

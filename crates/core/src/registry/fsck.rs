@@ -1,0 +1,265 @@
+//! `berth fsck`: checks that metadata and storage agree. Every blob record
+//! has its bytes, of its size, hashing to its digest; every blob link,
+//! manifest, tag and referrer entry names things that exist. With `repair`
+//! the dangling entries are removed (never bytes that something names).
+
+use super::lifecycle::STALE_DELETING_SECS;
+use super::{now, Registry};
+use crate::error::CoreError;
+use crate::kv::{Txn, Versioned};
+use crate::registry::records::{BlobRecord, ManifestRecord, RepoBlobRecord, TagRecord};
+use berth_oci::{Digest, Sha256State};
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FsckReport {
+    pub blobs_checked: u64,
+    pub bytes_verified: u64,
+    pub links_checked: u64,
+    pub manifests_checked: u64,
+    pub tags_checked: u64,
+    pub referrers_checked: u64,
+    /// One line per problem found.
+    pub problems: Vec<String>,
+    /// How many of them `repair` fixed.
+    pub repaired: u64,
+}
+
+/// A dangling entry: what is wrong, and the key whose removal repairs it.
+struct Finding {
+    problem: String,
+    key: String,
+    version: Versioned,
+}
+
+impl Registry {
+    /// Checks everything; with `verify` re-hashes every blob's bytes; with
+    /// `repair` deletes the dangling entries found, pass after pass (removing
+    /// a manifest leaves its tags dangling) until a pass finds nothing to
+    /// repair. The report lists every problem of the first pass.
+    pub async fn fsck(&self, verify: bool, repair: bool) -> Result<FsckReport, CoreError> {
+        let mut report = self.fsck_pass(verify, repair).await?;
+        let mut passes = 1;
+        let mut last = report.repaired;
+        while repair && last > 0 && passes < 10 {
+            let again = self.fsck_pass(false, true).await?;
+            report.problems.extend(again.problems);
+            report.repaired += again.repaired;
+            last = again.repaired;
+            passes += 1;
+        }
+        Ok(report)
+    }
+
+    async fn fsck_pass(&self, verify: bool, repair: bool) -> Result<FsckReport, CoreError> {
+        let mut report = FsckReport::default();
+        let mut findings: Vec<Finding> = Vec::new();
+
+        // Blob records against the store.
+        let mut blobs: Vec<(Digest, BlobRecord, Versioned, String)> = Vec::new();
+        self.for_each_under("blob:", |key, v| {
+            let record: BlobRecord = serde_json::from_slice(&v.value)?;
+            match key["blob:".len()..].parse::<Digest>() {
+                Ok(d) => blobs.push((d, record, v, key)),
+                Err(_) => report.problems.push(format!("{key}: not a digest")),
+            }
+            Ok(())
+        })
+        .await?;
+        let mut live: HashSet<Digest> = HashSet::new();
+        for (digest, record, version, key) in blobs {
+            report.blobs_checked += 1;
+            if let Some(since) = record.deleting {
+                if now().saturating_sub(since) > STALE_DELETING_SECS {
+                    report
+                        .problems
+                        .push(format!("blob {digest}: a deletion was interrupted"));
+                    if repair {
+                        self.finish_delete(&digest, &version).await?;
+                        report.repaired += 1;
+                    }
+                }
+                continue;
+            }
+            let problem = match self.blobs.stat(&digest).await? {
+                None => Some(format!(
+                    "blob {digest}: recorded, but its bytes are missing"
+                )),
+                Some(size) if size != record.size => Some(format!(
+                    "blob {digest}: {size} bytes stored, {} recorded",
+                    record.size
+                )),
+                Some(size) if verify => match self.hash_of(&digest, size).await? {
+                    d if d == digest => {
+                        report.bytes_verified += size;
+                        None
+                    }
+                    d => Some(format!("blob {digest}: its bytes hash to {d}")),
+                },
+                Some(_) => None,
+            };
+            match problem {
+                None => {
+                    live.insert(digest);
+                }
+                Some(problem) => findings.push(Finding {
+                    problem,
+                    key,
+                    version,
+                }),
+            }
+        }
+
+        // Blob links: the blob must be live.
+        let mut links: HashSet<String> = HashSet::new();
+        self.for_each_under("rblob:", |key, v| {
+            report.links_checked += 1;
+            let _: RepoBlobRecord = serde_json::from_slice(&v.value)?;
+            let digest = key
+                .rsplit_once('@')
+                .and_then(|(_, d)| d.parse::<Digest>().ok());
+            match digest {
+                Some(d) if live.contains(&d) => {
+                    links.insert(key);
+                }
+                _ => findings.push(Finding {
+                    problem: format!("{key}: links a blob that is not stored"),
+                    key,
+                    version: v,
+                }),
+            }
+            Ok(())
+        })
+        .await?;
+
+        // Manifests: their blobs linked in the repository, children present,
+        // a stored body present.
+        let mut manifests: HashMap<String, Vec<Digest>> = HashMap::new();
+        let mut records: Vec<(String, ManifestRecord, Versioned)> = Vec::new();
+        self.for_each_under("man:", |key, v| {
+            records.push((key, serde_json::from_slice(&v.value)?, v));
+            Ok(())
+        })
+        .await?;
+        let keys_present: HashSet<String> = records.iter().map(|(k, ..)| k.clone()).collect();
+        for (key, record, version) in records {
+            report.manifests_checked += 1;
+            let Some((repo, digest)) = key["man:".len()..].split_once('@') else {
+                report.problems.push(format!("{key}: malformed key"));
+                continue;
+            };
+            let mut problem = None;
+            if let Some(body) = &record.body {
+                if !digest
+                    .parse::<Digest>()
+                    .is_ok_and(|d| d.matches(body.as_bytes()))
+                {
+                    problem = Some(format!("manifest {repo}@{digest}: its body does not match"));
+                }
+            } else if !digest.parse::<Digest>().is_ok_and(|d| live.contains(&d)) {
+                problem = Some(format!("manifest {repo}@{digest}: its body is not stored"));
+            }
+            for blob in &record.blobs {
+                if problem.is_none() && !links.contains(&format!("rblob:{repo}@{blob}")) {
+                    problem = Some(format!(
+                        "manifest {repo}@{digest}: blob {blob} is not in the repository"
+                    ));
+                }
+            }
+            for child in &record.children {
+                if problem.is_none() && !keys_present.contains(&format!("man:{repo}@{child}")) {
+                    problem = Some(format!(
+                        "manifest {repo}@{digest}: child {child} is not in the repository"
+                    ));
+                }
+            }
+            match problem {
+                None => {
+                    manifests
+                        .entry(repo.to_owned())
+                        .or_default()
+                        .extend(digest.parse::<Digest>());
+                }
+                Some(problem) => findings.push(Finding {
+                    problem,
+                    key,
+                    version,
+                }),
+            }
+        }
+        let has_manifest =
+            |repo: &str, digest: &Digest| manifests.get(repo).is_some_and(|m| m.contains(digest));
+
+        // Tags and referrer entries.
+        let mut tags = Vec::new();
+        self.for_each_under("tag:", |key, v| {
+            tags.push((key, v));
+            Ok(())
+        })
+        .await?;
+        for (key, v) in tags {
+            report.tags_checked += 1;
+            let tag: TagRecord = serde_json::from_slice(&v.value)?;
+            let repo = key["tag:".len()..].split_once('@').map(|(r, _)| r);
+            if !repo.is_some_and(|r| has_manifest(r, &tag.digest)) {
+                findings.push(Finding {
+                    problem: format!("{key}: points to missing manifest {}", tag.digest),
+                    key,
+                    version: v,
+                });
+            }
+        }
+        let mut refs = Vec::new();
+        self.for_each_under("ref:", |key, v| {
+            refs.push((key, v));
+            Ok(())
+        })
+        .await?;
+        for (key, v) in refs {
+            report.referrers_checked += 1;
+            let mut parts = key["ref:".len()..].splitn(3, '@');
+            let (repo, referrer) = (parts.next(), parts.nth(1));
+            let ok = match (repo, referrer.and_then(|d| d.parse::<Digest>().ok())) {
+                (Some(r), Some(d)) => has_manifest(r, &d),
+                _ => false,
+            };
+            if !ok {
+                findings.push(Finding {
+                    problem: format!("{key}: names a missing referrer"),
+                    key,
+                    version: v,
+                });
+            }
+        }
+
+        for finding in findings {
+            report.problems.push(finding.problem);
+            if repair
+                && self
+                    .kv
+                    .commit(
+                        Txn::new()
+                            .expect(&finding.key, Some(&finding.version))
+                            .delete(&finding.key),
+                    )
+                    .await?
+            {
+                report.repaired += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn hash_of(&self, digest: &Digest, size: u64) -> Result<Digest, CoreError> {
+        let mut stream = self.blobs.read(digest, 0, size).await?;
+        let mut hash = Sha256State::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| CoreError::internal(format!("reading blob {digest}: {e}")))?;
+            hash.update(&chunk);
+        }
+        Ok(hash.finalize())
+    }
+}
