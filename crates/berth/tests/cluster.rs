@@ -704,3 +704,118 @@ timeout_secs = 5
         assert_pulls(&c, node, "s3/app", "v2", &m2, &l2).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_collection_on_etcd_and_garage_runs_once_at_a_time() {
+    use common::oci::{Client, Image};
+    let etcd = etcd_cluster::Cluster::start().await;
+    let s3 = garage::Garage::start().await;
+    let endpoints: Vec<String> = (0..3)
+        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
+        .collect();
+    let prefix = format!("gc-{}/", std::process::id());
+    let config = format!(
+        r#"
+[metadata]
+backend = "etcd"
+endpoints = [{}]
+prefix = "berth-{prefix}"
+
+[storage]
+backend = "s3"
+endpoint = "http://127.0.0.1:{}"
+bucket = "{}"
+region = "{}"
+access_key_id = "{}"
+secret_access_key = "{}"
+prefix = "{prefix}"
+
+[gc]
+grace_period = "0s"
+interval = "0s"
+"#,
+        endpoints.join(", "),
+        s3.s3_port,
+        garage::BUCKET,
+        garage::REGION,
+        s3.key_id,
+        s3.secret
+    );
+    let nodes: Vec<Server> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| sc.spawn(|| Server::start_with_config(&config)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let client = |i: usize| Client::new(&nodes[i].url(""), "admin", ADMIN_PASSWORD);
+    let keep = Image::new("keep", vec![common::noise(1, 6000)], None);
+    let drop_: Vec<Image> = (0..30)
+        .map(|i| {
+            Image::new(
+                &format!("drop{i}"),
+                vec![common::noise(100 + i, 2000)],
+                None,
+            )
+        })
+        .collect();
+    client(0).push("gc/app", "keep", &keep).await.unwrap();
+    for (i, image) in drop_.iter().enumerate() {
+        client(i % 3)
+            .push("gc/app", &format!("d{i}"), image)
+            .await
+            .unwrap();
+        assert_eq!(
+            client((i + 1) % 3)
+                .delete(&format!("/v2/gc/app/manifests/d{i}"))
+                .await,
+            202
+        );
+    }
+
+    // Two nodes asked at once: one runs, the other waits its turn or is
+    // told one is running; nothing is deleted twice.
+    let (c1, c2) = (client(1), client(2));
+    let (a, b) = tokio::join!(c1.gc(false), c2.gc(false));
+    let mut deleted = 0;
+    for (status, report) in [&a, &b] {
+        assert!(*status == 200 || *status == 409, "{status} {report}");
+        deleted += report["blobs_deleted"].as_u64().unwrap_or(0);
+    }
+    assert!(a.0 == 200 || b.0 == 200);
+    // Each dropped image had a layer and a config of its own.
+    assert_eq!(deleted, 60, "{a:?} {b:?}");
+
+    // Gone from the bucket, in batches; what is tagged is intact.
+    let mut config_s3 = s3.config();
+    config_s3.prefix = prefix.clone();
+    let prefixed = berth_storage::S3BlobStore::new(&config_s3).unwrap();
+    let keys = prefixed
+        .client()
+        .list_keys(&format!("{prefix}blobs/"))
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for i in 0..3 {
+        client(i).assert_pulls("gc/app", "keep", &keep).await;
+    }
+    let (_, history) = client(0).get("/api/v1/gc").await;
+    let history: Value = serde_json::from_slice(&history).unwrap();
+    assert!(!history["runs"].as_array().unwrap().is_empty(), "{history}");
+
+    // The offline check runs against the cluster's backends while it serves.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("berth.toml");
+    std::fs::write(&file, &config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["fsck", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(" 0 problems"), "{text}");
+}
