@@ -107,7 +107,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let dry = Instant::now();
     let report = registry
-        .collect_garbage(GcOptions { dry_run: true, ..opts }, "bench", None)
+        .collect_garbage(
+            GcOptions {
+                dry_run: true,
+                ..opts
+            },
+            "bench",
+            None,
+        )
         .await?;
     println!(
         "dry run:  {} blobs examined, {} would go, in {:.2} s",

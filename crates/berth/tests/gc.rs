@@ -421,3 +421,54 @@ fn walk(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_uploads_expire_with_their_bytes() {
+    let server = Server::start_with_config("[gc]\nupload_expiry = \"1s\"\ninterval = \"0s\"\n");
+    let c = admin(&server);
+    // An upload session with some bytes, then left alone.
+    let start = c
+        .http
+        .post(format!("{}/v2/team/idle/blobs/uploads/", c.base))
+        .header("Authorization", &c.auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    let url = if location.starts_with('/') {
+        format!("{}{location}", c.base)
+    } else {
+        location
+    };
+    let patch = c
+        .http
+        .patch(&url)
+        .header("Authorization", &c.auth)
+        .header("Content-Type", "application/octet-stream")
+        .body(noise(30, 5000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 202);
+    // And bytes no session names, as a monolithic upload that died leaves.
+    let uploads = server.data.join("blobs").join("uploads");
+    let orphan = uploads.join("0b5e55ed-dead-4bee-8000-000000000001");
+    std::fs::write(&orphan, noise(31, 1000)).unwrap();
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 2);
+
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (s, report) = c.gc(false).await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["uploads_deleted"], 2, "{report}");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    let status = c
+        .http
+        .get(&url)
+        .header("Authorization", &c.auth)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404, "the expired session is gone");
+}

@@ -79,6 +79,14 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes an upload's bytes; removing a missing upload is not an error.
     async fn delete_upload(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Ids of the uploads whose bytes were last written more than
+    /// `older_than` ago: garbage collection removes those that no session
+    /// names (a monolithic upload whose request died).
+    async fn stale_uploads(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 #[async_trait]

@@ -24,7 +24,46 @@ pub async fn run_all(store: &dyn BlobStore) {
     commit_makes_blob_and_removes_upload(store).await;
     commit_onto_existing_blob_removes_upload(store).await;
     deletes_are_idempotent(store).await;
+    delete_many_removes_each(store).await;
+    stale_uploads_are_listed_by_age(store).await;
     large_blob_in_chunks(store).await;
+}
+
+async fn delete_many_removes_each(store: &dyn BlobStore) {
+    let mut digests = Vec::new();
+    for _ in 0..3 {
+        let data = content(100);
+        let digest = Digest::sha256_of(&data);
+        store.put(&digest, Bytes::from(data)).await.unwrap();
+        digests.push(digest);
+    }
+    store.delete_many(&digests).await.unwrap();
+    for d in &digests {
+        assert_eq!(store.stat(d).await.unwrap(), None);
+    }
+    store.delete_many(&digests).await.unwrap();
+}
+
+async fn stale_uploads_are_listed_by_age(store: &dyn BlobStore) {
+    let id = new_id();
+    let mut w = store.upload_writer(&id, 0).await.unwrap();
+    w.write(Bytes::from(content(10))).await.unwrap();
+    w.finish().await.unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(!store.stale_uploads(hour).await.unwrap().contains(&id));
+    // Object stores keep whole seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let old = store
+        .stale_uploads(std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(old.contains(&id), "{id} not in {old:?}");
+    store.delete_upload(&id).await.unwrap();
+    let after = store
+        .stale_uploads(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(!after.contains(&id));
 }
 
 /// Distinct, non-periodic bytes: a periodic pattern would hide chunks written

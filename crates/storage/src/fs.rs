@@ -406,6 +406,28 @@ impl BlobStore for FsBlobStore {
         let path = self.upload_path(id)?;
         blocking(move || Ok(remove_if_present(&path)?)).await
     }
+
+    async fn stale_uploads(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            let mut ids = Vec::new();
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let modified = entry.metadata()?.modified()?;
+                let age = modified.elapsed().unwrap_or_default();
+                if age > older_than {
+                    if let Some(id) = entry.file_name().to_str() {
+                        ids.push(id.to_owned());
+                    }
+                }
+            }
+            Ok(ids)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -388,6 +388,9 @@ mod tests {
         async fn delete_upload(&self, _: &str) -> Result<(), StoreError> {
             Ok(())
         }
+        async fn stale_uploads(&self, _: std::time::Duration) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
     }
 
     async fn push(reg: &Registry, repo: &RepoName, tag: &str, layer: &[u8]) -> Digest {

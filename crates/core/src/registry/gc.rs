@@ -449,6 +449,18 @@ impl Registry {
             Ok(())
         })
         .await?;
+        // Bytes no session names: monolithic uploads whose request died.
+        let older = std::time::Duration::from_secs(opts.upload_expiry_secs);
+        for id in self.blobs.stale_uploads(older).await? {
+            if self.kv.get(&keys::upload(&id)).await?.is_some() {
+                continue;
+            }
+            report.uploads_deleted += 1;
+            report.note(format!("upload {id} (no session)"));
+            if !opts.dry_run {
+                self.blobs.delete_upload(&id).await?;
+            }
+        }
         for (key, version) in stale {
             let id = key["upload:".len()..].to_owned();
             report.uploads_deleted += 1;

@@ -291,6 +291,26 @@ impl BlobStore for S3BlobStore {
         let names = self.list_upload(&dir).await?;
         self.delete_names(&dir, &names).await
     }
+
+    async fn stale_uploads(&self, older_than: Duration) -> Result<Vec<String>, StoreError> {
+        let root = format!("{}uploads/", self.prefix);
+        let cutoff = super::sigv4::unix_now().saturating_sub(older_than.as_secs());
+        // An upload's age is that of its newest object.
+        let mut newest: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        for (key, modified) in self.client.list_objects(&root).await? {
+            let Some(id) = key.strip_prefix(&root).and_then(|k| k.split('/').next()) else {
+                continue;
+            };
+            let t = modified.unwrap_or(u64::MAX);
+            let e = newest.entry(id.to_owned()).or_insert(0);
+            *e = (*e).max(t);
+        }
+        Ok(newest
+            .into_iter()
+            .filter(|(_, t)| *t < cutoff)
+            .map(|(id, _)| id)
+            .collect())
+    }
 }
 
 /// Writes one session's bytes as chunk objects of `part_size`, one PUT in
