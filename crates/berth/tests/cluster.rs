@@ -14,9 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn node_config(etcd: &etcd_cluster::Cluster, prefix: &str, blobs: &std::path::Path) -> String {
-    let endpoints: Vec<String> = (0..3)
-        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
-        .collect();
+    let endpoints = etcd_endpoints(etcd);
     format!(
         r#"
 [metadata]
@@ -598,40 +596,14 @@ async fn assert_pulls(
 async fn on_etcd_and_garage_an_s3_outage_gives_clear_errors_then_recovers() {
     let etcd = etcd_cluster::Cluster::start().await;
     let mut s3 = garage::Garage::start().await;
-    let endpoints: Vec<String> = (0..3)
-        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
-        .collect();
-    let config = format!(
-        r#"
-[metadata]
-backend = "etcd"
-endpoints = [{}]
-prefix = "berth-s3-{}/"
-
-[storage]
-backend = "s3"
-endpoint = "http://127.0.0.1:{}"
-bucket = "{}"
-region = "{}"
-access_key_id = "{}"
-secret_access_key = "{}"
-path_style = true
-timeout_secs = 5
-"#,
-        endpoints.join(", "),
-        std::process::id(),
-        s3.s3_port,
-        garage::BUCKET,
-        garage::REGION,
-        s3.key_id,
-        s3.secret
+    let config = etcd_s3_config(
+        &etcd,
+        &s3,
+        &format!("berth-s3-{}/", std::process::id()),
+        "",
+        "",
     );
-    let nodes: Vec<Server> = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..3)
-            .map(|_| sc.spawn(|| Server::start_with_config(&config)))
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let nodes = start_nodes(&config);
     let c = common::admin_client();
     let (m1, l1) = push_small_image(&c, &nodes[0], "s3/app", "v1", 1).await;
     assert_pulls(&c, &nodes[2], "s3/app", "v1", &m1, &l1).await;
@@ -710,43 +682,15 @@ async fn garbage_collection_on_etcd_and_garage_runs_once_at_a_time() {
     use common::oci::{Client, Image};
     let etcd = etcd_cluster::Cluster::start().await;
     let s3 = garage::Garage::start().await;
-    let endpoints: Vec<String> = (0..3)
-        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
-        .collect();
     let prefix = format!("gc-{}/", std::process::id());
-    let config = format!(
-        r#"
-[metadata]
-backend = "etcd"
-endpoints = [{}]
-prefix = "berth-{prefix}"
-
-[storage]
-backend = "s3"
-endpoint = "http://127.0.0.1:{}"
-bucket = "{}"
-region = "{}"
-access_key_id = "{}"
-secret_access_key = "{}"
-prefix = "{prefix}"
-
-[gc]
-grace_period = "0s"
-interval = "0s"
-"#,
-        endpoints.join(", "),
-        s3.s3_port,
-        garage::BUCKET,
-        garage::REGION,
-        s3.key_id,
-        s3.secret
+    let config = etcd_s3_config(
+        &etcd,
+        &s3,
+        &format!("berth-{prefix}"),
+        &prefix,
+        "[gc]\ngrace_period = \"0s\"\ninterval = \"0s\"",
     );
-    let nodes: Vec<Server> = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..3)
-            .map(|_| sc.spawn(|| Server::start_with_config(&config)))
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let nodes = start_nodes(&config);
     let client = |i: usize| Client::new(&nodes[i].url(""), "admin", ADMIN_PASSWORD);
     let keep = Image::new("keep", vec![common::noise(1, 6000)], None);
     let drop_: Vec<Image> = (0..30)
@@ -818,4 +762,59 @@ interval = "0s"
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains(" 0 problems"), "{text}");
+}
+
+/// A node configuration on `etcd` and Garage: metadata under `key_prefix`,
+/// blobs under `s3_prefix` in the bucket, then `extra` TOML.
+fn etcd_s3_config(
+    etcd: &etcd_cluster::Cluster,
+    s3: &garage::Garage,
+    key_prefix: &str,
+    s3_prefix: &str,
+    extra: &str,
+) -> String {
+    let endpoints = etcd_endpoints(etcd);
+    format!(
+        r#"
+[metadata]
+backend = "etcd"
+endpoints = [{}]
+prefix = "{key_prefix}"
+
+[storage]
+backend = "s3"
+endpoint = "http://127.0.0.1:{}"
+bucket = "{}"
+region = "{}"
+access_key_id = "{}"
+secret_access_key = "{}"
+prefix = "{s3_prefix}"
+path_style = true
+timeout_secs = 5
+{extra}
+"#,
+        endpoints.join(", "),
+        s3.s3_port,
+        garage::BUCKET,
+        garage::REGION,
+        s3.key_id,
+        s3.secret
+    )
+}
+
+/// Three nodes started together (the administrator is created once).
+fn start_nodes(config: &str) -> Vec<Server> {
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| sc.spawn(|| Server::start_with_config(config)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The members' client URLs as TOML strings.
+fn etcd_endpoints(etcd: &etcd_cluster::Cluster) -> Vec<String> {
+    (0..3)
+        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
+        .collect()
 }

@@ -96,52 +96,21 @@ async fn quota_denies_pushes_past_the_limit() {
     );
 
     // A chunk with a Content-Length: refused before it is read.
-    let start = c
-        .http
-        .post(format!("{}/v2/q/app/blobs/uploads/", c.base))
-        .header("Authorization", &c.auth)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), 202);
-    let location = start.headers()["location"].to_str().unwrap().to_owned();
-    let url = if location.starts_with('/') {
-        format!("{}{location}", c.base)
-    } else {
-        location
-    };
-    let patch = c
-        .http
-        .patch(&url)
-        .header("Authorization", &c.auth)
-        .header("Content-Type", "application/octet-stream")
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let url = c.start_upload("q/app").await;
+    let patch = c.patch(&url, big.clone()).await;
     assert_eq!(patch.status(), 403);
 
     // Without a length (a streamed chunk), the commit is what is refused.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         vec![Ok(big[..2500].to_vec()), Ok(big[2500..].to_vec())];
     let streamed = c
-        .http
-        .patch(&url)
-        .header("Authorization", &c.auth)
-        .header("Content-Type", "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            &url,
+            reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),
+        )
+        .await;
     assert_eq!(streamed.status(), 202);
-    let location = streamed.headers()["location"].to_str().unwrap().to_owned();
-    let url = if location.starts_with('/') {
-        format!("{}{location}", c.base)
-    } else {
-        location
-    };
+    let url = c.absolute(streamed.headers()["location"].to_str().unwrap());
     let sep = if url.contains('?') { '&' } else { '?' };
     let put = c
         .http

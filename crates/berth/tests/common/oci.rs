@@ -98,6 +98,40 @@ impl Client {
         (status, r.bytes().await.unwrap().to_vec())
     }
 
+    /// Opens an upload session (`POST`); the absolute URL to continue it.
+    pub async fn start_upload(&self, repo: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/v2/{repo}/blobs/uploads/", self.base))
+            .header("Authorization", &self.auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        self.absolute(r.headers()["location"].to_str().unwrap())
+    }
+
+    /// A `Location` made absolute.
+    pub fn absolute(&self, location: &str) -> String {
+        if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location.to_owned()
+        }
+    }
+
+    /// One `PATCH` of `body` (a sized body, or a stream) to upload `url`.
+    pub async fn patch(&self, url: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .patch(url)
+            .header("Authorization", &self.auth)
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Uploads one blob in a single `POST ?digest=`; the status.
     pub async fn upload(&self, repo: &str, blob: &[u8]) -> u16 {
         let path = format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(blob));
