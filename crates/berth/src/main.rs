@@ -238,7 +238,8 @@ async fn run(config: Config) -> Result<(), String> {
         abort_abandoned_multipart_uploads(store);
     }
     let (kv, blobs, etcd_membership) = (backends.kv, backends.blobs, backends.etcd);
-    let registry = Registry::new(kv.clone(), blobs);
+    let registry =
+        Registry::new(kv.clone(), blobs).for_grace_period(config.gc.grace_period.as_secs());
     let locks: Arc<dyn berth_core::Locks> = match &etcd_membership {
         Some(etcd) => Arc::new(etcd.clone()),
         None => Arc::new(berth_core::LocalLocks::default()),

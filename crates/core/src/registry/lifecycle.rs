@@ -7,9 +7,12 @@
 //!
 //! - Every new reference to a blob (a repository link, a large manifest
 //!   body) is written in a transaction that also rewrites the live record,
-//!   so its version changes. Collection claims a blob with a transaction
-//!   that checks the version it read *before* it looked for references;
-//!   a reference made after that look therefore makes the claim fail.
+//!   so its version changes, unless the record was touched less than the
+//!   touch interval ago (below the grace period: such a blob is too young
+//!   to collect). Collection claims a blob with a transaction that checks
+//!   the version it read *before* it looked for references; a reference
+//!   made after that look therefore makes the claim fail, or finds the
+//!   blob too young to claim.
 //! - Bytes are written to a digest's place only while it has no record;
 //!   a deleting record makes writers wait until collection has removed the
 //!   bytes and then the record. So a collector never deletes bytes that a
@@ -96,11 +99,15 @@ impl Registry {
                     continue;
                 }
                 State::Live(mut record, seen) => {
-                    record.touched = now();
-                    let txn = then
-                        .clone()
-                        .expect(&key, Some(&seen))
-                        .put(&key, encode(&record));
+                    // Recently touched: too young for any collection to
+                    // claim, so the record need not change; the check still
+                    // fails this link if a claim lands first.
+                    let mut txn = then.clone().expect(&key, Some(&seen));
+                    let t = now();
+                    if t.saturating_sub(record.touched) >= self.touch_secs {
+                        record.touched = t;
+                        txn = txn.put(&key, encode(&record));
+                    }
                     if self.kv.commit(txn).await? {
                         if let Source::Upload(id) = source {
                             if !bytes_in_place {

@@ -35,11 +35,34 @@ const TXN_RETRIES: usize = 16;
 pub struct Registry {
     kv: Arc<dyn Kv>,
     blobs: Arc<dyn BlobStore>,
+    /// A link rewrites its blob's record only when the record was last
+    /// touched longer ago than this (seconds); see `lifecycle`.
+    touch_secs: u64,
 }
 
 impl Registry {
     pub fn new(kv: Arc<dyn Kv>, blobs: Arc<dyn BlobStore>) -> Self {
-        Registry { kv, blobs }
+        Registry {
+            kv,
+            blobs,
+            touch_secs: 0,
+        }
+    }
+
+    /// Lets links skip rewriting a blob record touched less than `secs`
+    /// ago, so that concurrent pushes of one popular layer do not all
+    /// contend for its record. Safe when `secs` is below the GC grace
+    /// period by more than the clock skew between nodes: such a blob is
+    /// too young to collect anyway. [`Registry::for_grace_period`] picks it.
+    pub fn with_touch_interval(mut self, secs: u64) -> Self {
+        self.touch_secs = secs;
+        self
+    }
+
+    /// The touch interval for a GC grace period: a minute, or less with a
+    /// short grace (10 s of margin for clock skew; none below that).
+    pub fn for_grace_period(self, grace_secs: u64) -> Self {
+        self.with_touch_interval(grace_secs.saturating_sub(10).min(60))
     }
 
     pub fn kv(&self) -> &Arc<dyn Kv> {
