@@ -153,12 +153,38 @@ fn secs(n: u64) -> String {
 
 pub async fn gc(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
     admin_only(&viewer)?;
-    let history = api::call(&viewer, "GET", "/api/v1/gc", &[], None).await?;
+    render_gc(&viewer, Notice::shown(&query), None).await
+}
+
+/// A dry run's report: what a collection would delete now.
+fn dry_run_report(r: &Value) -> Markup {
+    let num = |k: &str| r[k].as_u64().unwrap_or(0);
+    let listed: Vec<&str> = r["deleted"]
+        .as_array()
+        .map(|d| d.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    html! {
+        section.report #gc-report aria-labelledby="gc-report-title" {
+            h2 #gc-report-title { "Dry run: what a collection would delete now" }
+            p role="status" {
+                (num("manifests_deleted")) " manifests, " (num("blobs_deleted")) " of "
+                (num("blobs_examined")) " blobs (" (page::bytes(num("bytes_freed"))) "), "
+                (num("uploads_deleted")) " abandoned uploads. Nothing was deleted."
+            }
+            @if !listed.is_empty() {
+                ul { @for d in listed { li { code.wrap { (d) } } } }
+            }
+        }
+    }
+}
+
+async fn render_gc(viewer: &Viewer, notice: Markup, report: Option<Value>) -> Result {
+    let history = api::call(viewer, "GET", "/api/v1/gc", &[], None).await?;
     let runs = history["runs"].as_array().cloned().unwrap_or_default();
     let num = |r: &Value, k: &str| r[k].as_u64().unwrap_or(0);
     let body = html! {
         (page::heading("Garbage collection", &[]))
-        (Notice::shown(&query))
+        (notice)
         dl.facts {
             dt { "Status" }
             dd #gc-status {
@@ -170,20 +196,28 @@ pub async fn gc(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
             dt { "Grace period" } dd { (secs(num(&history, "grace_period_secs"))) ": nothing younger is collected" }
             dt { "Upload expiry" } dd { (secs(num(&history, "upload_expiry_secs"))) ": idle uploads older are removed" }
         }
-        form.row method="post" action="/ui/gc" {
-            (page::csrf(&viewer))
-            button type="submit" name="dry_run" value="true" { "Dry run (delete nothing)" }
-            button.danger type="submit" name="dry_run" value="false" { "Collect garbage now" }
+        p.hint { "Collection runs online: pushes and pulls go on meanwhile, on every node." }
+        div.row {
+            form.inline method="post" action="/ui/gc" {
+                (page::csrf(viewer))
+                button type="submit" name="dry_run" value="true" { "Dry run (delete nothing)" }
+            }
+            " "
+            form.inline method="post" action="/ui/gc"
+                data-confirm="Collect garbage now? Unreferenced blobs are deleted for good." {
+                (page::csrf(viewer))
+                button.danger type="submit" name="dry_run" value="false" { "Collect garbage now" }
+            }
         }
+        @if let Some(r) = &report { (dry_run_report(r)) }
         h2 { "History" }
         @if runs.is_empty() {
             p { "No collection has run yet." }
         } @else {
-            (page::table("Past runs, newest first", &["Started", "Kind", "Trigger", "Duration", "Manifests deleted", "Blobs deleted", "Freed", "Uploads removed", "Result"], html! {
+            (page::table("Past collections, newest first", &["Started", "Trigger", "Duration", "Manifests deleted", "Blobs deleted", "Freed", "Uploads removed", "Result"], html! {
                 @for r in &runs {
                     tr {
                         td { (page::time(num(r, "started"))) }
-                        td { (if r["dry_run"].as_bool() == Some(true) { "dry run" } else { "collection" }) }
                         td { (r["trigger"].as_str().unwrap_or("")) }
                         td.num { (num(r, "duration_ms")) " ms" }
                         td.num { (num(r, "manifests_deleted")) }
@@ -202,7 +236,7 @@ pub async fn gc(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
         }
     };
     Ok(page::render(
-        &viewer,
+        viewer,
         "Garbage collection",
         Section::Gc,
         body,
@@ -211,13 +245,13 @@ pub async fn gc(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
 
 pub async fn run_gc(submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    let dry = if fields.get("dry_run") == Some("false") {
-        "false"
-    } else {
-        "true"
-    };
-    api::call(&viewer, "POST", "/api/v1/gc", &[("dry_run", dry)], None).await?;
-    Ok(done("/ui/gc", Notice::GcRan))
+    if fields.get("dry_run") == Some("false") {
+        api::call(&viewer, "POST", "/api/v1/gc", &[("dry_run", "false")], None).await?;
+        return Ok(done("/ui/gc", Notice::GcRan));
+    }
+    // A dry run is not kept in the history: its report is shown here.
+    let report = api::call(&viewer, "POST", "/api/v1/gc", &[("dry_run", "true")], None).await?;
+    render_gc(&viewer, maud::html! {}, Some(report)).await
 }
 
 /// A cluster node's record (`node:<id>`, kept alive by an etcd lease; see
