@@ -217,7 +217,11 @@ pub async fn detail(viewer: Viewer, repo: RepoName, digest: Digest, query: Pairs
         @if !layers.is_empty() {
             section aria-labelledby="layers" {
                 h2 #layers { "Layers" }
-                (page::table(&format!("{} layers, {} in all", layers.len(), page::bytes(layers_total)), &["#", "Digest", "Media type", "Size"], html! {
+                p.meta {
+                    (layers.len()) (if layers.len() == 1 { " layer, " } else { " layers, " })
+                    (page::bytes(layers_total)) " compressed."
+                }
+                (page::table("Layers, from the bottom", &["#", "Digest", "Media type", "Size"], html! {
                     @for (i, l) in layers.iter().enumerate() {
                         tr {
                             td.num { (i + 1) }

@@ -297,14 +297,17 @@ pub fn ago(secs: u64) -> String {
     }
 }
 
-/// A digest shortened for reading (`sha256:0123456789ab`), in full in a
-/// tooltip.
-pub fn short_digest(digest: &str) -> Markup {
-    let short = match digest.split_once(':') {
+/// A digest shortened for reading: `sha256:0123456789ab`.
+pub fn short_text(digest: &str) -> String {
+    match digest.split_once(':') {
         Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}", &hex[..12]),
         _ => digest.to_owned(),
-    };
-    html! { code title=(digest) { (short) } }
+    }
+}
+
+/// A digest shortened for reading, in full in a tooltip.
+pub fn short_digest(digest: &str) -> Markup {
+    html! { code title=(digest) { (short_text(digest)) } }
 }
 
 /// A table that scrolls inside its own box on narrow screens.
@@ -312,6 +315,20 @@ pub fn table(caption: &str, head: &[&str], rows: Markup) -> Markup {
     html! {
         div.scroll role="region" aria-label=(caption) tabindex="0" {
             table {
+                caption { (caption) }
+                thead { tr { @for h in head { th scope="col" { (h) } } } }
+                tbody { (rows) }
+            }
+        }
+    }
+}
+
+/// A table whose rows become stacked blocks on narrow screens, for rows
+/// whose cells matter more than their alignment (pull commands).
+pub fn stacked_table(caption: &str, head: &[&str], rows: Markup) -> Markup {
+    html! {
+        div.scroll role="region" aria-label=(caption) tabindex="0" {
+            table.stack {
                 caption { (caption) }
                 thead { tr { @for h in head { th scope="col" { (h) } } } }
                 tbody { (rows) }

@@ -78,6 +78,7 @@ async fn render(
                 }))
             }
             @if manage {
+                h3 { "Add an immutability rule" }
                 form.row method="post" action={ (base) "/immutable" } {
                     (page::csrf(viewer))
                     input type="hidden" name="action" value="add";
@@ -109,6 +110,7 @@ async fn render(
                 }))
             }
             @if manage {
+                h3 { "Add a retention rule" }
                 form.row method="post" action={ (base) "/retention" } {
                     (page::csrf(viewer))
                     input type="hidden" name="action" value="add";
@@ -122,10 +124,16 @@ async fn render(
                     input #ret-days type="number" name="pushed_within_days" min="0";
                     button type="submit" { "Add rule" }
                 }
-                form.row method="post" action={ (base) "/run" } {
-                    (page::csrf(viewer))
-                    button type="submit" name="dry_run" value="true" { "Dry run (delete nothing)" }
-                    button.danger type="submit" name="dry_run" value="false" { "Run retention now" }
+                div.row {
+                    form.inline method="post" action={ (base) "/run" } {
+                        (page::csrf(viewer))
+                        button type="submit" name="dry_run" value="true" { "Dry run (delete nothing)" }
+                    }
+                    form.inline method="post" action={ (base) "/run" }
+                        data-confirm="Run retention now? The tags no rule keeps are deleted." {
+                        (page::csrf(viewer))
+                        button.danger type="submit" name="dry_run" value="false" { "Run retention now" }
+                    }
                 }
             }
             @if let Some(r) = &report {

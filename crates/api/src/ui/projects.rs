@@ -77,7 +77,7 @@ pub fn tabs(access: &ProjectAccess, current: Tab) -> Markup {
 pub fn project_header(access: &ProjectAccess, current: Tab, title: &str) -> Markup {
     let name = &access.project.name;
     html! {
-        (page::heading(title, &[("Projects", "/".to_owned()), (name.as_str(), project_path(name, ""))]))
+        (page::heading(title, &[("Projects", "/".to_owned())]))
         p.meta {
             (if access.project.public { "Public project" } else { "Private project" })
             " · your role: "

@@ -150,7 +150,7 @@ pub fn tags_table(
                 (page::copyable(&format!("{id_prefix}-digest"), &pull_command(viewer, repo, a.digest.as_str())))
             }
         } @else {
-            (page::table(&format!("Tags of {}", a.digest), &["Tag", "Pull command", "Pushed", "Actions"], html! {
+            (page::stacked_table("Tags", &["Tag", "Pull command", "Pushed", "Actions"], html! {
                 @for (i, t) in a.tags.iter().enumerate() {
                     tr data-tag=(t.name) {
                         th scope="row" { (t.name) }
@@ -199,14 +199,19 @@ async fn artifacts(viewer: Viewer, repo: RepoName, query: Pairs) -> Result {
             Vec::new()
         };
         let detail = format!("{}/-/artifact/{}", repo_path(repo.as_str()), a.digest);
-        let title = if a.tags.is_empty() {
-            "untagged".to_owned()
+        let (title, kind) = if a.tags.is_empty() {
+            (
+                page::short_text(a.digest.as_str()),
+                format!("untagged {kind}"),
+            )
         } else {
-            a.tags
+            let names = a
+                .tags
                 .iter()
                 .map(|t| t.name.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", ");
+            (names, kind)
         };
         cards.push(html! {
             article.artifact aria-labelledby={ "artifact-" (i) } data-digest=(a.digest) {
@@ -239,7 +244,7 @@ async fn artifacts(viewer: Viewer, repo: RepoName, query: Pairs) -> Result {
                         dt { "Refers to" }
                         dd { a href={ (repo_path(repo.as_str())) "/-/artifact/" (s) } { (page::short_digest(s.as_str())) } }
                     }
-                    dt { "Signatures and other referrers" }
+                    dt { "Signatures and referrers" }
                     dd {
                         @if referrers.is_empty() {
                             "none"
