@@ -8,6 +8,8 @@
 //! pages are saved under `docs/screenshots/`.
 
 mod common;
+#[path = "../../auth/tests/slapd/mod.rs"]
+mod slapd;
 mod webdriver;
 
 use common::oci::{self, Image};
@@ -142,22 +144,6 @@ async fn browse_copy_create_robot_delete_tag_and_guests_cannot() {
         "POST",
         "/api/v1/projects",
         json!({"name": "demo"}),
-    )
-    .await;
-    api(
-        &admin,
-        &server,
-        "POST",
-        "/api/v1/users",
-        json!({"name": GUEST, "password": GUEST_PASSWORD}),
-    )
-    .await;
-    api(
-        &admin,
-        &server,
-        "POST",
-        "/api/v1/projects/demo/members",
-        json!({"name": GUEST, "role": "guest"}),
     )
     .await;
 
@@ -304,6 +290,24 @@ async fn browse_copy_create_robot_delete_tag_and_guests_cannot() {
         "{tools}"
     );
 
+    // A user created and made a guest of the project, from the pages.
+    browser.goto(&server.url("/ui/users")).await;
+    browser.type_into("#user-name", GUEST).await;
+    browser.type_into("#user-password", GUEST_PASSWORD).await;
+    browser
+        .click("form[action='/ui/users'] button[type=submit]")
+        .await;
+    browser.find("p.notice").await;
+    browser.goto(&server.url("/ui/projects/demo/members")).await;
+    browser.type_into("#member-name", GUEST).await;
+    browser.click("#member-role option[value=guest]").await;
+    browser
+        .click("section[aria-labelledby=add-member] button")
+        .await;
+    browser.find("p.notice").await;
+    let member = browser.text(&format!("tr[data-member='{GUEST}']")).await;
+    assert!(member.contains("Guest"), "{member}");
+
     // A robot account: created, its secret shown once, and it works.
     browser.goto(&server.url("/ui/projects/demo/robots")).await;
     browser.type_into("#robot-name", "ci").await;
@@ -339,6 +343,14 @@ async fn browse_copy_create_robot_delete_tag_and_guests_cannot() {
         "the secret is shown once"
     );
     screenshot(&browser, "robots").await;
+    // Revoked, it is refused at once.
+    browser
+        .click("tr[data-robot='robot$demo+ci'] button.danger")
+        .await;
+    browser.accept_prompt().await;
+    browser.find("p.notice").await;
+    assert_eq!(browser.count("tr[data-robot='robot$demo+ci']").await, 0);
+    assert_eq!(as_robot(&secret).await.unwrap().status(), 401);
 
     // A tag deleted from the UI is gone from /v2; the other stays.
     browser.goto(&server.url("/ui/repo/demo/web")).await;
@@ -478,8 +490,17 @@ fn hidden(html: &str, name: &str) -> String {
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
-/// Logs in over plain HTTP (no browser); the session cookie's header.
+/// Logs in over plain HTTP (no browser); the answer to the login form.
 async fn form_login(http: &reqwest::Client, base: &str, password: &str) -> reqwest::Response {
+    form_login_as(http, base, "admin", password).await
+}
+
+async fn form_login_as(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
     let page = http.get(format!("{base}/ui/login")).send().await.unwrap();
     let (login_cookie, _) = set_cookie(&page, "berth_login");
     let csrf = hidden(&page.text().await.unwrap(), "csrf");
@@ -488,7 +509,7 @@ async fn form_login(http: &reqwest::Client, base: &str, password: &str) -> reqwe
         .form(&[
             ("csrf", csrf.as_str()),
             ("next", "/"),
-            ("username", "admin"),
+            ("username", user),
             ("password", password),
         ])
         .send()
@@ -626,4 +647,87 @@ async fn sessions_live_in_the_metadata_store_behind_strict_cookies() {
         header.contains("; Secure") && header.contains("HttpOnly"),
         "{header}"
     );
+}
+
+#[tokio::test]
+async fn directory_users_log_in_and_see_the_projects_of_their_groups() {
+    use slapd::{Slapd, BASE, READER_DN, READER_PW};
+    let ldap = Slapd::start().await;
+    let server = Server::start_with_config(&format!(
+        r#"
+[ldap]
+url = "ldap://127.0.0.1:{port}"
+bind_dn = "{READER_DN}"
+bind_password = "{READER_PW}"
+base_dn = "ou=people,{BASE}"
+group_base_dn = "ou=groups,{BASE}"
+user_filter = "(objectClass=inetOrgPerson)"
+
+[[ldap.group_roles]]
+group = "developers"
+project = "team"
+role = "developer"
+"#,
+        port = ldap.port
+    ));
+    let admin = admin_client();
+    api(
+        &admin,
+        &server,
+        "POST",
+        "/api/v1/projects",
+        json!({"name": "team"}),
+    )
+    .await;
+    api(
+        &admin,
+        &server,
+        "POST",
+        "/api/v1/projects",
+        json!({"name": "hidden"}),
+    )
+    .await;
+    let http = berth_net::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = server.url("");
+    let wrong = form_login_as(&http, &base, "alice", "not-her-password").await;
+    assert_eq!(wrong.status(), 401);
+    let ok = form_login_as(&http, &base, "alice", "alice-secret").await;
+    assert_eq!(ok.status(), 303);
+    let (session, _) = set_cookie(&ok, "berth_session");
+    // Her role in "team" comes from her directory group, kept with the
+    // session; the private project she has no role in is not listed.
+    let home = http
+        .get(format!("{base}/"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("Signed in as <strong>alice</strong>"),
+        "{home}"
+    );
+    assert!(home.contains("href=\"/ui/projects/team\""), "{home}");
+    assert!(home.contains("<td>developer</td>"), "{home}");
+    assert!(!home.contains("/ui/projects/hidden"), "{home}");
+    let team = http
+        .get(format!("{base}/ui/projects/team"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(team.status(), 200);
+    let hidden = http
+        .get(format!("{base}/ui/projects/hidden"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 403);
 }

@@ -75,7 +75,6 @@ pub fn tabs(access: &ProjectAccess, current: Tab) -> Markup {
 
 /// A project page's heading and tabs.
 pub fn project_header(access: &ProjectAccess, current: Tab, title: &str) -> Markup {
-    let name = &access.project.name;
     html! {
         (page::heading(title, &[("Projects", "/".to_owned())]))
         p.meta {

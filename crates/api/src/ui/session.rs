@@ -80,10 +80,12 @@ pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue> {
 }
 
 /// Removes some expired sessions (sessions nobody logged out of), a bounded
-/// batch per login, so that they never pile up.
+/// batch per login from a random point of the (hashed, so uniformly spread)
+/// keys, so that they never pile up.
 async fn sweep(state: &AppState) {
     let kv = state.registry.kv();
-    let Ok(page) = kv.scan(KEY_PREFIX, None, 200).await else {
+    let from = key(&secret::generate());
+    let Ok(page) = kv.scan(KEY_PREFIX, Some(&from), 200).await else {
         return;
     };
     let at = now();
