@@ -105,7 +105,7 @@ pub async fn create_user(submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
     let body = json!({
         "name": fields.required("name", "the user name")?,
-        "password": fields.required("password", "the password")?,
+        "password": fields.secret("password", "the password")?,
         "email": fields.get("email").unwrap_or(""),
         "admin": fields.get("admin") == Some("true"),
     });
@@ -123,7 +123,7 @@ pub async fn change_user(Path(name): Path<String>, submitted: Submitted) -> Resu
             Notice::UserChanged
         }
         Some("password") => {
-            let password = fields.required("password", "the new password")?;
+            let password = fields.secret("password", "the new password")?;
             api::call(
                 &viewer,
                 "PUT",

@@ -206,7 +206,12 @@ pub async fn repositories(
             viewer
                 .state
                 .registry
-                .project_repositories(&project, q, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+                .project_repositories(
+                    &project,
+                    q,
+                    (number - 1).saturating_mul(PAGE_SIZE),
+                    PAGE_SIZE,
+                )
                 .await?,
         )
     } else {

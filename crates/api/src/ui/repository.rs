@@ -186,7 +186,7 @@ async fn artifacts(viewer: Viewer, repo: RepoName, query: Pairs) -> Result {
     }
     let number = page::page_number(&query);
     let listing = registry
-        .artifacts(&repo, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+        .artifacts(&repo, (number - 1).saturating_mul(PAGE_SIZE), PAGE_SIZE)
         .await?;
     let mut cards = Vec::new();
     for (i, a) in listing.items.iter().enumerate() {

@@ -276,6 +276,16 @@ impl Fields {
             .collect()
     }
 
+    /// A value as typed, spaces kept (passwords); required.
+    pub fn secret(&self, name: &str, label: &str) -> Result<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| UiError::bad_request(format!("{label} is required")))
+    }
+
     pub fn required(&self, name: &str, label: &str) -> Result<&str> {
         self.get(name)
             .ok_or_else(|| UiError::bad_request(format!("{label} is required")))
