@@ -125,6 +125,12 @@ async fn pages_and_buttons_follow_the_roles() {
         .create_user("outsider", PASSWORD, false, "")
         .await
         .unwrap();
+    // A cluster node's record, as `berth serve` keeps it under its lease.
+    let node = serde_json::json!({"id": "node-a1", "listen": "10.0.0.1:5000",
+        "external_url": "https://registry.example", "version": "0.1.0", "started": 1});
+    kv.put("node:node-a1", node.to_string().into_bytes())
+        .await
+        .unwrap();
     let registry = Registry::new(kv.clone(), blobs);
     let gc = Collector::new(
         registry.clone(),
@@ -279,6 +285,16 @@ async fn pages_and_buttons_follow_the_roles() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(pulled, "a pull shows as the last pull time");
+
+    let (_, nodes) = site.get(admin, "/ui/nodes").await;
+    for expected in [
+        "node-a1",
+        "10.0.0.1:5000",
+        "alive",
+        "ready: metadata and storage answer",
+    ] {
+        assert!(nodes.contains(expected), "{expected} in {nodes}");
+    }
 
     // Delete buttons only for those who may delete; the copy button for all.
     for (user, deletes) in [
