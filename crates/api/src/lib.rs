@@ -4,7 +4,7 @@
 //!
 //! Layout: `v2::route` turns `/v2/...` paths into an `Endpoint`; `v2::*`
 //! handle each endpoint family; `error` renders OCI error bodies; `mgmt` is
-//! the management API under `/api/v1`.
+//! the management API under `/api/v1`; `ui` the web UI at `/` and `/ui/`.
 
 pub mod auth;
 pub mod error;
@@ -13,6 +13,7 @@ pub mod health;
 pub mod mgmt;
 pub mod tls;
 pub mod token;
+pub mod ui;
 pub mod v2;
 
 use axum::routing::get;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/service/token", get(token::get).post(token::post))
         .merge(v2)
         .merge(mgmt::router(state.clone()))
+        .merge(ui::router())
         .with_state(state)
 }
 

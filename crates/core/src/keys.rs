@@ -8,6 +8,7 @@
 //! rblob:<name>@<digest>                RepoBlobRecord    (blob linked into repo)
 //! blob:<digest>                        BlobRecord        (blob committed in store)
 //! upload:<id>                          UploadSession     (upload in progress)
+//! pulled:<name>@<digest>               PullRecord        (last pull of a manifest)
 //! ```
 //!
 //! `@` and `:` cannot occur in repository names, so a scan of
@@ -47,6 +48,14 @@ pub fn repo_blob(name: &RepoName, digest: &Digest) -> String {
 
 pub fn blob(digest: &Digest) -> String {
     format!("blob:{digest}")
+}
+
+pub fn pulled(name: &RepoName, digest: &Digest) -> String {
+    format!("pulled:{name}@{digest}")
+}
+
+pub fn pulled_prefix(name: &RepoName) -> String {
+    format!("pulled:{name}@")
 }
 
 pub fn upload(id: &str) -> String {

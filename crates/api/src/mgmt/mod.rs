@@ -9,9 +9,9 @@
 //! span several path segments; templates are matched on the raw path, most
 //! specific first (see [`find`]).
 
-mod access;
+pub(crate) mod access;
 mod audit;
-mod common;
+pub(crate) mod common;
 mod gc;
 mod members;
 pub mod openapi;
@@ -360,7 +360,9 @@ async fn dispatch(
     }
 }
 
-async fn handle(op: Op, ctx: &Ctx) -> common::Result {
+/// Runs one routed endpoint. The web UI calls it too, so that its actions
+/// meet exactly the checks, domain calls and audit records of the API.
+pub(crate) async fn handle(op: Op, ctx: &Ctx) -> common::Result {
     match op {
         Op::SystemInfo => users::system_info(ctx),
         Op::OpenApi => common::ok(openapi::document()),

@@ -33,6 +33,15 @@ pub async fn get(
             ),
         ));
     }
+    if !head {
+        // For the UI's "last pulled"; the pull does not wait for it.
+        let (reg, repo, digest) = (reg.clone(), repo.clone(), m.digest.clone());
+        tokio::spawn(async move {
+            if let Err(e) = reg.record_pull(&repo, &digest).await {
+                tracing::debug!(%repo, %digest, error = %e, "pull time not recorded");
+            }
+        });
+    }
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, header_value(&m.media_type));
     h.insert("Docker-Content-Digest", header_value(m.digest.as_str()));

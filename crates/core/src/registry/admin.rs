@@ -246,6 +246,7 @@ impl Registry {
             format!("man:{repo}@"),
             format!("ref:{repo}@"),
             format!("rblob:{repo}@"),
+            keys::pulled_prefix(repo),
         ] {
             self.delete_prefix(&prefix).await?;
         }
@@ -348,7 +349,7 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::blob::{BlobStore, ByteStream, StoreError, UploadWriter};
     use crate::kv::Kv;
@@ -359,7 +360,7 @@ mod tests {
 
     /// The tests keep manifests small (inline) and write blob links
     /// directly, so no byte is ever stored.
-    struct NoBlobs;
+    pub(crate) struct NoBlobs;
 
     #[async_trait::async_trait]
     impl BlobStore for NoBlobs {
@@ -486,7 +487,13 @@ mod tests {
 
         reg.repository_delete(&app).await.unwrap();
         assert!(reg.repository(&app).await.unwrap().is_none());
-        for prefix in ["tag:p/app@", "man:p/app@", "rblob:p/app@", "ref:p/app@"] {
+        for prefix in [
+            "tag:p/app@",
+            "man:p/app@",
+            "rblob:p/app@",
+            "ref:p/app@",
+            "pulled:p/app@",
+        ] {
             assert!(
                 kv.scan(prefix, None, 10).await.unwrap().is_empty(),
                 "{prefix}"

@@ -323,11 +323,14 @@ impl Registry {
 
         let mut swept = true;
         if !dry_run {
-            for batch in deletes.chunks(BATCH / 2) {
+            // Up to three deletes per entry (a manifest, its referrer entry,
+            // its pull record): etcd allows 128 operations per transaction.
+            for batch in deletes.chunks(BATCH / 3) {
                 let mut txn = Txn::new().expect(&repo_key, repo_version.as_ref());
                 for (key, version, _) in batch {
                     txn = txn.expect(key, Some(version)).delete(key);
                     if let Some(rest) = key.strip_prefix(&man_prefix) {
+                        txn = txn.delete(format!("pulled:{repo}@{rest}"));
                         let subject = rest
                             .parse::<Digest>()
                             .ok()

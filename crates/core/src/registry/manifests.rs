@@ -231,7 +231,10 @@ impl Registry {
                     let Some((record, seen)) = self.read::<ManifestRecord>(&key).await? else {
                         return Err(CoreError::new(ErrorCode::ManifestUnknown));
                     };
-                    let mut txn = Txn::new().expect(&key, Some(&seen)).delete(&key);
+                    let mut txn = Txn::new()
+                        .expect(&key, Some(&seen))
+                        .delete(&key)
+                        .delete(keys::pulled(repo, digest));
                     for (tag_key, tag) in self.tags_pointing_to(repo, digest).await? {
                         txn = txn.expect(&tag_key, Some(&tag)).delete(tag_key);
                     }

@@ -11,12 +11,14 @@ pub mod gc;
 mod lifecycle;
 mod manifests;
 pub mod policy;
+mod pulls;
 mod records;
 mod uploads;
 
 pub use discovery::Page;
 pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestContent, ManifestPut};
+pub use pulls::PullRecord;
 pub use records::*;
 pub use uploads::UploadStatus;
 

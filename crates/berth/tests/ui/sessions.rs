@@ -1,0 +1,274 @@
+//! Logging in over plain HTTP, without a browser: the login form's token,
+//! the session cookie's flags (over http, behind an https external URL and
+//! over berth's own TLS), sessions kept in the metadata store (they outlive
+//! a restart), logging out, and LDAP users with their groups' roles.
+
+use super::common::{admin_client, Server, ADMIN_PASSWORD};
+use super::{api, slapd};
+use serde_json::json;
+use std::process::Command;
+
+/// The `name=value` of a `Set-Cookie` header, and the whole header.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> (String, String) {
+    let header = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie set"))
+        .to_owned();
+    let pair = header.split(';').next().unwrap().to_owned();
+    (pair, header)
+}
+
+/// The value of the hidden `name` input of a page.
+fn hidden(html: &str, name: &str) -> String {
+    let at = html
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no {name} field"));
+    let rest = &html[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Logs in over plain HTTP (no browser); the answer to the login form.
+async fn form_login(http: &reqwest::Client, base: &str, password: &str) -> reqwest::Response {
+    form_login_as(http, base, "admin", password).await
+}
+
+async fn form_login_as(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = http.get(format!("{base}/ui/login")).send().await.unwrap();
+    let (login_cookie, _) = set_cookie(&page, "berth_login");
+    let csrf = hidden(&page.text().await.unwrap(), "csrf");
+    http.post(format!("{base}/ui/login"))
+        .header("Cookie", login_cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("next", "/"),
+            ("username", user),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sessions_live_in_the_metadata_store_behind_strict_cookies() {
+    let http = berth_net::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let server = Server::start();
+    let base = server.url("");
+
+    // The login form's own token must come back with it.
+    let forged = http
+        .post(format!("{base}/ui/login"))
+        .form(&[
+            ("csrf", "guess"),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(
+        form_login(&http, &base, "wrong-password").await.status(),
+        401
+    );
+    let ok = form_login(&http, &base, ADMIN_PASSWORD).await;
+    assert_eq!(ok.status(), 303);
+    let (session, header) = set_cookie(&ok, "berth_session");
+    assert!(
+        header.contains("HttpOnly") && header.contains("SameSite=Lax"),
+        "{header}"
+    );
+    assert!(!header.contains("Secure"), "plain http: {header}");
+    assert!(session.len() > "berth_session=".len() + 40, "{session}");
+
+    // The session is kept in the metadata store, not the process: it
+    // outlives a restart of the node (and so any node serves it).
+    let data = server.data.clone();
+    let tmp = server.kill();
+    let server = Server::start_in(&data, &[]);
+    let base = server.url("");
+    let home = http
+        .get(format!("{base}/"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    let html = home.text().await.unwrap();
+    assert!(html.contains("Signed in as <strong>admin</strong>"));
+    let csrf = hidden(&html, "csrf");
+
+    // Every POST needs the session's token; logging out ends the session.
+    let without = http
+        .post(format!("{base}/ui/logout"))
+        .header("Cookie", &session)
+        .form(&[("csrf", "not-the-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 403);
+    let out = http
+        .post(format!("{base}/ui/logout"))
+        .header("Cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let after = http
+        .get(format!("{base}/"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 303, "the old cookie no longer works");
+    assert!(after.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/ui/login"));
+    drop(server);
+    drop(tmp);
+
+    // Behind an https external URL, and over berth's own TLS, cookies are
+    // Secure.
+    let behind_proxy = Server::start_with_config("external_url = \"https://registry.example\"\n");
+    let ok = form_login(&http, &behind_proxy.url(""), ADMIN_PASSWORD).await;
+    assert!(set_cookie(&ok, "berth_session").1.contains("; Secure"));
+    let tls_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "cert",
+            "self-signed",
+            "--domain",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+        ])
+        .arg(tls_dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tls = Server::start_with_config(&format!(
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        tls_dir.path().join("cert.pem").display(),
+        tls_dir.path().join("key.pem").display()
+    ));
+    assert_eq!(tls.scheme, "https");
+    let https = berth_net::client_builder(
+        &berth_net::TlsClient::with_ca(Some(&tls_dir.path().join("ca.crt"))),
+        "test",
+    )
+    .unwrap()
+    .no_proxy()
+    .redirect(reqwest::redirect::Policy::none())
+    .build()
+    .unwrap();
+    let ok = form_login(&https, &tls.url(""), ADMIN_PASSWORD).await;
+    assert_eq!(ok.status(), 303);
+    let (_, header) = set_cookie(&ok, "berth_session");
+    assert!(
+        header.contains("; Secure") && header.contains("HttpOnly"),
+        "{header}"
+    );
+}
+
+#[tokio::test]
+async fn directory_users_log_in_and_see_the_projects_of_their_groups() {
+    use slapd::{Slapd, BASE, READER_DN, READER_PW};
+    let ldap = Slapd::start().await;
+    let server = Server::start_with_config(&format!(
+        r#"
+[ldap]
+url = "ldap://127.0.0.1:{port}"
+bind_dn = "{READER_DN}"
+bind_password = "{READER_PW}"
+base_dn = "ou=people,{BASE}"
+group_base_dn = "ou=groups,{BASE}"
+user_filter = "(objectClass=inetOrgPerson)"
+
+[[ldap.group_roles]]
+group = "developers"
+project = "team"
+role = "developer"
+"#,
+        port = ldap.port
+    ));
+    let admin = admin_client();
+    api(
+        &admin,
+        &server,
+        "POST",
+        "/api/v1/projects",
+        json!({"name": "team"}),
+    )
+    .await;
+    api(
+        &admin,
+        &server,
+        "POST",
+        "/api/v1/projects",
+        json!({"name": "hidden"}),
+    )
+    .await;
+    let http = berth_net::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = server.url("");
+    let wrong = form_login_as(&http, &base, "alice", "not-her-password").await;
+    assert_eq!(wrong.status(), 401);
+    let ok = form_login_as(&http, &base, "alice", "alice-secret").await;
+    assert_eq!(ok.status(), 303);
+    let (session, _) = set_cookie(&ok, "berth_session");
+    // Her role in "team" comes from her directory group, kept with the
+    // session; the private project she has no role in is not listed.
+    let home = http
+        .get(format!("{base}/"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("Signed in as <strong>alice</strong>"),
+        "{home}"
+    );
+    assert!(home.contains("href=\"/ui/projects/team\""), "{home}");
+    assert!(home.contains("<td>developer</td>"), "{home}");
+    assert!(!home.contains("/ui/projects/hidden"), "{home}");
+    let team = http
+        .get(format!("{base}/ui/projects/team"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(team.status(), 200);
+    let hidden = http
+        .get(format!("{base}/ui/projects/hidden"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 403);
+}

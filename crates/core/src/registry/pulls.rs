@@ -1,0 +1,88 @@
+//! When each manifest was last pulled, for the web UI: `pulled:<repo>@<digest>`
+//! holds the time of the latest GET of that manifest. It is rewritten at most
+//! once a minute per manifest, so pulls cost one small read and, now and
+//! then, one small write; the time shown is exact to that minute.
+
+use super::{encode, now, Registry};
+use crate::error::CoreError;
+use crate::keys;
+use berth_oci::{Digest, RepoName};
+use serde::{Deserialize, Serialize};
+
+/// A pull record is not rewritten while it is younger than this.
+const RESOLUTION_SECS: u64 = 60;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PullRecord {
+    /// Unix seconds.
+    pub at: u64,
+}
+
+impl Registry {
+    /// Notes that `digest` was pulled from `repo` now.
+    pub async fn record_pull(&self, repo: &RepoName, digest: &Digest) -> Result<(), CoreError> {
+        let key = keys::pulled(repo, digest);
+        let at = now();
+        if let Some((seen, _)) = self.read::<PullRecord>(&key).await? {
+            if at < seen.at.saturating_add(RESOLUTION_SECS) {
+                return Ok(());
+            }
+        }
+        self.kv.put(&key, encode(&PullRecord { at })).await?;
+        Ok(())
+    }
+
+    /// When `digest` was last pulled from `repo` (Unix seconds), if ever.
+    pub async fn last_pulled(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, CoreError> {
+        Ok(self
+            .read::<PullRecord>(&keys::pulled(repo, digest))
+            .await?
+            .map(|(r, _)| r.at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::Kv;
+    use crate::registry::admin::tests::NoBlobs;
+    use crate::MemoryKv;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn records_at_most_once_a_minute() {
+        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
+        let reg = Registry::new(kv.clone(), Arc::new(NoBlobs));
+        let repo = RepoName::parse("p/app").unwrap();
+        let digest = Digest::sha256_of(b"m");
+        assert_eq!(reg.last_pulled(&repo, &digest).await.unwrap(), None);
+        reg.record_pull(&repo, &digest).await.unwrap();
+        let first = kv
+            .get(&keys::pulled(&repo, &digest))
+            .await
+            .unwrap()
+            .unwrap();
+        let at = reg.last_pulled(&repo, &digest).await.unwrap().unwrap();
+        assert!(at.abs_diff(now()) <= 1);
+        reg.record_pull(&repo, &digest).await.unwrap();
+        let second = kv
+            .get(&keys::pulled(&repo, &digest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            first.version, second.version,
+            "not rewritten within a minute"
+        );
+        // An old record is brought up to date.
+        kv.put(&keys::pulled(&repo, &digest), encode(&PullRecord { at: 5 }))
+            .await
+            .unwrap();
+        reg.record_pull(&repo, &digest).await.unwrap();
+        assert!(reg.last_pulled(&repo, &digest).await.unwrap().unwrap() > 5);
+    }
+}
