@@ -5,7 +5,7 @@
 //! docs/benchmarks.md.
 //!
 //! `berth-bench --berth PATH [--registry PATH] [--rounds N] [--quick]
-//! [--json FILE]`
+//! [--dir DIR] [--json FILE]`
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -59,8 +59,18 @@ fn free_port() -> u16 {
         .unwrap_or(15_000)
 }
 
+/// A data directory under `--dir` (the system's temporary directory by
+/// default; `/dev/shm` takes the disk out of the comparison).
+fn data_dir() -> Res<tempfile::TempDir> {
+    match std::env::var_os("BERTH_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
+    .map_err(|e| e.to_string())
+}
+
 fn start_berth(bin: &str) -> Res<Server> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = data_dir()?;
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path())
@@ -94,7 +104,7 @@ fn start_berth(bin: &str) -> Res<Server> {
 }
 
 fn start_distribution(bin: &str) -> Res<Server> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = data_dir()?;
     let port = free_port();
     let config = dir.path().join("config.yml");
     std::fs::write(
@@ -765,6 +775,9 @@ async fn real_main() -> Res<()> {
     let berth_bin = arg("--berth").unwrap_or_else(|| "target/release/berth".into());
     let registry_bin = arg("--registry").unwrap_or_else(|| "/usr/bin/docker-registry".into());
     let quick = args.iter().any(|a| a == "--quick");
+    if let Some(dir) = arg("--dir") {
+        std::env::set_var("BERTH_BENCH_DIR", dir);
+    }
     let rounds: usize = arg("--rounds")
         .and_then(|r| r.parse().ok())
         .unwrap_or(if quick { 1 } else { 3 });
