@@ -775,6 +775,7 @@ async fn real_main() -> Res<()> {
     let berth_bin = arg("--berth").unwrap_or_else(|| "target/release/berth".into());
     let registry_bin = arg("--registry").unwrap_or_else(|| "/usr/bin/docker-registry".into());
     let quick = args.iter().any(|a| a == "--quick");
+    let only = arg("--only");
     if let Some(dir) = arg("--dir") {
         std::env::set_var("BERTH_BENCH_DIR", dir);
     }
@@ -792,7 +793,10 @@ async fn real_main() -> Res<()> {
     let berth = start_berth(&berth_bin)?;
     let dist = start_distribution(&registry_bin)?;
     eprintln!("populating tags and repositories...");
-    for s in [&berth, &dist] {
+    let listing = only
+        .as_deref()
+        .is_none_or(|o| o.contains("list") || o.contains("catalog"));
+    for s in [&berth, &dist].into_iter().filter(|_| listing) {
         let t = Instant::now();
         w.populate(&s.ep).await?;
         eprintln!("  {}: {:.1} s", s.name, t.elapsed().as_secs_f64());
@@ -809,9 +813,20 @@ async fn real_main() -> Res<()> {
         "tags list of 10,000 tags (lists/s)",
         "catalog of 10,000 repositories, pages of 1000 (catalogs/s)",
     ];
+    // `--only TEXT`: just the workloads whose name contains it (pushes run
+    // too, when a pull needs their blob).
+    let wanted = |name: &str| match &only {
+        None => true,
+        Some(o) => {
+            name.contains(o.as_str())
+                || (o.contains("pull") && name.contains("push 1 GiB, mono"))
+                || (o.contains("pull") && name.contains("push 200"))
+        }
+    };
+    let names: Vec<&str> = names.into_iter().filter(|n| wanted(n)).collect();
     let mut results: BTreeMap<&str, [Vec<Measure>; 2]> = BTreeMap::new();
     for round in 0..rounds {
-        for name in names {
+        for &name in &names {
             // Alternate which server goes first.
             let order: [(usize, &Server); 2] = if round % 2 == 0 {
                 [(0, &berth), (1, &dist)]
@@ -841,7 +856,7 @@ async fn real_main() -> Res<()> {
     let mut rows = Vec::new();
     println!("\n| workload | berth | distribution | berth / distribution |");
     println!("|---|---:|---:|---:|");
-    for name in names {
+    for &name in &names {
         let r = &results[name];
         let b = median(r[0].iter().map(|m| m.0).collect());
         let d = median(r[1].iter().map(|m| m.0).collect());
@@ -866,7 +881,9 @@ async fn real_main() -> Res<()> {
         "| peak resident memory (MiB, lower is better) | {rb:.1} | {rd:.1} | {:.2}× |",
         rb / rd
     );
-    let mono = median(results[names[0]][0].iter().map(|m| m.0).collect());
+    let mono = results
+        .get("push 1 GiB, monolithic PUT (MB/s)")
+        .map_or(0.0, |r| median(r[0].iter().map(|m| m.0).collect()));
     println!(
         "\nSHA-256 on this machine (openssl speed -evp sha256, 1 MiB blocks): {sha_speed:.0} MB/s; berth's single-stream monolithic push reaches {:.0}% of it.",
         100.0 * mono / sha_speed

@@ -36,6 +36,10 @@ use tokio::task::JoinHandle;
 /// concurrent transfers in bounded memory.
 const CHUNK: usize = 256 * 1024;
 
+/// Unit of reads for pulls: fewer, larger blocking tasks per blob; with
+/// one chunk of read-ahead, a pull holds two of them at most.
+const READ_CHUNK: usize = 1024 * 1024;
+
 /// Chunks queued between an upload's request and its writer thread: enough
 /// to keep the disk busy while the network delivers the next ones.
 const WRITE_QUEUE: usize = 4;
@@ -190,38 +194,62 @@ fn open_range(path: &Path, offset: u64, len: u64) -> Result<File, StoreError> {
     Ok(file)
 }
 
-struct ReadState {
-    file: Option<File>,
-    remaining: u64,
+type ChunkRead = JoinHandle<(File, io::Result<Vec<u8>>)>;
+
+/// Reads the next `want` bytes of `file` on a short blocking task, into a
+/// buffer that is not zeroed first.
+fn read_chunk(mut file: File, want: usize) -> ChunkRead {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::with_capacity(want);
+        let r = (&mut file).take(want as u64).read_to_end(&mut buf);
+        let r = match r {
+            Ok(n) if n == want => Ok(buf),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "blob shorter than recorded",
+            )),
+            Err(e) => Err(e),
+        };
+        (file, r)
+    })
 }
 
-/// Streams `remaining` bytes from `file`'s position, one chunk in memory at
-/// a time; each chunk is one short blocking task, so a slow client holds no
-/// thread while it drains what it has.
+struct ReadState {
+    /// The read of the next chunk, already under way.
+    next: Option<ChunkRead>,
+    /// Bytes not yet asked of the file.
+    unread: u64,
+}
+
+/// Streams `remaining` bytes from `file`'s position. Each chunk is one short
+/// blocking task, so a slow client holds no thread while it drains what it
+/// has; the next chunk is read while the current one is sent (one chunk of
+/// read-ahead).
 fn read_stream(file: File, remaining: u64) -> ByteStream {
-    let state = ReadState {
-        file: Some(file),
-        remaining,
+    let state = if remaining == 0 {
+        ReadState {
+            next: None,
+            unread: 0,
+        }
+    } else {
+        let want = remaining.min(READ_CHUNK as u64);
+        ReadState {
+            next: Some(read_chunk(file, want as usize)),
+            unread: remaining - want,
+        }
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
-        if st.remaining == 0 {
-            return None;
-        }
-        let mut file = st.file.take()?;
-        let want = st.remaining.min(CHUNK as u64) as usize;
-        let read = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0; want];
-            let r = file.read_exact(&mut buf);
-            (file, r.map(|()| buf))
-        })
-        .await;
+        let read = st.next.take()?.await;
         match read {
             Ok((file, Ok(buf))) => {
-                st.file = Some(file);
-                st.remaining -= want as u64;
+                if st.unread > 0 {
+                    let want = st.unread.min(READ_CHUNK as u64);
+                    st.next = Some(read_chunk(file, want as usize));
+                    st.unread -= want;
+                }
                 Some((Ok(Bytes::from(buf)), st))
             }
-            // After an error `file` stays None, which ends the stream.
+            // After an error nothing more is read, which ends the stream.
             Ok((_, Err(e))) => Some((Err(e), st)),
             Err(e) => Some((Err(io::Error::other(e)), st)),
         }
