@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 const BATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// Events written per batch at most.
+const MAX_BATCH: usize = 1000;
 const PREFIX: &str = "audit:";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,17 +44,26 @@ impl AuditLog {
             let mut batch = Vec::new();
             while let Some(first) = rx.recv().await {
                 batch.push(first);
-                tokio::time::sleep(BATCH_INTERVAL).await;
-                while let Ok(e) = rx.try_recv() {
-                    batch.push(e);
+                // Up to BATCH_INTERVAL or MAX_BATCH events, whichever comes
+                // first, so a burst of pulls never piles up in memory.
+                let deadline = tokio::time::Instant::now() + BATCH_INTERVAL;
+                while batch.len() < MAX_BATCH {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(e)) => batch.push(e),
+                        Ok(None) | Err(_) => break,
+                    }
                 }
-                let mut txn = Txn::new();
-                for (key, event) in batch.drain(..) {
-                    txn = txn.put(key, serde_json::to_vec(&event).unwrap_or_default());
+                // In transactions of at most 100 puts: etcd refuses more
+                // than 128 operations in one.
+                for chunk in batch.chunks(100) {
+                    let txn = chunk.iter().fold(Txn::new(), |txn, (key, event)| {
+                        txn.put(key.clone(), serde_json::to_vec(event).unwrap_or_default())
+                    });
+                    if let Err(e) = writer_kv.commit(txn).await {
+                        tracing::warn!(error = %e, "audit events could not be written");
+                    }
                 }
-                if let Err(e) = writer_kv.commit(txn).await {
-                    tracing::warn!(error = %e, "audit events could not be written");
-                }
+                batch.clear();
             }
         });
         AuditLog { kv, tx }

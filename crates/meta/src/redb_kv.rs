@@ -37,12 +37,20 @@ impl std::fmt::Debug for RedbKv {
     }
 }
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl RedbKv {
     /// Opens the database at `path`, creating the file if it is missing (its
     /// directory must exist). Blocks: it may repair a file left by a crash,
     /// so call it at startup or from `spawn_blocking`.
     pub fn open(path: &Path) -> Result<RedbKv, KvError> {
-        let db = Database::create(path)
+        // redb's default page cache is 1 GiB, which a busy registry fills
+        // with pages it rarely reads again (the audit log): keep it small;
+        // the operating system caches the file too.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
             .map_err(|e| KvError::Internal(format!("opening {}: {e}", path.display())))?;
         // Creating the tables up front lets reads assume they exist; a read
         // transaction cannot create them.
