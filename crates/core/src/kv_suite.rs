@@ -31,8 +31,36 @@ pub async fn run_all(kv: Arc<dyn Kv>) {
     failed_txn_writes_nothing(&*kv).await;
     multi_op_txn(&*kv).await;
     large_value(&*kv).await;
+    hundred_op_txns(&*kv).await;
     special_characters_in_keys(&*kv).await;
     concurrent_increments(kv).await;
+}
+
+/// The largest transactions the registry makes (GC claims and sweeps,
+/// audit batches): 100 checks and 100 writes. etcd refuses more than 128
+/// operations per transaction by default.
+async fn hundred_op_txns(kv: &dyn Kv) {
+    let keys: Vec<String> = (0..100).map(|i| format!("suite-big/{i:03}")).collect();
+    let create = keys.iter().fold(Txn::new(), |t, k| {
+        t.expect(k.clone(), None).put(k.clone(), b"v".to_vec())
+    });
+    assert!(kv.commit(create).await.unwrap(), "100 checked creates");
+    let mut rewrite = Txn::new();
+    for k in &keys {
+        let seen = must_get(kv, k).await;
+        rewrite = rewrite
+            .expect(k.clone(), Some(&seen))
+            .put(k.clone(), b"w".to_vec());
+    }
+    assert!(kv.commit(rewrite).await.unwrap(), "100 checked rewrites");
+    let mut remove = Txn::new();
+    for k in &keys {
+        let seen = must_get(kv, k).await;
+        assert_eq!(seen.value, b"w");
+        remove = remove.expect(k.clone(), Some(&seen)).delete(k.clone());
+    }
+    assert!(kv.commit(remove).await.unwrap(), "100 checked deletes");
+    assert!(kv.scan("suite-big/", None, 1000).await.unwrap().is_empty());
 }
 
 async fn get(kv: &dyn Kv, key: &str) -> Option<Versioned> {
