@@ -209,8 +209,15 @@ impl S3Client {
             }
         }
         req = req.header("authorization", auth);
+        // Content-Length always, even 0: Ceph RGW answers 411 to a PUT of
+        // an empty object sent without it, which hyper does not add.
         let req = match call.body {
-            Some(body) => req.body(body),
+            Some(body) => req
+                .header(reqwest::header::CONTENT_LENGTH, body.len())
+                .body(body),
+            None if matches!(call.method, Method::PUT | Method::POST) => {
+                req.header(reqwest::header::CONTENT_LENGTH, 0)
+            }
             None => req,
         };
         let resp = req.send().await.map_err(|e| transport(call.op, e))?;
@@ -295,6 +302,16 @@ impl S3Client {
                 .map(Some)
                 .ok_or_else(|| StoreError::Io(format!("S3 HeadObject {key:?}: no Content-Length"))),
             Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the bucket (setup and tests); one these credentials already
+    /// own is not an error.
+    pub async fn create_bucket(&self) -> Result<(), StoreError> {
+        match self.text(Call::new("CreateBucket", Method::PUT, "")).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Io(m)) if m.contains("BucketAlreadyOwnedByYou") => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -1,0 +1,273 @@
+//! A throwaway single-node Ceph for tests, from Debian's packages
+//! (`ceph-mon ceph-mgr ceph-osd radosgw ceph-common`, installed by
+//! scripts/test): one mon, one mgr with no modules, one OSD on memstore,
+//! radosgw on 127.0.0.1, pool size 1, no cephx, and an S3 user. Everything
+//! lives in a temporary directory; every daemon runs in the foreground as
+//! our child and is killed by PID on drop.
+#![allow(dead_code)]
+
+use berth_storage::{S3BlobStore, S3Config};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BUCKET: &str = "berth";
+pub const ACCESS_KEY: &str = "BERTHTESTKEY";
+pub const SECRET_KEY: &str = "berth-test-secret-key";
+
+pub struct Ceph {
+    pub dir: tempfile::TempDir,
+    pub rgw_port: u16,
+    children: Vec<Child>,
+    rgw: Option<Child>,
+}
+
+impl Drop for Ceph {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.rgw.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+fn uuid() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+impl Ceph {
+    pub async fn start() -> Ceph {
+        for _ in 0..10 {
+            let base = 17_000 + (random() % 2_000) as u16 * 2;
+            if free(base) && free(base + 1) {
+                return Ceph::start_at(base, base + 1).await;
+            }
+        }
+        panic!("no free ports for ceph");
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.path().join("ceph.conf")
+    }
+
+    fn daemon(&self, program: &str, args: &[&str]) -> Child {
+        let log = std::fs::File::create(self.dir.path().join("log").join(format!("{program}.out")))
+            .unwrap();
+        Command::new(program)
+            .args(args)
+            .arg("-f")
+            .arg("-c")
+            .arg(self.conf())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} (scripts/test installs Ceph): {e}"))
+    }
+
+    fn cli(&self, program: &str, args: &[&str]) -> String {
+        let out = Command::new(program)
+            .arg("-c")
+            .arg(self.conf())
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        ok(out, &format!("{program} {args:?}"))
+    }
+
+    async fn start_at(mon_port: u16, rgw_port: u16) -> Ceph {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["run", "log", "mon", "osd/ceph-0", "rgw"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let fsid = uuid();
+        let p = |s: &str| d.join(s).display().to_string();
+        std::fs::write(
+            d.join("ceph.conf"),
+            format!(
+                "[global]
+fsid = {fsid}
+mon host = v1:127.0.0.1:{mon_port}
+public addr = 127.0.0.1
+auth cluster required = none
+auth service required = none
+auth client required = none
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+mon max pg per osd = 1000
+osd pool default pg autoscale mode = off
+osd pool default pg num = 8
+osd pool default pgp num = 8
+mon warn on pool no redundancy = false
+paxos propose interval = 0.1
+osd crush chooseleaf type = 0
+osd class update on start = false
+osd objectstore = memstore
+memstore device bytes = 4294967296
+mgr initial modules =
+ms bind ipv6 = false
+run dir = {run}
+admin socket = {run}/$name.asok
+log file = {log}/$name.log
+pid file = {run}/$name.pid
+mon data = {mon}/$cluster-$id
+osd data = {osd}/$cluster-$id
+[client.rgw.berth]
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw data = {rgw}
+rgw gc obj min wait = 10
+",
+                run = p("run"),
+                log = p("log"),
+                mon = p("mon"),
+                osd = p("osd"),
+                rgw = p("rgw"),
+            ),
+        )
+        .unwrap();
+        let mut ceph = Ceph {
+            dir,
+            rgw_port,
+            children: Vec::new(),
+            rgw: None,
+        };
+        let monmap = ceph.dir.path().join("monmap");
+        ok(
+            Command::new("monmaptool")
+                .args(["--create", "--add", "a"])
+                .arg(format!("v1:127.0.0.1:{mon_port}"))
+                .args(["--fsid", &fsid])
+                .arg(&monmap)
+                .output()
+                .expect("monmaptool (scripts/test installs Ceph)"),
+            "monmaptool",
+        );
+        ok(
+            Command::new("ceph-mon")
+                .args(["--mkfs", "-i", "a", "--monmap"])
+                .arg(&monmap)
+                .arg("-c")
+                .arg(ceph.conf())
+                .output()
+                .unwrap(),
+            "ceph-mon --mkfs",
+        );
+        let mon = ceph.daemon("ceph-mon", &["-i", "a"]);
+        ceph.children.push(mon);
+        let mgr = ceph.daemon("ceph-mgr", &["-i", "x"]);
+        ceph.children.push(mgr);
+        let osd_uuid = uuid();
+        let id = ceph.cli("ceph", &["osd", "create", &osd_uuid]);
+        let id = id.trim().to_owned();
+        ok(
+            Command::new("ceph-osd")
+                .args(["-i", &id, "--mkfs", "--osd-uuid", &osd_uuid, "-c"])
+                .arg(ceph.conf())
+                .output()
+                .unwrap(),
+            "ceph-osd --mkfs",
+        );
+        let osd = ceph.daemon("ceph-osd", &["-i", &id]);
+        ceph.children.push(osd);
+        ceph.start_rgw();
+        ceph.cli(
+            "radosgw-admin",
+            &[
+                "user",
+                "create",
+                "--uid=berth",
+                "--display-name=berth",
+                &format!("--access-key={ACCESS_KEY}"),
+                &format!("--secret-key={SECRET_KEY}"),
+            ],
+        );
+        S3BlobStore::new(&ceph.config())
+            .unwrap()
+            .client()
+            .create_bucket()
+            .await
+            .unwrap();
+        ceph
+    }
+
+    /// Starts radosgw and waits until it answers.
+    pub fn start_rgw(&mut self) {
+        let rgw = self.daemon("radosgw", &["-n", "client.rgw.berth"]);
+        self.rgw = Some(rgw);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.rgw_port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "radosgw did not start: {}",
+                self.log("client.rgw.berth.log")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops radosgw (SIGKILL, by PID), leaving the cluster up.
+    pub fn stop_rgw(&mut self) {
+        if let Some(mut c) = self.rgw.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("log").join(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    pub fn config(&self) -> S3Config {
+        let mut c = S3Config::new(&format!("http://127.0.0.1:{}", self.rgw_port), BUCKET);
+        c.access_key_id = Some(ACCESS_KEY.into());
+        c.secret_access_key = Some(SECRET_KEY.into());
+        c.timeout_secs = 20;
+        c
+    }
+
+    pub fn node(&self) -> S3BlobStore {
+        S3BlobStore::new(&self.config()).unwrap()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}

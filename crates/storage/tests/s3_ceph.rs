@@ -1,0 +1,29 @@
+//! `S3BlobStore` against a real Ceph RGW (Ceph 16 from Debian's packages,
+//! one mon, one memstore OSD, radosgw on loopback): the shared conformance
+//! suite from two nodes and under a key prefix.
+
+use berth_core::blob_suite;
+use berth_storage::S3BlobStore;
+
+mod ceph;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_suite_on_ceph_rgw() {
+    let ceph = ceph::Ceph::start().await;
+    blob_suite::run_all(&ceph.node()).await;
+    blob_suite::run_all(&ceph.node()).await;
+    let mut prefixed = ceph.config();
+    prefixed.prefix = "tenant/berth/".into();
+    prefixed.part_size_mib = 5;
+    blob_suite::run_all(&S3BlobStore::new(&prefixed).unwrap()).await;
+    // Every upload the suites made is gone, and no commit left a multipart
+    // upload behind.
+    let store = ceph.node();
+    assert!(store
+        .client()
+        .list_keys("uploads/")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.client().list_multipart("").await.unwrap().is_empty());
+}
