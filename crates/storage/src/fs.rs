@@ -444,7 +444,13 @@ impl BlobStore for FsBlobStore {
             let mut ids = Vec::new();
             for entry in std::fs::read_dir(&dir)? {
                 let entry = entry?;
-                let modified = entry.metadata()?.modified()?;
+                // An upload committed or removed since the listing is gone:
+                // not stale, and not an error.
+                let modified = match entry.metadata().and_then(|m| m.modified()) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 let age = modified.elapsed().unwrap_or_default();
                 if age > older_than {
                     if let Some(id) = entry.file_name().to_str() {
