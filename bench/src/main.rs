@@ -257,8 +257,16 @@ impl Blob {
     }
 }
 
-/// `POST` then one streamed `PUT` with the whole blob.
-async fn push_monolithic(s: &Endpoint, c: &reqwest::Client, repo: &str, blob: &Blob) -> Res<()> {
+/// The absolute `Location` of a response.
+fn location(s: &Endpoint, r: &reqwest::Response) -> Res<String> {
+    let loc = r.headers()["location"]
+        .to_str()
+        .map_err(|e| e.to_string())?;
+    Ok(absolute(s, loc))
+}
+
+/// Opens an upload session (`POST`); where to continue it.
+async fn open_upload(s: &Endpoint, c: &reqwest::Client, repo: &str) -> Res<String> {
     let r = s
         .req(
             c,
@@ -268,13 +276,12 @@ async fn push_monolithic(s: &Endpoint, c: &reqwest::Client, repo: &str, blob: &B
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    let r = check(r, 202, "POST").await?;
-    let loc = absolute(
-        s,
-        r.headers()["location"]
-            .to_str()
-            .map_err(|e| e.to_string())?,
-    );
+    location(s, &check(r, 202, "POST").await?)
+}
+
+/// `POST` then one streamed `PUT` with the whole blob.
+async fn push_monolithic(s: &Endpoint, c: &reqwest::Client, repo: &str, blob: &Blob) -> Res<()> {
+    let loc = open_upload(s, c, repo).await?;
     let r = s
         .req(c, reqwest::Method::PUT, &with_digest(&loc, &blob.digest))
         .header("Content-Type", "application/octet-stream")
@@ -295,22 +302,7 @@ async fn push_chunked(
     blob: &Blob,
     chunk: usize,
 ) -> Res<()> {
-    let r = s
-        .req(
-            c,
-            reqwest::Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/"),
-        )
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let r = check(r, 202, "POST").await?;
-    let mut loc = absolute(
-        s,
-        r.headers()["location"]
-            .to_str()
-            .map_err(|e| e.to_string())?,
-    );
+    let mut loc = open_upload(s, c, repo).await?;
     let mut start = 0;
     while start < blob.len {
         let n = chunk.min(blob.len - start);
@@ -326,13 +318,7 @@ async fn push_chunked(
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let r = check(r, 202, "PATCH").await?;
-        loc = absolute(
-            s,
-            r.headers()["location"]
-                .to_str()
-                .map_err(|e| e.to_string())?,
-        );
+        loc = location(s, &check(r, 202, "PATCH").await?)?;
         start += n;
     }
     let r = s
@@ -396,22 +382,7 @@ fn manifest(config: &[u8], layers: &[(String, usize)]) -> Vec<u8> {
 }
 
 async fn upload_small(s: &Endpoint, c: &reqwest::Client, repo: &str, data: &[u8]) -> Res<()> {
-    let r = s
-        .req(
-            c,
-            reqwest::Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/"),
-        )
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let r = check(r, 202, "POST").await?;
-    let loc = absolute(
-        s,
-        r.headers()["location"]
-            .to_str()
-            .map_err(|e| e.to_string())?,
-    );
+    let loc = open_upload(s, c, repo).await?;
     let r = s
         .req(c, reqwest::Method::PUT, &with_digest(&loc, &sha(data)))
         .header("Content-Type", "application/octet-stream")
