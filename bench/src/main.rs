@@ -5,7 +5,18 @@
 //! docs/benchmarks.md.
 //!
 //! `berth-bench --berth PATH [--registry PATH] [--rounds N] [--quick]
-//! [--dir DIR] [--json FILE]`
+//! [--dir DIR] [--json FILE] [--only TEXT] [--no-cluster]`
+//!
+//! Besides berth on its embedded backends, a third server, berth in cluster
+//! mode (a real three-member etcd cluster and a real Garage S3 server, both
+//! started here as in the tests), runs the push and manifest workloads.
+
+#[allow(dead_code)]
+#[path = "../../crates/meta/tests/etcd_cluster/mod.rs"]
+mod etcd_cluster;
+#[allow(dead_code)]
+#[path = "../../crates/storage/tests/garage/mod.rs"]
+mod garage;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -69,11 +80,17 @@ fn data_dir() -> Res<tempfile::TempDir> {
     .map_err(|e| e.to_string())
 }
 
-fn start_berth(bin: &str) -> Res<Server> {
+fn start_berth(bin: &str, name: &'static str, config: Option<&str>) -> Res<Server> {
     let dir = data_dir()?;
-    let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path());
+    if let Some(config) = config {
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, config).map_err(|e| e.to_string())?;
+        cmd.arg("--config").arg(path);
+    }
+    let mut child = cmd
         .env("BERTH_ADMIN_PASSWORD", PASSWORD)
         .env("BERTH_LOG", "warn")
         .stdout(Stdio::piped())
@@ -93,7 +110,7 @@ fn start_berth(bin: &str) -> Res<Server> {
         .to_owned();
     use base64_lite::encode;
     Ok(Server {
-        name: "berth",
+        name,
         ep: Endpoint {
             base: format!("http://{addr}"),
             auth: Some(format!("Basic {}", encode(&format!("admin:{PASSWORD}")))),
@@ -101,6 +118,55 @@ fn start_berth(bin: &str) -> Res<Server> {
         child,
         _dir: dir,
     })
+}
+
+/// berth in cluster mode and what it stands on: a three-member etcd
+/// cluster and a Garage S3 server, in temporary directories, killed on drop.
+struct ClusterBerth {
+    server: Server,
+    _etcd: etcd_cluster::Cluster,
+    _s3: garage::Garage,
+}
+
+async fn start_cluster(bin: &str) -> Res<ClusterBerth> {
+    let etcd = etcd_cluster::Cluster::start().await;
+    let s3 = garage::Garage::start().await;
+    let endpoints: Vec<String> = (0..etcd_cluster::MEMBERS)
+        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
+        .collect();
+    let config = format!(
+        r#"
+[metadata]
+backend = "etcd"
+endpoints = [{}]
+
+[storage]
+backend = "s3"
+endpoint = "http://127.0.0.1:{}"
+bucket = "{}"
+region = "{}"
+access_key_id = "{}"
+secret_access_key = "{}"
+path_style = true
+"#,
+        endpoints.join(", "),
+        s3.s3_port,
+        garage::BUCKET,
+        garage::REGION,
+        s3.key_id,
+        s3.secret,
+    );
+    let server = start_berth(bin, "berth-cluster", Some(&config))?;
+    Ok(ClusterBerth {
+        server,
+        _etcd: etcd,
+        _s3: s3,
+    })
+}
+
+/// The workloads berth in cluster mode runs too.
+fn cluster_runs(name: &str) -> bool {
+    name.starts_with("push") || name.starts_with("manifest")
 }
 
 fn start_distribution(bin: &str) -> Res<Server> {
@@ -561,8 +627,8 @@ impl Workloads {
                         .await
                         .map_err(|e| e.to_string())?;
                     let r = check(r, 200, "tags list").await?;
-                    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-                    let count = v["tags"].as_array().map_or(0, Vec::len);
+                    let body = r.bytes().await.map_err(|e| e.to_string())?;
+                    let count = listed(&body, "tags")?;
                     if count < self.tag_count() {
                         return Err(format!("tags list had {count} tags"));
                     }
@@ -588,8 +654,8 @@ impl Workloads {
                             .get("link")
                             .and_then(|l| l.to_str().ok())
                             .map(str::to_owned);
-                        let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-                        count += v["repositories"].as_array().map_or(0, Vec::len);
+                        let body = r.bytes().await.map_err(|e| e.to_string())?;
+                        count += listed(&body, "repositories")?;
                         match link.and_then(|l| l.split(['<', '>']).nth(1).map(str::to_owned)) {
                             Some(next) => url = absolute(s, &next),
                             None => break,
@@ -703,6 +769,29 @@ impl Endpoint {
     }
 }
 
+/// How many names the JSON listing `body` holds under `field`, parsed
+/// without allocating a string per name: the load generator shares the
+/// CPU with the server it measures, so its own cost is kept small (and the
+/// same for both registries).
+fn listed(body: &[u8], field: &str) -> Res<usize> {
+    #[derive(serde::Deserialize)]
+    struct Listing<'a> {
+        #[serde(borrow, default)]
+        tags: Option<Vec<std::borrow::Cow<'a, str>>>,
+        #[serde(borrow, default)]
+        repositories: Option<Vec<std::borrow::Cow<'a, str>>>,
+    }
+    let l: Listing = serde_json::from_slice(body).map_err(|e| format!("listing: {e}"))?;
+    let names = if field == "tags" {
+        l.tags
+    } else {
+        l.repositories
+    };
+    names
+        .map(|n| n.len())
+        .ok_or_else(|| format!("listing has no {field:?}"))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -748,7 +837,9 @@ async fn real_main() -> Res<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let only = arg("--only");
     if let Some(dir) = arg("--dir") {
-        std::env::set_var("BERTH_BENCH_DIR", dir);
+        std::env::set_var("BERTH_BENCH_DIR", &dir);
+        // etcd's and Garage's temporary directories too.
+        std::env::set_var("TMPDIR", dir);
     }
     let rounds: usize = arg("--rounds")
         .and_then(|r| r.parse().ok())
@@ -761,8 +852,15 @@ async fn real_main() -> Res<()> {
         big: Blob::new(7, big),
         layers: (0..200).map(|i| Blob::new(1000 + i, 4 * MIB)).collect(),
     };
-    let berth = start_berth(&berth_bin)?;
+    let no_cluster = args.iter().any(|a| a == "--no-cluster");
+    let berth = start_berth(&berth_bin, "berth", None)?;
     let dist = start_distribution(&registry_bin)?;
+    let cluster = if no_cluster {
+        None
+    } else {
+        eprintln!("starting etcd, Garage and berth in cluster mode...");
+        Some(start_cluster(&berth_bin).await?)
+    };
     eprintln!("populating tags and repositories...");
     let listing = only
         .as_deref()
@@ -795,62 +893,84 @@ async fn real_main() -> Res<()> {
         }
     };
     let names: Vec<&str> = names.into_iter().filter(|n| wanted(n)).collect();
-    let mut results: BTreeMap<&str, [Vec<Measure>; 2]> = BTreeMap::new();
+    // Columns: 0 berth, 1 distribution, 2 berth in cluster mode.
+    let mut results: BTreeMap<&str, [Vec<Measure>; 3]> = BTreeMap::new();
     for round in 0..rounds {
         for &name in &names {
             // Alternate which server goes first.
-            let order: [(usize, &Server); 2] = if round % 2 == 0 {
-                [(0, &berth), (1, &dist)]
+            let mut order: Vec<(usize, &Server)> = if round % 2 == 0 {
+                vec![(0, &berth), (1, &dist)]
             } else {
-                [(1, &dist), (0, &berth)]
+                vec![(1, &dist), (0, &berth)]
             };
+            if let Some(c) = cluster.as_ref().filter(|_| cluster_runs(name)) {
+                order.push((2, &c.server));
+            }
             for (i, s) in order {
                 let m = w
                     .run(name, &s.ep, round)
                     .await
                     .map_err(|e| format!("{name} on {}: {e}", s.name))?;
                 eprintln!(
-                    "  round {round} {:<12} {name}: {:.1}{}",
+                    "  round {round} {:<14} {name}: {:.1}{}",
                     s.name,
                     m.0,
                     m.1.map(|p| format!(" (p99 {p:.2} ms)")).unwrap_or_default()
                 );
-                results
-                    .entry(name)
-                    .or_insert_with(|| [Vec::new(), Vec::new()])[i]
-                    .push(m);
+                results.entry(name).or_default()[i].push(m);
             }
         }
     }
 
     let sha_speed = sha256_speed_mb();
     let mut rows = Vec::new();
-    println!("\n| workload | berth | distribution | berth / distribution |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "\n| workload | berth | distribution | berth / distribution | berth cluster (etcd + Garage) | cluster / distribution |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     for &name in &names {
         let r = &results[name];
-        let b = median(r[0].iter().map(|m| m.0).collect());
-        let d = median(r[1].iter().map(|m| m.0).collect());
-        let p = |k: usize| {
+        let value =
+            |k: usize| (!r[k].is_empty()).then(|| median(r[k].iter().map(|m| m.0).collect()));
+        let p99 = |k: usize| {
             let v: Vec<f64> = r[k].iter().filter_map(|m| m.1).collect();
             (!v.is_empty()).then(|| median(v))
         };
-        let fmt = |v: f64, p: Option<f64>| match p {
-            Some(p) => format!("{v:.0} (p99 {p:.2} ms)"),
-            None => format!("{v:.1}"),
+        let fmt = |k: usize| match (value(k), p99(k)) {
+            (Some(v), Some(p)) => format!("{v:.0} (p99 {p:.2} ms)"),
+            (Some(v), None) => format!("{v:.1}"),
+            (None, _) => "—".to_owned(),
         };
+        let (b, d, c) = (value(0).unwrap_or(0.0), value(1).unwrap_or(0.0), value(2));
         println!(
-            "| {name} | {} | {} | {:.2}× |",
-            fmt(b, p(0)),
-            fmt(d, p(1)),
-            b / d
+            "| {name} | {} | {} | {:.2}× | {} | {} |",
+            fmt(0),
+            fmt(1),
+            b / d,
+            fmt(2),
+            c.map(|c| format!("{:.2}×", c / d))
+                .unwrap_or_else(|| "—".into())
         );
-        rows.push(serde_json::json!({"workload": name, "berth": b, "distribution": d, "ratio": b / d, "berth_p99_ms": p(0), "distribution_p99_ms": p(1)}));
+        rows.push(serde_json::json!({
+            "workload": name,
+            "berth": b,
+            "distribution": d,
+            "ratio": b / d,
+            "berth_p99_ms": p99(0),
+            "distribution_p99_ms": p99(1),
+            "cluster": c,
+            "cluster_ratio": c.map(|c| c / d),
+            "cluster_p99_ms": p99(2),
+        }));
     }
     let (rb, rd) = (berth.peak_rss_mib(), dist.peak_rss_mib());
     println!(
-        "| peak resident memory (MiB, lower is better) | {rb:.1} | {rd:.1} | {:.2}× |",
-        rb / rd
+        "| peak resident memory (MiB, lower is better) | {rb:.1} | {rd:.1} | {:.2}× | {} | |",
+        rb / rd,
+        cluster
+            .as_ref()
+            .map(|c| format!("{:.1}", c.server.peak_rss_mib()))
+            .unwrap_or_else(|| "—".into())
     );
     let mono = results
         .get("push 1 GiB, monolithic PUT (MB/s)")

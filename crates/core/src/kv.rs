@@ -86,6 +86,18 @@ pub trait Kv: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(String, Versioned)>, KvError>;
 
+    /// The keys `scan` would return, without their values: for listings
+    /// (tags, catalog) that never read them.
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, KvError> {
+        let entries = self.scan(prefix, start_after, limit).await?;
+        Ok(entries.into_iter().map(|(k, _)| k).collect())
+    }
+
     /// Applies `txn` atomically. `Ok(false)` when a check failed and nothing
     /// was written.
     async fn commit(&self, txn: Txn) -> Result<bool, KvError>;

@@ -91,10 +91,15 @@ async fn commit(kv: &dyn Kv, txn: Txn) -> bool {
 }
 
 async fn scan_keys(kv: &dyn Kv, prefix: &str, after: Option<&str>, limit: usize) -> Vec<String> {
-    match kv.scan(prefix, after, limit).await {
+    let scanned: Vec<String> = match kv.scan(prefix, after, limit).await {
         Ok(entries) => entries.into_iter().map(|(k, _)| k).collect(),
         Err(e) => panic!("scan {prefix:?} after {after:?}: {e}"),
+    };
+    match kv.scan_keys(prefix, after, limit).await {
+        Ok(keys) => assert_eq!(keys, scanned, "scan_keys and scan disagree"),
+        Err(e) => panic!("scan_keys {prefix:?} after {after:?}: {e}"),
     }
+    scanned
 }
 
 pub async fn get_missing(kv: &dyn Kv) {

@@ -312,6 +312,46 @@ impl EtcdKv {
     }
 }
 
+impl EtcdKv {
+    /// One range read of the keys under `prefix` after `start_after`, at
+    /// most `limit` of them, with or without their values.
+    async fn range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        keys_only: bool,
+    ) -> Result<wire::RangeResponse, KvError> {
+        // etcd reads a limit of 0 as "no limit".
+        if limit == 0 {
+            return Ok(wire::RangeResponse::default());
+        }
+        let first = self.full_key(prefix);
+        let end = prefix_end(&first);
+        let start = match start_after {
+            Some(after) if after >= prefix => {
+                // The smallest key after `after`.
+                let mut start = self.full_key(after);
+                start.push(0);
+                start
+            }
+            _ => first,
+        };
+        // An `end` of [0] means "to the last key", so never compare with it.
+        if end != [0] && start >= end {
+            return Ok(wire::RangeResponse::default());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let body = json!({
+            "key": b64(&start),
+            "range_end": b64(&end),
+            "limit": limit.to_string(),
+            "keys_only": keys_only,
+        });
+        self.call("/kv/range", body, true, false).await
+    }
+}
+
 fn versioned(kv: &wire::KeyValue) -> Result<Versioned, KvError> {
     let version = u64::try_from(kv.mod_revision)
         .ok()
@@ -337,36 +377,21 @@ impl Kv for EtcdKv {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Versioned)>, KvError> {
-        // etcd reads a limit of 0 as "no limit".
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let first = self.full_key(prefix);
-        let end = prefix_end(&first);
-        let start = match start_after {
-            Some(after) if after >= prefix => {
-                // The smallest key after `after`.
-                let mut start = self.full_key(after);
-                start.push(0);
-                start
-            }
-            _ => first,
-        };
-        // An `end` of [0] means "to the last key", so never compare with it.
-        if end != [0] && start >= end {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let body = json!({
-            "key": b64(&start),
-            "range_end": b64(&end),
-            "limit": limit.to_string(),
-        });
-        let r: wire::RangeResponse = self.call("/kv/range", body, true, false).await?;
+        let r = self.range(prefix, start_after, limit, false).await?;
         r.kvs
             .iter()
             .map(|kv| Ok((self.caller_key(&kv.key)?, versioned(kv)?)))
             .collect()
+    }
+
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, KvError> {
+        let r = self.range(prefix, start_after, limit, true).await?;
+        r.kvs.iter().map(|kv| self.caller_key(&kv.key)).collect()
     }
 
     async fn commit(&self, txn: Txn) -> Result<bool, KvError> {

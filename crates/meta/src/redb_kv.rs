@@ -154,6 +154,39 @@ fn apply(wtx: &WriteTransaction, txn: Txn) -> Result<bool, redb::Error> {
     Ok(true)
 }
 
+/// Maps the entries under `prefix` (after `start_after`, at most `limit`)
+/// through `f`, in one read transaction.
+fn scan_with<T>(
+    db: &Database,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: usize,
+    mut f: impl FnMut(&str, &[u8]) -> Result<T, redb::Error>,
+) -> Result<Vec<T>, redb::Error> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let rtx = db.begin_read()?;
+    let entries = rtx.open_table(ENTRIES)?;
+    let lower = match start_after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    };
+    for item in entries.range::<&str>((lower, Bound::Unbounded))? {
+        let (key, stored) = item?;
+        let key = key.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        out.push(f(key, stored.value())?);
+        if out.len() == limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl Kv for RedbKv {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, KvError> {
@@ -171,30 +204,20 @@ impl Kv for RedbKv {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Versioned)>, KvError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         self.read(|db| {
-            let rtx = db.begin_read()?;
-            let entries = rtx.open_table(ENTRIES)?;
-            let lower = match start_after {
-                Some(after) if after >= prefix => Bound::Excluded(after),
-                _ => Bound::Included(prefix),
-            };
-            let mut out = Vec::new();
-            for item in entries.range::<&str>((lower, Bound::Unbounded))? {
-                let (key, stored) = item?;
-                let key = key.value();
-                if !key.starts_with(prefix) {
-                    break;
-                }
-                out.push((key.to_owned(), decode(key, stored.value())?));
-                if out.len() == limit {
-                    break;
-                }
-            }
-            Ok(out)
+            scan_with(db, prefix, start_after, limit, |key, stored| {
+                Ok((key.to_owned(), decode(key, stored)?))
+            })
         })
+    }
+
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, KvError> {
+        self.read(|db| scan_with(db, prefix, start_after, limit, |key, _| Ok(key.to_owned())))
     }
 
     async fn commit(&self, txn: Txn) -> Result<bool, KvError> {

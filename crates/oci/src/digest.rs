@@ -191,7 +191,7 @@ impl Sha256State {
             if self.pending.len() < 64 {
                 return;
             }
-            let block = GenericArray::clone_from_slice(&self.pending);
+            let block = *GenericArray::from_slice(&self.pending);
             sha2::compress256(&mut self.h, std::slice::from_ref(&block));
             self.pending.clear();
         }
@@ -255,7 +255,9 @@ fn compress_blocks(h: &mut [u32; 8], data: &[u8]) {
     let mut buf: Vec<GenericArray<u8, sha2::digest::consts::U64>> = Vec::new();
     for run in data.chunks(STRIDE) {
         buf.clear();
-        buf.extend(run.chunks_exact(64).map(GenericArray::clone_from_slice));
+        // `*from_slice` is a fixed 64-byte copy; `clone_from_slice` went
+        // through a byte iterator and cost more than the hashing itself.
+        buf.extend(run.chunks_exact(64).map(|b| *GenericArray::from_slice(b)));
         sha2::compress256(h, &buf);
     }
 }

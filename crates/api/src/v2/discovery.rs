@@ -6,7 +6,7 @@ use crate::AppState;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_core::registry::Page;
-use berth_core::Registry;
+use berth_core::{CoreError, Registry};
 use berth_oci::{media, Digest, ErrorCode, RepoName};
 use std::collections::HashMap;
 
@@ -18,7 +18,18 @@ pub async fn tags(
     let n = page_size(params)?;
     let last = params.get("last").map(String::as_str);
     let page = state.registry.tags(repo, n, last).await?;
-    let body = serde_json::json!({"name": repo.as_str(), "tags": page.items});
+    #[derive(serde::Serialize)]
+    struct TagList<'a> {
+        name: &'a str,
+        tags: &'a [String],
+    }
+    // Serialized straight from the page: no intermediate `Value` copy of
+    // every name.
+    let body = serde_json::to_string(&TagList {
+        name: repo.as_str(),
+        tags: &page.items,
+    })
+    .map_err(|e| ApiError::from(CoreError::internal(e.to_string())))?;
     Ok(paged(
         state,
         &format!("/v2/{repo}/tags/list"),
@@ -40,7 +51,14 @@ pub async fn catalog(
         Some(c) if !c.principal.is_admin() => visible_catalog(state, c, n, last).await?,
         _ => state.registry.catalog(n, last).await?,
     };
-    let body = serde_json::json!({"repositories": page.items});
+    #[derive(serde::Serialize)]
+    struct Catalog<'a> {
+        repositories: &'a [String],
+    }
+    let body = serde_json::to_string(&Catalog {
+        repositories: &page.items,
+    })
+    .map_err(|e| ApiError::from(CoreError::internal(e.to_string())))?;
     Ok(paged(state, "/v2/_catalog", n, &page, body))
 }
 
@@ -129,14 +147,8 @@ fn page_size(params: &Params) -> Result<Option<usize>, ApiError> {
 }
 
 /// Adds `Link: <...?n=N&last=X>; rel="next"` when another page follows.
-fn paged(
-    state: &AppState,
-    path: &str,
-    n: Option<usize>,
-    page: &Page,
-    body: serde_json::Value,
-) -> Response {
-    let mut resp = json_response(body.to_string());
+fn paged(state: &AppState, path: &str, n: Option<usize>, page: &Page, body: String) -> Response {
+    let mut resp = json_response(body);
     if let (true, Some(last)) = (page.more, page.items.last()) {
         let n = n.unwrap_or(page.items.len());
         let link = format!(

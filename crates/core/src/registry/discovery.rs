@@ -74,14 +74,15 @@ impl Registry {
             let room = want.saturating_sub(items.len());
             // One extra to learn whether another page follows.
             let limit = room.saturating_add(1).min(SCAN_PAGE);
-            let page = self.kv.scan(prefix, after.as_deref(), limit).await?;
+            let page = self.kv.scan_keys(prefix, after.as_deref(), limit).await?;
             let exhausted = page.len() < limit;
-            after = page.last().map(|(k, _)| k.clone());
-            for (key, _) in page {
+            after = page.last().cloned();
+            for mut key in page {
                 if items.len() == want {
                     return Ok(Page { items, more: true });
                 }
-                items.push(key[prefix.len()..].to_owned());
+                key.drain(..prefix.len());
+                items.push(key);
             }
             if exhausted {
                 return Ok(Page { items, more: false });
