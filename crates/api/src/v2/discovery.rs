@@ -27,7 +27,7 @@ pub async fn tags(
     // every name.
     let body = serde_json::to_string(&TagList {
         name: repo.as_str(),
-        tags: &page.items,
+        tags: page.items(),
     })
     .map_err(|e| ApiError::from(CoreError::internal(e.to_string())))?;
     Ok(paged(
@@ -56,7 +56,7 @@ pub async fn catalog(
         repositories: &'a [String],
     }
     let body = serde_json::to_string(&Catalog {
-        repositories: &page.items,
+        repositories: page.items(),
     })
     .map_err(|e| ApiError::from(CoreError::internal(e.to_string())))?;
     Ok(paged(state, "/v2/_catalog", n, &page, body))
@@ -76,14 +76,14 @@ async fn visible_catalog(
     let mut cursor = last.map(str::to_owned);
     let mut decided: HashMap<String, bool> = HashMap::new();
     if want == 0 {
-        return Ok(Page { items, more: false });
+        return Ok(Page::new(items, false));
     }
     loop {
         let page = state
             .registry
             .catalog(Some(CHUNK), cursor.as_deref())
             .await?;
-        for name in &page.items {
+        for name in page.items() {
             cursor = Some(name.clone());
             let project = name.split('/').next().unwrap_or(name).to_owned();
             let visible = match decided.get(&project) {
@@ -100,13 +100,13 @@ async fn visible_catalog(
             };
             if visible {
                 if items.len() == want {
-                    return Ok(Page { items, more: true });
+                    return Ok(Page::new(items, true));
                 }
                 items.push(name.clone());
             }
         }
         if !page.more {
-            return Ok(Page { items, more: false });
+            return Ok(Page::new(items, false));
         }
     }
 }
@@ -149,8 +149,8 @@ fn page_size(params: &Params) -> Result<Option<usize>, ApiError> {
 /// Adds `Link: <...?n=N&last=X>; rel="next"` when another page follows.
 fn paged(state: &AppState, path: &str, n: Option<usize>, page: &Page, body: String) -> Response {
     let mut resp = json_response(body);
-    if let (true, Some(last)) = (page.more, page.items.last()) {
-        let n = n.unwrap_or(page.items.len());
+    if let (true, Some(last)) = (page.more, page.items().last()) {
+        let n = n.unwrap_or(page.items().len());
         let link = format!(
             "<{}{path}?n={n}&last={}>; rel=\"next\"",
             state.base_url,

@@ -241,6 +241,12 @@ impl Registry {
     pub async fn repository_delete(&self, repo: &RepoName) -> Result<(), CoreError> {
         self.require_repository(repo).await?;
         self.check_no_immutable_tags(repo, None).await?;
+        // Cached tag lists end here, before the first tag goes. A failed
+        // check means the record changed anyway, which ends them too.
+        let (txn, exists) = self.bump_repo(repo, Txn::new()).await?;
+        if exists {
+            self.kv.commit(txn).await?;
+        }
         for prefix in [
             keys::tag_prefix(repo),
             format!("man:{repo}@"),
@@ -394,7 +400,7 @@ pub(crate) mod tests {
         }
     }
 
-    async fn push(reg: &Registry, repo: &RepoName, tag: &str, layer: &[u8]) -> Digest {
+    pub(crate) async fn push(reg: &Registry, repo: &RepoName, tag: &str, layer: &[u8]) -> Digest {
         let layer_digest = Digest::sha256_of(layer);
         let config = b"{}";
         let config_digest = Digest::sha256_of(config);

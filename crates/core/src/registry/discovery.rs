@@ -1,21 +1,95 @@
 //! Content discovery: tags of a repository, the catalog, and referrers of a
-//! manifest. Lists come straight from ordered `Kv` scans, so pagination with
-//! `n` and `last` costs one range read.
+//! manifest. Lists come from ordered `Kv` scans, so pagination with `n` and
+//! `last` costs one range read.
+//!
+//! A repository's tag names are also cached whole, under the version of its
+//! repository record: every change to a tag rewrites that record in the
+//! same transaction (see [`Registry::bump_repo`]), and every tags list
+//! reads it anyway to answer NAME_UNKNOWN. A cached list is served only
+//! when the version read now is the one it was read under, so a list is
+//! never older than the record: correct on one node and across a cluster,
+//! with no invalidation messages.
 
 use super::Registry;
 use crate::error::CoreError;
 use crate::keys;
+use crate::kv::Txn;
 use berth_oci::manifest::Descriptor;
 use berth_oci::{Digest, ErrorCode, RepoName};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 /// Page size when the client sets no `n`.
 const SCAN_PAGE: usize = 1000;
 
+/// Repositories with more tags than this are listed page by page from the
+/// store, never cached whole.
+const CACHED_TAGS_PER_REPO: usize = 100_000;
+
+/// Tag names kept in the cache at most, over all repositories; past it the
+/// cache starts over.
+const CACHED_TAGS: usize = 500_000;
+
+/// Names in order: a window onto a list that may be shared with a cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
-    pub items: Vec<String>,
+    names: Arc<[String]>,
+    range: Range<usize>,
     /// Whether more items follow the last one returned.
     pub more: bool,
+}
+
+impl Page {
+    pub fn new(items: Vec<String>, more: bool) -> Self {
+        let end = items.len();
+        Page {
+            names: items.into(),
+            range: 0..end,
+            more,
+        }
+    }
+
+    pub fn items(&self) -> &[String] {
+        &self.names[self.range.clone()]
+    }
+
+    /// The names strictly after `last`, at most `n`, of the sorted `names`.
+    fn window(names: Arc<[String]>, n: Option<usize>, last: Option<&str>) -> Self {
+        let start = last.map_or(0, |l| names.partition_point(|t| t.as_str() <= l));
+        let end = start.saturating_add(n.unwrap_or(usize::MAX)).min(names.len());
+        Page {
+            more: end < names.len(),
+            names,
+            range: start..end,
+        }
+    }
+}
+
+/// Whole tag lists by repository, each with the repository record version
+/// it was read under.
+#[derive(Default)]
+pub(crate) struct TagCache {
+    entries: Mutex<HashMap<String, (u64, Arc<[String]>)>>,
+}
+
+impl TagCache {
+    fn get(&self, repo: &str, version: u64) -> Option<Arc<[String]>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(repo) {
+            Some((v, names)) if *v == version => Some(names.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, repo: &str, version: u64, names: Arc<[String]>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = entries.values().map(|(_, n)| n.len()).sum();
+        if held + names.len() > CACHED_TAGS {
+            entries.clear();
+        }
+        entries.insert(repo.to_owned(), (version, names));
+    }
 }
 
 impl Registry {
@@ -25,10 +99,40 @@ impl Registry {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<Page, CoreError> {
-        if self.kv.get(&keys::repo(repo)).await?.is_none() {
+        let Some(record) = self.kv.get(&keys::repo(repo)).await? else {
             return Err(CoreError::new(ErrorCode::NameUnknown));
+        };
+        if let Some(names) = self.tag_cache.get(repo.as_str(), record.version) {
+            return Ok(Page::window(names, n, last));
         }
-        self.list(&keys::tag_prefix(repo), n, last).await
+        // Read after the record: if a tag changed since, so did the record,
+        // and this list is never served under the newer version.
+        let prefix = keys::tag_prefix(repo);
+        let whole = self
+            .list(&prefix, Some(CACHED_TAGS_PER_REPO), None)
+            .await?;
+        if whole.more {
+            return self.list(&prefix, n, last).await;
+        }
+        self.tag_cache
+            .put(repo.as_str(), record.version, whole.names.clone());
+        Ok(Page::window(whole.names, n, last))
+    }
+
+    /// Adds to `txn` a rewrite of `repo`'s record, checked to be the one
+    /// read here, so the change `txn` makes to the repository's tags
+    /// invalidates cached tag lists. The flag is false, and `txn` returned
+    /// as it was, when the repository has no record.
+    pub(super) async fn bump_repo(
+        &self,
+        repo: &RepoName,
+        txn: Txn,
+    ) -> Result<(Txn, bool), CoreError> {
+        let key = keys::repo(repo);
+        Ok(match self.kv.get(&key).await? {
+            Some(seen) => (txn.expect(&key, Some(&seen)).put(&key, seen.value), true),
+            None => (txn, false),
+        })
     }
 
     pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<Page, CoreError> {
@@ -68,7 +172,7 @@ impl Registry {
         let mut after = last.map(|l| format!("{prefix}{l}"));
         let want = n.unwrap_or(usize::MAX);
         if want == 0 {
-            return Ok(Page { items, more: false });
+            return Ok(Page::new(items, false));
         }
         loop {
             let room = want.saturating_sub(items.len());
@@ -79,14 +183,79 @@ impl Registry {
             after = page.last().cloned();
             for mut key in page {
                 if items.len() == want {
-                    return Ok(Page { items, more: true });
+                    return Ok(Page::new(items, true));
                 }
                 key.drain(..prefix.len());
                 items.push(key);
             }
             if exhausted {
-                return Ok(Page { items, more: false });
+                return Ok(Page::new(items, false));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::Kv;
+    use crate::registry::admin::tests::{push, NoBlobs};
+    use crate::MemoryKv;
+    use berth_oci::Reference;
+
+    fn names(page: &Page) -> Vec<&str> {
+        page.items().iter().map(String::as_str).collect()
+    }
+
+    /// Two registries on one store stand for two nodes of a cluster: each
+    /// has its own tag cache, and neither may serve a list older than the
+    /// store.
+    #[tokio::test]
+    async fn cached_tag_lists_follow_every_change_on_any_node() {
+        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
+        let a = Registry::new(kv.clone(), Arc::new(NoBlobs));
+        let b = Registry::new(kv.clone(), Arc::new(NoBlobs));
+        let repo = RepoName::parse("p/app").unwrap();
+        let tags = |reg: &Registry| {
+            let (reg, repo) = (reg.clone(), repo.clone());
+            async move { reg.tags(&repo, None, None).await.unwrap() }
+        };
+        push(&a, &repo, "v1", b"one").await;
+        let two = push(&a, &repo, "v2", b"two").await;
+        push(&a, &repo, "v3", b"two").await;
+        assert_eq!(names(&tags(&a).await), ["v1", "v2", "v3"]);
+        assert_eq!(names(&tags(&b).await), ["v1", "v2", "v3"]);
+
+        // Pages come from the cached list.
+        let page = a.tags(&repo, Some(1), Some("v1")).await.unwrap();
+        assert_eq!((names(&page), page.more), (vec!["v2"], true));
+        let page = a.tags(&repo, Some(5), Some("v2")).await.unwrap();
+        assert_eq!((names(&page), page.more), (vec!["v3"], false));
+        let page = a.tags(&repo, Some(0), None).await.unwrap();
+        assert_eq!((names(&page), page.more), (Vec::<&str>::new(), true));
+        let page = a.tags(&repo, None, Some("v0")).await.unwrap();
+        assert_eq!(names(&page), ["v1", "v2", "v3"], "last need not exist");
+
+        // A tag added, moved or deleted on one node shows on the other.
+        push(&b, &repo, "v4", b"four").await;
+        assert_eq!(names(&tags(&a).await), ["v1", "v2", "v3", "v4"]);
+        b.manifest_delete(&repo, &Reference::parse("v1").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(names(&tags(&a).await), ["v2", "v3", "v4"]);
+        // Deleting by digest takes every tag pointing to it.
+        a.manifest_delete(&repo, &Reference::Digest(two))
+            .await
+            .unwrap();
+        assert_eq!(names(&tags(&b).await), ["v4"]);
+        assert_eq!(names(&tags(&a).await), ["v4"]);
+
+        // A deleted repository is unknown, and one pushed again under the
+        // same name lists only its new tags.
+        b.repository_delete(&repo).await.unwrap();
+        let gone = a.tags(&repo, None, None).await.unwrap_err();
+        assert_eq!(gone.code, ErrorCode::NameUnknown);
+        push(&b, &repo, "again", b"x").await;
+        assert_eq!(names(&tags(&a).await), ["again"]);
     }
 }

@@ -8,7 +8,7 @@ use super::{now, Registry};
 use crate::error::CoreError;
 use crate::kv::{Txn, Versioned};
 use crate::registry::records::{BlobRecord, ManifestRecord, RepoBlobRecord, TagRecord};
-use berth_oci::{Digest, Sha256State};
+use berth_oci::{Digest, RepoName, Sha256State};
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -236,16 +236,18 @@ impl Registry {
 
         for finding in findings {
             report.problems.push(finding.problem);
-            if repair
-                && self
-                    .kv
-                    .commit(
-                        Txn::new()
-                            .expect(&finding.key, Some(&finding.version))
-                            .delete(&finding.key),
-                    )
-                    .await?
-            {
+            if !repair {
+                continue;
+            }
+            let mut txn = Txn::new()
+                .expect(&finding.key, Some(&finding.version))
+                .delete(&finding.key);
+            // A removed tag must end the cached tag lists of its repository.
+            let tag_of = finding.key.strip_prefix("tag:").and_then(|k| k.split_once('@'));
+            if let Some(repo) = tag_of.and_then(|(r, _)| RepoName::parse(r)) {
+                txn = self.bump_repo(&repo, txn).await?.0;
+            }
+            if self.kv.commit(txn).await? {
                 report.repaired += 1;
             }
         }

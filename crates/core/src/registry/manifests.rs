@@ -216,13 +216,20 @@ impl Registry {
             Reference::Tag(tag) => {
                 self.check_tag_change(repo, tag.as_str(), None).await?;
                 let key = keys::tag(repo, tag.as_str());
-                let Some(seen) = self.kv.get(&key).await? else {
-                    return Err(CoreError::new(ErrorCode::ManifestUnknown));
-                };
-                self.kv
-                    .commit(Txn::new().expect(&key, Some(&seen)).delete(&key))
-                    .await?;
-                Ok(())
+                for _ in 0..TXN_RETRIES {
+                    let Some(seen) = self.kv.get(&key).await? else {
+                        return Err(CoreError::new(ErrorCode::ManifestUnknown));
+                    };
+                    let txn = Txn::new().expect(&key, Some(&seen)).delete(&key);
+                    let (txn, exists) = self.bump_repo(repo, txn).await?;
+                    if !exists {
+                        return Err(CoreError::new(ErrorCode::ManifestUnknown));
+                    }
+                    if self.kv.commit(txn).await? {
+                        return Ok(());
+                    }
+                }
+                Err(contention())
             }
             Reference::Digest(digest) => {
                 self.check_no_immutable_tags(repo, Some(digest)).await?;
@@ -240,6 +247,10 @@ impl Registry {
                     }
                     if let Some(subject) = &record.subject {
                         txn = txn.delete(keys::referrer(repo, subject, digest));
+                    }
+                    let (txn, exists) = self.bump_repo(repo, txn).await?;
+                    if !exists {
+                        return Err(CoreError::new(ErrorCode::ManifestUnknown));
                     }
                     if self.kv.commit(txn).await? {
                         return Ok(());

@@ -40,6 +40,7 @@ pub struct Registry {
     /// A link rewrites its blob's record only when the record was last
     /// touched longer ago than this (seconds); see `lifecycle`.
     touch_secs: u64,
+    tag_cache: Arc<discovery::TagCache>,
 }
 
 impl Registry {
@@ -48,6 +49,7 @@ impl Registry {
             kv,
             blobs,
             touch_secs: 0,
+            tag_cache: Arc::default(),
         }
     }
 
