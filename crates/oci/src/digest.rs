@@ -2,7 +2,6 @@
 //! saved and restored, so an upload can continue on another node or after a
 //! restart without re-reading the bytes already received.
 
-use sha2::digest::generic_array::GenericArray;
 use sha2::Digest as _;
 use std::fmt;
 use std::str::FromStr;
@@ -143,8 +142,8 @@ const SHA256_IV: [u32; 8] = [
 ];
 
 /// SHA-256 whose state is plain data: eight words, the bytes of a partial
-/// block, and the length so far. Compression uses `sha2::compress256`, which
-/// picks SHA-NI or the assembly implementation at run time.
+/// block, and the length so far. Compression uses `sha2::compress256` (0.11),
+/// which picks SHA-NI at run time.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Sha256State {
     h: [u32; 8],
@@ -191,8 +190,7 @@ impl Sha256State {
             if self.pending.len() < 64 {
                 return;
             }
-            let block = *GenericArray::from_slice(&self.pending);
-            sha2::compress256(&mut self.h, std::slice::from_ref(&block));
+            compress_blocks(&mut self.h, &self.pending);
             self.pending.clear();
         }
         let whole = data.len() / 64 * 64;
@@ -247,19 +245,12 @@ impl Sha256State {
     }
 }
 
-/// Compresses whole 64-byte blocks in one call, so the SHA-NI path runs
-/// over the full run of blocks instead of one call per block.
+/// Compresses whole 64-byte blocks in one call, in place: the SHA-NI path
+/// runs over the full run of blocks, and no byte is copied first.
 fn compress_blocks(h: &mut [u32; 8], data: &[u8]) {
-    debug_assert_eq!(data.len() % 64, 0);
-    const STRIDE: usize = 64 * 1024;
-    let mut buf: Vec<GenericArray<u8, sha2::digest::consts::U64>> = Vec::new();
-    for run in data.chunks(STRIDE) {
-        buf.clear();
-        // `*from_slice` is a fixed 64-byte copy; `clone_from_slice` went
-        // through a byte iterator and cost more than the hashing itself.
-        buf.extend(run.chunks_exact(64).map(|b| *GenericArray::from_slice(b)));
-        sha2::compress256(h, &buf);
-    }
+    let (blocks, rest) = data.as_chunks::<64>();
+    debug_assert!(rest.is_empty());
+    sha2_blocks::block_api::compress256(h, blocks);
 }
 
 #[cfg(test)]
@@ -304,6 +295,22 @@ mod tests {
             assert_eq!(s.len(), 1000);
         }
         assert_eq!(Sha256State::new().finalize(), Digest::sha256_of(b""));
+    }
+
+    #[test]
+    fn long_input_in_uneven_pieces_matches_one_shot_hash() {
+        let data: Vec<u8> = (0..(3 << 20) + 37u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut s = Sha256State::new();
+        let mut rest = &data[..];
+        for len in [1usize, 63, 64, 65, 4096, 1 << 20, 100_001].iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at((*len).min(rest.len()));
+            s.update(piece);
+            rest = tail;
+        }
+        assert_eq!(s.finalize(), Digest::sha256_of(&data));
     }
 
     #[test]
