@@ -41,6 +41,8 @@ pub struct Registry {
     /// touched longer ago than this (seconds); see `lifecycle`.
     touch_secs: u64,
     tag_cache: Arc<discovery::TagCache>,
+    /// When this node last noted a pull of each manifest (see `pulls`).
+    pulls_noted: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 impl Registry {
@@ -50,6 +52,7 @@ impl Registry {
             blobs,
             touch_secs: 0,
             tag_cache: Arc::default(),
+            pulls_noted: Arc::default(),
         }
     }
 

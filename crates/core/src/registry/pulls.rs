@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 /// A pull record is not rewritten while it is younger than this.
 const RESOLUTION_SECS: u64 = 60;
 
+/// Manifests whose pull this node remembers noting; past it, it starts over.
+const NOTED_PULLS: usize = 10_000;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PullRecord {
     /// Unix seconds.
@@ -19,10 +22,35 @@ pub struct PullRecord {
 }
 
 impl Registry {
-    /// Notes that `digest` was pulled from `repo` now.
+    /// Whether this node noted a pull of `digest` from `repo` less than
+    /// [`RESOLUTION_SECS`] ago, so that [`Registry::record_pull`] would do
+    /// nothing: the caller need not even start it.
+    pub fn pull_noted_recently(&self, repo: &RepoName, digest: &Digest) -> bool {
+        let noted = self.pulls_noted.lock().unwrap_or_else(|e| e.into_inner());
+        noted
+            .get(&keys::pulled(repo, digest))
+            .is_some_and(|seen| now() < seen.saturating_add(RESOLUTION_SECS))
+    }
+
+    /// Notes that `digest` was pulled from `repo` now. Without a look at
+    /// the store when this node noted it less than [`RESOLUTION_SECS`] ago:
+    /// pulls then cost nothing here at all.
     pub async fn record_pull(&self, repo: &RepoName, digest: &Digest) -> Result<(), CoreError> {
         let key = keys::pulled(repo, digest);
         let at = now();
+        {
+            let mut noted = self.pulls_noted.lock().unwrap_or_else(|e| e.into_inner());
+            if noted
+                .get(&key)
+                .is_some_and(|seen| at < seen.saturating_add(RESOLUTION_SECS))
+            {
+                return Ok(());
+            }
+            if noted.len() >= NOTED_PULLS {
+                noted.clear();
+            }
+            noted.insert(key.clone(), at);
+        }
         if let Some((seen, _)) = self.read::<PullRecord>(&key).await? {
             if at < seen.at.saturating_add(RESOLUTION_SECS) {
                 return Ok(());
@@ -78,11 +106,15 @@ mod tests {
             first.version, second.version,
             "not rewritten within a minute"
         );
-        // An old record is brought up to date.
+        assert!(reg.pull_noted_recently(&repo, &digest));
+        // An old record is brought up to date by a node that has not noted
+        // this pull itself within the minute.
         kv.put(&keys::pulled(&repo, &digest), encode(&PullRecord { at: 5 }))
             .await
             .unwrap();
-        reg.record_pull(&repo, &digest).await.unwrap();
+        let other = Registry::new(kv.clone(), Arc::new(NoBlobs));
+        assert!(!other.pull_noted_recently(&repo, &digest));
+        other.record_pull(&repo, &digest).await.unwrap();
         assert!(reg.last_pulled(&repo, &digest).await.unwrap().unwrap() > 5);
     }
 }
