@@ -1,4 +1,6 @@
-"""Draws the berth / Distribution ratios of bench/results.json as a PNG."""
+"""Draws the ratios of bench/results.json as a PNG: berth (embedded) and,
+where it ran, berth in cluster mode (etcd + Garage), each against
+Distribution."""
 import json
 import sys
 
@@ -11,15 +13,28 @@ results = json.load(open(sys.argv[1]))
 rows = results["rows"]
 names = [r["workload"].split(" (")[0] for r in rows] + ["peak memory (distribution / berth)"]
 ratios = [r["ratio"] for r in rows]
+cluster = [r.get("cluster_ratio") or 0 for r in rows]
 rss = results["peak_rss_mib"]
 ratios.append(rss["distribution"] / rss["berth"] if rss["berth"] else 0)
-fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.2))
-bars = ax.barh(names[::-1], ratios[::-1], color="#4a6fa5", hatch="//", edgecolor="black")
+cluster.append(0)
+y = list(range(len(names)))[::-1]
+h = 0.4
+fig, ax = plt.subplots(figsize=(10, 0.55 * len(names) + 1.4))
+emb = ax.barh([v + h / 2 for v in y], ratios, height=h, color="#4a6fa5", hatch="//",
+              edgecolor="black", label="berth, embedded (redb + filesystem)")
+clu = ax.barh([v - h / 2 for v in y], cluster, height=h, color="#e0a040", hatch="..",
+              edgecolor="black", label="berth, cluster mode (etcd + Garage)")
+ax.set_yticks(y)
+ax.set_yticklabels(names)
 ax.axvline(1.0, color="black", linewidth=1)
 ax.set_xscale("log")
 ax.set_xlabel("berth / Distribution (higher is better; log scale; 1 = equal)")
-for bar, r in zip(bars, ratios[::-1]):
-    ax.text(bar.get_width() * 1.05, bar.get_y() + bar.get_height() / 2, f"{r:.2f}x", va="center")
+for bars, values in ((emb, ratios), (clu, cluster)):
+    for bar, r in zip(bars, values):
+        if r:
+            ax.text(bar.get_width() * 1.05, bar.get_y() + bar.get_height() / 2,
+                    f"{r:.2f}x", va="center", fontsize=8)
+ax.legend(loc="lower right", fontsize=8)
 ax.set_title("berth vs CNCF Distribution 2.8, same machine, same run")
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=110)

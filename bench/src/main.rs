@@ -10,11 +10,14 @@
 //! Besides berth on its embedded backends, a third server, berth in cluster
 //! mode (a real three-member etcd cluster and a real Garage S3 server, both
 //! started here as in the tests), runs the push and manifest workloads.
+//!
+//! `berth-bench --rgw [--quick]` instead measures Ceph: native RADOS
+//! (`rados bench`) against berth on RGW, on the tests' throwaway Ceph.
 
-#[allow(dead_code)]
+#[path = "../../crates/storage/tests/ceph/mod.rs"]
+mod ceph;
 #[path = "../../crates/meta/tests/etcd_cluster/mod.rs"]
 mod etcd_cluster;
-#[allow(dead_code)]
 #[path = "../../crates/storage/tests/garage/mod.rs"]
 mod garage;
 
@@ -167,6 +170,107 @@ path_style = true
 /// The workloads berth in cluster mode runs too.
 fn cluster_runs(name: &str) -> bool {
     name.starts_with("push") || name.starts_with("manifest")
+}
+
+/// `rados bench` on a fresh pool of `ceph`: 4 MiB objects, 16 in flight,
+/// for `secs`; MB/s written, then read back in order.
+fn rados_bench(ceph: &ceph::Ceph, secs: u32) -> Res<(f64, f64)> {
+    let conf = ceph.path().join("ceph.conf");
+    let run = |program: &str, args: &[&str]| -> Res<String> {
+        let out = Command::new(program)
+            .arg("-c")
+            .arg(&conf)
+            .args(args)
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    run("ceph", &["osd", "pool", "create", "bench", "8"])?;
+    let bandwidth = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("Bandwidth (MB/sec):"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .ok_or_else(|| format!("no bandwidth in rados bench output:\n{out}"))
+    };
+    let secs = secs.to_string();
+    let write = run(
+        "rados",
+        &[
+            "-p",
+            "bench",
+            "bench",
+            &secs,
+            "write",
+            "-b",
+            "4194304",
+            "-t",
+            "16",
+            "--no-cleanup",
+        ],
+    )?;
+    let read = run("rados", &["-p", "bench", "bench", &secs, "seq", "-t", "16"])?;
+    run("rados", &["-p", "bench", "cleanup"])?;
+    // rados bench reports MiB/s; the table is in MB/s like the rest.
+    let mb = 1.048_576;
+    Ok((bandwidth(&write)? * mb, bandwidth(&read)? * mb))
+}
+
+/// Native RADOS against berth on RGW, same throwaway Ceph, same run.
+async fn rgw_against_rados(berth_bin: &str, w: &Workloads, rounds: usize) -> Res<()> {
+    eprintln!("starting Ceph (mon, mgr, memstore OSD, radosgw)...");
+    let ceph = ceph::Ceph::start().await;
+    let (write, read) = rados_bench(&ceph, 5)?;
+    eprintln!("  rados bench: write {write:.0} MB/s, seq read {read:.0} MB/s");
+    let config = format!(
+        "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{}\"\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        ceph.rgw_port,
+        ceph::BUCKET,
+        ceph::ACCESS_KEY,
+        ceph::SECRET_KEY
+    );
+    let berth = start_berth(berth_bin, "berth-rgw", Some(&config))?;
+    let names = [
+        "push 1 GiB, monolithic PUT (MB/s)",
+        "pull 1 GiB (MB/s)",
+        "push 200 layers of 4 MiB, 16 clients (layers/s)",
+        "pull 200 layers, 16 clients (MB/s)",
+    ];
+    let mut results: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for round in 0..rounds {
+        for name in names {
+            let (v, _) = w
+                .run(name, &berth.ep, round)
+                .await
+                .map_err(|e| format!("{name} on RGW: {e}"))?;
+            eprintln!("  round {round} berth-rgw {name}: {v:.1}");
+            results.entry(name).or_default().push(v);
+        }
+    }
+    println!("\n| on one throwaway Ceph 16 (memstore OSD) | MB/s |");
+    println!("|---|---:|");
+    println!("| rados bench write, 4 MiB objects, 16 in flight (native RADOS) | {write:.0} |");
+    println!("| rados bench sequential read, 16 in flight (native RADOS) | {read:.0} |");
+    for name in names {
+        let v = median(results[name].clone());
+        let (label, mbs) = if name.contains("layers/s") {
+            (
+                name.replace("(layers/s)", "(MB/s)"),
+                v * 4.0 * MIB as f64 / 1e6,
+            )
+        } else {
+            (name.to_owned(), v)
+        };
+        let label = label.replace("1 GiB", &format!("{} MiB", w.big_len() / MIB));
+        println!("| berth on RGW: {label} | {mbs:.0} |");
+    }
+    Ok(())
 }
 
 fn start_distribution(bin: &str) -> Res<Server> {
@@ -852,6 +956,9 @@ async fn real_main() -> Res<()> {
         big: Blob::new(7, big),
         layers: (0..200).map(|i| Blob::new(1000 + i, 4 * MIB)).collect(),
     };
+    if args.iter().any(|a| a == "--rgw") {
+        return rgw_against_rados(&berth_bin, &w, rounds).await;
+    }
     let no_cluster = args.iter().any(|a| a == "--no-cluster");
     let berth = start_berth(&berth_bin, "berth", None)?;
     let dist = start_distribution(&registry_bin)?;

@@ -1,7 +1,10 @@
 //! Three berth nodes sharing a real three-member etcd cluster for metadata
-//! and one directory for blobs (as on CephFS or NFS), behind a real HAProxy
-//! doing plain round robin: no node-local state is needed for correctness.
+//! and one directory for blobs (as on CephFS or NFS), a real Garage, or a
+//! real Ceph RGW, behind a real HAProxy doing plain round robin: no
+//! node-local state is needed for correctness.
 
+#[path = "../../storage/tests/ceph/mod.rs"]
+mod ceph;
 mod common;
 #[path = "../../meta/tests/etcd_cluster/mod.rs"]
 mod etcd_cluster;
@@ -13,7 +16,7 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn node_config(etcd: &etcd_cluster::Cluster, prefix: &str, blobs: &std::path::Path) -> String {
+fn node_config(etcd: &etcd_cluster::Cluster, prefix: &str, storage: &str) -> String {
     let endpoints = etcd_endpoints(etcd);
     format!(
         r#"
@@ -22,35 +25,68 @@ backend = "etcd"
 endpoints = [{}]
 prefix = "{prefix}"
 
-[storage]
-backend = "filesystem"
-path = "{}"
+{storage}
 "#,
         endpoints.join(", "),
+    )
+}
+
+fn shared_directory(blobs: &std::path::Path) -> String {
+    format!(
+        "[storage]\nbackend = \"filesystem\"\npath = \"{}\"\n",
         blobs.display()
     )
 }
 
+/// Where the nodes keep blobs, and what runs it (killed on drop).
+enum Blobs {
+    Shared(tempfile::TempDir),
+    Garage(garage::Garage),
+    Rgw(ceph::Ceph),
+}
+
+impl Blobs {
+    fn storage(&self) -> String {
+        match self {
+            Blobs::Shared(dir) => shared_directory(dir.path()),
+            Blobs::Garage(g) => format!(
+                "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{}\"\n\
+                 region = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
+                 path_style = true\ntimeout_secs = 10\n",
+                g.s3_port,
+                garage::BUCKET,
+                garage::REGION,
+                g.key_id,
+                g.secret
+            ),
+            Blobs::Rgw(c) => format!(
+                "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{}\"\n\
+                 access_key_id = \"{}\"\nsecret_access_key = \"{}\"\ntimeout_secs = 10\npart_size_mib = 5\n",
+                c.rgw_port,
+                ceph::BUCKET,
+                ceph::ACCESS_KEY,
+                ceph::SECRET_KEY
+            ),
+        }
+    }
+}
+
 struct Nodes {
     nodes: Vec<Server>,
-    _blobs: tempfile::TempDir,
+    _blobs: Blobs,
     _etcd: etcd_cluster::Cluster,
 }
 
 async fn three_nodes() -> Nodes {
+    three_nodes_on(Blobs::Shared(tempfile::tempdir().unwrap())).await
+}
+
+async fn three_nodes_on(blobs: Blobs) -> Nodes {
     let etcd = etcd_cluster::Cluster::start().await;
-    let blobs = tempfile::tempdir().unwrap();
     let prefix = format!("berth-{}/", std::process::id());
-    let config = node_config(&etcd, &prefix, blobs.path());
-    // Started together: the administrator is created exactly once.
-    let nodes = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..3)
-            .map(|_| s.spawn(|| Server::start_with_config(&config)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let config = node_config(&etcd, &prefix, &blobs.storage());
     Nodes {
-        nodes,
+        nodes: start_nodes(&config),
         _blobs: blobs,
         _etcd: etcd,
     }
@@ -278,7 +314,23 @@ fn docker(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn docker_pushes_and_pulls_through_round_robin_haproxy_while_a_node_is_killed_mid_push() {
-    let mut n = three_nodes().await;
+    node_killed_mid_push(three_nodes().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_garage_a_node_killed_mid_push_loses_nothing() {
+    node_killed_mid_push(three_nodes_on(Blobs::Garage(garage::Garage::start().await)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_ceph_rgw_a_node_killed_mid_push_loses_nothing() {
+    node_killed_mid_push(three_nodes_on(Blobs::Rgw(ceph::Ceph::start().await)).await).await;
+}
+
+/// Docker pushes three images through a round-robin HAProxy; one node is
+/// killed with SIGKILL during the second push and an etcd member stops
+/// later. Every image pushed pulls back with the same image ID.
+async fn node_killed_mid_push(mut n: Nodes) {
     let lb = Haproxy::start(&n.nodes).await;
     let addr = format!("127.0.0.1:{}", lb.port);
     let tmp = tempfile::tempdir().unwrap();
@@ -479,7 +531,7 @@ async fn cluster_status_lists_live_nodes_and_health() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("berth.toml");
     let prefix = format!("berth-{}/", std::process::id());
-    std::fs::write(&config, node_config(&n._etcd, &prefix, n._blobs.path())).unwrap();
+    std::fs::write(&config, node_config(&n._etcd, &prefix, &n._blobs.storage())).unwrap();
     let count = |out: &str| out.lines().filter(|l| l.contains(" listen ")).count();
     // Nodes register right after they start listening.
     let deadline = Instant::now() + Duration::from_secs(30);

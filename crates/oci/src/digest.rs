@@ -299,7 +299,9 @@ mod tests {
 
     #[test]
     fn long_input_in_uneven_pieces_matches_one_shot_hash() {
-        let data: Vec<u8> = (0..(3 << 20) + 37u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let data: Vec<u8> = (0..(3 << 20) + 37u32)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
         let mut s = Sha256State::new();
         let mut rest = &data[..];
         for len in [1usize, 63, 64, 65, 4096, 1 << 20, 100_001].iter().cycle() {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 mod garage;
+mod multipart;
 use garage::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -188,43 +189,7 @@ async fn chunked_upload_across_nodes_with_rewinds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stale_multipart_uploads_are_aborted() {
     let garage = Garage::start().await;
-    let store = garage.node();
-    let client = store.client();
-    // Commits that died after starting their multipart upload.
-    let first = client
-        .create_multipart("blobs/sha256/aa/aa01")
-        .await
-        .unwrap();
-    client
-        .upload_part("blobs/sha256/aa/aa01", &first, 1, Bytes::from(content(MIB)))
-        .await
-        .unwrap();
-    client
-        .create_multipart("blobs/sha256/bb/bb02")
-        .await
-        .unwrap();
-    assert_eq!(client.list_multipart("").await.unwrap().len(), 2);
-
-    // Young ones stay: they may be commits in progress on other nodes.
-    assert_eq!(
-        store
-            .abort_stale_multipart(Duration::from_secs(3600))
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(client.list_multipart("").await.unwrap().len(), 2);
-
-    assert_eq!(
-        store.abort_stale_multipart(Duration::ZERO).await.unwrap(),
-        2
-    );
-    let left = client.list_multipart("").await.unwrap();
-    assert!(left.is_empty(), "multipart uploads left: {left:?}");
-    assert_eq!(
-        store.abort_stale_multipart(Duration::ZERO).await.unwrap(),
-        0
-    );
+    multipart::stale_uploads_are_aborted(&garage.node()).await;
 }
 
 fn assert_unavailable<T>(what: &str, r: Result<T, StoreError>) {

@@ -1,11 +1,13 @@
 //! `S3BlobStore` against a real Ceph RGW (Ceph 16 from Debian's packages,
 //! one mon, one memstore OSD, radosgw on loopback): the shared conformance
-//! suite from two nodes and under a key prefix.
+//! suite from two nodes and under a key prefix, and the sweep of abandoned
+//! multipart uploads.
 
 use berth_core::blob_suite;
 use berth_storage::S3BlobStore;
 
 mod ceph;
+mod multipart;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_suite_on_ceph_rgw() {
@@ -26,4 +28,10 @@ async fn conformance_suite_on_ceph_rgw() {
         .unwrap()
         .is_empty());
     assert!(store.client().list_multipart("").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_multipart_uploads_are_aborted_on_ceph_rgw() {
+    let ceph = ceph::Ceph::start().await;
+    multipart::stale_uploads_are_aborted(&ceph.node()).await;
 }

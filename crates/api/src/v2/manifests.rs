@@ -33,7 +33,7 @@ pub async fn get(
             ),
         ));
     }
-    if !head && !reg.pull_noted_recently(&repo, &m.digest) {
+    if !head && !reg.pull_noted_recently(repo, &m.digest) {
         // For the UI's "last pulled"; the pull does not wait for it.
         let (reg, repo, digest) = (reg.clone(), repo.clone(), m.digest.clone());
         tokio::spawn(async move {

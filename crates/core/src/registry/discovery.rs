@@ -57,7 +57,9 @@ impl Page {
     /// The names strictly after `last`, at most `n`, of the sorted `names`.
     fn window(names: Arc<[String]>, n: Option<usize>, last: Option<&str>) -> Self {
         let start = last.map_or(0, |l| names.partition_point(|t| t.as_str() <= l));
-        let end = start.saturating_add(n.unwrap_or(usize::MAX)).min(names.len());
+        let end = start
+            .saturating_add(n.unwrap_or(usize::MAX))
+            .min(names.len());
         Page {
             more: end < names.len(),
             names,
@@ -66,11 +68,14 @@ impl Page {
     }
 }
 
-/// Whole tag lists by repository, each with the repository record version
+/// A repository's whole tag list and the version of its repository record
 /// it was read under.
+type VersionedTags = (u64, Arc<[String]>);
+
+/// Whole tag lists by repository.
 #[derive(Default)]
 pub(crate) struct TagCache {
-    entries: Mutex<HashMap<String, (u64, Arc<[String]>)>>,
+    entries: Mutex<HashMap<String, VersionedTags>>,
 }
 
 impl TagCache {
@@ -108,9 +113,7 @@ impl Registry {
         // Read after the record: if a tag changed since, so did the record,
         // and this list is never served under the newer version.
         let prefix = keys::tag_prefix(repo);
-        let whole = self
-            .list(&prefix, Some(CACHED_TAGS_PER_REPO), None)
-            .await?;
+        let whole = self.list(&prefix, Some(CACHED_TAGS_PER_REPO), None).await?;
         if whole.more {
             return self.list(&prefix, n, last).await;
         }

@@ -243,7 +243,10 @@ impl Registry {
                 .expect(&finding.key, Some(&finding.version))
                 .delete(&finding.key);
             // A removed tag must end the cached tag lists of its repository.
-            let tag_of = finding.key.strip_prefix("tag:").and_then(|k| k.split_once('@'));
+            let tag_of = finding
+                .key
+                .strip_prefix("tag:")
+                .and_then(|k| k.split_once('@'));
             if let Some(repo) = tag_of.and_then(|(r, _)| RepoName::parse(r)) {
                 txn = self.bump_repo(&repo, txn).await?.0;
             }

@@ -1,0 +1,49 @@
+//! The sweep of abandoned multipart uploads, on any S3 server (Garage and
+//! Ceph RGW run it).
+
+use berth_core::blob_suite::content;
+use berth_storage::S3BlobStore;
+use bytes::Bytes;
+use std::time::Duration;
+
+const MIB: usize = 1024 * 1024;
+
+/// Commits that died after starting their multipart upload are aborted by
+/// the sweep once old enough, and young ones (commits in progress on other
+/// nodes) are left alone.
+pub async fn stale_uploads_are_aborted(store: &S3BlobStore) {
+    let client = store.client();
+    let first = client
+        .create_multipart("blobs/sha256/aa/aa01")
+        .await
+        .unwrap();
+    client
+        .upload_part("blobs/sha256/aa/aa01", &first, 1, Bytes::from(content(MIB)))
+        .await
+        .unwrap();
+    client
+        .create_multipart("blobs/sha256/bb/bb02")
+        .await
+        .unwrap();
+    assert_eq!(client.list_multipart("").await.unwrap().len(), 2);
+
+    assert_eq!(
+        store
+            .abort_stale_multipart(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(client.list_multipart("").await.unwrap().len(), 2);
+
+    assert_eq!(
+        store.abort_stale_multipart(Duration::ZERO).await.unwrap(),
+        2
+    );
+    let left = client.list_multipart("").await.unwrap();
+    assert!(left.is_empty(), "multipart uploads left: {left:?}");
+    assert_eq!(
+        store.abort_stale_multipart(Duration::ZERO).await.unwrap(),
+        0
+    );
+}
