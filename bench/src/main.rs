@@ -221,6 +221,61 @@ fn rados_bench(ceph: &ceph::Ceph, secs: u32) -> Res<(f64, f64)> {
     Ok((bandwidth(&write)? * mb, bandwidth(&read)? * mb))
 }
 
+/// RGW alone: the 200 layers PUT as objects and read back, 16 at a time,
+/// by berth's own S3 client (no registry in between). MB/s each way.
+async fn rgw_direct(ceph: &ceph::Ceph, layers: &[Blob]) -> Res<(f64, f64)> {
+    use berth_core::BlobStore;
+    let store = Arc::new(ceph.node());
+    let blobs: Vec<(berth_oci::Digest, Bytes)> = layers
+        .iter()
+        .map(|l| {
+            let digest = l.digest.parse().map_err(|e| format!("{e:?}"))?;
+            Ok((digest, Bytes::from(l.pieces.concat())))
+        })
+        .collect::<Res<_>>()?;
+    let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
+    let blobs = Arc::new(blobs);
+    let mut rates = Vec::new();
+    for read in [false, true] {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t = Instant::now();
+        let mut hs = Vec::new();
+        for _ in 0..16 {
+            let (store, blobs, next) = (store.clone(), blobs.clone(), next.clone());
+            hs.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((digest, data)) = blobs.get(i) else {
+                        return Ok::<_, String>(());
+                    };
+                    if read {
+                        let mut s = store
+                            .read(digest, 0, data.len() as u64)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        while let Some(chunk) = s.next().await {
+                            chunk.map_err(|e| e.to_string())?;
+                        }
+                    } else {
+                        store
+                            .put(digest, data.clone())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }));
+        }
+        for h in hs {
+            h.await.map_err(|e| e.to_string())??;
+        }
+        rates.push(total as f64 / 1e6 / t.elapsed().as_secs_f64());
+    }
+    // Out of berth's way: it pushes the same layers next.
+    let digests: Vec<berth_oci::Digest> = blobs.iter().map(|(d, _)| d.clone()).collect();
+    store.delete_many(&digests).await.map_err(|e| e.to_string())?;
+    Ok((rates[0], rates[1]))
+}
+
 /// Native RADOS against berth on RGW, same throwaway Ceph, same run.
 async fn rgw_against_rados(berth_bin: &str, w: &Workloads, rounds: usize) -> Res<()> {
     eprintln!("starting Ceph (mon, mgr, memstore OSD, radosgw)...");
@@ -235,6 +290,8 @@ async fn rgw_against_rados(berth_bin: &str, w: &Workloads, rounds: usize) -> Res
         ceph::ACCESS_KEY,
         ceph::SECRET_KEY
     );
+    let (s3_put, s3_get) = rgw_direct(&ceph, &w.layers).await?;
+    eprintln!("  S3 to RGW without berth: PUT {s3_put:.0} MB/s, GET {s3_get:.0} MB/s");
     let berth = start_berth(berth_bin, "berth-rgw", Some(&config))?;
     let names = [
         "push 1 GiB, monolithic PUT (MB/s)",
@@ -257,6 +314,8 @@ async fn rgw_against_rados(berth_bin: &str, w: &Workloads, rounds: usize) -> Res
     println!("|---|---:|");
     println!("| rados bench write, 4 MiB objects, 16 in flight (native RADOS) | {write:.0} |");
     println!("| rados bench sequential read, 16 in flight (native RADOS) | {read:.0} |");
+    println!("| S3 PUT of the 200 layers to RGW, 16 in flight, no berth | {s3_put:.0} |");
+    println!("| S3 GET of the 200 layers from RGW, 16 in flight, no berth | {s3_get:.0} |");
     for name in names {
         let v = median(results[name].clone());
         let (label, mbs) = if name.contains("layers/s") {
