@@ -272,7 +272,10 @@ async fn rgw_direct(ceph: &ceph::Ceph, layers: &[Blob]) -> Res<(f64, f64)> {
     }
     // Out of berth's way: it pushes the same layers next.
     let digests: Vec<berth_oci::Digest> = blobs.iter().map(|(d, _)| d.clone()).collect();
-    store.delete_many(&digests).await.map_err(|e| e.to_string())?;
+    store
+        .delete_many(&digests)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((rates[0], rates[1]))
 }
 

@@ -120,6 +120,13 @@ impl Client {
         }
     }
 
+    /// A request to `url` (absolute) with this client's credentials.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .header("Authorization", &self.auth)
+    }
+
     /// One `PATCH` of `body` (a sized body, or a stream) to upload `url`.
     pub async fn patch(&self, url: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.http

@@ -1,6 +1,7 @@
 //! A throwaway single-node Ceph for tests, from Debian's packages
 //! (`ceph-mon ceph-mgr ceph-osd radosgw ceph-common`, installed by
-//! scripts/test): one mon, one mgr with no modules, one OSD on memstore,
+//! scripts/test): one mon, one mgr with no modules, one OSD on memstore (or
+//! BlueStore on a sparse file, for data that should not live in memory),
 //! radosgw on 127.0.0.1, pool size 1, no cephx, and an S3 user. Everything
 //! lives in a temporary directory; every daemon runs in the foreground as
 //! our child and is killed by PID on drop.
@@ -14,6 +15,15 @@ use std::time::{Duration, Instant};
 pub const BUCKET: &str = "berth";
 pub const ACCESS_KEY: &str = "BERTHTESTKEY";
 pub const SECRET_KEY: &str = "berth-test-secret-key";
+
+/// Where the OSD keeps objects.
+#[derive(Clone, Copy, Debug)]
+pub enum Objectstore {
+    /// In memory, at most 4 GiB: fast, for small data.
+    Memstore,
+    /// BlueStore on a sparse file of `gib` GiB in the temporary directory.
+    Bluestore { gib: u64 },
+}
 
 pub struct Ceph {
     pub dir: tempfile::TempDir,
@@ -73,11 +83,15 @@ impl Ceph {
     /// load: its first boot refused by the monitor) is retried with a fresh
     /// cluster, like a taken port.
     pub async fn start() -> Ceph {
+        Ceph::start_on(Objectstore::Memstore).await
+    }
+
+    pub async fn start_on(store: Objectstore) -> Ceph {
         let mut failures = Vec::new();
         for _ in 0..10 {
             let base = 17_000 + (random() % 2_000) as u16 * 2;
             if free(base) && free(base + 1) {
-                match Ceph::start_at(base, base + 1).await {
+                match Ceph::start_at(base, base + 1, store).await {
                     Ok(ceph) => return ceph,
                     Err(why) => failures.push(why),
                 }
@@ -142,7 +156,7 @@ impl Ceph {
         ok(out, &format!("{program} {args:?}"))
     }
 
-    async fn start_at(mon_port: u16, rgw_port: u16) -> Result<Ceph, String> {
+    async fn start_at(mon_port: u16, rgw_port: u16, store: Objectstore) -> Result<Ceph, String> {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for sub in ["run", "log", "mon", "osd/ceph-0", "rgw"] {
@@ -171,8 +185,7 @@ mon warn on pool no redundancy = false
 paxos propose interval = 0.1
 osd crush chooseleaf type = 0
 osd class update on start = false
-osd objectstore = memstore
-memstore device bytes = 4294967296
+{objectstore}
 mgr initial modules =
 ms bind ipv6 = false
 run dir = {run}
@@ -185,12 +198,26 @@ osd data = {osd}/$cluster-$id
 rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
 rgw data = {rgw}
 rgw gc obj min wait = 10
+rgw gc processor period = 5
 ",
                 run = p("run"),
                 log = p("log"),
                 mon = p("mon"),
                 osd = p("osd"),
                 rgw = p("rgw"),
+                objectstore = match store {
+                    Objectstore::Memstore =>
+                        "osd objectstore = memstore\nmemstore device bytes = 4294967296".to_owned(),
+                    // A sparse file in the temporary directory; only what
+                    // is written takes disk space.
+                    Objectstore::Bluestore { gib } => format!(
+                        "osd objectstore = bluestore\nbluestore block create = true\n\
+                         bluestore block size = {}\nbluestore fsck on mkfs = false\n\
+                         bluestore fsck on mount = false\nosd memory target = 1073741824\n\
+                         bluestore cache autotune = false\nbluestore cache size = 268435456",
+                        gib << 30
+                    ),
+                },
             ),
         )
         .unwrap();
