@@ -138,26 +138,9 @@ async fn start_cluster(bin: &str) -> Res<ClusterBerth> {
         .map(|i| format!("\"{}\"", etcd.endpoint(i)))
         .collect();
     let config = format!(
-        r#"
-[metadata]
-backend = "etcd"
-endpoints = [{}]
-
-[storage]
-backend = "s3"
-endpoint = "http://127.0.0.1:{}"
-bucket = "{}"
-region = "{}"
-access_key_id = "{}"
-secret_access_key = "{}"
-path_style = true
-"#,
+        "[metadata]\nbackend = \"etcd\"\nendpoints = [{}]\n\n{}",
         endpoints.join(", "),
-        s3.s3_port,
-        garage::BUCKET,
-        garage::REGION,
-        s3.key_id,
-        s3.secret,
+        s3.storage_toml("")
     );
     let server = start_berth(bin, "berth-cluster", Some(&config))?;
     Ok(ClusterBerth {
@@ -285,14 +268,7 @@ async fn rgw_against_rados(berth_bin: &str, w: &Workloads, rounds: usize) -> Res
     let ceph = ceph::Ceph::start().await;
     let (write, read) = rados_bench(&ceph, 5)?;
     eprintln!("  rados bench: write {write:.0} MB/s, seq read {read:.0} MB/s");
-    let config = format!(
-        "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{}\"\n\
-         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-        ceph.rgw_port,
-        ceph::BUCKET,
-        ceph::ACCESS_KEY,
-        ceph::SECRET_KEY
-    );
+    let config = ceph.storage_toml("");
     let (s3_put, s3_get) = rgw_direct(&ceph, &w.layers).await?;
     eprintln!("  S3 to RGW without berth: PUT {s3_put:.0} MB/s, GET {s3_get:.0} MB/s");
     let berth = start_berth(berth_bin, "berth-rgw", Some(&config))?;

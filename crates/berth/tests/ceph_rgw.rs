@@ -15,21 +15,10 @@ use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 use std::time::{Duration, Instant};
 
-fn rgw_config(rgw: &ceph::Ceph, extra: &str) -> String {
-    format!(
-        "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{}\"\n\
-         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n{extra}",
-        rgw.rgw_port,
-        ceph::BUCKET,
-        ceph::ACCESS_KEY,
-        ceph::SECRET_KEY
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_and_pulls_on_rgw_and_survive_a_radosgw_outage() {
     let mut rgw = ceph::Ceph::start().await;
-    let config = rgw_config(&rgw, "timeout_secs = 5\npart_size_mib = 5\n");
+    let config = rgw.storage_toml("timeout_secs = 5\npart_size_mib = 5\n");
     let server = Server::start_with_config(&config);
     let c = Client::new(&server.url(""), "admin", ADMIN_PASSWORD);
     // One image with a layer bigger than a part, so commits go multipart.
@@ -140,7 +129,7 @@ async fn pull_hashed(c: &Client, url: &str) -> (u64, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blobs_over_5_gib_push_monolithic_and_chunked_through_rgw() {
     let rgw = ceph::Ceph::start_on(ceph::Objectstore::Bluestore { gib: 40 }).await;
-    let server = Server::start_with_config(&rgw_config(&rgw, "part_size_mib = 64\n"));
+    let server = Server::start_with_config(&rgw.storage_toml("part_size_mib = 64\n"));
     let c = Client::new(&server.url(""), "admin", ADMIN_PASSWORD);
     let over = (5 << 10) + 3; // MiB
     for (repo, seed, chunked) in [("big/mono", 51, false), ("big/chunked", 52, true)] {

@@ -49,24 +49,8 @@ impl Blobs {
     fn storage(&self) -> String {
         match self {
             Blobs::Shared(dir) => shared_directory(dir.path()),
-            Blobs::Garage(g) => format!(
-                "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{}\"\n\
-                 region = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
-                 path_style = true\ntimeout_secs = 10\n",
-                g.s3_port,
-                garage::BUCKET,
-                garage::REGION,
-                g.key_id,
-                g.secret
-            ),
-            Blobs::Rgw(c) => format!(
-                "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{}\"\n\
-                 access_key_id = \"{}\"\nsecret_access_key = \"{}\"\ntimeout_secs = 10\npart_size_mib = 5\n",
-                c.rgw_port,
-                ceph::BUCKET,
-                ceph::ACCESS_KEY,
-                ceph::SECRET_KEY
-            ),
+            Blobs::Garage(g) => g.storage_toml("timeout_secs = 10\n"),
+            Blobs::Rgw(c) => c.storage_toml("timeout_secs = 10\npart_size_mib = 5\n"),
         }
     }
 }
@@ -827,30 +811,9 @@ fn etcd_s3_config(
 ) -> String {
     let endpoints = etcd_endpoints(etcd);
     format!(
-        r#"
-[metadata]
-backend = "etcd"
-endpoints = [{}]
-prefix = "{key_prefix}"
-
-[storage]
-backend = "s3"
-endpoint = "http://127.0.0.1:{}"
-bucket = "{}"
-region = "{}"
-access_key_id = "{}"
-secret_access_key = "{}"
-prefix = "{s3_prefix}"
-path_style = true
-timeout_secs = 5
-{extra}
-"#,
+        "[metadata]\nbackend = \"etcd\"\nendpoints = [{}]\nprefix = \"{key_prefix}\"\n\n{}",
         endpoints.join(", "),
-        s3.s3_port,
-        garage::BUCKET,
-        garage::REGION,
-        s3.key_id,
-        s3.secret
+        s3.storage_toml(&format!("prefix = \"{s3_prefix}\"\ntimeout_secs = 5\n{extra}\n"))
     )
 }
 

@@ -221,11 +221,7 @@ impl Registry {
                         return Err(CoreError::new(ErrorCode::ManifestUnknown));
                     };
                     let txn = Txn::new().expect(&key, Some(&seen)).delete(&key);
-                    let (txn, exists) = self.bump_repo(repo, txn).await?;
-                    if !exists {
-                        return Err(CoreError::new(ErrorCode::ManifestUnknown));
-                    }
-                    if self.kv.commit(txn).await? {
+                    if self.commit_tag_change(repo, txn).await? {
                         return Ok(());
                     }
                 }
@@ -248,17 +244,24 @@ impl Registry {
                     if let Some(subject) = &record.subject {
                         txn = txn.delete(keys::referrer(repo, subject, digest));
                     }
-                    let (txn, exists) = self.bump_repo(repo, txn).await?;
-                    if !exists {
-                        return Err(CoreError::new(ErrorCode::ManifestUnknown));
-                    }
-                    if self.kv.commit(txn).await? {
+                    if self.commit_tag_change(repo, txn).await? {
                         return Ok(());
                     }
                 }
                 Err(contention())
             }
         }
+    }
+
+    /// Commits `txn`, which deletes tags of `repo`, with the rewrite of the
+    /// repository record that ends cached tag lists; MANIFEST_UNKNOWN when
+    /// the repository is gone. `Ok(false)` when a check failed.
+    async fn commit_tag_change(&self, repo: &RepoName, txn: Txn) -> Result<bool, CoreError> {
+        let (txn, exists) = self.bump_repo(repo, txn).await?;
+        if !exists {
+            return Err(CoreError::new(ErrorCode::ManifestUnknown));
+        }
+        Ok(self.kv.commit(txn).await?)
     }
 
     async fn tags_pointing_to(

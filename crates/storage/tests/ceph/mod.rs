@@ -325,6 +325,16 @@ rgw gc processor period = 5
         c
     }
 
+    /// The `[storage]` section of a berth configuration on this RGW,
+    /// followed by `extra` (more keys of that section).
+    pub fn storage_toml(&self, extra: &str) -> String {
+        format!(
+            "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{BUCKET}\"\n\
+             access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n{extra}",
+            self.rgw_port
+        )
+    }
+
     pub fn node(&self) -> S3BlobStore {
         S3BlobStore::new(&self.config()).unwrap()
     }

@@ -208,6 +208,17 @@ impl Garage {
         c
     }
 
+    /// The `[storage]` section of a berth configuration on this server,
+    /// followed by `extra` (more keys of that section).
+    pub fn storage_toml(&self, extra: &str) -> String {
+        format!(
+            "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{BUCKET}\"\n\
+             region = \"{REGION}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
+             path_style = true\n{extra}",
+            self.s3_port, self.key_id, self.secret
+        )
+    }
+
     /// Stops the server (SIGKILL), keeping its data for [`Garage::restart`].
     pub fn stop(&mut self) {
         let _ = self.child.kill();
