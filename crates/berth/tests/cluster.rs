@@ -813,7 +813,9 @@ fn etcd_s3_config(
     format!(
         "[metadata]\nbackend = \"etcd\"\nendpoints = [{}]\nprefix = \"{key_prefix}\"\n\n{}",
         endpoints.join(", "),
-        s3.storage_toml(&format!("prefix = \"{s3_prefix}\"\ntimeout_secs = 5\n{extra}\n"))
+        s3.storage_toml(&format!(
+            "prefix = \"{s3_prefix}\"\ntimeout_secs = 5\n{extra}\n"
+        ))
     )
 }
 
