@@ -43,11 +43,22 @@ enum Blobs {
     Shared(tempfile::TempDir),
     Garage(garage::Garage),
     Rgw(ceph::Ceph),
+    /// One ceph-fuse mount of the same CephFS per node.
+    CephFs(ceph::CephFs),
 }
 
 impl Blobs {
+    /// The `[storage]` section of node `i`.
+    fn storage_of(&self, i: usize) -> String {
+        match self {
+            Blobs::CephFs(fs) => shared_directory(&fs.mount(i).join("berth")),
+            _ => self.storage(),
+        }
+    }
+
     fn storage(&self) -> String {
         match self {
+            Blobs::CephFs(fs) => shared_directory(&fs.mount(0).join("berth")),
             Blobs::Shared(dir) => shared_directory(dir.path()),
             Blobs::Garage(g) => g.storage_toml("timeout_secs = 10\n"),
             Blobs::Rgw(c) => c.storage_toml("timeout_secs = 10\npart_size_mib = 5\n"),
@@ -68,9 +79,11 @@ async fn three_nodes() -> Nodes {
 async fn three_nodes_on(blobs: Blobs) -> Nodes {
     let etcd = etcd_cluster::Cluster::start().await;
     let prefix = format!("berth-{}/", std::process::id());
-    let config = node_config(&etcd, &prefix, &blobs.storage());
+    let configs: Vec<String> = (0..3)
+        .map(|i| node_config(&etcd, &prefix, &blobs.storage_of(i)))
+        .collect();
     Nodes {
-        nodes: start_nodes(&config),
+        nodes: start_nodes_each(&configs),
         _blobs: blobs,
         _etcd: etcd,
     }
@@ -309,6 +322,14 @@ async fn on_garage_a_node_killed_mid_push_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_ceph_rgw_a_node_killed_mid_push_loses_nothing() {
     node_killed_mid_push(three_nodes_on(Blobs::Rgw(ceph::Ceph::start().await)).await).await;
+}
+
+/// Each node on its own ceph-fuse mount of one CephFS, as on three hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_cephfs_a_node_killed_mid_push_loses_nothing() {
+    let fs = ceph::Ceph::start().await.cephfs(3);
+    std::fs::create_dir_all(fs.mount(0).join("berth")).unwrap();
+    node_killed_mid_push(three_nodes_on(Blobs::CephFs(fs)).await).await;
 }
 
 /// Docker pushes three images through a round-robin HAProxy; one node is
@@ -821,9 +842,15 @@ fn etcd_s3_config(
 
 /// Three nodes started together (the administrator is created once).
 fn start_nodes(config: &str) -> Vec<Server> {
+    start_nodes_each(&[config, config, config].map(str::to_owned))
+}
+
+/// One node per configuration, started together.
+fn start_nodes_each(configs: &[String]) -> Vec<Server> {
     std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..3)
-            .map(|_| sc.spawn(|| Server::start_with_config(config)))
+        let hs: Vec<_> = configs
+            .iter()
+            .map(|config| sc.spawn(move || Server::start_with_config(config)))
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     })

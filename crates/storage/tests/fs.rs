@@ -8,6 +8,8 @@ use berth_storage::FsBlobStore;
 use bytes::Bytes;
 use std::path::Path;
 
+mod shared_dir;
+
 fn store(dir: &Path) -> FsBlobStore {
     match FsBlobStore::open(dir.to_path_buf()) {
         Ok(s) => s,
@@ -39,39 +41,7 @@ async fn leaves_no_uploads_or_temp_files() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_sharing_a_directory_see_each_others_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let a = store(dir.path());
-    let b = store(dir.path());
-
-    let data = blob_suite::content(100_000);
-    let digest = Digest::sha256_of(&data);
-    let mut w = a.upload_writer("shared-1", 0).await.unwrap();
-    w.write(Bytes::copy_from_slice(&data[..40_000]))
-        .await
-        .unwrap();
-    w.finish().await.unwrap();
-    // The next request of the same upload lands on the other node.
-    let mut w = b.upload_writer("shared-1", 40_000).await.unwrap();
-    w.write(Bytes::copy_from_slice(&data[40_000..]))
-        .await
-        .unwrap();
-    w.finish().await.unwrap();
-    b.commit_upload("shared-1", &digest, 100_000).await.unwrap();
-    assert_eq!(a.stat(&digest).await.unwrap(), Some(100_000));
-    assert_eq!(blob_suite::read_all(&a, &digest, 0, 100_000).await, data);
-
-    let manifest = blob_suite::content(500);
-    let mdigest = Digest::sha256_of(&manifest);
-    a.put(&mdigest, Bytes::from(manifest.clone()))
-        .await
-        .unwrap();
-    assert_eq!(blob_suite::read_all(&b, &mdigest, 0, 500).await, manifest);
-    b.delete(&mdigest).await.unwrap();
-    assert_eq!(a.stat(&mdigest).await.unwrap(), None);
-
-    // Each node runs the suite on the same directory; neither trips on the
-    // other's files.
-    blob_suite::run_all(&a).await;
-    blob_suite::run_all(&b).await;
+    shared_dir::two_nodes(dir.path(), dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

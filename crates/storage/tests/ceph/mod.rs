@@ -16,6 +16,39 @@ pub const BUCKET: &str = "berth";
 pub const ACCESS_KEY: &str = "BERTHTESTKEY";
 pub const SECRET_KEY: &str = "berth-test-secret-key";
 
+/// A CephFS on a [`Ceph`], mounted several times with ceph-fuse. Dropped
+/// mounts first: the memstore OSD holds the data, and a mount with dirty
+/// data whose OSD is gone cannot be unmounted.
+pub struct CephFs {
+    /// Mount points and their ceph-fuse processes.
+    pub mounts: Vec<(PathBuf, Child)>,
+    pub ceph: Ceph,
+}
+
+impl CephFs {
+    pub fn mount(&self, i: usize) -> &Path {
+        &self.mounts[i].0
+    }
+}
+
+impl Drop for CephFs {
+    fn drop(&mut self) {
+        for (point, child) in &mut self.mounts {
+            // A clean unmount ends ceph-fuse; if it does not, kill it (by
+            // PID) and detach the dead mount.
+            let unmounted = Command::new("umount")
+                .arg(&*point)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !unmounted {
+                let _ = child.kill();
+                let _ = Command::new("umount").arg("-l").arg(&*point).status();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Where the OSD keeps objects.
 #[derive(Clone, Copy, Debug)]
 pub enum Objectstore {
@@ -103,10 +136,16 @@ impl Ceph {
         panic!("could not start ceph:\n{}", failures.join("\n"));
     }
 
-    /// Waits until the OSD is up and in.
-    fn wait_osd_up(&self) -> Result<(), String> {
+    /// Waits until the OSD is up and in; an error when it exited first.
+    fn wait_osd_up(&self, osd: &mut Child) -> Result<(), String> {
         let started = Instant::now();
         loop {
+            if let Ok(Some(status)) = osd.try_wait() {
+                return Err(format!(
+                    "the OSD exited ({status}): {}",
+                    self.log("osd.0.log")
+                ));
+            }
             let out = Command::new("ceph")
                 .arg("-c")
                 .arg(self.conf())
@@ -147,19 +186,33 @@ impl Ceph {
     }
 
     fn cli(&self, program: &str, args: &[&str]) -> String {
-        let out = Command::new(program)
-            .arg("-c")
-            .arg(self.conf())
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        let run = || {
+            Command::new(program)
+                .arg("-c")
+                .arg(self.conf())
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("{program}: {e}"))
+        };
+        let mut out = run();
+        // The CLI can hit the monitor's "no monmap yet" race too ("problem
+        // getting command descriptions"); asking again works.
+        for _ in 0..5 {
+            if out.status.success()
+                || !String::from_utf8_lossy(&out.stderr).contains("problem getting command")
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            out = run();
+        }
         ok(out, &format!("{program} {args:?}"))
     }
 
     async fn start_at(mon_port: u16, rgw_port: u16, store: Objectstore) -> Result<Ceph, String> {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for sub in ["run", "log", "mon", "osd/ceph-0", "rgw"] {
+        for sub in ["run", "log", "mon", "osd/ceph-0", "mds/ceph-a", "rgw"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         let fsid = uuid();
@@ -194,6 +247,14 @@ log file = {log}/$name.log
 pid file = {run}/$name.pid
 mon data = {mon}/$cluster-$id
 osd data = {osd}/$cluster-$id
+mds data = {mds}/$cluster-$id
+# A file renamed on one CephFS client is seen by another after the MDS
+# flushes its journal, on its tick (5 s by default).
+mds tick interval = 1
+[client.admin]
+# Several ceph-fuse mounts run as client.admin: one socket and log each.
+admin socket = {run}/$name.$pid.asok
+log file = {log}/$name.$pid.log
 [client.rgw.berth]
 rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
 rgw data = {rgw}
@@ -204,6 +265,7 @@ rgw gc processor period = 5
                 log = p("log"),
                 mon = p("mon"),
                 osd = p("osd"),
+                mds = p("mds"),
                 rgw = p("rgw"),
                 objectstore = match store {
                     Objectstore::Memstore =>
@@ -263,9 +325,25 @@ rgw gc processor period = 5
                 .unwrap(),
             "ceph-osd --mkfs",
         );
-        let osd = ceph.daemon("ceph-osd", &["-i", &id]);
+        // The OSD's first boot is refused by the monitor about half the
+        // time on this kind of machine ("wrong fsid": it asked before it had
+        // the monmap) and the OSD exits; starting it again works.
+        let mut osd = ceph.daemon("ceph-osd", &["-i", &id]);
+        for attempt in 0.. {
+            match ceph.wait_osd_up(&mut osd) {
+                Ok(()) => break,
+                Err(why) if attempt >= 3 => {
+                    ceph.children.push(osd);
+                    return Err(why);
+                }
+                Err(_) => {
+                    let _ = osd.kill();
+                    let _ = osd.wait();
+                    osd = ceph.daemon("ceph-osd", &["-i", &id]);
+                }
+            }
+        }
         ceph.children.push(osd);
-        ceph.wait_osd_up()?;
         ceph.start_rgw();
         ceph.cli(
             "radosgw-admin",
@@ -285,6 +363,66 @@ rgw gc processor period = 5
             .await
             .unwrap();
         Ok(ceph)
+    }
+
+    /// Adds an MDS and a filesystem, and mounts it `mounts` times with
+    /// ceph-fuse (the kernel client cannot be loaded in this sandbox), each
+    /// mount a separate client of the same filesystem, like separate nodes.
+    pub fn cephfs(self, mounts: usize) -> CephFs {
+        let mut ceph = self;
+        let mds = ceph.daemon("ceph-mds", &["-i", "a"]);
+        ceph.children.push(mds);
+        ceph.cli("ceph", &["osd", "pool", "create", "cephfs_metadata", "8"]);
+        ceph.cli("ceph", &["osd", "pool", "create", "cephfs_data", "8"]);
+        ceph.cli(
+            "ceph",
+            &["fs", "new", "cephfs", "cephfs_metadata", "cephfs_data"],
+        );
+        let started = Instant::now();
+        while !ceph.cli("ceph", &["mds", "stat"]).contains("up:active") {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the MDS did not become active: {}",
+                ceph.log("mds.a.log")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut fs = CephFs {
+            mounts: Vec::new(),
+            ceph,
+        };
+        for i in 0..mounts {
+            let point = fs.ceph.dir.path().join(format!("mnt{i}"));
+            std::fs::create_dir_all(&point).unwrap();
+            let log =
+                std::fs::File::create(fs.ceph.dir.path().join("log").join(format!("fuse{i}.out")))
+                    .unwrap();
+            let child = Command::new("ceph-fuse")
+                .arg("-f")
+                .arg("-c")
+                .arg(fs.ceph.conf())
+                .arg(&point)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("ceph-fuse (scripts/test installs it): {e}"));
+            fs.mounts.push((point.clone(), child));
+            let needle = format!(" {} fuse.ceph-fuse ", point.display());
+            let started = Instant::now();
+            while !std::fs::read_to_string("/proc/mounts")
+                .unwrap_or_default()
+                .contains(&needle)
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "ceph-fuse did not mount {}",
+                    point.display()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        fs
     }
 
     /// Starts radosgw and waits until it answers.
