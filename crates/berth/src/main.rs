@@ -155,11 +155,15 @@ fn main() -> ExitCode {
         Command::Cluster {
             command: ClusterCommand::Status { config },
         } => Config::load(&config).and_then(|c| {
-            tokio::runtime::Builder::new_current_thread()
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| e.to_string())?
-                .block_on(cluster::status(&c))
+                .map_err(|e| e.to_string())?;
+            let status = runtime.block_on(cluster::status(&c));
+            // A storage probe stuck in a hung file system (a CephFS with no
+            // MDS) timed out above; do not wait for its thread on the way out.
+            runtime.shutdown_background();
+            status
         }),
         Command::Config {
             command: ConfigCommand::Check { config },
