@@ -17,6 +17,7 @@ fn view(e: &AuditEvent) -> Value {
         "operation": e.operation,
         "resource": e.resource,
         "address": e.address,
+        "count": e.count,
     })
 }
 

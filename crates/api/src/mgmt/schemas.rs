@@ -120,13 +120,14 @@ pub fn schemas() -> Value {
             "subject": {"type": "string", "nullable": true},
             "tags": {"type": "array", "items": {"$ref": "#/components/schemas/Tag"}},
         })),
-        "AuditEvent": object(&["time", "user", "operation", "resource", "address"], json!({
+        "AuditEvent": object(&["time", "user", "operation", "resource", "address", "count"], json!({
             "time": time(),
             "timestamp": {"type": "integer", "description": "Unix seconds"},
             "user": string(),
             "operation": string(),
             "resource": string(),
             "address": string(),
+            "count": {"type": "integer", "description": "How many identical events (same user, operation, resource and address) within half a second this record stands for; 1 for most"},
         })),
         "GcReport": object(&["id", "started", "duration_ms", "dry_run", "blobs_deleted", "manifests_deleted", "bytes_freed"], json!({
             "id": string(),

@@ -317,7 +317,10 @@ fn audit_table(events: &[berth_auth::audit::AuditEvent]) -> Markup {
                     tr {
                         td { (page::time(e.time)) }
                         td { (e.user) }
-                        td { (e.operation) }
+                        td {
+                            (e.operation)
+                            @if e.count > 1 { " ×" (e.count) }
+                        }
                         td { code.wrap { (e.resource) } }
                         td { (e.address) }
                     }
