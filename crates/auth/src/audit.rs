@@ -78,49 +78,75 @@ fn coalesce(batch: Vec<(u128, AuditEvent)>) -> Vec<(u128, AuditEvent)> {
     out
 }
 
+/// What the writer task receives.
+enum Message {
+    /// An event, with the nanoseconds it happened at.
+    Event(u128, AuditEvent),
+    /// Write what is queued now, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Writes `records` under their keys, in transactions of at most 100 puts:
+/// etcd refuses more than 128 operations in one.
+async fn write(kv: &dyn Kv, records: Vec<(u128, AuditEvent)>) {
+    for chunk in records.chunks(100) {
+        let txn = chunk.iter().fold(Txn::new(), |txn, (at, event)| {
+            let inverted = u64::MAX - *at as u64;
+            let key = format!("{PREFIX}{inverted:020}-{}", &crate::secret::generate()[..8]);
+            txn.put(key, serde_json::to_vec(event).unwrap_or_default())
+        });
+        if let Err(e) = kv.commit(txn).await {
+            tracing::warn!(error = %e, "audit events could not be written");
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AuditLog {
     kv: Arc<dyn Kv>,
-    /// Events with the nanoseconds they happened at.
-    tx: mpsc::UnboundedSender<(u128, AuditEvent)>,
+    tx: mpsc::UnboundedSender<Message>,
 }
 
 impl AuditLog {
     /// Starts the background writer on the current tokio runtime.
     pub fn start(kv: Arc<dyn Kv>) -> AuditLog {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u128, AuditEvent)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         let writer_kv = kv.clone();
         tokio::spawn(async move {
             let mut batch = Vec::new();
             while let Some(first) = rx.recv().await {
-                batch.push(first);
+                let mut flushed = Vec::new();
+                match first {
+                    Message::Event(at, e) => batch.push((at, e)),
+                    Message::Flush(done) => flushed.push(done),
+                }
                 // Up to BATCH_INTERVAL or MAX_BATCH events, whichever comes
-                // first, so a burst of pulls never piles up in memory.
+                // first, so a burst of pulls never piles up in memory; at
+                // once when a flush is asked.
                 let deadline = tokio::time::Instant::now() + BATCH_INTERVAL;
-                while batch.len() < MAX_BATCH {
+                while batch.len() < MAX_BATCH && flushed.is_empty() {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(e)) => batch.push(e),
+                        Ok(Some(Message::Event(at, e))) => batch.push((at, e)),
+                        Ok(Some(Message::Flush(done))) => flushed.push(done),
                         Ok(None) | Err(_) => break,
                     }
                 }
-                let records = coalesce(std::mem::take(&mut batch));
-                // In transactions of at most 100 puts: etcd refuses more
-                // than 128 operations in one.
-                for chunk in records.chunks(100) {
-                    let txn = chunk.iter().fold(Txn::new(), |txn, (at, event)| {
-                        let inverted = u64::MAX - *at as u64;
-                        let key =
-                            format!("{PREFIX}{inverted:020}-{}", &crate::secret::generate()[..8]);
-                        txn.put(key, serde_json::to_vec(event).unwrap_or_default())
-                    });
-                    if let Err(e) = writer_kv.commit(txn).await {
-                        tracing::warn!(error = %e, "audit events could not be written");
-                    }
+                write(&*writer_kv, coalesce(std::mem::take(&mut batch))).await;
+                for done in flushed {
+                    let _ = done.send(());
                 }
-                batch.clear();
             }
         });
         AuditLog { kv, tx }
+    }
+
+    /// Returns once every event recorded before the call is written (or
+    /// its write failed and was logged): for a graceful shutdown.
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.tx.send(Message::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
     }
 
     pub fn record(&self, user: &str, operation: &str, resource: &str, address: &str) {
@@ -136,7 +162,7 @@ impl AuditLog {
             count: 1,
         };
         // The receiver lives as long as the runtime.
-        let _ = self.tx.send((now.as_nanos(), event));
+        let _ = self.tx.send(Message::Event(now.as_nanos(), event));
     }
 
     pub async fn login(&self, user: &str, address: &str, ok: bool) {
@@ -238,6 +264,21 @@ mod tests {
             .await
             .unwrap();
         assert_ne!(first, second);
+    }
+
+    #[tokio::test]
+    async fn a_flush_writes_what_is_queued_at_once() {
+        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
+        let log = AuditLog::start(kv);
+        log.record("alice", "push", "p/app:v1", "10.0.0.1");
+        log.record("alice", "pull", "p/app:v1", "10.0.0.1");
+        log.flush().await;
+        // Without the flush the batch would still be open for up to
+        // BATCH_INTERVAL, and nothing would be written yet.
+        let (events, _) = log.query(&AuditFilter::default(), None, 10).await.unwrap();
+        assert_eq!(events.len(), 2, "written by the time flush returns");
+        // A flush with nothing queued returns too.
+        log.flush().await;
     }
 
     #[tokio::test]

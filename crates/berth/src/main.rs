@@ -296,10 +296,11 @@ async fn run(config: Config) -> Result<(), String> {
     if config.tls.is_some() {
         auth.scheme = "https";
     }
+    let audit = berth_auth::audit::AuditLog::start(kv);
     let state = AppState {
         registry,
         auth: Arc::new(auth),
-        audit: berth_auth::audit::AuditLog::start(kv),
+        audit: audit.clone(),
         base_url: config.base_url().into(),
         gc,
     };
@@ -327,6 +328,8 @@ async fn run(config: Config) -> Result<(), String> {
         }
         None => berth_api::serve(listener, router(state), shutdown_signal()).await,
     };
+    // The requests have finished; their audit events must not be lost.
+    audit.flush().await;
     served.map_err(|e| format!("serving: {e}"))?;
     tracing::info!("berth stopped");
     Ok(())
