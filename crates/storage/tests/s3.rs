@@ -41,19 +41,7 @@ async fn conformance_suite_on_garage() {
     );
     // Every upload the suite made is gone, and no commit left a multipart
     // upload behind.
-    assert!(store
-        .client()
-        .list_keys("uploads/")
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(store
-        .client()
-        .list_keys("tenant/berth/uploads/")
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(store.client().list_multipart("").await.unwrap().is_empty());
+    multipart::nothing_left(&store, &["uploads/", "tenant/berth/uploads/"]).await;
 }
 
 /// One PATCH: a writer on `node` at `offset`, `chunks` written, finished.

@@ -20,14 +20,7 @@ async fn conformance_suite_on_ceph_rgw() {
     blob_suite::run_all(&S3BlobStore::new(&prefixed).unwrap()).await;
     // Every upload the suites made is gone, and no commit left a multipart
     // upload behind.
-    let store = ceph.node();
-    assert!(store
-        .client()
-        .list_keys("uploads/")
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(store.client().list_multipart("").await.unwrap().is_empty());
+    multipart::nothing_left(&ceph.node(), &["uploads/"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -68,9 +68,10 @@ impl Page {
     }
 }
 
-/// A repository's whole tag list and the version of its repository record
-/// it was read under.
-type VersionedTags = (u64, Arc<[String]>);
+/// A repository's whole tag list, or `None` when it has more than
+/// [`CACHED_TAGS_PER_REPO`], with the version of its repository record it
+/// was read under.
+type VersionedTags = (u64, Option<Arc<[String]>>);
 
 /// Whole tag lists by repository.
 #[derive(Default)]
@@ -79,7 +80,9 @@ pub(crate) struct TagCache {
 }
 
 impl TagCache {
-    fn get(&self, repo: &str, version: u64) -> Option<Arc<[String]>> {
+    /// What is known of `repo`'s tags at `version`: `None` when nothing,
+    /// `Some(None)` when they are too many to cache.
+    fn get(&self, repo: &str, version: u64) -> Option<Option<Arc<[String]>>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(repo) {
             Some((v, names)) if *v == version => Some(names.clone()),
@@ -87,10 +90,11 @@ impl TagCache {
         }
     }
 
-    fn put(&self, repo: &str, version: u64, names: Arc<[String]>) {
+    fn put(&self, repo: &str, version: u64, names: Option<Arc<[String]>>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let held: usize = entries.values().map(|(_, n)| n.len()).sum();
-        if held + names.len() > CACHED_TAGS {
+        let size = |n: &Option<Arc<[String]>>| n.as_ref().map_or(0, |n| n.len());
+        let held: usize = entries.values().map(|(_, n)| size(n)).sum();
+        if held + size(&names) > CACHED_TAGS {
             entries.clear();
         }
         entries.insert(repo.to_owned(), (version, names));
@@ -107,18 +111,23 @@ impl Registry {
         let Some(record) = self.kv.get(&keys::repo(repo)).await? else {
             return Err(CoreError::new(ErrorCode::NameUnknown));
         };
-        if let Some(names) = self.tag_cache.get(repo.as_str(), record.version) {
-            return Ok(Page::window(names, n, last));
+        let prefix = keys::tag_prefix(repo);
+        match self.tag_cache.get(repo.as_str(), record.version) {
+            Some(Some(names)) => return Ok(Page::window(names, n, last)),
+            // Too many to cache: page from the store, without first reading
+            // the cap's worth of tags again on every request.
+            Some(None) => return self.list(&prefix, n, last).await,
+            None => {}
         }
         // Read after the record: if a tag changed since, so did the record,
         // and this list is never served under the newer version.
-        let prefix = keys::tag_prefix(repo);
         let whole = self.list(&prefix, Some(CACHED_TAGS_PER_REPO), None).await?;
         if whole.more {
+            self.tag_cache.put(repo.as_str(), record.version, None);
             return self.list(&prefix, n, last).await;
         }
         self.tag_cache
-            .put(repo.as_str(), record.version, whole.names.clone());
+            .put(repo.as_str(), record.version, Some(whole.names.clone()));
         Ok(Page::window(whole.names, n, last))
     }
 

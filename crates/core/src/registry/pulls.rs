@@ -21,6 +21,11 @@ pub struct PullRecord {
     pub at: u64,
 }
 
+/// Whether a pull noted at `seen` still stands at `at`, both Unix seconds.
+fn fresh(seen: u64, at: u64) -> bool {
+    at < seen.saturating_add(RESOLUTION_SECS)
+}
+
 impl Registry {
     /// Whether this node noted a pull of `digest` from `repo` less than
     /// [`RESOLUTION_SECS`] ago, so that [`Registry::record_pull`] would do
@@ -29,7 +34,7 @@ impl Registry {
         let noted = self.pulls_noted.lock().unwrap_or_else(|e| e.into_inner());
         noted
             .get(&keys::pulled(repo, digest))
-            .is_some_and(|seen| now() < seen.saturating_add(RESOLUTION_SECS))
+            .is_some_and(|seen| fresh(*seen, now()))
     }
 
     /// Notes that `digest` was pulled from `repo` now. Without a look at
@@ -40,10 +45,7 @@ impl Registry {
         let at = now();
         {
             let mut noted = self.pulls_noted.lock().unwrap_or_else(|e| e.into_inner());
-            if noted
-                .get(&key)
-                .is_some_and(|seen| at < seen.saturating_add(RESOLUTION_SECS))
-            {
+            if noted.get(&key).is_some_and(|seen| fresh(*seen, at)) {
                 return Ok(());
             }
             if noted.len() >= NOTED_PULLS {
@@ -52,7 +54,7 @@ impl Registry {
             noted.insert(key.clone(), at);
         }
         if let Some((seen, _)) = self.read::<PullRecord>(&key).await? {
-            if at < seen.at.saturating_add(RESOLUTION_SECS) {
+            if fresh(seen.at, at) {
                 return Ok(());
             }
         }

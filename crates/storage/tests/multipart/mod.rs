@@ -1,5 +1,6 @@
-//! The sweep of abandoned multipart uploads, on any S3 server (Garage and
-//! Ceph RGW run it).
+//! The sweep of abandoned multipart uploads, and the check that nothing of
+//! an upload is left behind, on any S3 server (Garage and Ceph RGW run
+//! them).
 
 use berth_core::blob_suite::content;
 use berth_storage::S3BlobStore;
@@ -45,5 +46,20 @@ pub async fn stale_uploads_are_aborted(store: &S3BlobStore) {
     assert_eq!(
         store.abort_stale_multipart(Duration::ZERO).await.unwrap(),
         0
+    );
+}
+
+/// No upload object is left under any of `upload_prefixes`, and no commit
+/// left a multipart upload behind.
+pub async fn nothing_left(store: &S3BlobStore, upload_prefixes: &[&str]) {
+    let client = store.client();
+    for prefix in upload_prefixes {
+        let keys = client.list_keys(prefix).await.unwrap();
+        assert!(keys.is_empty(), "left under {prefix}: {keys:?}");
+    }
+    let multipart = client.list_multipart("").await.unwrap();
+    assert!(
+        multipart.is_empty(),
+        "multipart uploads left: {multipart:?}"
     );
 }
