@@ -17,14 +17,19 @@
 //!
 //! A blob appears only by `rename(2)` of a complete, fsynced file, so a
 //! reader on any node sees all of it or nothing. Files left in `tmp/` by a
-//! process that crashed mid-`put` are garbage; nothing reads them.
+//! process that crashed mid-`put` are garbage; nothing reads them. Once
+//! in `blobs/`, a file is never written or truncated in place, which is
+//! what lets pulls map it ([`read`]).
+
+mod read;
 
 use async_trait::async_trait;
 use berth_core::{BlobStore, ByteStream, StoreError, UploadWriter};
 use berth_oci::Digest;
 use bytes::Bytes;
+use read::{open_range, read_stream, ReadMode};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,10 +40,6 @@ use tokio::task::JoinHandle;
 /// syscalls are cheap next to the bytes they move, small enough to keep many
 /// concurrent transfers in bounded memory.
 const CHUNK: usize = 256 * 1024;
-
-/// Unit of reads for pulls: fewer, larger blocking tasks per blob; with
-/// one chunk of read-ahead, a pull holds two of them at most.
-const READ_CHUNK: usize = 1024 * 1024;
 
 /// Chunks queued between an upload's request and its writer thread: enough
 /// to keep the disk busy while the network delivers the next ones.
@@ -51,6 +52,7 @@ const MAX_ID_LEN: usize = 128;
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
+    read_mode: ReadMode,
 }
 
 impl FsBlobStore {
@@ -59,7 +61,8 @@ impl FsBlobStore {
         for dir in ["blobs", "uploads", "tmp"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
-        Ok(FsBlobStore { root })
+        let read_mode = ReadMode::for_root(&root);
+        Ok(FsBlobStore { root, read_mode })
     }
 
     pub fn root(&self) -> &Path {
@@ -178,123 +181,6 @@ fn commit_blocking(upload: &Path, blob: &Path, size: u64) -> Result<(), StoreErr
     std::fs::rename(upload, blob)?;
     sync_dir(parent)?;
     Ok(())
-}
-
-/// Opens a blob positioned at `offset`, checking the range lies inside it so
-/// the stream never ends short of what the caller announced.
-fn open_range(path: &Path, offset: u64, len: u64) -> Result<File, StoreError> {
-    let mut file = File::open(path)?;
-    let size = file.metadata()?.len();
-    if offset.checked_add(len).is_none_or(|end| end > size) {
-        return Err(StoreError::Io(format!(
-            "range {offset}+{len} outside blob of {size} bytes"
-        )));
-    }
-    file.seek(SeekFrom::Start(offset))?;
-    Ok(file)
-}
-
-/// Read buffers kept for reuse at most: 32 MiB, two per pull for 16
-/// concurrent pulls.
-const POOLED_READ_BUFFERS: usize = 32;
-
-/// Pull buffers, reused: allocating and freeing a 1 MiB buffer per chunk
-/// left glibc's per-thread arenas holding freed ones, and the server's
-/// peak memory grew with each burst of concurrent pulls (measured in the
-/// benchmark: 115 MiB after 16 concurrent pulls).
-static READ_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-
-/// A pull buffer that goes back to [`READ_BUFFERS`] when the last `Bytes`
-/// sharing it is dropped.
-struct PooledBuffer(Vec<u8>);
-
-impl PooledBuffer {
-    fn take() -> Self {
-        let reused = READ_BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut buf = reused.unwrap_or_else(|| Vec::with_capacity(READ_CHUNK));
-        buf.clear();
-        PooledBuffer(buf)
-    }
-}
-
-impl AsRef<[u8]> for PooledBuffer {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for PooledBuffer {
-    fn drop(&mut self) {
-        if self.0.capacity() != READ_CHUNK {
-            return;
-        }
-        let mut pool = READ_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOLED_READ_BUFFERS {
-            pool.push(std::mem::take(&mut self.0));
-        }
-    }
-}
-
-type ChunkRead = JoinHandle<(File, io::Result<Bytes>)>;
-
-/// Reads the next `want` bytes of `file` on a short blocking task, into a
-/// pooled buffer that is not zeroed first.
-fn read_chunk(mut file: File, want: usize) -> ChunkRead {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = PooledBuffer::take();
-        let r = (&mut file).take(want as u64).read_to_end(&mut buf.0);
-        let r = match r {
-            Ok(n) if n == want => Ok(Bytes::from_owner(buf)),
-            Ok(_) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "blob shorter than recorded",
-            )),
-            Err(e) => Err(e),
-        };
-        (file, r)
-    })
-}
-
-struct ReadState {
-    /// The read of the next chunk, already under way.
-    next: Option<ChunkRead>,
-    /// Bytes not yet asked of the file.
-    unread: u64,
-}
-
-/// Streams `remaining` bytes from `file`'s position. Each chunk is one short
-/// blocking task, so a slow client holds no thread while it drains what it
-/// has; the next chunk is read while the current one is sent (one chunk of
-/// read-ahead).
-fn read_stream(file: File, remaining: u64) -> ByteStream {
-    let state = if remaining == 0 {
-        ReadState {
-            next: None,
-            unread: 0,
-        }
-    } else {
-        let want = remaining.min(READ_CHUNK as u64);
-        ReadState {
-            next: Some(read_chunk(file, want as usize)),
-            unread: remaining - want,
-        }
-    };
-    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
-        let read = st.next.take()?.await;
-        match read {
-            Ok((file, Ok(buf))) => {
-                if st.unread > 0 {
-                    let want = st.unread.min(READ_CHUNK as u64);
-                    st.next = Some(read_chunk(file, want as usize));
-                    st.unread -= want;
-                }
-                Some((Ok(buf), st))
-            }
-            // After an error nothing more is read, which ends the stream.
-            Ok((_, Err(e))) => Some((Err(e), st)),
-            Err(e) => Some((Err(io::Error::other(e)), st)),
-        }
-    }))
 }
 
 /// Opens an upload for writing at `offset`, cutting what lies past it.
@@ -433,7 +319,7 @@ impl BlobStore for FsBlobStore {
     async fn read(&self, digest: &Digest, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
         let path = self.blob_path(digest);
         let file = blocking(move || open_range(&path, offset, len)).await?;
-        Ok(read_stream(file, len))
+        Ok(read_stream(self.read_mode, file, offset, len))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
