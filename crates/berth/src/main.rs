@@ -144,7 +144,25 @@ enum ConfigCommand {
     },
 }
 
+/// `berth config check ... | head` closes stdout before berth is done
+/// printing. Rust ignores SIGPIPE, so `println!` then panics; exit quietly
+/// instead, as a Unix tool killed by SIGPIPE would (status 141).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map_or("", String::as_str);
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
