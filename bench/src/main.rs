@@ -7,9 +7,11 @@
 //! `berth-bench --berth PATH [--registry PATH] [--rounds N] [--quick]
 //! [--dir DIR] [--json FILE] [--only TEXT] [--no-cluster]`
 //!
-//! Besides berth on its embedded backends, a third server, berth in cluster
-//! mode (a real three-member etcd cluster and a real Garage S3 server, both
-//! started here as in the tests), runs the push and manifest workloads.
+//! Each measurement starts once the machine is idle; each number is the
+//! median of the rounds (5 unless `--rounds`). After the comparison, a third
+//! server, berth in cluster mode (a real three-member etcd cluster and a
+//! real Garage S3 server, both started here as in the tests), runs the push
+//! and manifest workloads on its own.
 //!
 //! `berth-bench --rgw [--quick]` instead measures Ceph: native RADOS
 //! (`rados bench`) against berth on RGW, on the tests' throwaway Ceph.
@@ -968,6 +970,45 @@ impl<'de> serde::Deserialize<'de> for NameCount {
     }
 }
 
+/// The busy and total CPU time of the whole machine so far, in jiffies
+/// (the first line of /proc/stat).
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    let total: u64 = fields.iter().take(8).sum();
+    Some((total - idle, total))
+}
+
+/// Waits, up to 15 s, until the machine is idle (under 10% busy over 200
+/// ms) before a measurement starts, so that what one workload leaves
+/// running (a server freeing memory, flushing, compacting) does not land
+/// on the next server's measurement.
+async fn settle() {
+    let give_up = Instant::now() + Duration::from_secs(15);
+    let Some(mut last) = cpu_jiffies() else {
+        return;
+    };
+    while Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Some(now) = cpu_jiffies() else {
+            return;
+        };
+        let (busy, total) = (now.0 - last.0, now.1 - last.1);
+        if total > 0 && busy * 10 < total {
+            return;
+        }
+        last = now;
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -1019,7 +1060,7 @@ async fn real_main() -> Res<()> {
     }
     let rounds: usize = arg("--rounds")
         .and_then(|r| r.parse().ok())
-        .unwrap_or(if quick { 1 } else { 3 });
+        .unwrap_or(if quick { 1 } else { 5 });
     let big = if quick { 256 * MIB } else { 1024 * MIB };
 
     eprintln!("preparing blobs...");
@@ -1034,12 +1075,6 @@ async fn real_main() -> Res<()> {
     let no_cluster = args.iter().any(|a| a == "--no-cluster");
     let berth = start_berth(&berth_bin, "berth", None)?;
     let dist = start_distribution(&registry_bin)?;
-    let cluster = if no_cluster {
-        None
-    } else {
-        eprintln!("starting etcd, Garage and berth in cluster mode...");
-        Some(start_cluster(&berth_bin).await?)
-    };
     eprintln!("populating tags and repositories...");
     let listing = only
         .as_deref()
@@ -1074,29 +1109,53 @@ async fn real_main() -> Res<()> {
     let names: Vec<&str> = names.into_iter().filter(|n| wanted(n)).collect();
     // Columns: 0 berth, 1 distribution, 2 berth in cluster mode.
     let mut results: BTreeMap<&str, [Vec<Measure>; 3]> = BTreeMap::new();
+    let measure = |name: &'static str, s: &Server, round: usize| {
+        let w = &w;
+        let ep = s.ep.clone();
+        let server = s.name;
+        async move {
+            settle().await;
+            let m = w
+                .run(name, &ep, round)
+                .await
+                .map_err(|e| format!("{name} on {server}: {e}"))?;
+            eprintln!(
+                "  round {round} {server:<14} {name}: {:.1}{}",
+                m.0,
+                m.1.map(|p| format!(" (p99 {p:.2} ms)")).unwrap_or_default()
+            );
+            Ok::<_, String>(m)
+        }
+    };
     for round in 0..rounds {
         for &name in &names {
             // Alternate which server goes first.
-            let mut order: Vec<(usize, &Server)> = if round % 2 == 0 {
-                vec![(0, &berth), (1, &dist)]
+            let order: [(usize, &Server); 2] = if round % 2 == 0 {
+                [(0, &berth), (1, &dist)]
             } else {
-                vec![(1, &dist), (0, &berth)]
+                [(1, &dist), (0, &berth)]
             };
-            if let Some(c) = cluster.as_ref().filter(|_| cluster_runs(name)) {
-                order.push((2, &c.server));
-            }
             for (i, s) in order {
-                let m = w
-                    .run(name, &s.ep, round)
-                    .await
-                    .map_err(|e| format!("{name} on {}: {e}", s.name))?;
-                eprintln!(
-                    "  round {round} {:<14} {name}: {:.1}{}",
-                    s.name,
-                    m.0,
-                    m.1.map(|p| format!(" (p99 {p:.2} ms)")).unwrap_or_default()
-                );
+                let m = measure(name, s, round).await?;
                 results.entry(name).or_default()[i].push(m);
+            }
+        }
+    }
+    // berth in cluster mode runs after the comparison, on its own: what
+    // Garage and etcd do after a cluster push slowed whichever server went
+    // next (berth's pull of 1 GiB: 3.1 against 4.8 GB/s, with the machine
+    // idle again before it started), which skewed the comparison.
+    let cluster = if no_cluster {
+        None
+    } else {
+        eprintln!("starting etcd, Garage and berth in cluster mode...");
+        Some(start_cluster(&berth_bin).await?)
+    };
+    if let Some(c) = &cluster {
+        for round in 0..rounds {
+            for &name in names.iter().filter(|n| cluster_runs(n)) {
+                let m = measure(name, &c.server, round).await?;
+                results.entry(name).or_default()[2].push(m);
             }
         }
     }
