@@ -37,6 +37,24 @@ impl From<io::Error> for StoreError {
     }
 }
 
+/// Longer upload ids are not ones the registry makes (it makes UUIDs); the
+/// cap keeps file and object names within every backend's limits.
+const MAX_UPLOAD_ID_LEN: usize = 128;
+
+/// Checks that `id` can name an upload inside a store: 1 to 128 ASCII
+/// letters, digits and `-`. Anything else could reach outside the store's
+/// uploads (`../`, `/`) or past a name length limit.
+pub fn check_upload_id(id: &str) -> Result<(), StoreError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_UPLOAD_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Io(format!("invalid upload id {id:?}")))
+    }
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Size of the committed blob, or `None` when it does not exist.
@@ -96,4 +114,18 @@ pub trait UploadWriter: Send {
     /// Makes everything written durable. Progress may be recorded only after
     /// this returns.
     async fn finish(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_upload_id;
+
+    #[test]
+    fn upload_ids_are_the_registrys_own_shape() {
+        assert!(check_upload_id("0b9d7c1e-59a4-4c36-9d1f-5e3c1d2a7b80").is_ok());
+        assert!(check_upload_id(&"a".repeat(128)).is_ok());
+        for bad in ["", "../x", "a/b", "a.b", "ü", &"a".repeat(129)] {
+            assert!(check_upload_id(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -24,6 +24,7 @@
 mod read;
 
 use async_trait::async_trait;
+use berth_core::blob::check_upload_id;
 use berth_core::{BlobStore, ByteStream, StoreError, UploadWriter};
 use berth_oci::Digest;
 use bytes::Bytes;
@@ -44,10 +45,6 @@ const CHUNK: usize = 256 * 1024;
 /// Chunks queued between an upload's request and its writer thread: enough
 /// to keep the disk busy while the network delivers the next ones.
 const WRITE_QUEUE: usize = 4;
-
-/// Longer ids are not ones the registry makes; the cap keeps file names
-/// within every filesystem's limit.
-const MAX_ID_LEN: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
@@ -81,12 +78,7 @@ impl FsBlobStore {
     }
 
     fn upload_path(&self, id: &str) -> Result<PathBuf, StoreError> {
-        let valid = !id.is_empty()
-            && id.len() <= MAX_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !valid {
-            return Err(StoreError::Io(format!("invalid upload id {id:?}")));
-        }
+        check_upload_id(id)?;
         Ok(self.root.join("uploads").join(id))
     }
 }

@@ -6,6 +6,7 @@ use super::client::S3Client;
 use super::config::{S3Config, MIN_PART};
 use super::layout::{self, Part, Piece};
 use async_trait::async_trait;
+use berth_core::blob::check_upload_id;
 use berth_core::{BlobStore, ByteStream, StoreError, UploadWriter};
 use berth_oci::Digest;
 use bytes::{Bytes, BytesMut};
@@ -14,9 +15,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-
-/// Longer ids are not ones the registry makes.
-const MAX_ID_LEN: usize = 128;
 
 /// S3's limit on the parts of one multipart upload.
 const MAX_PARTS: usize = 10_000;
@@ -63,12 +61,7 @@ impl S3BlobStore {
 
     /// `<prefix>uploads/<id>/`, the directory of an upload's objects.
     fn upload_dir(&self, id: &str) -> Result<String, StoreError> {
-        let valid = !id.is_empty()
-            && id.len() <= MAX_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !valid {
-            return Err(StoreError::Io(format!("invalid upload id {id:?}")));
-        }
+        check_upload_id(id)?;
         Ok(format!("{}uploads/{id}/", self.prefix))
     }
 
