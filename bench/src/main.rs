@@ -1141,10 +1141,10 @@ async fn real_main() -> Res<()> {
             }
         }
     }
-    // berth in cluster mode runs after the comparison, on its own: what
-    // Garage and etcd do after a cluster push slowed whichever server went
-    // next (berth's pull of 1 GiB: 3.1 against 4.8 GB/s, with the machine
-    // idle again before it started), which skewed the comparison.
+    // berth in cluster mode runs after the comparison, on its own. Run
+    // between the two, it always came just before berth in even rounds;
+    // there berth's pull of 1 GiB measured 3.1 GB/s, against 4.8 GB/s in
+    // the next round, with the machine idle before both.
     let cluster = if no_cluster {
         None
     } else {
