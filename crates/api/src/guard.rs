@@ -2,14 +2,16 @@
 //! the access the endpoint needs (in one place, like Distribution's
 //! `appendAccessRecords`), answers 401 with a Bearer challenge or 403 when
 //! it is missing, and records pushes, pulls and deletes in the audit log.
-//! Handlers behind it find the [`Caller`] in the request's extensions.
+//! Handlers behind it find the [`Caller`] and the parsed [`V2Request`],
+//! with its decision applied, in the request's extensions.
 
 use crate::auth::{AuthFailure, Caller};
 use crate::error::ApiError;
-use crate::v2::route::{self, Endpoint};
+use crate::v2::request::V2Request;
+use crate::v2::route::Endpoint;
 use crate::AppState;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_auth::model::{Action, Principal};
@@ -45,8 +47,17 @@ pub fn need(endpoint: &Endpoint, method: &Method) -> Need {
     }
 }
 
-/// The scope a client should ask for to satisfy `need`.
-fn scope_of(need: &Need) -> Option<String> {
+/// The scope a client should ask for to satisfy `need`, and to read the
+/// source of a mount, as Distribution asks: a token client can then mount.
+fn scope_of(need: &Need, mount_source: Option<&RepoName>) -> Option<String> {
+    let scope = need_scope(need)?;
+    Some(match mount_source {
+        Some(from) => format!("{scope} repository:{from}:pull"),
+        None => scope,
+    })
+}
+
+fn need_scope(need: &Need) -> Option<String> {
     match need {
         Need::Catalog => Some("registry:catalog:*".into()),
         Need::Repo(r, Action::Pull) => Some(format!("repository:{r}:pull")),
@@ -62,10 +73,12 @@ pub async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let mut resp = match check(&state, peer, &mut req).await {
+    let mut request = V2Request::parse(req.uri().path(), req.uri().query());
+    let mut resp = match check(&state, peer, req.headers(), req.method(), &mut request).await {
         Ok(caller) => {
-            let audit = audit_entry(&req, &caller);
+            let audit = audit_entry(&request, req.method(), &caller);
             req.extensions_mut().insert(caller);
+            req.extensions_mut().insert(request);
             let resp = next.run(req).await;
             if let Some((user, op, resource, address)) = audit {
                 if resp.status().is_success() {
@@ -83,22 +96,30 @@ pub async fn guard(
     resp
 }
 
-async fn check(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<Caller, Response> {
+/// Authenticates the caller and decides `request`: `Err` is the response
+/// that refuses it. A mount the caller may not read from is taken out of
+/// `request` here, and the handler sees only what is left.
+async fn check(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    method: &Method,
+    request: &mut V2Request,
+) -> Result<Caller, Response> {
     let auth = &state.auth;
     let address = peer.ip().to_string();
-    let path = req.uri().path().strip_prefix("/v2").unwrap_or_default();
-    let need = match route::parse(path) {
-        Ok(endpoint) => need(&endpoint, req.method()),
+    let need = match &request.endpoint {
+        Ok(endpoint) => need(endpoint, method),
         Err(_) => Need::Nothing,
     };
-    let headers = req.headers().clone();
-    let caller = match auth.caller(&headers, &address).await {
+    let scope = scope_of(&need, request.mount_source());
+    let caller = match auth.caller(headers, &address).await {
         Ok(c) => c,
         Err(AuthFailure::Unauthenticated(why)) => {
-            if let crate::auth::Credentials::Basic(user, _) = crate::auth::credentials(&headers) {
+            if let crate::auth::Credentials::Basic(user, _) = crate::auth::credentials(headers) {
                 state.audit.record(&user, "login_failed", &user, &address);
             }
-            return Err(auth.challenge(&headers, scope_of(&need).as_deref(), false, why));
+            return Err(auth.challenge(headers, scope.as_deref(), false, why));
         }
         Err(AuthFailure::Error(e)) => return Err(e.into_response()),
     };
@@ -106,8 +127,8 @@ async fn check(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<
     let denied = |insufficient: bool| -> Response {
         if anonymous || caller.claims.is_some() {
             auth.challenge(
-                &headers,
-                scope_of(&need).as_deref(),
+                headers,
+                scope.as_deref(),
                 insufficient && caller.claims.is_some(),
                 "authentication required",
             )
@@ -143,75 +164,33 @@ async fn check(state: &AppState, peer: SocketAddr, req: &mut Request) -> Result<
                 auth.ensure_project(&caller, repo)
                     .await
                     .map_err(IntoResponse::into_response)?;
-                strip_unauthorized_mount(state, &caller, req).await?;
             }
+        }
+    }
+    if let Some(from) = request.mount_source() {
+        // A mount reads its source: without pull there, the request is a
+        // plain upload, and whether the blob exists there stays unknown.
+        let readable = auth
+            .allows(&caller, from, Action::Pull)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !readable {
+            request.mount = None;
         }
     }
     Ok(caller)
 }
 
-/// A mount needs pull access to its source. Without it, the mount
-/// parameters are dropped and the request becomes a plain upload, as the
-/// spec allows, so nothing about the source leaks.
-async fn strip_unauthorized_mount(
-    state: &AppState,
-    caller: &Caller,
-    req: &mut Request,
-) -> Result<(), Response> {
-    let Some(query) = req.uri().query() else {
-        return Ok(());
-    };
-    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(query);
-    let Some(from) = pairs
-        .iter()
-        .find(|(k, _)| k == "from")
-        .map(|(_, v)| v.clone())
-    else {
-        return Ok(());
-    };
-    let allowed = match RepoName::parse(&from) {
-        Some(repo) => state
-            .auth
-            .allows(caller, &repo, Action::Pull)
-            .await
-            .map_err(IntoResponse::into_response)?,
-        None => false,
-    };
-    if allowed {
-        return Ok(());
-    }
-    let kept: Vec<String> = query
-        .split('&')
-        .filter(|p| !p.starts_with("mount=") && !p.starts_with("from="))
-        .map(str::to_owned)
-        .collect();
-    let path = req.uri().path().to_owned();
-    let new = if kept.is_empty() {
-        path
-    } else {
-        format!("{path}?{}", kept.join("&"))
-    };
-    if let Ok(uri) = new.parse::<Uri>() {
-        *req.uri_mut() = uri;
-    }
-    Ok(())
-}
-
-fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
-        &format!("/?{query}").parse().unwrap_or_default(),
-    )
-    .map(|q| q.0)
-    .unwrap_or_default()
-}
-
 /// The audit record a successful request will produce: manifest pushes,
 /// pulls (GET, not HEAD) and deletes of manifests, tags and blobs.
-fn audit_entry(req: &Request, caller: &Caller) -> Option<(String, &'static str, String, String)> {
-    let path = req.uri().path().strip_prefix("/v2")?;
-    let endpoint = route::parse(path).ok()?;
+fn audit_entry(
+    request: &V2Request,
+    method: &Method,
+    caller: &Caller,
+) -> Option<(String, &'static str, String, String)> {
+    let endpoint = request.endpoint.as_ref().ok()?;
     let user = caller.principal.name().to_owned();
-    let (op, resource) = match (&endpoint, req.method()) {
+    let (op, resource) = match (endpoint, method) {
         (Endpoint::Manifest(r, reference), &Method::GET) => ("pull", format!("{r}:{reference}")),
         (Endpoint::Manifest(r, reference), &Method::PUT) => ("push", format!("{r}:{reference}")),
         (Endpoint::Manifest(r, reference), &Method::DELETE) => {
@@ -286,14 +265,22 @@ mod tests {
         for (endpoint, method, expected) in cases {
             assert_eq!(need(&endpoint, &method), expected, "{endpoint:?} {method}");
         }
-        assert_eq!(scope_of(&pull).as_deref(), Some("repository:p/app:pull"));
         assert_eq!(
-            scope_of(&push).as_deref(),
+            scope_of(&pull, None).as_deref(),
+            Some("repository:p/app:pull")
+        );
+        assert_eq!(
+            scope_of(&push, None).as_deref(),
             Some("repository:p/app:pull,push")
         );
         assert_eq!(
-            scope_of(&delete).as_deref(),
+            scope_of(&delete, None).as_deref(),
             Some("repository:p/app:delete")
+        );
+        let source = RepoName::parse("q/base").unwrap();
+        assert_eq!(
+            scope_of(&push, Some(&source)).as_deref(),
+            Some("repository:p/app:pull,push repository:q/base:pull")
         );
     }
 }

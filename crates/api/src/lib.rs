@@ -11,6 +11,7 @@ pub mod error;
 pub mod guard;
 pub mod health;
 pub mod mgmt;
+pub mod server;
 pub mod tls;
 pub mod token;
 pub mod ui;
@@ -21,7 +22,6 @@ use axum::Router;
 use berth_auth::audit::AuditLog;
 use berth_core::Registry;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What every handler can reach.
@@ -55,17 +55,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish.
+/// Serves `app` on `listener` with the default [`server::Limits`] until
+/// `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::serve(listener, app, None, server::Limits::default(), shutdown).await
 }

@@ -34,6 +34,107 @@ pub struct Config {
     pub ldap: Option<berth_auth::ldap::LdapConfig>,
     #[serde(default)]
     pub gc: GcConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub uploads: UploadsConfig,
+}
+
+/// `[server]`: how long slow and idle clients are held, and how many.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    #[serde(default = "default_body_timeout", deserialize_with = "duration")]
+    pub body_timeout: Duration,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let d = berth_api::server::Limits::default();
+        ServerConfig {
+            header_read_timeout: d.header_read_timeout,
+            idle_timeout: d.idle_timeout,
+            body_timeout: d.body_timeout,
+            max_connections: d.max_connections,
+            shutdown_grace: d.shutdown_grace,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn limits(&self) -> berth_api::server::Limits {
+        berth_api::server::Limits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            body_timeout: self.body_timeout,
+            max_connections: self.max_connections,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+fn default_header_read_timeout() -> Duration {
+    berth_api::server::Limits::default().header_read_timeout
+}
+
+fn default_idle_timeout() -> Duration {
+    berth_api::server::Limits::default().idle_timeout
+}
+
+fn default_body_timeout() -> Duration {
+    berth_api::server::Limits::default().body_timeout
+}
+
+fn default_max_connections() -> usize {
+    berth_api::server::Limits::default().max_connections
+}
+
+fn default_shutdown_grace() -> Duration {
+    berth_api::server::Limits::default().shutdown_grace
+}
+
+/// `[uploads]`: bounds on open upload sessions (0: no bound).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    #[serde(default = "default_uploads_per_repository")]
+    pub max_per_repository: usize,
+    #[serde(default = "default_uploads_per_account")]
+    pub max_per_account: usize,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            max_per_repository: default_uploads_per_repository(),
+            max_per_account: default_uploads_per_account(),
+        }
+    }
+}
+
+impl UploadsConfig {
+    pub fn limits(&self) -> berth_core::registry::UploadLimits {
+        berth_core::registry::UploadLimits {
+            per_repository: self.max_per_repository,
+            per_account: self.max_per_account,
+        }
+    }
+}
+
+fn default_uploads_per_repository() -> usize {
+    berth_core::registry::UploadLimits::default().per_repository
+}
+
+fn default_uploads_per_account() -> usize {
+    berth_core::registry::UploadLimits::default().per_account
 }
 
 /// `[gc]`: online garbage collection.
@@ -223,6 +324,8 @@ impl Default for Config {
             tls: None,
             ldap: None,
             gc: GcConfig::default(),
+            server: ServerConfig::default(),
+            uploads: UploadsConfig::default(),
         }
     }
 }
@@ -241,6 +344,19 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        let s = &self.server;
+        for (name, value) in [
+            ("header_read_timeout", s.header_read_timeout),
+            ("idle_timeout", s.idle_timeout),
+            ("body_timeout", s.body_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("[server] {name} must be more than 0s"));
+            }
+        }
+        if s.max_connections == 0 {
+            return Err("[server] max_connections must be at least 1".into());
+        }
         if let Some(url) = &self.external_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(

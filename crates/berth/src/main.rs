@@ -260,8 +260,9 @@ async fn run(config: Config) -> Result<(), String> {
         abort_abandoned_multipart_uploads(store);
     }
     let (kv, blobs, etcd_membership) = (backends.kv, backends.blobs, backends.etcd);
-    let registry =
-        Registry::new(kv.clone(), blobs).for_grace_period(config.gc.grace_period.as_secs());
+    let registry = Registry::new(kv.clone(), blobs)
+        .for_grace_period(config.gc.grace_period.as_secs())
+        .with_upload_limits(config.uploads.limits());
     let locks: Arc<dyn berth_core::Locks> = match &etcd_membership {
         Some(etcd) => Arc::new(etcd.clone()),
         None => Arc::new(berth_core::LocalLocks::default()),
@@ -340,12 +341,14 @@ async fn run(config: Config) -> Result<(), String> {
         config.data_dir.display()
     );
     tracing::info!(%addr, data = %config.data_dir.display(), "berth serving");
-    let served = match tls {
-        Some(tls) => {
-            berth_api::tls::serve_tls(listener, router(state), tls, shutdown_signal()).await
-        }
-        None => berth_api::serve(listener, router(state), shutdown_signal()).await,
-    };
+    let served = berth_api::server::serve(
+        listener,
+        router(state),
+        tls,
+        config.server.limits(),
+        shutdown_signal(),
+    )
+    .await;
     // The requests have finished; their audit events must not be lost.
     audit.flush().await;
     served.map_err(|e| format!("serving: {e}"))?;

@@ -9,6 +9,8 @@
 //! blob:<digest>                        BlobRecord        (blob committed in store)
 //! upload:<id>                          UploadSession     (upload in progress)
 //! pulled:<name>@<digest>               PullRecord        (last pull of a manifest)
+//! uprepo:<name>@<id>                   UploadMark        (open upload in repo, its bytes)
+//! upacct:<account>@<id>                (empty)           (open upload of an account)
 //! ```
 //!
 //! `@` and `:` cannot occur in repository names, so a scan of
@@ -60,4 +62,30 @@ pub fn pulled_prefix(name: &RepoName) -> String {
 
 pub fn upload(id: &str) -> String {
     format!("upload:{id}")
+}
+
+pub const UPLOAD_IN_REPO_PREFIX: &str = "uprepo:";
+
+pub fn upload_in_repo(name: &str, id: &str) -> String {
+    format!("uprepo:{name}@{id}")
+}
+
+pub fn upload_in_repo_prefix(name: &str) -> String {
+    format!("uprepo:{name}@")
+}
+
+/// Every open upload of `project`, and of projects whose name extends it:
+/// callers keep those whose repository is in `project`.
+pub fn upload_in_project_prefix(project: &str) -> String {
+    format!("uprepo:{project}")
+}
+
+pub const UPLOAD_OF_ACCOUNT_PREFIX: &str = "upacct:";
+
+pub fn upload_of_account(account: &str, id: &str) -> String {
+    format!("upacct:{account}@{id}")
+}
+
+pub fn upload_of_account_prefix(account: &str) -> String {
+    format!("upacct:{account}@")
 }

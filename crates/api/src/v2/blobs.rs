@@ -2,6 +2,7 @@
 //! monolithic `POST ?digest=`, `POST` + `PATCH`* + `PUT`, status, cancel,
 //! and cross-repository mount.
 
+use super::request::Mount;
 use super::{body_stream, content_length, header_value, Params};
 use crate::error::ApiError;
 use crate::AppState;
@@ -74,6 +75,8 @@ pub async fn start(
     state: &AppState,
     repo: &RepoName,
     params: &Params,
+    mount: Option<Mount>,
+    account: &str,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -84,16 +87,15 @@ pub async fn start(
             .await?;
         return Ok(blob_created(state, repo, &digest));
     }
-    if let (Some(mount), Some(from)) = (params.get("mount"), params.get("from")) {
-        // An invalid `from` or `mount` falls back to a plain upload, as the
-        // spec allows for any mount the registry cannot do.
-        if let (Ok(digest), Some(from)) = (mount.parse::<Digest>(), RepoName::parse(from)) {
-            if reg.blob_mount(repo, &digest, &from).await? {
-                return Ok(blob_created(state, repo, &digest));
-            }
+    // The guard kept only a mount the caller may read from; a mount that
+    // is not done (no such blob there) falls back to a plain upload, as the
+    // spec allows.
+    if let Some(Mount { digest, from }) = mount {
+        if reg.blob_mount(repo, &digest, &from).await? {
+            return Ok(blob_created(state, repo, &digest));
         }
     }
-    let status = reg.upload_start(repo).await?;
+    let status = reg.upload_start(repo, account).await?;
     Ok(upload_response(state, repo, &status, StatusCode::ACCEPTED))
 }
 

@@ -5,20 +5,21 @@
 pub mod blobs;
 pub mod discovery;
 pub mod manifests;
+pub mod request;
 pub mod route;
 
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::{Body, BodyDataStream, HttpBody};
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use berth_core::ByteStream;
 use berth_oci::ErrorCode;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
+use request::V2Request;
 use route::{Endpoint, RouteError};
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -32,13 +33,15 @@ use std::time::Duration;
 const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-pub type Params = HashMap<String, String>;
+pub use request::Params;
 
+/// Runs behind [`crate::guard::guard`], which leaves the caller and the
+/// parsed request, with its access decided, in the extensions.
 pub async fn dispatch(
     State(state): State<AppState>,
     caller: Option<axum::Extension<crate::auth::Caller>>,
+    request: Option<axum::Extension<V2Request>>,
     method: Method,
-    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -51,10 +54,13 @@ pub async fn dispatch(
         (Body::from_stream(shared.clone()), Some(shared))
     };
     let caller = caller.map(|c| c.0);
-    let mut resp = match handle(&state, caller.as_ref(), &method, &uri, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    let result = match request {
+        Some(request) => handle(&state, caller.as_ref(), &method, request.0, &headers, body).await,
+        None => Err(ApiError(berth_core::CoreError::internal(
+            "a /v2 request reached its handler without passing the guard",
+        ))),
     };
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
     if let Some(rest) = rest {
         rest.drain().await;
     }
@@ -69,12 +75,11 @@ async fn handle(
     state: &AppState,
     caller: Option<&crate::auth::Caller>,
     method: &Method,
-    uri: &Uri,
+    request: V2Request,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let path = uri.path().strip_prefix("/v2").unwrap_or_default();
-    let endpoint = route::parse(path).map_err(|e| match e {
+    let endpoint = request.endpoint.map_err(|e| match e {
         RouteError::NotFound => ApiError::detail(ErrorCode::NameUnknown, "no such endpoint"),
         RouteError::Invalid(code, detail) => ApiError::detail(code, detail),
         // Nothing is stored under an invalid tag; pushing one is a bad request.
@@ -84,7 +89,10 @@ async fn handle(
         RouteError::InvalidTag(detail) => ApiError::detail(ErrorCode::ManifestUnknown, detail),
     })?;
     let allowed = endpoint.allowed_methods();
-    let params: Params = Query::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
+    let params = request
+        .params
+        .map_err(|e| ApiError::detail(e.code, e.detail))?;
+    let mount = request.mount;
     let reg = &state.registry;
     // HEAD is answered as GET; hyper sends the headers without the body.
     let head = method == Method::HEAD;
@@ -106,7 +114,8 @@ async fn handle(
         (Endpoint::Blob(repo, d), Method::GET) => blobs::get(reg, &repo, &d, headers, head).await,
         (Endpoint::Blob(repo, d), Method::DELETE) => blobs::delete(reg, &repo, &d).await,
         (Endpoint::UploadStart(repo), Method::POST) => {
-            blobs::start(state, &repo, &params, headers, body).await
+            let account = caller.map_or("", |c| c.principal.name());
+            blobs::start(state, &repo, &params, mount, account, headers, body).await
         }
         (Endpoint::Upload(repo, id), Method::GET) => blobs::status(state, &repo, &id).await,
         (Endpoint::Upload(repo, id), Method::PATCH) => {

@@ -439,7 +439,7 @@ impl Registry {
         report: &mut GcReport,
     ) -> Result<(), CoreError> {
         let cutoff = now().saturating_sub(opts.upload_expiry_secs);
-        let mut stale: Vec<(String, Versioned)> = Vec::new();
+        let mut stale: Vec<(String, Versioned, UploadSession)> = Vec::new();
         self.for_each_under("upload:", |key, v| {
             let session: UploadSession = serde_json::from_slice(&v.value)?;
             let writing = session
@@ -447,7 +447,7 @@ impl Registry {
                 .as_ref()
                 .is_some_and(|w| w.expires_ms > now_ms());
             if session.updated <= cutoff && !writing {
-                stale.push((key, v));
+                stale.push((key, v, session));
             }
             Ok(())
         })
@@ -464,20 +464,47 @@ impl Registry {
                 self.blobs.delete_upload(&id).await?;
             }
         }
-        for (key, version) in stale {
+        for (key, version, session) in stale {
             let id = key["upload:".len()..].to_owned();
             report.uploads_deleted += 1;
             report.note(format!("upload {id}"));
             if opts.dry_run {
                 continue;
             }
+            let txn = Txn::new().expect(&key, Some(&version)).delete(&key);
             if self
                 .kv
-                .commit(Txn::new().expect(&key, Some(&version)).delete(&key))
+                .commit(super::upload_limits::delete_marks(txn, &id, &session))
                 .await?
             {
                 self.blobs.delete_upload(&id).await?;
             }
+        }
+        if !opts.dry_run {
+            self.delete_orphan_upload_marks().await?;
+        }
+        Ok(())
+    }
+
+    /// Index entries of uploads whose session is gone. The two are written
+    /// and removed together, so these are only left by a session removed
+    /// some other way (by hand, or by a version before the entries).
+    async fn delete_orphan_upload_marks(&self) -> Result<(), CoreError> {
+        let mut marks = Vec::new();
+        for prefix in [keys::UPLOAD_IN_REPO_PREFIX, keys::UPLOAD_OF_ACCOUNT_PREFIX] {
+            self.for_each_under(prefix, |key, _| {
+                marks.push(key);
+                Ok(())
+            })
+            .await?;
+        }
+        for key in marks {
+            let Some((_, id)) = key.rsplit_once('@') else {
+                continue;
+            };
+            let session = keys::upload(id);
+            let txn = Txn::new().expect(&session, None).delete(&key);
+            self.kv.commit(txn).await?;
         }
         Ok(())
     }

@@ -203,7 +203,11 @@ impl Registry {
         source: Source<'_>,
         extra: Txn,
     ) -> Result<bool, CoreError> {
-        self.check_quota(repo, Some(digest), size).await?;
+        let upload = match source {
+            Source::Upload(id) => Some(id),
+            _ => None,
+        };
+        self.check_quota(repo, Some(digest), size, upload).await?;
         let link = RepoBlobRecord {
             size,
             linked: now(),

@@ -13,6 +13,7 @@ mod manifests;
 pub mod policy;
 mod pulls;
 mod records;
+mod upload_limits;
 mod uploads;
 
 pub use discovery::Page;
@@ -20,6 +21,7 @@ pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestContent, ManifestPut};
 pub use pulls::PullRecord;
 pub use records::*;
+pub use upload_limits::UploadLimits;
 pub use uploads::UploadStatus;
 
 use crate::blob::BlobStore;
@@ -43,6 +45,7 @@ pub struct Registry {
     tag_cache: Arc<discovery::TagCache>,
     /// When this node last noted a pull of each manifest (see `pulls`).
     pulls_noted: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    upload_limits: UploadLimits,
 }
 
 impl Registry {
@@ -53,6 +56,7 @@ impl Registry {
             touch_secs: 0,
             tag_cache: Arc::default(),
             pulls_noted: Arc::default(),
+            upload_limits: UploadLimits::default(),
         }
     }
 

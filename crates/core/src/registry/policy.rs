@@ -188,11 +188,14 @@ impl Registry {
 
     /// Refuses `extra` more bytes in `repo`'s project when that passes its
     /// quota. `digest`, when known, is not counted if the project has it.
+    /// The bytes open uploads have received count as used, but those of
+    /// `upload`, whose bytes `extra` already counts.
     pub async fn check_quota(
         &self,
         repo: &RepoName,
         digest: Option<&Digest>,
         extra: u64,
+        upload: Option<&str>,
     ) -> Result<(), CoreError> {
         let project = project_of(repo.as_str());
         let Some(limit) = self.project_policy(project).await?.quota_bytes else {
@@ -202,7 +205,8 @@ impl Registry {
         if digest.is_some_and(|d| links.contains_key(d)) {
             return Ok(());
         }
-        let used: u64 = links.values().sum();
+        let pending = self.pending_upload_bytes(project, upload).await?;
+        let used: u64 = links.values().sum::<u64>().saturating_add(pending);
         if used.saturating_add(extra) > limit {
             return Err(CoreError::with_detail(
                 ErrorCode::Denied,

@@ -69,6 +69,17 @@ pub struct UploadSession {
     /// the holder is hashing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<UploadClaim>,
+    /// Who opened it, for the bound on open uploads per account (absent
+    /// in sessions opened before that bound existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+/// Beside an open upload: the bytes it has received, which count toward
+/// its project's quota.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadMark {
+    pub bytes: u64,
 }
 
 /// An exclusive, expiring right to write an upload's bytes.

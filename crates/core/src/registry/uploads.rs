@@ -12,6 +12,7 @@
 //! [`CLAIM_MS`] at most; a live writer renews its claim as its body arrives.
 
 use super::lifecycle::Source;
+use super::upload_limits::{delete_marks, over_quota, put_marks};
 use super::{encode, now, now_ms, Registry};
 use crate::blob::{ByteStream, StoreError};
 use crate::error::CoreError;
@@ -39,6 +40,12 @@ struct Claim {
     /// Set when a renewal found the claim taken over: nothing more may be
     /// written, and the claim is no longer this request's to give up.
     lost: bool,
+    /// Bytes this request has written past the session's offset so far.
+    received: u64,
+    /// How many bytes this request may write before the project passes its
+    /// quota (`None`: no quota). Refreshed on each renewal, so concurrent
+    /// uploads into one project see each other's bytes within seconds.
+    allowance: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,8 +56,14 @@ pub struct UploadStatus {
 }
 
 impl Registry {
-    /// `POST /blobs/uploads/`: opens a session.
-    pub async fn upload_start(&self, repo: &RepoName) -> Result<UploadStatus, CoreError> {
+    /// `POST /blobs/uploads/`: opens a session for `account`, within the
+    /// bounds on open sessions (429 beyond).
+    pub async fn upload_start(
+        &self,
+        repo: &RepoName,
+        account: &str,
+    ) -> Result<UploadStatus, CoreError> {
+        self.check_upload_slots(repo, account).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let t = now();
         let session = UploadSession {
@@ -60,16 +73,14 @@ impl Registry {
             created: t,
             updated: t,
             writer: None,
+            account: Some(account.to_owned()),
         };
         // Create the (empty) bytes first so that a session never names
         // storage that does not exist.
         self.blobs.upload_writer(&id, 0).await?.finish().await?;
         let key = keys::upload(&id);
-        if !self
-            .kv
-            .commit(Txn::new().expect(&key, None).put(&key, encode(&session)))
-            .await?
-        {
+        let txn = Txn::new().expect(&key, None).put(&key, encode(&session));
+        if !self.kv.commit(put_marks(txn, &id, &session, 0)).await? {
             return Err(CoreError::internal("upload id collision"));
         }
         Ok(UploadStatus { id, offset: 0 })
@@ -98,21 +109,15 @@ impl Registry {
         len: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus, CoreError> {
-        if let Some(len) = len {
-            // Refused before a byte is read when the size is announced.
-            let offset = start.unwrap_or(0);
-            self.check_quota(repo, None, offset.saturating_add(len))
-                .await?;
-        }
         let mut claim = self.claim(repo, id, start).await?;
         let mut hash = session_hash(&claim.session)?;
-        let written = self.write_claimed(&mut claim, &mut hash, body).await;
+        let written = match self.check_announced(&claim, len).await {
+            Ok(()) => self.write_claimed(&mut claim, &mut hash, body).await,
+            Err(e) => Err(e),
+        };
         let written = match written.and_then(|w| check_chunk_len(len, w).map(|()| w)) {
             Ok(w) => w,
-            Err(e) => {
-                self.release(claim).await;
-                return Err(e);
-            }
+            Err(e) => return Err(self.abandon(claim, e).await),
         };
         let mut session = claim.session.clone();
         session.offset += written;
@@ -122,6 +127,7 @@ impl Registry {
         let txn = Txn::new()
             .expect(&claim.key, Some(&claim.version))
             .put(&claim.key, encode(&session));
+        let txn = put_marks(txn, id, &session, session.offset);
         if !self.kv.commit(txn).await? {
             return Err(self.claim_lost(&claim.key).await);
         }
@@ -145,24 +151,26 @@ impl Registry {
         len: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<(), CoreError> {
+        // Refused before anything is claimed or read: the upload stays as
+        // it was, for a retry with a digest berth can verify.
+        check_blob_algorithm(digest)?;
         // Claimed even without a body: committing moves the bytes, which
         // must not happen under a writer.
         let mut claim = self.claim(repo, id, start).await?;
         let mut hash = session_hash(&claim.session)?;
-        let written = match body {
-            Some(body) => self.write_claimed(&mut claim, &mut hash, body).await,
-            None => Ok(0),
+        let written = match (self.check_announced(&claim, len).await, body) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(body)) => self.write_claimed(&mut claim, &mut hash, body).await,
+            (Ok(()), None) => Ok(0),
         };
         let written = match written.and_then(|w| check_chunk_len(len, w).map(|()| w)) {
             Ok(w) => w,
-            Err(e) => {
-                self.release(claim).await;
-                return Err(e);
-            }
+            Err(e) => return Err(self.abandon(claim, e).await),
         };
         let size = claim.session.offset + written;
-        if !digest.is_sha256() || hash.finalize() != *digest {
-            self.discard_upload(id, &claim.key).await;
+        if hash.finalize() != *digest {
+            self.discard_upload(id, &claim.key, Some(&claim.session))
+                .await;
             return Err(CoreError::with_detail(
                 ErrorCode::DigestInvalid,
                 format!("content does not match {digest}"),
@@ -171,6 +179,7 @@ impl Registry {
         let done = Txn::new()
             .expect(&claim.key, Some(&claim.version))
             .delete(&claim.key);
+        let done = delete_marks(done, id, &claim.session);
         match self
             .link_blob(repo, digest, size, Source::Upload(id), done)
             .await
@@ -178,18 +187,45 @@ impl Registry {
             Ok(true) => Ok(()),
             // The session itself changed: a concurrent PUT won.
             Ok(false) => Err(CoreError::new(ErrorCode::BlobUploadUnknown)),
-            Err(e) => {
-                self.release(claim).await;
-                Err(e)
-            }
+            Err(e) => Err(self.abandon(claim, e).await),
         }
     }
 
     /// `DELETE` on an upload.
     pub async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<(), CoreError> {
-        self.session(repo, id).await?;
-        self.discard_upload(id, &keys::upload(id)).await;
+        let (session, _) = self.session(repo, id).await?;
+        self.discard_upload(id, &keys::upload(id), Some(&session))
+            .await;
         Ok(())
+    }
+
+    /// A chunk announced as `len` bytes that would pass the quota is
+    /// refused before a byte of it is read.
+    async fn check_announced(&self, claim: &Claim, len: Option<u64>) -> Result<(), CoreError> {
+        match (len, claim.allowance) {
+            (Some(len), Some(allowance)) if len > allowance => Err(CoreError::with_detail(
+                ErrorCode::Denied,
+                format!(
+                    "storage quota of project {} exceeded: {len} bytes announced, \
+                     {allowance} left",
+                    super::policy::project_of(&claim.session.repo)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends a write that failed: a write that passed the quota cancels the
+    /// upload (its bytes would only wait for expiry, and the quota will
+    /// not grow under it); any other failure leaves the upload as it was.
+    async fn abandon(&self, claim: Claim, e: CoreError) -> CoreError {
+        if claim.received > 0 && e.code == ErrorCode::Denied && !claim.lost {
+            let (id, key) = (claim.id.clone(), claim.key.clone());
+            self.discard_upload(&id, &key, Some(&claim.session)).await;
+        } else {
+            self.release(claim).await;
+        }
+        e
     }
 
     /// `POST ?digest=`: the whole blob in one request. No session is
@@ -202,18 +238,21 @@ impl Registry {
         len: Option<u64>,
         body: ByteStream,
     ) -> Result<(), CoreError> {
-        if !digest.is_sha256() {
-            return Err(CoreError::with_detail(
-                ErrorCode::DigestInvalid,
-                "only sha256 is supported for blobs",
-            ));
-        }
-        if let Some(len) = len {
-            self.check_quota(repo, Some(digest), len).await?;
-        }
+        check_blob_algorithm(digest)?;
         let id = uuid::Uuid::new_v4().to_string();
+        let allowance = match len {
+            Some(len) => {
+                self.check_quota(repo, Some(digest), len, None).await?;
+                None
+            }
+            // A body of unknown length may only bring what the quota has
+            // room for.
+            None => self.upload_allowance(repo, &id, 0).await?,
+        };
         let mut hash = Sha256State::new();
-        let result = self.write_chunk(&id, 0, &mut hash, body, None).await;
+        let result = self
+            .write_chunk(&id, 0, &mut hash, body, None, allowance, repo)
+            .await;
         let size = match result {
             Ok(size) => size,
             Err(e) => {
@@ -288,13 +327,23 @@ impl Registry {
             .put_session(&key, &seen, &session)
             .await?
             .ok_or_else(busy)?;
-        Ok(Claim {
+        let mut claim = Claim {
             id: id.to_owned(),
             key,
             session,
             version,
             lost: false,
-        })
+            received: 0,
+            allowance: None,
+        };
+        match self.upload_allowance(repo, id, claim.session.offset).await {
+            Ok(allowance) => claim.allowance = allowance,
+            Err(e) => {
+                self.release(claim).await;
+                return Err(e);
+            }
+        }
+        Ok(claim)
     }
 
     /// Writes `session` at `key` if the key is still at `seen`; returns the
@@ -305,8 +354,32 @@ impl Registry {
         seen: &Versioned,
         session: &UploadSession,
     ) -> Result<Option<Versioned>, CoreError> {
+        self.put_session_txn(key, seen, session, Txn::new()).await
+    }
+
+    /// [`Registry::put_session`], recording that the upload has received
+    /// `bytes` for its project's quota.
+    async fn put_session_marked(
+        &self,
+        key: &str,
+        seen: &Versioned,
+        session: &UploadSession,
+        bytes: u64,
+    ) -> Result<Option<Versioned>, CoreError> {
+        let id = &key[keys::upload("").len()..];
+        let marks = put_marks(Txn::new(), id, session, bytes);
+        self.put_session_txn(key, seen, session, marks).await
+    }
+
+    async fn put_session_txn(
+        &self,
+        key: &str,
+        seen: &Versioned,
+        session: &UploadSession,
+        txn: Txn,
+    ) -> Result<Option<Versioned>, CoreError> {
         let value = encode(session);
-        let txn = Txn::new().expect(key, Some(seen)).put(key, value.clone());
+        let txn = txn.expect(key, Some(seen)).put(key, value.clone());
         if !self.kv.commit(txn).await? {
             return Ok(None);
         }
@@ -327,10 +400,20 @@ impl Registry {
         if let Some(w) = next.writer.as_mut() {
             w.expires_ms = now + CLAIM_MS;
         }
-        match self.put_session(&claim.key, &claim.version, &next).await? {
+        let bytes = next.offset.saturating_add(claim.received);
+        match self
+            .put_session_marked(&claim.key, &claim.version, &next, bytes)
+            .await?
+        {
             Some(version) => {
                 claim.session = next;
                 claim.version = version;
+                if let Some(repo) = RepoName::parse(&claim.session.repo) {
+                    claim.allowance = self
+                        .upload_allowance(&repo, &claim.id, bytes)
+                        .await?
+                        .map(|left| left.saturating_add(claim.received));
+                }
                 Ok(())
             }
             None => {
@@ -380,7 +463,11 @@ impl Registry {
     ) -> Result<u64, CoreError> {
         let id = claim.id.clone();
         let offset = claim.session.offset;
-        self.write_chunk(&id, offset, hash, body, Some(claim)).await
+        let repo = RepoName::parse(&claim.session.repo)
+            .ok_or_else(|| CoreError::internal("upload session of an invalid name"))?;
+        let allowance = claim.allowance;
+        self.write_chunk(&id, offset, hash, body, Some(claim), allowance, &repo)
+            .await
     }
 
     /// Streams `body` into upload `id` from `offset`, hashing as it goes.
@@ -388,7 +475,9 @@ impl Registry {
     /// the claim is renewed before each write; on any failure the writes
     /// already queued are finished before returning, so nothing lands after
     /// the claim is given up, unless the claim was lost, when they are
-    /// dropped.
+    /// dropped. A body passing `allowance` (the claim's, when claimed) is
+    /// refused with the quota error as soon as it does.
+    #[allow(clippy::too_many_arguments)]
     async fn write_chunk(
         &self,
         id: &str,
@@ -396,6 +485,8 @@ impl Registry {
         hash: &mut Sha256State,
         mut body: ByteStream,
         mut claim: Option<&mut Claim>,
+        allowance: Option<u64>,
+        repo: &RepoName,
     ) -> Result<u64, CoreError> {
         let mut writer = self
             .blobs
@@ -420,9 +511,18 @@ impl Registry {
                     break;
                 }
             };
-            if let Some(claim) = claim.as_deref_mut() {
-                // On failure, dropping the writer discards what it queued.
-                self.renew(claim).await?;
+            let allowance = match claim.as_deref_mut() {
+                Some(claim) => {
+                    claim.received = written;
+                    // On failure, dropping the writer discards what it queued.
+                    self.renew(claim).await?;
+                    claim.allowance
+                }
+                None => allowance,
+            };
+            if allowance.is_some_and(|a| written + chunk.len() as u64 > a) {
+                failure = Some(over_quota(repo));
+                break;
             }
             hash.update(&chunk);
             written += chunk.len() as u64;
@@ -431,8 +531,9 @@ impl Registry {
                 break;
             }
         }
-        if failure.is_none() {
-            if let Some(claim) = claim {
+        if let Some(claim) = claim {
+            claim.received = written;
+            if failure.is_none() {
                 self.renew(claim).await?;
             }
         }
@@ -443,8 +544,14 @@ impl Registry {
         }
     }
 
-    async fn discard_upload(&self, id: &str, key: &str) {
-        if let Err(e) = self.kv.delete(key).await {
+    /// Removes an upload, with the index entries of its `session`.
+    async fn discard_upload(&self, id: &str, key: &str, session: Option<&UploadSession>) {
+        let txn = Txn::new().delete(key);
+        let txn = match session {
+            Some(session) => delete_marks(txn, id, session),
+            None => txn,
+        };
+        if let Err(e) = self.kv.commit(txn).await {
             tracing::warn!(upload = id, error = %e, "could not delete upload session");
         }
         if let Err(e) = self.blobs.delete_upload(id).await {
@@ -463,6 +570,21 @@ fn check_chunk_len(len: Option<u64>, written: u64) -> Result<(), CoreError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Blobs are verified with the SHA-256 state kept with each session, so a
+/// digest of any other algorithm could never match: say so up front.
+fn check_blob_algorithm(digest: &Digest) -> Result<(), CoreError> {
+    if digest.is_sha256() {
+        return Ok(());
+    }
+    Err(CoreError::with_detail(
+        ErrorCode::DigestInvalid,
+        format!(
+            "blobs are stored by sha256 digest only, {} is not supported",
+            digest.algorithm()
+        ),
+    ))
 }
 
 fn busy() -> CoreError {

@@ -1,0 +1,8 @@
+//! The holes an outside attack found (issue 14), each with the test that
+//! failed on the code before its fix, against the real binary.
+
+mod common;
+
+mod hardening {
+    mod mount;
+}
