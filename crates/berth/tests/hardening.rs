@@ -5,4 +5,6 @@ mod common;
 
 mod hardening {
     mod mount;
+    mod timeouts;
+    mod uploads;
 }
