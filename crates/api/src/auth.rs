@@ -124,8 +124,10 @@ impl Auth {
         }
     }
 
-    /// Checks a name and password, rate-limited per user and per address.
-    /// `Err` with 429 when blocked; `Ok(None)` for wrong credentials.
+    /// Checks a name and password, rate-limited per (user, address) and per
+    /// address (see `berth_auth::ratelimit`): wrong passwords from one place
+    /// never lock the user out elsewhere. `Err` with 429 when blocked;
+    /// `Ok(None)` for wrong credentials.
     pub async fn login(
         &self,
         user: &str,
@@ -152,16 +154,26 @@ impl Auth {
                 return Ok(Some(principal));
             }
         }
-        if self.limiter.blocked(user, address) {
-            tracing::warn!(user, address, "login blocked: too many failures");
+        // Counted before the password is checked, so that concurrent
+        // guesses cannot all pass before the first failure is recorded;
+        // forgiven below when the password was right or was not checked.
+        if let Err(why) = self.limiter.attempt(user, address) {
+            tracing::warn!(user, address, %why, "login blocked");
             return Err(ApiError::detail(
                 ErrorCode::TooManyRequests,
                 "too many failed logins; try again later",
             ));
         }
-        let principal = self.directory.authenticate(user, pass).await?;
+        let principal = match self.directory.authenticate(user, pass).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.limiter.forgive(user, address);
+                return Err(e.into());
+            }
+        };
         match &principal {
             Some(p) => {
+                self.limiter.forgive(user, address);
                 let account_version = self.directory.account_version(p.name()).await?;
                 let mut cache = self.basic_cache.lock().unwrap_or_else(|e| e.into_inner());
                 if cache.len() > 10_000 {
@@ -177,7 +189,6 @@ impl Auth {
                 );
             }
             None => {
-                self.limiter.record_failure(user, address);
                 tracing::info!(user, address, "failed login");
             }
         }

@@ -508,16 +508,15 @@ mod tests {
         assert!(t.deadline(&limits) <= Instant::now() + Duration::from_secs(5));
     }
 
-    /// A body fed by a channel, for the timeout test.
-    fn http_body_util_channel() -> (
-        tokio::sync::mpsc::Sender<Bytes>,
-        http_body_util::StreamBody<
-            futures_util::stream::BoxStream<
-                'static,
-                Result<http_body::Frame<Bytes>, std::convert::Infallible>,
-            >,
+    type ChannelBody = http_body_util::StreamBody<
+        futures_util::stream::BoxStream<
+            'static,
+            Result<http_body::Frame<Bytes>, std::convert::Infallible>,
         >,
-    ) {
+    >;
+
+    /// A body fed by a channel, for the timeout test.
+    fn http_body_util_channel() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
         use futures_util::StreamExt;
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {

@@ -221,6 +221,8 @@ impl TokenService {
             B64.encode(serde_json::to_vec(&claims).unwrap_or_default())
         );
         let sig: Signature = key.sign(signing_input.as_bytes());
+        // Low-S form, the only one `verify` accepts (see there).
+        let sig = sig.normalize_s().unwrap_or(sig);
         Ok((
             format!("{signing_input}.{}", B64.encode(sig.to_bytes())),
             claims,
@@ -245,6 +247,13 @@ impl TokenService {
         let key = self.verifying_key(&kid).await?;
         let sig_bytes = B64.decode(s).map_err(|_| TokenError::Malformed)?;
         let sig = Signature::from_slice(&sig_bytes).map_err(|_| TokenError::Signature)?;
+        // Every ECDSA signature (r, s) has a twin (r, n - s) that verifies
+        // too. Only the low-S one is accepted, so a token has exactly one
+        // valid spelling (a revocation list or a cache keyed by the token
+        // cannot be dodged by flipping s). Tokens are signed low-S.
+        if sig.normalize_s().is_some() {
+            return Err(TokenError::Signature);
+        }
         key.verify(format!("{h}.{c}").as_bytes(), &sig)
             .map_err(|_| TokenError::Signature)?;
         let claims: Claims =
@@ -344,5 +353,25 @@ mod tests {
         assert!(matches!(s.verify(&t).await, Err(TokenError::Expired)));
 
         assert!(matches!(s.verify("a.b").await, Err(TokenError::Malformed)));
+    }
+
+    #[tokio::test]
+    async fn only_the_low_s_twin_of_a_signature_verifies() {
+        let s = service(Arc::new(MemoryKv::new()));
+        for _ in 0..8 {
+            let (token, _) = s.issue("alice", vec![]).await.unwrap();
+            assert!(s.verify(&token).await.is_ok());
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let sig = Signature::from_slice(&B64.decode(sig).unwrap()).unwrap();
+            assert!(sig.normalize_s().is_none(), "issued low-S");
+            // (r, n - s): the high-S twin, a valid ECDSA signature too.
+            let (r, low) = sig.split_scalars();
+            let twin = Signature::from_scalars(r, -*low).unwrap();
+            let forged = format!("{input}.{}", B64.encode(twin.to_bytes()));
+            assert!(matches!(
+                s.verify(&forged).await,
+                Err(TokenError::Signature)
+            ));
+        }
     }
 }

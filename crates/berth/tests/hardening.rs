@@ -4,6 +4,8 @@
 mod common;
 
 mod hardening {
+    mod digests;
+    mod lockout;
     mod mount;
     mod timeouts;
     mod uploads;

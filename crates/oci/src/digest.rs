@@ -245,6 +245,47 @@ impl Sha256State {
     }
 }
 
+/// A running hash with the algorithm of a digest, for whoever reads stored
+/// content back and checks it (fsck): content pushed by a `sha512:` digest
+/// must be checked with SHA-512, never taken for corrupt by SHA-256.
+#[derive(Clone, Debug)]
+pub struct Hasher(Running);
+
+#[derive(Clone, Debug)]
+enum Running {
+    Sha256(Sha256State),
+    Sha512(sha2::Sha512),
+}
+
+impl Digest {
+    /// A running hash with this digest's algorithm.
+    pub fn hasher(&self) -> Hasher {
+        // A `Digest` is only ever sha256 or sha512: parsing refuses others.
+        Hasher(if self.algorithm() == "sha512" {
+            Running::Sha512(sha2::Sha512::new())
+        } else {
+            Running::Sha256(Sha256State::new())
+        })
+    }
+}
+
+impl Hasher {
+    pub fn update(&mut self, data: &[u8]) {
+        match &mut self.0 {
+            Running::Sha256(h) => h.update(data),
+            Running::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest of everything given to [`Hasher::update`].
+    pub fn finalize(self) -> Digest {
+        match self.0 {
+            Running::Sha256(h) => h.finalize(),
+            Running::Sha512(h) => Digest(format!("sha512:{}", hex(&h.finalize()))),
+        }
+    }
+}
+
 /// Compresses whole 64-byte blocks in one call, in place: the SHA-NI path
 /// runs over the full run of blocks, and no byte is copied first.
 fn compress_blocks(h: &mut [u32; 8], data: &[u8]) {
@@ -313,6 +354,18 @@ mod tests {
             rest = tail;
         }
         assert_eq!(s.finalize(), Digest::sha256_of(&data));
+    }
+
+    #[test]
+    fn a_hasher_uses_the_algorithm_of_its_digest() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        for digest in [Digest::sha256_of(&data), Digest::sha512_of(&data)] {
+            let mut h = digest.hasher();
+            for piece in data.chunks(4099) {
+                h.update(piece);
+            }
+            assert_eq!(h.finalize(), digest);
+        }
     }
 
     #[test]

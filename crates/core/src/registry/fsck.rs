@@ -8,7 +8,7 @@ use super::{now, Registry};
 use crate::error::CoreError;
 use crate::kv::{Txn, Versioned};
 use crate::registry::records::{BlobRecord, ManifestRecord, RepoBlobRecord, TagRecord};
-use berth_oci::{Digest, RepoName, Sha256State};
+use berth_oci::{Digest, RepoName};
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -257,14 +257,179 @@ impl Registry {
         Ok(report)
     }
 
+    /// What the stored bytes of `digest` hash to, with `digest`'s own
+    /// algorithm: content accepted by a `sha512:` digest (a large manifest)
+    /// is checked as such, not taken for corrupt.
     async fn hash_of(&self, digest: &Digest, size: u64) -> Result<Digest, CoreError> {
         let mut stream = self.blobs.read(digest, 0, size).await?;
-        let mut hash = Sha256State::new();
+        let mut hash = digest.hasher();
         while let Some(chunk) = stream.next().await {
             let chunk =
                 chunk.map_err(|e| CoreError::internal(format!("reading blob {digest}: {e}")))?;
             hash.update(&chunk);
         }
         Ok(hash.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::{BlobStore, ByteStream, StoreError, UploadWriter};
+    use crate::kv::Kv;
+    use crate::MemoryKv;
+    use berth_oci::Reference;
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+
+    /// Committed blobs in memory: enough for manifests, which are `put`.
+    #[derive(Default)]
+    struct MemoryBlobs(Mutex<HashMap<Digest, Bytes>>);
+
+    impl MemoryBlobs {
+        fn get(&self, digest: &Digest) -> Option<Bytes> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(digest)
+                .cloned()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl BlobStore for MemoryBlobs {
+        async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+            Ok(self.get(digest).map(|b| b.len() as u64))
+        }
+        async fn read(
+            &self,
+            digest: &Digest,
+            offset: u64,
+            len: u64,
+        ) -> Result<ByteStream, StoreError> {
+            let bytes = self.get(digest).ok_or(StoreError::NotFound)?;
+            let part = bytes.slice(offset as usize..(offset + len) as usize);
+            // Several chunks, as a real store streams them.
+            let chunks: Vec<std::io::Result<Bytes>> = (0..part.len())
+                .step_by(10_000)
+                .map(|i| Ok(part.slice(i..(i + 10_000).min(part.len()))))
+                .collect();
+            Ok(Box::pin(futures_util::stream::iter(chunks)))
+        }
+        async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(digest);
+            Ok(())
+        }
+        async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(digest.clone(), data);
+            Ok(())
+        }
+        async fn upload_writer(
+            &self,
+            _: &str,
+            _: u64,
+        ) -> Result<Box<dyn UploadWriter>, StoreError> {
+            Err(StoreError::NotFound)
+        }
+        async fn commit_upload(&self, _: &str, _: &Digest, _: u64) -> Result<(), StoreError> {
+            Err(StoreError::NotFound)
+        }
+        async fn delete_upload(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn stale_uploads(&self, _: std::time::Duration) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// A manifest too large to be kept inline goes to the blob store under
+    /// its digest; pushed by a `sha512:` digest, fsck must check it with
+    /// SHA-512 and find nothing wrong (it used SHA-256, reported it broken
+    /// and `repair` deleted it).
+    #[tokio::test]
+    async fn a_large_manifest_pushed_by_sha512_is_sound() {
+        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
+        let blobs = Arc::new(MemoryBlobs::default());
+        let reg = Registry::new(kv, blobs.clone());
+        let repo = RepoName::parse("p/app").unwrap();
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [],
+            "annotations": {"padding": "x".repeat(100 * 1024)},
+        })
+        .to_string();
+        let digest = Digest::sha512_of(body.as_bytes());
+        reg.manifest_put(
+            &repo,
+            &Reference::Digest(digest.clone()),
+            Some("application/vnd.oci.image.index.v1+json"),
+            Bytes::from(body.clone()),
+        )
+        .await
+        .unwrap();
+        assert!(blobs.get(&digest).is_some(), "stored as a blob, not inline");
+
+        let report = reg.fsck(true, false).await.unwrap();
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert_eq!(report.bytes_verified, body.len() as u64);
+        let report = reg.fsck(true, true).await.unwrap();
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert_eq!(report.repaired, 0);
+        let got = reg
+            .manifest_get(&repo, &Reference::Digest(digest))
+            .await
+            .unwrap();
+        assert_eq!(got.body, body.as_bytes());
+    }
+
+    /// Re-hashing still finds content that does not match its digest, of
+    /// either algorithm.
+    #[tokio::test]
+    async fn rotten_bytes_are_found_whatever_the_algorithm() {
+        for sha512 in [false, true] {
+            let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
+            let blobs = Arc::new(MemoryBlobs::default());
+            let reg = Registry::new(kv, blobs.clone());
+            let repo = RepoName::parse("p/app").unwrap();
+            let body = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [],
+                "annotations": {"padding": "y".repeat(70 * 1024)},
+            })
+            .to_string();
+            let digest = if sha512 {
+                Digest::sha512_of(body.as_bytes())
+            } else {
+                Digest::sha256_of(body.as_bytes())
+            };
+            reg.manifest_put(
+                &repo,
+                &Reference::Digest(digest.clone()),
+                None,
+                Bytes::from(body.clone()),
+            )
+            .await
+            .unwrap();
+            let mut rotten = body.clone().into_bytes();
+            rotten[100] ^= 1;
+            blobs.put(&digest, Bytes::from(rotten)).await.unwrap();
+            let report = reg.fsck(true, false).await.unwrap();
+            assert!(
+                report
+                    .problems
+                    .iter()
+                    .any(|p| p.starts_with(&format!("blob {digest}: its bytes hash to"))),
+                "{:?}",
+                report.problems
+            );
+        }
     }
 }

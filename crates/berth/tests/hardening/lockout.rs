@@ -1,0 +1,109 @@
+//! Wrong passwords from one address do not lock the user out from others
+//! (issue 14, item 7). See ../hardening.rs.
+//!
+//! The server sees the TCP peer's address. It listens on 127.0.0.1, and
+//! Linux lets a client bind any address of 127.0.0.0/8 as its source, so a
+//! client bound to 127.0.0.2 is a second address; the audit log shows which
+//! address the server saw.
+
+use crate::common::{basic, Server, ADMIN_PASSWORD};
+use serde_json::Value;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+/// A client whose connections come from `source`.
+fn from(source: Ipv4Addr) -> reqwest::Client {
+    berth_net::builder()
+        .no_proxy()
+        .local_address(IpAddr::V4(source))
+        .build()
+        .expect("http client")
+}
+
+/// `/service/token` with Basic credentials: what the docker CLI sends.
+async fn token_status(client: &reqwest::Client, server: &Server, pass: &str) -> u16 {
+    client
+        .get(server.url("/service/token?service=berth"))
+        .header("Authorization", basic("admin", pass))
+        .send()
+        .await
+        .expect("token request")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn wrong_passwords_from_one_address_do_not_lock_out_another() {
+    let server = Server::start();
+    let attacker = from(Ipv4Addr::new(127, 0, 0, 1));
+    let admin = from(Ipv4Addr::new(127, 0, 0, 2));
+
+    // Twelve wrong passwords for admin from one address: ten are checked,
+    // then that address is refused admin.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(token_status(&attacker, &server, "wrong-password").await);
+    }
+    assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
+    assert_eq!(statuses[10..], [429; 2], "{statuses:?}");
+    // From there even the right password is refused for a while: the
+    // attacker learns nothing more from that address.
+    assert_eq!(token_status(&attacker, &server, ADMIN_PASSWORD).await, 429);
+    let r = attacker
+        .get(server.url("/v2/"))
+        .header("Authorization", basic("admin", ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+
+    // From another address admin's right password works, for a token and
+    // for Basic on /v2 and on the management API.
+    assert_eq!(token_status(&admin, &server, ADMIN_PASSWORD).await, 200);
+    for path in ["/v2/", "/api/v1/users"] {
+        let r = admin
+            .get(server.url(path))
+            .header("Authorization", basic("admin", ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+
+    // The server did see two addresses: the failures came from 127.0.0.1,
+    // the login from 127.0.0.2 (the audit log is written asynchronously).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let r = admin
+            .get(server.url("/api/v1/audit-logs?user=admin&page_size=100"))
+            .header("Authorization", basic("admin", ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let events: Value = r.json().await.unwrap();
+        let seen: Vec<(String, String)> = events
+            .as_array()
+            .expect("a list of events")
+            .iter()
+            .map(|e| {
+                (
+                    e["operation"].as_str().unwrap_or_default().to_owned(),
+                    e["address"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let has = |op: &str, addr: &str| seen.iter().any(|(o, a)| o == op && a == addr);
+        if has("login_failed", "127.0.0.1") && has("login", "127.0.0.2") {
+            break seen;
+        }
+        assert!(Instant::now() < deadline, "audit log: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !seen
+            .iter()
+            .any(|(op, addr)| op == "login" && addr == "127.0.0.1"),
+        "{seen:?}"
+    );
+}
