@@ -62,5 +62,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve(listener, app, None, server::Limits::default(), shutdown).await
+    let limits = server::Limits::default();
+    let proxies = server::TrustedProxies::default();
+    server::serve(listener, app, None, limits, proxies, shutdown).await
 }

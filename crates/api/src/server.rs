@@ -62,6 +62,59 @@ impl Default for Limits {
     }
 }
 
+/// The proxies (load balancers) whose `X-Forwarded-For` names the client.
+/// Handlers see the client's address as the request's `ConnectInfo`, so
+/// throttling and the audit log count clients, not the proxy. A header
+/// from any other peer is ignored: a client cannot pick its own address.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Arc<[ipnet::IpNet]>);
+
+impl TrustedProxies {
+    pub fn new(ranges: Vec<ipnet::IpNet>) -> Self {
+        TrustedProxies(ranges.into())
+    }
+
+    fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client behind `peer`: when `peer` is trusted, the last address
+    /// in `X-Forwarded-For` that is not itself a trusted proxy (each proxy
+    /// appends the address it received from, so the entries left of that
+    /// one were written by the client and prove nothing).
+    pub fn client_of(&self, peer: SocketAddr, headers: &axum::http::HeaderMap) -> SocketAddr {
+        if self.0.is_empty() || !self.trusts(peer.ip()) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.parse::<std::net::IpAddr>() else {
+                // Unparseable: nothing left of it can be trusted either.
+                return peer;
+            };
+            if !self.trusts(ip) {
+                return SocketAddr::new(canonical(ip), 0);
+            }
+        }
+        peer
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// Serves `app` on `listener` (over TLS when `tls` is given) until
 /// `shutdown` completes, then drains as [`Limits::shutdown_grace`] says.
 pub async fn serve(
@@ -69,6 +122,7 @@ pub async fn serve(
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: Limits,
+    proxies: TrustedProxies,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -104,6 +158,7 @@ pub async fn serve(
             acceptor: acceptor.clone(),
             limits,
             peer,
+            proxies: proxies.clone(),
             stop: stop_rx.clone(),
         };
         connections.spawn(async move {
@@ -132,6 +187,7 @@ struct Connection {
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     limits: Limits,
     peer: SocketAddr,
+    proxies: TrustedProxies,
     stop: watch::Receiver<bool>,
 }
 
@@ -165,6 +221,7 @@ impl Connection {
             app,
             limits,
             peer,
+            proxies,
             mut stop,
             ..
         } = self;
@@ -173,7 +230,9 @@ impl Connection {
             let open = RequestOpen::begin(&service_tracker);
             let mut req =
                 req.map(|body| axum::body::Body::new(ProgressBody::new(body, limits.body_timeout)));
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            let client = proxies.client_of(peer, req.headers());
+            req.extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(client));
             let app = app.clone();
             async move {
                 let resp = app.oneshot(req).await?;
@@ -486,6 +545,37 @@ mod tests {
             }
         }
         assert_eq!(got, 5, "40 s of bytes 8 s apart all arrived");
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_names_the_client() {
+        let proxies = TrustedProxies::new(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]);
+        let proxy: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        let outsider: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(proxies.client_of(proxy, &h), proxy, "no header");
+        h.insert("x-forwarded-for", "198.51.100.7".parse().unwrap());
+        let client = |p, h: &axum::http::HeaderMap| proxies.client_of(p, h).ip().to_string();
+        assert_eq!(client(proxy, &h), "198.51.100.7");
+        assert_eq!(client(outsider, &h), "192.0.2.1", "untrusted peer");
+        // A client's own entry, left of what the proxies wrote, is ignored.
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7, 10.9.9.9".parse().unwrap(),
+        );
+        assert_eq!(client(proxy, &h), "198.51.100.7");
+        h.append("x-forwarded-for", "::ffff:198.51.100.8".parse().unwrap());
+        assert_eq!(client(proxy, &h), "198.51.100.8");
+        h.insert("x-forwarded-for", "garbage, 10.0.0.1".parse().unwrap());
+        assert_eq!(client(proxy, &h), "10.1.2.3");
+        assert_eq!(
+            TrustedProxies::default().client_of(proxy, &h),
+            proxy,
+            "nobody is trusted by default"
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// Load balancers whose `X-Forwarded-For` names the client (CIDR).
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             body_timeout: d.body_timeout,
             max_connections: d.max_connections,
             shutdown_grace: d.shutdown_grace,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -78,6 +82,10 @@ impl ServerConfig {
             max_connections: self.max_connections,
             shutdown_grace: self.shutdown_grace,
         }
+    }
+
+    pub fn proxies(&self) -> berth_api::server::TrustedProxies {
+        berth_api::server::TrustedProxies::new(self.trusted_proxies.clone())
     }
 }
 

@@ -346,6 +346,7 @@ async fn run(config: Config) -> Result<(), String> {
         router(state),
         tls,
         config.server.limits(),
+        config.server.proxies(),
         shutdown_signal(),
     )
     .await;

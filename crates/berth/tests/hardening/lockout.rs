@@ -107,3 +107,56 @@ async fn wrong_passwords_from_one_address_do_not_lock_out_another() {
         "{seen:?}"
     );
 }
+
+/// `/service/token` as `client`, with `X-Forwarded-For: forwarded`.
+async fn forwarded_status(
+    client: &reqwest::Client,
+    server: &Server,
+    forwarded: &str,
+    pass: &str,
+) -> u16 {
+    client
+        .get(server.url("/service/token?service=berth"))
+        .header("Authorization", basic("admin", pass))
+        .header("X-Forwarded-For", forwarded)
+        .send()
+        .await
+        .expect("token request")
+        .status()
+        .as_u16()
+}
+
+/// Behind a load balancer every client has the balancer's address: with
+/// the balancer in `trusted_proxies`, the client it names is what counts.
+/// Anyone else's `X-Forwarded-For` is ignored, so it cannot dodge the
+/// throttle by naming a new address on each try.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_throttled_not_the_proxy() {
+    let server = Server::start_with_config("[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n");
+    let proxy = from(Ipv4Addr::new(127, 0, 0, 1));
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        statuses.push(forwarded_status(&proxy, &server, "203.0.113.7", "wrong").await);
+    }
+    assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+    // A client's own entry left of the proxy's does not help it.
+    assert_eq!(
+        forwarded_status(&proxy, &server, "198.51.100.9, 203.0.113.7", ADMIN_PASSWORD).await,
+        429
+    );
+    assert_eq!(
+        forwarded_status(&proxy, &server, "198.51.100.9", ADMIN_PASSWORD).await,
+        200,
+        "another client behind the same proxy logs in"
+    );
+
+    // 127.0.0.2 is no trusted proxy: its header is ignored.
+    let outsider = from(Ipv4Addr::new(127, 0, 0, 2));
+    let mut statuses = Vec::new();
+    for i in 0..11 {
+        let spoofed = format!("192.0.2.{i}");
+        statuses.push(forwarded_status(&outsider, &server, &spoofed, "wrong").await);
+    }
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+}
