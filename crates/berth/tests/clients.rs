@@ -184,6 +184,16 @@ fn docker_login_push_then_pull_gives_the_same_image() {
     assert!(login.contains("Login Succeeded"), "{login}");
 
     let pushed = docker(&["push", &image]);
+    // The same image in another repository: docker asks its token for pull
+    // on the first one too, and mounts the layer instead of sending it.
+    let copy = format!("{}/clients/docker-copy:v1", server.addr);
+    docker(&["tag", &image, &copy]);
+    let mounted = docker(&["push", &copy]);
+    assert!(
+        mounted.contains("Mounted from clients/docker-app"),
+        "{mounted}"
+    );
+    docker(&["rmi", &copy]);
     docker(&["rmi", &image]);
     let pulled = docker(&["pull", &image]);
     assert!(pulled.contains("Downloaded newer image"), "{pulled}");
