@@ -200,6 +200,21 @@ impl Directory {
         self.read(&format!("user:{name}")).await
     }
 
+    /// A user's record with its version (see [`Directory::account_version`]),
+    /// read together, so that what is checked is what was read.
+    pub async fn user_versioned(
+        &self,
+        name: &str,
+    ) -> Result<Option<(UserRecord, u64)>, DirectoryError> {
+        let key = format!("user:{name}");
+        let Some(v) = self.kv.get(&key).await? else {
+            return Ok(None);
+        };
+        let record = serde_json::from_slice(&v.value)
+            .map_err(|e| DirectoryError::Internal(format!("corrupt record {key}: {e}")))?;
+        Ok(Some((record, v.version)))
+    }
+
     pub async fn users(&self) -> Result<Vec<UserRecord>, DirectoryError> {
         self.list("user:").await
     }
@@ -475,9 +490,12 @@ impl Directory {
     // ---- authentication
 
     /// The version of an account's record, or `None` when the account is
-    /// gone or (a robot) expired. A cached login stays valid only while this
-    /// is unchanged, so a password change, a deletion or a revocation takes
-    /// effect at once on every node.
+    /// gone or (a robot) expired. A cached login and a web UI session stay
+    /// valid only while this is unchanged, so a password change, a deletion
+    /// or a revocation takes effect at once on every node. An account
+    /// deleted and created again under the same name has a new version:
+    /// `Kv` versions are global and never reused (`kv_suite` holds every
+    /// backend to it), so the new account is never taken for the old one.
     pub async fn account_version(&self, name: &str) -> Result<Option<u64>, DirectoryError> {
         if name.starts_with("robot$") {
             let Some(v) = self.kv.get(&format!("robot:{name}")).await? else {
@@ -642,6 +660,36 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+    }
+
+    /// Sessions and cached logins are tied to this version: every change
+    /// of the account must change it, a re-created account included.
+    #[tokio::test]
+    async fn account_versions_change_with_the_account() {
+        let d = dir();
+        d.create_user("alice", "alice-password", false, "")
+            .await
+            .unwrap();
+        let mut seen = vec![d.account_version("alice").await.unwrap().unwrap()];
+        let (record, version) = d.user_versioned("alice").await.unwrap().unwrap();
+        assert_eq!((record.name.as_str(), version), ("alice", seen[0]));
+        d.update_user("alice", Some("new-password"), None)
+            .await
+            .unwrap();
+        seen.push(d.account_version("alice").await.unwrap().unwrap());
+        d.update_user("alice", None, Some(true)).await.unwrap();
+        seen.push(d.account_version("alice").await.unwrap().unwrap());
+        d.delete_user("alice").await.unwrap();
+        assert_eq!(d.account_version("alice").await.unwrap(), None);
+        assert!(d.user_versioned("alice").await.unwrap().is_none());
+        d.create_user("alice", "alice-password", false, "")
+            .await
+            .unwrap();
+        let recreated = d.account_version("alice").await.unwrap().unwrap();
+        assert!(!seen.contains(&recreated), "{recreated} in {seen:?}");
+        seen.push(recreated);
+        let unique: std::collections::HashSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "a version came back: {seen:?}");
     }
 
     #[tokio::test]

@@ -349,6 +349,7 @@ mod tests {
         let h = B64.encode(format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#));
         let body = B64.encode(serde_json::to_vec(&c).unwrap());
         let sig: Signature = key.sign(format!("{h}.{body}").as_bytes());
+        let sig = sig.normalize_s().unwrap_or(sig);
         let t = format!("{h}.{body}.{}", B64.encode(sig.to_bytes()));
         assert!(matches!(s.verify(&t).await, Err(TokenError::Expired)));
 

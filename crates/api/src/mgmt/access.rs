@@ -1,12 +1,18 @@
 //! Who calls the management API, and what they may do in a project.
 //!
 //! [`authenticate`] is the one middleware in front of `/api/v1`: it runs
-//! `Auth::caller` (Basic through the rate-limited, cached `Auth::login`, or
-//! a Bearer token from `/service/token`), answers wrong credentials with a
-//! 401, and leaves the [`Caller`] in the request's extensions. Registry
+//! `Auth::caller` (Basic through the rate-limited, cached `Auth::login`),
+//! answers wrong credentials with a 401, and leaves the [`Caller`] in the
+//! request's extensions. Bearer tokens from `/service/token` are refused
+//! with a 401: they are registry tokens, scoped to repositories for
+//! `/v2`; here they would carry their subject's every right. Registry
 //! actions in a project come from `berth_auth::rbac::permitted`; the
 //! management permissions that have no registry action (members, robots,
 //! the audit log) are the small role table in [`ProjectAccess`].
+//!
+//! A project the caller cannot see answers exactly as a project that does
+//! not exist ([`project_access`]), so that private project names do not
+//! leak.
 
 use super::common::{json, Ctx, Error};
 use crate::auth::{credentials, AuthFailure, Caller, Credentials};
@@ -27,6 +33,14 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let address = peer.ip().to_string();
+    if let Credentials::Bearer(_) = credentials(req.headers()) {
+        // Not even verified: whatever its scope, a registry token is no
+        // credential here (Harbor's API refuses them too). The web UI
+        // calls the handlers in-process with its session's caller.
+        return unauthorized(
+            "registry tokens are for /v2 only; the management API takes Basic credentials",
+        );
+    }
     let caller = match state.auth.caller(req.headers(), &address).await {
         Ok(caller) => caller,
         Err(AuthFailure::Unauthenticated(why)) => {
@@ -121,13 +135,23 @@ impl ProjectAccess {
     }
 }
 
-/// The caller's standing in `name`; 404 when the project does not exist.
+/// The caller's standing in `name`, a project the caller may see; 404
+/// when the project does not exist, and the very same 404 when the caller
+/// may not see it (a private project of others, for anonymous callers
+/// too), so that no answer tells a private project from a missing one.
+/// Every `/api/v1/projects/{project}/...` route and every project page of
+/// the UI starts here (through [`require`]).
 pub async fn project_access(ctx: &Ctx, name: &str) -> Result<ProjectAccess, Error> {
+    let missing = || Error::not_found(format!("project {name} not found"));
     let auth = &ctx.state.auth;
     let Some(project) = auth.directory.project(name).await? else {
-        return Err(Error::not_found(format!("project {name} not found")));
+        return Err(missing());
     };
-    access_to(ctx, project).await
+    let access = access_to(ctx, project).await?;
+    if !access.allows(ProjectPerm::Read) {
+        return Err(missing());
+    }
+    Ok(access)
 }
 
 /// The caller's standing in a project already read.
@@ -152,8 +176,9 @@ pub async fn access_to(ctx: &Ctx, project: ProjectRecord) -> Result<ProjectAcces
     })
 }
 
-/// The caller's standing in `name`, refused unless it allows `perm`. A
-/// caller who cannot even see the project is refused the same way.
+/// The caller's standing in `name`, refused unless it allows `perm`: 404
+/// for a project the caller cannot see (as for a missing one), else 401
+/// for an anonymous caller and 403 for others.
 pub async fn require(ctx: &Ctx, name: &str, perm: ProjectPerm) -> Result<ProjectAccess, Error> {
     let access = project_access(ctx, name).await?;
     if access.allows(perm) {

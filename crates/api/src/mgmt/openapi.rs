@@ -220,12 +220,11 @@ pub fn document() -> Value {
             "description": "Users, projects, members, robot accounts, repositories, artifacts, tags and the audit log. Lists are paged with `page` and `page_size` and report the full count in `X-Total-Count`; the audit log is paged with a cursor in the `Link` header. Errors are `{\"errors\":[{\"code\",\"message\"}]}`.",
         },
         "servers": [{"url": "/"}],
-        "security": [{"basicAuth": []}, {"bearerAuth": []}, {}],
+        "security": [{"basicAuth": []}, {}],
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "basicAuth": {"type": "http", "scheme": "basic", "description": "a user's name and password, or a robot's name (`robot$...`) and secret"},
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "a token from /service/token; it identifies its subject (its scopes apply to /v2 only)"},
+                "basicAuth": {"type": "http", "scheme": "basic", "description": "a user's name and password, or a robot's name (`robot$...`) and secret; the only credentials taken here (registry tokens from /service/token are for /v2 and answer 401)"},
             },
             "schemas": super::schemas::schemas(),
         },

@@ -112,6 +112,15 @@ async fn create(ctx: &Ctx, project: Option<&str>, new: NewRobot) -> common::Resu
         }],
         (None, _, None) => return Err(Error::bad_request("a system robot needs permissions")),
     };
+    // Before any project is looked up: a project admin naming another
+    // project must learn nothing about whether it exists.
+    if let Some(p) = project {
+        if permissions.iter().any(|perm| perm.project != p) {
+            return Err(Error::bad_request(format!(
+                "a robot of project {p} can only have permissions on {p}"
+            )));
+        }
+    }
     check_permissions(ctx, &permissions).await?;
     let expires_at = expiry(&new)?;
     let (record, secret) = ctx

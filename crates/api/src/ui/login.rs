@@ -19,10 +19,63 @@ use std::net::SocketAddr;
 
 type Pairs = Vec<(String, String)>;
 
-/// Only paths of this site are followed after login.
+/// Where to go after logging in: `next` when it is a path of this site,
+/// else `/`. Browsers parse a `Location` by the URL standard, which first
+/// drops leading and trailing C0 controls and spaces and every tab and
+/// newline, and reads `\` as `/`: `/\t/evil.example` becomes
+/// `//evil.example`, another host. Rather than predict that parse, only
+/// printable ASCII is followed (every path this site links to is), with no
+/// backslash, starting with one `/` and not two; the same must hold for
+/// each percent-decoding of it, so that nothing which decodes to such a
+/// value (here, in a proxy or in a browser) passes either. What passes is
+/// always a valid header value.
 fn safe_next(next: Option<&str>) -> &str {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-        .unwrap_or("/")
+    next.filter(|n| local_path(n)).unwrap_or("/")
+}
+
+fn local_path(next: &str) -> bool {
+    let plain = |s: &[u8]| {
+        s.first() == Some(&b'/')
+            && !matches!(s.get(1), Some(b'/' | b'\\'))
+            && !s.iter().any(|b| b.is_ascii_control() || *b == b'\\')
+    };
+    if !next.bytes().all(|b| b.is_ascii_graphic()) || !plain(next.as_bytes()) {
+        return false;
+    }
+    // A few rounds cover double encoding (`%252F`); a value that still
+    // decodes further after them is refused.
+    let mut layer = next.as_bytes().to_vec();
+    for _ in 0..4 {
+        let decoded = percent_decode(&layer);
+        if decoded == layer {
+            return true;
+        }
+        if !plain(&decoded) {
+            return false;
+        }
+        layer = decoded;
+    }
+    false
+}
+
+/// One round of `%XX` decoding; a malformed escape is kept as it is.
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(high), Some(low)) = (hex(s.get(i + 1)), hex(s.get(i + 2))) {
+                // Two hex digits make at most 255.
+                out.push((high * 16 + low) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
 }
 
 fn form_page(
@@ -115,6 +168,11 @@ pub async fn submit(
     if user.is_empty() || field("password").is_empty() {
         return failed("enter a user name and a password", StatusCode::BAD_REQUEST);
     }
+    // The session is tied to the account as it was before the password was
+    // checked: if it changes meanwhile (the password is reset), the new
+    // session ends at its first use rather than outliving the change.
+    let directory = &state.auth.directory;
+    let before = directory.account_version(user).await?;
     let principal = match state.auth.login(user, field("password"), &address).await {
         Ok(p) => p,
         Err(e) if e.0.code == berth_oci::ErrorCode::TooManyRequests => {
@@ -138,7 +196,17 @@ pub async fn submit(
             return failed("wrong user name or password", StatusCode::UNAUTHORIZED);
         }
     };
-    let cookie = session::create(&state, &headers, &name, groups).await?;
+    // A directory user's first login creates their record, and the
+    // directory may spell the name differently: then it is read now.
+    let version = match before {
+        Some(v) if name == user => Some(v),
+        _ => directory.account_version(&name).await?,
+    };
+    let Some(version) = version else {
+        // Deleted while logging in.
+        return failed("wrong user name or password", StatusCode::UNAUTHORIZED);
+    };
+    let cookie = session::create(&state, &headers, &name, groups, version).await?;
     state.audit.record(&name, "login", "ui", &address);
     let mut resp = Redirect::to(&next).into_response();
     let h = resp.headers_mut();
@@ -170,9 +238,87 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(safe_next(Some("/ui/gc")), "/ui/gc");
-        assert_eq!(safe_next(Some("//evil.example/")), "/");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/")), "/");
+        assert_eq!(
+            safe_next(Some("/ui/repo/p/app?q=a%20b&page=2")),
+            "/ui/repo/p/app?q=a%20b&page=2"
+        );
+        assert_eq!(
+            safe_next(Some("/ui/projects/robot%24p%2Bci")),
+            "/ui/projects/robot%24p%2Bci"
+        );
+        assert_eq!(
+            safe_next(Some("/ui/repo/p/app?q=100%")),
+            "/ui/repo/p/app?q=100%"
+        );
         assert_eq!(safe_next(None), "/");
+        assert_eq!(safe_next(Some("")), "/");
+    }
+
+    #[test]
+    fn other_origins_go_home() {
+        for next in [
+            "//evil.example/",
+            "https://evil.example/",
+            "javascript:alert(1)",
+            "evil.example",
+            "/\\evil.example",
+            "\\/evil.example",
+            "/ui\\..\\..",
+        ] {
+            assert_eq!(safe_next(Some(next)), "/", "{next:?}");
+        }
+    }
+
+    /// The URL standard strips tabs and newlines anywhere and C0 controls
+    /// and spaces at the ends before parsing; none of them is followed.
+    #[test]
+    fn control_characters_and_spaces_go_home() {
+        for next in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/\r\nX:y",
+            "\t//evil.example",
+            " //evil.example",
+            "/\u{0}/evil.example",
+            "/ui/gc\u{7f}",
+            "/ui/gc ",
+            "/ui/\u{2028}gc",
+            "/ui/é",
+        ] {
+            assert_eq!(safe_next(Some(next)), "/", "{next:?}");
+        }
+    }
+
+    /// Encoded forms of the above: refused too, however deep.
+    #[test]
+    fn encoded_forms_go_home() {
+        for next in [
+            "/%09/evil.example",
+            "/%0d%0aX:y",
+            "/%2F/evil.example",
+            "/%2fevil.example",
+            "/%5Cevil.example",
+            "/%5cevil.example",
+            "/%252F/evil.example",
+            "/%25252F/evil.example",
+            "/%2525252525252F/evil.example",
+            "/ui/gc%00",
+            "/ui/gc%7F",
+        ] {
+            assert_eq!(safe_next(Some(next)), "/", "{next:?}");
+        }
+    }
+
+    /// Whatever is followed is a valid `Location` value.
+    #[test]
+    fn what_is_followed_is_a_header_value() {
+        for b in 0u8..=255 {
+            let raw = [b'/', b'a', b];
+            let next = String::from_utf8_lossy(&raw).into_owned();
+            let kept = safe_next(Some(&next));
+            assert!(axum::http::HeaderValue::from_str(kept).is_ok(), "{next:?}");
+        }
     }
 }

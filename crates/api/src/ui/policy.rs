@@ -184,6 +184,11 @@ fn index(fields: &super::session::Fields, len: usize) -> Result<usize> {
 pub async fn change(Path((project, what)): Path<(String, String)>, submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
     let api_base = format!("/api/v1/projects/{}", encode(&project));
+    // The rules are read (and a rule index checked against them) before
+    // the API call checks the change: only for a viewer who may read them,
+    // so that nobody else learns whether the project exists or what rules
+    // it has.
+    require(&viewer.ctx(), &project, ProjectPerm::Registry(Action::Pull)).await?;
     let policy = viewer.state.registry.project_policy(&project).await?;
     match (what.as_str(), fields.get("action")) {
         ("quota", _) => {

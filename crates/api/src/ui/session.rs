@@ -4,7 +4,11 @@
 //! expiry, never in node memory, so any node of a cluster serves it and a
 //! leaked metadata dump holds no usable id. Each record carries a CSRF
 //! token that every form sends back and every POST must match
-//! ([`Submitted`]).
+//! ([`Submitted`]), and the version of the user's account record when the
+//! password was checked: a session lasts only while the account is
+//! unchanged, as a verified Basic login does (`Auth::login`), so that a
+//! changed password, a deleted account, or a new account under the same
+//! name ends every session of the old one.
 
 use super::{Result, UiError};
 use crate::auth::Caller;
@@ -41,19 +45,26 @@ pub struct SessionRecord {
     pub csrf: String,
     pub created: u64,
     pub expires: u64,
+    /// `Directory::account_version` of the user when they logged in. Absent
+    /// in sessions from before it was kept: 0, which no version is, so
+    /// those sessions end.
+    #[serde(default)]
+    pub account_version: u64,
 }
 
 fn key(id: &str) -> String {
     format!("{KEY_PREFIX}{}", secret::sha256_hex(id))
 }
 
-/// Starts a session for a user who just proved who they are; returns the
+/// Starts a session for a user who just proved who they are, with their
+/// account's version as it was when the proof was checked; returns the
 /// cookie to set.
 pub async fn create(
     state: &AppState,
     headers: &HeaderMap,
     user: &str,
     groups: Vec<String>,
+    account_version: u64,
 ) -> Result<HeaderValue> {
     sweep(state).await;
     let id = secret::generate();
@@ -64,6 +75,7 @@ pub async fn create(
         csrf: secret::generate(),
         created,
         expires: created + LIFETIME_SECS,
+        account_version,
     };
     let value = serde_json::to_vec(&record)
         .map_err(|e| UiError::from(berth_core::CoreError::internal(e.to_string())))?;
@@ -170,9 +182,10 @@ fn address(parts: &Parts) -> String {
 }
 
 /// The logged-in person viewing a page, as the management API would see
-/// them: a [`Caller`] whose account is read afresh on every request (a
-/// deleted user is logged out at once; a demoted administrator loses the
-/// rights at once).
+/// them: a [`Caller`] whose account is read afresh on every request. Any
+/// change to the account since login (a password set, rights given or
+/// taken, the account deleted or deleted and created again) ends the
+/// session at once.
 #[derive(Clone)]
 pub struct Viewer {
     pub caller: Caller,
@@ -232,9 +245,12 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(record) = load(state, &id).await? else {
             return Err(login());
         };
-        let Some(user) = state.auth.directory.user(&record.user).await? else {
-            state.registry.kv().delete(&key(&id)).await?;
-            return Err(login());
+        let user = match state.auth.directory.user_versioned(&record.user).await? {
+            Some((user, version)) if version == record.account_version => user,
+            _ => {
+                state.registry.kv().delete(&key(&id)).await?;
+                return Err(login());
+            }
         };
         Ok(Viewer {
             caller: Caller {

@@ -270,5 +270,6 @@ role = "developer"
         .send()
         .await
         .unwrap();
-    assert_eq!(hidden.status(), 403);
+    // A private project she cannot see answers as a missing one.
+    assert_eq!(hidden.status(), 404);
 }

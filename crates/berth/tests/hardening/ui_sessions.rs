@@ -1,0 +1,291 @@
+//! A web UI session lasts only while the account it was opened for is
+//! unchanged: a password changed by its owner or reset by an administrator,
+//! and an account deleted and created again under the same name, end it at
+//! once (issue 14, item 5). Before, the old cookie went on working, in the
+//! last case with the new account's rights.
+//!
+//! Also the UI helpers the other modules use: logging in through the form
+//! (with its CSRF cookie and field) and reading pages without following
+//! redirects.
+
+use crate::common::{admin_client, basic, Server, ADMIN_PASSWORD};
+use serde_json::{json, Value};
+
+/// A client that reports redirects instead of following them.
+pub(super) fn browser() -> reqwest::Client {
+    berth_net::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of the hidden input `name` of a page.
+pub(super) fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field in {html}"));
+    let rest = &html[at + marker.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// The `name=value` of the cookie `name` that `resp` sets.
+pub(super) fn cookie(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie set"))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Opens the login form at `path` (`/ui/login`, maybe with `?next=`): the
+/// form's cookie and the page.
+pub(super) async fn login_form(
+    http: &reqwest::Client,
+    server: &Server,
+    path: &str,
+) -> (String, String) {
+    let page = http.get(server.url(path)).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{path}");
+    let form_cookie = cookie(&page, "berth_login");
+    (form_cookie, page.text().await.unwrap())
+}
+
+/// Submits the login form as `user`, with `next` as its hidden field.
+pub(super) async fn submit_login(
+    http: &reqwest::Client,
+    server: &Server,
+    user: &str,
+    password: &str,
+    next: &str,
+) -> reqwest::Response {
+    let (form_cookie, html) = login_form(http, server, "/ui/login").await;
+    http.post(server.url("/ui/login"))
+        .header("cookie", form_cookie)
+        .form(&[
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("next", next),
+            ("username", user),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("an answer to the login")
+}
+
+/// Logs `user` in; their session cookie.
+pub(super) async fn session(
+    http: &reqwest::Client,
+    server: &Server,
+    user: &str,
+    password: &str,
+) -> String {
+    let resp = submit_login(http, server, user, password, "/").await;
+    assert_eq!(resp.status(), 303, "{user} logs in");
+    cookie(&resp, "berth_session")
+}
+
+/// A page as `session` sees it: status, `Location` and body.
+pub(super) async fn page(
+    http: &reqwest::Client,
+    server: &Server,
+    session: &str,
+    path: &str,
+) -> (u16, String, String) {
+    let resp = http
+        .get(server.url(path))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, location, resp.text().await.unwrap())
+}
+
+/// Posts a form of the UI as `session`, with the session's CSRF token
+/// (read from the home page); status and body.
+pub(super) async fn post(
+    http: &reqwest::Client,
+    server: &Server,
+    session: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let (status, _, home) = page(http, server, session, "/").await;
+    assert_eq!(status, 200, "the session works");
+    let csrf = hidden(&home, "csrf");
+    let mut fields = vec![("csrf", csrf.as_str())];
+    fields.extend_from_slice(form);
+    let resp = http
+        .post(server.url(path))
+        .header("cookie", session)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// A management API call with `auth`: status and JSON body.
+pub(super) async fn api(
+    server: &Server,
+    auth: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = berth_net::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .request(method, server.url(path))
+        .header("authorization", auth);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Whether a page answer sends the browser to the login page.
+fn to_login(answer: &(u16, String, String)) -> bool {
+    answer.0 == 303 && answer.1.starts_with("/ui/login")
+}
+
+#[tokio::test]
+async fn a_changed_password_ends_the_sessions_opened_with_the_old_one() {
+    let server = Server::start();
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let new_user = json!({"name": "alice", "password": "alice-password-1"});
+    let (status, _) = api(
+        &server,
+        &admin,
+        reqwest::Method::POST,
+        "/api/v1/users",
+        Some(new_user),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let http = browser();
+    let admin_session = session(&http, &server, "admin", ADMIN_PASSWORD).await;
+
+    // Alice changes her own password (with the old one, as she must).
+    let first = session(&http, &server, "alice", "alice-password-1").await;
+    assert_eq!(page(&http, &server, &first, "/").await.0, 200);
+    let change = json!({"old_password": "alice-password-1", "password": "alice-password-2"});
+    let (status, body) = api(
+        &server,
+        &basic("alice", "alice-password-1"),
+        reqwest::Method::PUT,
+        "/api/v1/users/alice",
+        Some(change),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let after = page(&http, &server, &first, "/").await;
+    assert!(
+        to_login(&after),
+        "the session outlived her own password change: {} {}",
+        after.0,
+        after.1
+    );
+
+    // An administrator resets it through the API.
+    let second = session(&http, &server, "alice", "alice-password-2").await;
+    assert_eq!(page(&http, &server, &second, "/").await.0, 200);
+    let (status, body) = api(
+        &server,
+        &admin,
+        reqwest::Method::PUT,
+        "/api/v1/users/alice",
+        Some(json!({"password": "alice-password-3"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let after = page(&http, &server, &second, "/").await;
+    assert!(
+        to_login(&after),
+        "the session outlived a reset by an administrator: {} {}",
+        after.0,
+        after.1
+    );
+
+    // And through the users page of the UI.
+    let third = session(&http, &server, "alice", "alice-password-3").await;
+    assert_eq!(page(&http, &server, &third, "/").await.0, 200);
+    let (status, body) = post(
+        &http,
+        &server,
+        &admin_session,
+        "/ui/users/alice",
+        &[("action", "password"), ("password", "alice-password-4")],
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    assert!(to_login(&page(&http, &server, &third, "/").await));
+
+    // The administrator's own session was not touched, and the current
+    // password opens a session that works.
+    assert_eq!(
+        page(&http, &server, &admin_session, "/ui/users").await.0,
+        200
+    );
+    let fourth = session(&http, &server, "alice", "alice-password-4").await;
+    assert_eq!(page(&http, &server, &fourth, "/").await.0, 200);
+}
+
+#[tokio::test]
+async fn an_account_created_again_under_the_same_name_inherits_no_session() {
+    let server = Server::start();
+    let admin = admin_client();
+    let create = |body: Value| admin.post(server.url("/api/v1/users")).json(&body).send();
+    let r = create(json!({"name": "bob", "password": "bob-password-1"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let http = browser();
+    let old = session(&http, &server, "bob", "bob-password-1").await;
+    assert_eq!(page(&http, &server, &old, "/").await.0, 200);
+    assert_eq!(
+        page(&http, &server, &old, "/ui/users").await.0,
+        403,
+        "bob is no administrator"
+    );
+
+    // An administrator deletes bob, then creates another bob, an
+    // administrator, with another password.
+    let r = admin
+        .delete(server.url("/api/v1/users/bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = create(json!({"name": "bob", "password": "bob-password-2", "admin": true}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let users = page(&http, &server, &old, "/ui/users").await;
+    assert!(
+        to_login(&users),
+        "the old bob's session opened the new bob's users page: {}",
+        users.0
+    );
+    assert!(to_login(&page(&http, &server, &old, "/").await));
+    // The new bob logs in with his own password, and has his rights.
+    let new = session(&http, &server, "bob", "bob-password-2").await;
+    assert_eq!(page(&http, &server, &new, "/ui/users").await.0, 200);
+}
