@@ -592,16 +592,7 @@ async fn push_small_image(
     let layer = common::noise(seed, 6 * 1024 * 1024 + 3);
     let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
     for blob in [&layer, &config] {
-        let r = c
-            .post(node.url(&format!(
-                "/v2/{repo}/blobs/uploads/?digest={}",
-                sha256(blob)
-            )))
-            .body(blob.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        common::put_blob(c, node, repo, blob).await;
     }
     let manifest = json!({
         "schemaVersion": 2,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::oci::{index, stored_blobs, Client, Image, INDEX};
-use common::{noise, sha256, Server, ADMIN_PASSWORD};
+use common::{fsck, noise, sha256, Server, ADMIN_PASSWORD};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -329,23 +329,6 @@ async fn collections_in_a_loop_while_clients_push_and_delete() {
     let (ok, out) = fsck(&server.data, &[]);
     assert!(ok, "{out}");
     assert!(out.contains(" 0 problems"), "{out}");
-}
-
-/// Runs `berth fsck --data DIR`; whether it succeeded, and its output.
-fn fsck(data: &std::path::Path, extra: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("fsck")
-        .arg("--data")
-        .arg(data)
-        .args(extra)
-        .output()
-        .expect("run berth fsck");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -41,16 +41,7 @@ async fn push_image(server: &Server, repo: &str, tag: &str) -> String {
     let layer = format!("layer of {repo}").into_bytes();
     let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
     for blob in [&layer, &config] {
-        let r = c
-            .post(server.url(&format!(
-                "/v2/{repo}/blobs/uploads/?digest={}",
-                sha256(blob)
-            )))
-            .body(blob.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        common::put_blob(&c, server, repo, blob).await;
     }
     let manifest = json!({
         "schemaVersion": 2,

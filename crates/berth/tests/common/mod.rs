@@ -189,6 +189,39 @@ impl Drop for Server {
     }
 }
 
+/// Runs `berth fsck --data DIR` with `extra` arguments (the server on that
+/// directory stopped); whether it succeeded, and its output.
+pub fn fsck(data: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("fsck")
+        .arg("--data")
+        .arg(data)
+        .args(extra)
+        .output()
+        .expect("run berth fsck");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Uploads `blob` into `repo` in one monolithic `POST ?digest=` with `c`'s
+/// credentials, asserting 201.
+pub async fn put_blob(c: &reqwest::Client, server: &Server, repo: &str, blob: &[u8]) {
+    let r = c
+        .post(server.url(&format!(
+            "/v2/{repo}/blobs/uploads/?digest={}",
+            sha256(blob)
+        )))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .expect("blob upload");
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+}
+
 pub fn sha256(data: &[u8]) -> String {
     berth_oci::Digest::sha256_of(data).to_string()
 }

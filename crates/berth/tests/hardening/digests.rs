@@ -1,27 +1,9 @@
 //! sha512 is handled the same by every reader (issue 14, item 8). See
 //! ../hardening.rs.
 
-use crate::common::{self, sha256, Server};
+use crate::common::{self, fsck, sha256, Server};
 use serde_json::json;
 use std::time::Duration;
-
-/// Runs `berth fsck --data DIR` with `extra` arguments; whether it
-/// succeeded, and its output.
-fn fsck(data: &std::path::Path, extra: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("fsck")
-        .arg("--data")
-        .arg(data)
-        .args(extra)
-        .output()
-        .expect("run berth fsck");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 /// GETs a manifest; its status and body.
 async fn get_manifest(c: &reqwest::Client, url: String) -> (u16, Vec<u8>) {
@@ -46,16 +28,7 @@ async fn a_large_manifest_pushed_by_sha512_survives_fsck_and_repair() {
     let layer = b"a layer of a large manifest".to_vec();
     let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
     for blob in [&layer, &config] {
-        let r = c
-            .post(server.url(&format!(
-                "/v2/{repo}/blobs/uploads/?digest={}",
-                sha256(blob)
-            )))
-            .body(blob.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        common::put_blob(&c, &server, repo, blob).await;
     }
     let manifest = json!({
         "schemaVersion": 2,

@@ -12,16 +12,7 @@ fn http() -> reqwest::Client {
 
 /// Uploads `blob` into `repo` as admin (creating its project, private).
 async fn admin_blob(server: &Server, repo: &str, blob: &[u8]) {
-    let r = common::admin_client()
-        .post(server.url(&format!(
-            "/v2/{repo}/blobs/uploads/?digest={}",
-            sha256(blob)
-        )))
-        .body(blob.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    common::put_blob(&common::admin_client(), server, repo, blob).await;
 }
 
 async fn user_with_role(server: &Server, user: &str, roles: &[(&str, &str)]) {
