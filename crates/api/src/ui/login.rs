@@ -46,7 +46,8 @@ fn local_path(next: &str) -> bool {
     // decodes further after them is refused.
     let mut layer = next.as_bytes().to_vec();
     for _ in 0..4 {
-        let decoded = percent_decode(&layer);
+        // One round; a malformed escape is kept as it is.
+        let decoded: Vec<u8> = percent_encoding::percent_decode(&layer).collect();
         if decoded == layer {
             return true;
         }
@@ -56,26 +57,6 @@ fn local_path(next: &str) -> bool {
         layer = decoded;
     }
     false
-}
-
-/// One round of `%XX` decoding; a malformed escape is kept as it is.
-fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' {
-            if let (Some(high), Some(low)) = (hex(s.get(i + 1)), hex(s.get(i + 2))) {
-                // Two hex digits make at most 255.
-                out.push((high * 16 + low) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(s[i]);
-        i += 1;
-    }
-    out
 }
 
 fn form_page(
