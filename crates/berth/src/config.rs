@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     #[serde(default = "default_body_timeout", deserialize_with = "duration")]
     pub body_timeout: Duration,
+    /// Bytes per second a request body must average over each body_timeout.
+    #[serde(default = "default_body_min_rate")]
+    pub body_min_rate: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
@@ -61,11 +64,12 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        let d = berth_api::server::Limits::default();
+        let d = berth_http::server::Limits::default();
         ServerConfig {
             header_read_timeout: d.header_read_timeout,
             idle_timeout: d.idle_timeout,
             body_timeout: d.body_timeout,
+            body_min_rate: d.body_min_rate,
             max_connections: d.max_connections,
             shutdown_grace: d.shutdown_grace,
             trusted_proxies: Vec::new(),
@@ -74,39 +78,44 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    pub fn limits(&self) -> berth_api::server::Limits {
-        berth_api::server::Limits {
+    pub fn limits(&self) -> berth_http::server::Limits {
+        berth_http::server::Limits {
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
             body_timeout: self.body_timeout,
+            body_min_rate: self.body_min_rate,
             max_connections: self.max_connections,
             shutdown_grace: self.shutdown_grace,
         }
     }
 
-    pub fn proxies(&self) -> berth_api::server::TrustedProxies {
-        berth_api::server::TrustedProxies::new(self.trusted_proxies.clone())
+    pub fn proxies(&self) -> berth_http::server::TrustedProxies {
+        berth_http::server::TrustedProxies::new(self.trusted_proxies.clone())
     }
 }
 
 fn default_header_read_timeout() -> Duration {
-    berth_api::server::Limits::default().header_read_timeout
+    berth_http::server::Limits::default().header_read_timeout
 }
 
 fn default_idle_timeout() -> Duration {
-    berth_api::server::Limits::default().idle_timeout
+    berth_http::server::Limits::default().idle_timeout
 }
 
 fn default_body_timeout() -> Duration {
-    berth_api::server::Limits::default().body_timeout
+    berth_http::server::Limits::default().body_timeout
+}
+
+fn default_body_min_rate() -> u64 {
+    berth_http::server::Limits::default().body_min_rate
 }
 
 fn default_max_connections() -> usize {
-    berth_api::server::Limits::default().max_connections
+    berth_http::server::Limits::default().max_connections
 }
 
 fn default_shutdown_grace() -> Duration {
-    berth_api::server::Limits::default().shutdown_grace
+    berth_http::server::Limits::default().shutdown_grace
 }
 
 /// `[uploads]`: bounds on open upload sessions (0: no bound).

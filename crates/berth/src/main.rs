@@ -8,8 +8,8 @@ mod cli;
 mod cluster;
 mod config;
 
-use berth_api::{router, AppState};
 use berth_core::Registry;
+use berth_http::AppState;
 use clap::{Parser, Subcommand};
 use config::Config;
 use std::net::SocketAddr;
@@ -311,7 +311,7 @@ async fn run(config: Config) -> Result<(), String> {
         .as_ref()
         .map(|_| format!("{}/service/token", config.base_url()));
     let mut auth =
-        berth_api::auth::Auth::new(directory, tokens, realm, config.auth.admin_creates_projects);
+        berth_http::auth::Auth::new(directory, tokens, realm, config.auth.admin_creates_projects);
     if config.tls.is_some() {
         auth.scheme = "https";
     }
@@ -331,7 +331,7 @@ async fn run(config: Config) -> Result<(), String> {
         cluster::register(etcd, addr.to_string(), config.base_url());
     }
     let tls = match &config.tls {
-        Some(t) => Some(berth_api::tls::server_config(&t.cert_file, &t.key_file)?),
+        Some(t) => Some(berth_http::tls::server_config(&t.cert_file, &t.key_file)?),
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -341,7 +341,7 @@ async fn run(config: Config) -> Result<(), String> {
         config.data_dir.display()
     );
     tracing::info!(%addr, data = %config.data_dir.display(), "berth serving");
-    let served = berth_api::server::serve(
+    let served = berth_http::server::serve(
         listener,
         router(state),
         tls,
@@ -477,6 +477,15 @@ fn abort_abandoned_multipart_uploads(store: Arc<berth_storage::S3BlobStore>) {
             }
         }
     });
+}
+
+/// Every surface on one router: the registry (`/v2`, tokens, health), the
+/// management API and, when built with it, the web UI.
+fn router(state: AppState) -> axum::Router {
+    let app = berth_registry_api::routes(state.clone()).merge(berth_mgmt::router(state.clone()));
+    #[cfg(feature = "ui")]
+    let app = app.merge(berth_ui::router());
+    app.with_state(state)
 }
 
 async fn shutdown_signal() {

@@ -204,11 +204,10 @@ async fn openapi_document_lists_exactly_the_served_routes() {
     let doc = anon.get("/api/v1/openapi.json").await;
     assert_eq!(doc.status, 200);
     assert_eq!(doc.body["openapi"], "3.0.3");
-    let documented: BTreeSet<(String, String)> =
-        berth_api::mgmt::openapi::documented_routes(&doc.body)
-            .into_iter()
-            .collect();
-    let table: BTreeSet<(String, String)> = berth_api::mgmt::ROUTES
+    let documented: BTreeSet<(String, String)> = berth_mgmt::openapi::documented_routes(&doc.body)
+        .into_iter()
+        .collect();
+    let table: BTreeSet<(String, String)> = berth_mgmt::ROUTES
         .iter()
         .map(|r| (r.method.to_owned(), r.path.to_owned()))
         .collect();

@@ -104,7 +104,7 @@ async fn the_management_api_answers_a_hidden_project_as_a_missing_one() {
     let outsider = basic("outsider", "outsider-password");
     let callers = [("outsider", Some(outsider.as_str())), ("anonymous", None)];
     let mut checked = 0;
-    for route in berth_api::mgmt::ROUTES {
+    for route in berth_mgmt::ROUTES {
         if !route.path.contains("{project}") {
             continue;
         }

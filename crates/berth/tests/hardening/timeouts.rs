@@ -200,3 +200,90 @@ async fn sigterm_does_not_wait_for_stalled_clients_past_the_grace_period() {
         read_until_closed(&mut s);
     }
 }
+
+/// A half-sent head is closed after `header_read_timeout`, not after that
+/// and the idle timeout on top (a graceful close waited for the head).
+#[tokio::test]
+async fn a_half_sent_head_ends_at_the_header_timeout_alone() {
+    let server = Server::start_with_config(
+        "[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"10m\"\n",
+    );
+    let mut half = connect(&server);
+    half.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // `connect` reads for at most 60 s: far below 1 s + 10 min.
+    assert_eq!(read_until_closed(&mut half), "");
+}
+
+/// A client that sends one byte just inside `body_timeout`, again and
+/// again, fails the minimum rate instead of holding the connection.
+#[tokio::test]
+async fn a_body_trickled_inside_the_timeout_is_cut_off() {
+    let server = Server::start_with_config(
+        "[server]\nbody_timeout = \"2s\"\nbody_min_rate = 1000\nidle_timeout = \"10m\"\n",
+    );
+    let mut s = connect(&server);
+    s.write_all(
+        b"POST /service/token HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut ended_after = None;
+    for i in 0..40 {
+        if s.write_all(b"a").is_err() {
+            ended_after = Some(i);
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(_) => {
+                ended_after = Some(i);
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => {
+                ended_after = Some(i);
+                break;
+            }
+        }
+    }
+    let i = ended_after.expect("40 bytes trickled over a minute, and the request still went on");
+    assert!(i < 10, "cut off only after {i} trickled bytes");
+}
+
+/// A response the client never reads (a large public blob) does not hold
+/// the connection past `idle_timeout` once the writes stall.
+#[tokio::test]
+async fn a_response_nobody_reads_does_not_hold_the_connection() {
+    let server = Server::start_with_config("[server]\nidle_timeout = \"2s\"\n");
+    let admin = common::admin_client();
+    let blob = common::noise(9, 64 << 20);
+    common::put_blob(&admin, &server, "pub/big", &blob).await;
+    let r = admin
+        .put(server.url("/api/v1/projects/pub"))
+        .json(&serde_json::json!({"public": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut s = connect(&server);
+    write!(
+        s,
+        "GET /v2/pub/big/blobs/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        common::sha256(&blob)
+    )
+    .unwrap();
+    // Read nothing while the server's writes stall, well past the timeout.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let got = read_until_closed(&mut s);
+    assert!(
+        got.starts_with("HTTP/1.1 200"),
+        "{}",
+        &got[..got.len().min(100)]
+    );
+    assert!(
+        got.len() < blob.len(),
+        "the whole blob was sent: the connection was not cut"
+    );
+}

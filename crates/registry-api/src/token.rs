@@ -1,0 +1,212 @@
+//! `/service/token`: the Docker registry token service. `GET` with Basic
+//! credentials or none (anonymous), and the OAuth2 `POST` form
+//! (`grant_type=password`) that containerd and podman use. The token grants
+//! exactly the permitted subset of the scopes asked for.
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use berth_auth::model::{Actions, Principal};
+use berth_auth::scope::Scope;
+use berth_auth::token::AccessEntry;
+use berth_http::auth::{credentials, Credentials};
+use berth_http::error::ApiError;
+use berth_http::AppState;
+use berth_oci::error::error_body;
+use berth_oci::ErrorCode;
+use std::net::SocketAddr;
+
+type Pairs = Vec<(String, String)>;
+
+pub async fn get(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(params): Query<Pairs>,
+    headers: HeaderMap,
+) -> Response {
+    let address = peer.ip().to_string();
+    let principal = match credentials(&headers) {
+        Credentials::Basic(user, pass) => match login(&state, &user, &pass, &address).await {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        },
+        _ => Principal::Anonymous,
+    };
+    let scopes = Scope::parse_all(
+        params
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str()),
+    );
+    issue(&state, &principal, &scopes).await
+}
+
+pub async fn post(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<Pairs>,
+) -> Response {
+    let address = peer.ip().to_string();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let principal = match field("grant_type") {
+        Some("password") => {
+            let (Some(user), Some(pass)) = (field("username"), field("password")) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "username and password are required",
+                );
+            };
+            match login(&state, user, pass, &address).await {
+                Ok(p) => p,
+                Err(resp) => return resp,
+            }
+        }
+        Some(other) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                &format!("grant_type {other} is not supported; use password"),
+            )
+        }
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            )
+        }
+    };
+    let scopes = Scope::parse_all(
+        form.iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str()),
+    );
+    issue(&state, &principal, &scopes).await
+}
+
+async fn login(
+    state: &AppState,
+    user: &str,
+    pass: &str,
+    address: &str,
+) -> Result<Principal, Response> {
+    let result = state.auth.login(user, pass, address).await;
+    state
+        .audit
+        .login(user, address, matches!(result, Ok(Some(_))))
+        .await;
+    match result {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(unauthorized()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+fn unauthorized() -> Response {
+    let mut resp = (
+        StatusCode::UNAUTHORIZED,
+        error_body(
+            ErrorCode::Unauthorized,
+            Some("invalid username or password"),
+        ),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let body = serde_json::json!({"error": error, "error_description": description});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn issue(state: &AppState, principal: &Principal, scopes: &[Scope]) -> Response {
+    match grant(state, principal, scopes).await {
+        Ok(access) => match state
+            .auth
+            .tokens
+            .issue(principal_subject(principal), access)
+            .await
+        {
+            Ok((token, claims)) => {
+                let body = serde_json::json!({
+                    "token": token,
+                    "access_token": token,
+                    "expires_in": claims.exp - claims.iat,
+                    "issued_at": berth_http::time::rfc3339(claims.iat),
+                });
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body.to_string(),
+                )
+                    .into_response()
+            }
+            Err(e) => ApiError(berth_core::CoreError::internal(format!(
+                "issuing a token: {e}"
+            )))
+            .into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+fn principal_subject(p: &Principal) -> &str {
+    match p {
+        Principal::Anonymous => "",
+        other => other.name(),
+    }
+}
+
+/// The permitted subset of each requested scope. Scopes that grant nothing
+/// are left out, as the token specification describes.
+async fn grant(
+    state: &AppState,
+    principal: &Principal,
+    scopes: &[Scope],
+) -> Result<Vec<AccessEntry>, ApiError> {
+    let mut access = Vec::new();
+    for scope in scopes {
+        match scope {
+            Scope::Repository { name, actions } => {
+                let allowed = state.auth.permitted(principal, name.project()).await?;
+                let granted = Actions {
+                    pull: actions.pull && allowed.pull,
+                    push: actions.push && allowed.push,
+                    delete: actions.delete && allowed.delete,
+                };
+                if granted != Actions::NONE {
+                    access.push(AccessEntry {
+                        kind: "repository".into(),
+                        name: name.to_string(),
+                        actions: granted
+                            .list()
+                            .iter()
+                            .map(|a| a.as_str().to_owned())
+                            .collect(),
+                    });
+                }
+            }
+            // The catalog is filtered per caller when listed.
+            Scope::Catalog => access.push(AccessEntry {
+                kind: "registry".into(),
+                name: "catalog".into(),
+                actions: vec!["*".into()],
+            }),
+        }
+    }
+    Ok(access)
+}

@@ -1,0 +1,413 @@
+//! System administration: users, garbage collection (status, history, run
+//! now), the cluster's nodes and their health, and the audit log (the
+//! whole log for administrators, a project's for its admins and
+//! maintainers).
+
+use super::api;
+use super::page::{self, Notice, Section};
+use super::projects::{project_header, Tab};
+use super::{done, encode, project_path, Result, Submitted, UiError, Viewer};
+use axum::extract::{Path, Query};
+use berth_auth::audit::AuditFilter;
+use berth_auth::directory::now;
+use berth_mgmt::access::{require, ProjectPerm};
+use maud::{html, Markup};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+type Pairs = Vec<(String, String)>;
+
+/// Audit events per page.
+const AUDIT_PAGE: usize = 50;
+
+fn admin_only(viewer: &Viewer) -> Result<()> {
+    if viewer.is_admin() {
+        Ok(())
+    } else {
+        Err(UiError::forbidden())
+    }
+}
+
+pub async fn users(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
+    admin_only(&viewer)?;
+    let users = viewer.state.auth.directory.users().await?;
+    let body = html! {
+        (page::heading("Users", &[]))
+        (Notice::shown(&query))
+        (page::table("Users", &["Name", "Email", "Source", "Administrator", "Created", "Actions"], html! {
+            @for u in &users {
+                @let action = format!("/ui/users/{}", encode(&u.name));
+                @let me = u.name == viewer.name();
+                tr data-user=(u.name) {
+                    th scope="row" { (u.name) }
+                    td { (u.email) }
+                    td { (u.source) }
+                    td { (if u.admin { "yes" } else { "no" }) }
+                    td { (page::time(u.created)) }
+                    td.actions {
+                        @if !me {
+                            form.inline method="post" action=(action) {
+                                (page::csrf(&viewer))
+                                input type="hidden" name="action" value="admin";
+                                input type="hidden" name="admin" value=(if u.admin { "false" } else { "true" });
+                                button type="submit" {
+                                    (if u.admin { "Remove administrator" } else { "Make administrator" })
+                                }
+                            }
+                            " "
+                        }
+                        @if u.source == "local" && !me {
+                            form.inline method="post" action=(action) {
+                                (page::csrf(&viewer))
+                                input type="hidden" name="action" value="password";
+                                label.visually-hidden for={ "pw-" (u.name) } { "New password for " (u.name) }
+                                input id={ "pw-" (u.name) } type="password" name="password" required
+                                    autocomplete="new-password" placeholder="new password";
+                                " "
+                                button type="submit" { "Set password" }
+                            }
+                            " "
+                        }
+                        @if !me {
+                            form.inline method="post" action=(action) data-confirm={ "Delete user " (u.name) "?" } {
+                                (page::csrf(&viewer))
+                                input type="hidden" name="action" value="delete";
+                                button.danger type="submit" aria-label={ "Delete user " (u.name) } { "Delete" }
+                            }
+                        } @else {
+                            span.muted { "(you)" }
+                        }
+                    }
+                }
+            }
+        }))
+        section aria-labelledby="new-user" {
+            h2 #new-user { "New local user" }
+            p.hint { "Directory (LDAP) users need no account here: they appear after their first login." }
+            form.stack method="post" action="/ui/users" {
+                (page::csrf(&viewer))
+                label for="user-name" { "Name" }
+                input #user-name type="text" name="name" required autocapitalize="none" spellcheck="false";
+                label for="user-email" { "Email" }
+                input #user-email type="email" name="email";
+                label for="user-password" { "Password" }
+                input #user-password type="password" name="password" required autocomplete="new-password";
+                label.check { input type="checkbox" name="admin" value="true"; " System administrator" }
+                button type="submit" { "Create user" }
+            }
+        }
+    };
+    Ok(page::render(&viewer, "Users", Section::Users, body))
+}
+
+pub async fn create_user(submitted: Submitted) -> Result {
+    let Submitted { viewer, fields } = submitted;
+    let body = json!({
+        "name": fields.required("name", "the user name")?,
+        "password": fields.secret("password", "the password")?,
+        "email": fields.get("email").unwrap_or(""),
+        "admin": fields.get("admin") == Some("true"),
+    });
+    api::call(&viewer, "POST", "/api/v1/users", &[], Some(body)).await?;
+    Ok(done("/ui/users", Notice::UserCreated))
+}
+
+pub async fn change_user(Path(name): Path<String>, submitted: Submitted) -> Result {
+    let Submitted { viewer, fields } = submitted;
+    let path = format!("/api/v1/users/{}", encode(&name));
+    let notice = match fields.get("action") {
+        Some("admin") => {
+            let admin = fields.get("admin") == Some("true");
+            api::call(&viewer, "PUT", &path, &[], Some(json!({"admin": admin}))).await?;
+            Notice::UserChanged
+        }
+        Some("password") => {
+            let password = fields.secret("password", "the new password")?;
+            api::call(
+                &viewer,
+                "PUT",
+                &path,
+                &[],
+                Some(json!({"password": password})),
+            )
+            .await?;
+            Notice::UserChanged
+        }
+        Some("delete") => {
+            api::call(&viewer, "DELETE", &path, &[], None).await?;
+            Notice::UserDeleted
+        }
+        _ => return Err(UiError::bad_request("unknown action")),
+    };
+    Ok(done("/ui/users", notice))
+}
+
+fn secs(n: u64) -> String {
+    match n {
+        0..=119 => format!("{n} s"),
+        120..=7199 => format!("{} min", n / 60),
+        _ => format!("{} h", n / 3600),
+    }
+}
+
+pub async fn gc(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
+    admin_only(&viewer)?;
+    render_gc(&viewer, Notice::shown(&query), None).await
+}
+
+/// A dry run's report: what a collection would delete now.
+fn dry_run_report(r: &Value) -> Markup {
+    let num = |k: &str| r[k].as_u64().unwrap_or(0);
+    let listed: Vec<&str> = r["deleted"]
+        .as_array()
+        .map(|d| d.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    html! {
+        section.report #gc-report aria-labelledby="gc-report-title" {
+            h2 #gc-report-title { "Dry run: what a collection would delete now" }
+            p role="status" {
+                (num("manifests_deleted")) " manifests, " (num("blobs_deleted")) " of "
+                (num("blobs_examined")) " blobs (" (page::bytes(num("bytes_freed"))) "), "
+                (num("uploads_deleted")) " abandoned uploads. Nothing was deleted."
+            }
+            @if !listed.is_empty() {
+                ul { @for d in listed { li { code.wrap { (d) } } } }
+            }
+        }
+    }
+}
+
+async fn render_gc(viewer: &Viewer, notice: Markup, report: Option<Value>) -> Result {
+    let history = api::call(viewer, "GET", "/api/v1/gc", &[], None).await?;
+    let runs = history["runs"].as_array().cloned().unwrap_or_default();
+    let num = |r: &Value, k: &str| r[k].as_u64().unwrap_or(0);
+    let body = html! {
+        (page::heading("Garbage collection", &[]))
+        (notice)
+        dl.facts {
+            dt { "Status" }
+            dd #gc-status {
+                @match history["running"].as_str() {
+                    Some(holder) => { strong { "running" } " (" (holder) ")" },
+                    None => "idle",
+                }
+            }
+            dt { "Grace period" } dd { (secs(num(&history, "grace_period_secs"))) ": nothing younger is collected" }
+            dt { "Upload expiry" } dd { (secs(num(&history, "upload_expiry_secs"))) ": idle uploads older are removed" }
+        }
+        p.hint { "Collection runs online: pushes and pulls go on meanwhile, on every node." }
+        div.row {
+            form.inline method="post" action="/ui/gc" {
+                (page::csrf(viewer))
+                button type="submit" name="dry_run" value="true" { "Dry run (delete nothing)" }
+            }
+            " "
+            form.inline method="post" action="/ui/gc"
+                data-confirm="Collect garbage now? Unreferenced blobs are deleted for good." {
+                (page::csrf(viewer))
+                button.danger type="submit" name="dry_run" value="false" { "Collect garbage now" }
+            }
+        }
+        @if let Some(r) = &report { (dry_run_report(r)) }
+        h2 { "History" }
+        @if runs.is_empty() {
+            p { "No collection has run yet." }
+        } @else {
+            (page::table("Past collections, newest first", &["Started", "Trigger", "Duration", "Manifests deleted", "Blobs deleted", "Freed", "Uploads removed", "Result"], html! {
+                @for r in &runs {
+                    tr {
+                        td { (page::time(num(r, "started"))) }
+                        td { (r["trigger"].as_str().unwrap_or("")) }
+                        td.num { (num(r, "duration_ms")) " ms" }
+                        td.num { (num(r, "manifests_deleted")) }
+                        td.num { (num(r, "blobs_deleted")) " of " (num(r, "blobs_examined")) }
+                        td.num { (page::bytes(num(r, "bytes_freed"))) }
+                        td.num { (num(r, "uploads_deleted")) }
+                        td {
+                            @match r["error"].as_str() {
+                                Some(e) => { strong { "failed: " } (e) },
+                                None => "completed",
+                            }
+                        }
+                    }
+                }
+            }))
+        }
+    };
+    Ok(page::render(
+        viewer,
+        "Garbage collection",
+        Section::Gc,
+        body,
+    ))
+}
+
+pub async fn run_gc(submitted: Submitted) -> Result {
+    let Submitted { viewer, fields } = submitted;
+    if fields.get("dry_run") == Some("false") {
+        api::call(&viewer, "POST", "/api/v1/gc", &[("dry_run", "false")], None).await?;
+        return Ok(done("/ui/gc", Notice::GcRan));
+    }
+    // A dry run is not kept in the history: its report is shown here.
+    let report = api::call(&viewer, "POST", "/api/v1/gc", &[("dry_run", "true")], None).await?;
+    render_gc(&viewer, maud::html! {}, Some(report)).await
+}
+
+/// A cluster node's record (`node:<id>`, kept alive by an etcd lease; see
+/// the binary's `cluster` module).
+#[derive(Deserialize)]
+struct NodeRecord {
+    id: String,
+    listen: String,
+    #[serde(default)]
+    external_url: String,
+    version: String,
+    started: u64,
+}
+
+pub async fn nodes(viewer: Viewer) -> Result {
+    admin_only(&viewer)?;
+    let registry = &viewer.state.registry;
+    let records = registry.kv().scan("node:", None, 1000).await?;
+    let nodes: Vec<NodeRecord> = records
+        .iter()
+        .filter_map(|(_, v)| serde_json::from_slice(&v.value).ok())
+        .collect();
+    let ready = match tokio::time::timeout(Duration::from_secs(3), registry.check_ready()).await {
+        Ok(Ok(())) => "ready: metadata and storage answer".to_owned(),
+        Ok(Err(e)) => format!("not ready: {}", e.code.message()),
+        Err(_) => "not ready: a backend timed out".to_owned(),
+    };
+    let at = now();
+    let body = html! {
+        (page::heading("Nodes", &[]))
+        p #this-node { strong { "The node serving this page: " } (ready) "." }
+        @if nodes.is_empty() {
+            p {
+                "This is a single node with an embedded metadata store (no cluster): "
+                "version " (env!("CARGO_PKG_VERSION")) ", serving " (viewer.registry_host()) "."
+            }
+        } @else {
+            p.hint { "Each node renews its record every few seconds; a node that stops is dropped within 10 seconds." }
+            (page::table("Live nodes", &["Node", "Listen", "External URL", "Version", "Up for", "Health"], html! {
+                @for n in &nodes {
+                    tr {
+                        th scope="row" { (n.id) }
+                        td { code { (n.listen) } }
+                        td { (n.external_url) }
+                        td { (n.version) }
+                        td { (secs(at.saturating_sub(n.started))) }
+                        td { "alive (lease renewed)" }
+                    }
+                }
+            }))
+        }
+    };
+    Ok(page::render(&viewer, "Nodes", Section::Nodes, body))
+}
+
+fn audit_table(events: &[berth_auth::audit::AuditEvent]) -> Markup {
+    html! {
+        @if events.is_empty() {
+            p { "No events." }
+        } @else {
+            (page::table("Events, newest first", &["Time", "User", "Operation", "Resource", "Address"], html! {
+                @for e in events {
+                    tr {
+                        td { (page::time(e.time)) }
+                        td { (e.user) }
+                        td {
+                            (e.operation)
+                            @if e.count > 1 { " ×" (e.count) }
+                        }
+                        td { code.wrap { (e.resource) } }
+                        td { (e.address) }
+                    }
+                }
+            }))
+        }
+    }
+}
+
+/// The audit query of a page's parameters; the cursor is opaque but
+/// checked as the API checks it.
+async fn audit_query(
+    viewer: &Viewer,
+    filter: &AuditFilter,
+    query: &Pairs,
+) -> Result<(Vec<berth_auth::audit::AuditEvent>, Option<String>)> {
+    let cursor = page::param(query, "cursor");
+    if cursor.is_some_and(|c| {
+        !c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) {
+        return Err(UiError::bad_request("malformed cursor"));
+    }
+    Ok(viewer.state.audit.query(filter, cursor, AUDIT_PAGE).await?)
+}
+
+fn older_link(base: &str, query: &Pairs, next: Option<String>) -> Markup {
+    let Some(next) = next else {
+        return html! {};
+    };
+    let mut params: Vec<String> = query
+        .iter()
+        .filter(|(k, v)| k != "cursor" && !v.is_empty())
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    params.push(format!("cursor={}", encode(&next)));
+    html! {
+        nav.pager aria-label="Pages" { a href={ (base) "?" (params.join("&")) } rel="next" { "Older events →" } }
+    }
+}
+
+pub async fn audit(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
+    admin_only(&viewer)?;
+    let filter = AuditFilter {
+        user: page::param(&query, "user").map(str::to_owned),
+        operation: page::param(&query, "operation").map(str::to_owned),
+        resource_prefix: page::param(&query, "resource").map(str::to_owned),
+    };
+    let (events, next) = audit_query(&viewer, &filter, &query).await?;
+    let body = html! {
+        (page::heading("Audit log", &[]))
+        form.row role="search" method="get" action="/ui/audit" {
+            label for="f-user" { "User" }
+            input #f-user type="text" name="user" value=[filter.user.as_deref()];
+            label for="f-op" { "Operation" }
+            input #f-op type="text" name="operation" value=[filter.operation.as_deref()] placeholder="push, pull, delete, login...";
+            label for="f-res" { "Resource starts with" }
+            input #f-res type="text" name="resource" value=[filter.resource_prefix.as_deref()];
+            button type="submit" { "Filter" }
+        }
+        (audit_table(&events))
+        (older_link("/ui/audit", &query, next))
+    };
+    Ok(page::render(&viewer, "Audit log", Section::Audit, body))
+}
+
+pub async fn project_audit(
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Query(query): Query<Pairs>,
+) -> Result {
+    let access = require(&viewer.ctx(), &project, ProjectPerm::ReadAudit).await?;
+    let filter = AuditFilter {
+        user: page::param(&query, "user").map(str::to_owned),
+        operation: page::param(&query, "operation").map(str::to_owned),
+        resource_prefix: Some(format!("{project}/")),
+    };
+    let (events, next) = audit_query(&viewer, &filter, &query).await?;
+    let body = html! {
+        (project_header(&access, Tab::Audit, &project))
+        (audit_table(&events))
+        (older_link(&project_path(&project, "audit"), &query, next))
+    };
+    Ok(page::render(
+        &viewer,
+        &format!("Audit log of {project}"),
+        Section::Projects,
+        body,
+    ))
+}

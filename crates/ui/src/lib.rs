@@ -1,0 +1,246 @@
+//! The web UI: HTML pages rendered on the server (maud), served by the same
+//! binary at `/` and under `/ui/`, with one compiled-in stylesheet and a few
+//! lines of script (copy buttons, delete confirmations).
+//!
+//! Calls go one way: pages read through the management API's permission
+//! checks (`mgmt::access`) and the registry's queries; every change a page
+//! makes runs a management endpoint in-process ([`api`]), so it meets the
+//! same checks, domain calls and audit records as `/api/v1`. Layout:
+//! [`session`] (login sessions kept in `Kv`, CSRF tokens, the [`Viewer`]
+//! and [`Submitted`] extractors), [`page`] (the layout and shared pieces),
+//! then one module per page group.
+
+mod admin;
+mod api;
+mod artifact;
+mod login;
+mod members;
+mod page;
+mod policy;
+mod projects;
+mod repository;
+mod robots;
+mod session;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use berth_http::AppState;
+use berth_mgmt::common::Error as MgmtError;
+pub use session::{Submitted, Viewer};
+
+const STYLESHEET: &str = include_str!("assets/berth.css");
+const SCRIPT: &str = include_str!("assets/berth.js");
+
+/// Where the UI's pages live; `/` shows the projects.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(projects::list))
+        .route("/ui", get(|| async { Redirect::to("/") }))
+        .route("/ui/", get(|| async { Redirect::to("/") }))
+        .route("/ui/static/berth.css", get(stylesheet))
+        .route("/ui/static/berth.js", get(script))
+        .route("/ui/login", get(login::form).post(login::submit))
+        .route("/ui/logout", post(login::logout))
+        .route("/ui/projects", post(projects::create))
+        .route("/ui/projects/{project}", get(projects::repositories))
+        .route("/ui/projects/{project}/settings", post(projects::settings))
+        .route(
+            "/ui/projects/{project}/members",
+            get(members::list).post(members::add),
+        )
+        .route(
+            "/ui/projects/{project}/members/{kind}/{name}",
+            post(members::change),
+        )
+        .route(
+            "/ui/projects/{project}/robots",
+            get(robots::list).post(robots::create),
+        )
+        .route(
+            "/ui/projects/{project}/robots/{name}/revoke",
+            post(robots::revoke),
+        )
+        .route("/ui/projects/{project}/policy", get(policy::show))
+        .route("/ui/projects/{project}/policy/{what}", post(policy::change))
+        .route("/ui/projects/{project}/audit", get(admin::project_audit))
+        .route(
+            "/ui/repo/{*path}",
+            get(repository::page).post(repository::action),
+        )
+        .route("/ui/users", get(admin::users).post(admin::create_user))
+        .route("/ui/users/{name}", post(admin::change_user))
+        .route("/ui/gc", get(admin::gc).post(admin::run_gc))
+        .route("/ui/nodes", get(admin::nodes))
+        .route("/ui/audit", get(admin::audit))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+async fn stylesheet() -> Response {
+    asset(STYLESHEET, "text/css; charset=utf-8")
+}
+
+async fn script() -> Response {
+    asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Pages hold CSRF tokens and, once, robot secrets: never cached, never
+/// framed; scripts and styles only from this origin (so no inline script
+/// can run, whatever a page shows).
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, "x-frame-options", "DENY");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "same-origin");
+    set(h, "cache-control", "no-store");
+    resp
+}
+
+/// Why a page could not be shown.
+#[derive(Debug)]
+pub enum UiError {
+    /// Not logged in (or the session ended): to the login page, then back
+    /// to `next`.
+    Login(Option<String>),
+    /// Shown as an error page with this status.
+    Status(StatusCode, String),
+}
+
+impl UiError {
+    pub fn not_found(what: impl Into<String>) -> UiError {
+        UiError::Status(StatusCode::NOT_FOUND, what.into())
+    }
+
+    pub fn bad_request(what: impl Into<String>) -> UiError {
+        UiError::Status(StatusCode::BAD_REQUEST, what.into())
+    }
+
+    pub fn forbidden() -> UiError {
+        UiError::Status(
+            StatusCode::FORBIDDEN,
+            "you do not have permission to do this".into(),
+        )
+    }
+}
+
+impl From<MgmtError> for UiError {
+    fn from(e: MgmtError) -> Self {
+        match e {
+            MgmtError::Status(status, _, message) => UiError::Status(status, message),
+            MgmtError::Api(api) => {
+                let core = api.0;
+                if let Some(cause) = &core.cause {
+                    tracing::error!(code = core.code.code(), %cause, "page failed");
+                }
+                let status = StatusCode::from_u16(core.code.status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let message = core
+                    .detail
+                    .unwrap_or_else(|| core.code.message().to_owned());
+                UiError::Status(status, message)
+            }
+        }
+    }
+}
+
+impl From<berth_core::CoreError> for UiError {
+    fn from(e: berth_core::CoreError) -> Self {
+        MgmtError::from(e).into()
+    }
+}
+
+impl From<berth_core::KvError> for UiError {
+    fn from(e: berth_core::KvError) -> Self {
+        MgmtError::from(e).into()
+    }
+}
+
+impl From<berth_auth::directory::DirectoryError> for UiError {
+    fn from(e: berth_auth::directory::DirectoryError) -> Self {
+        MgmtError::from(e).into()
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        match self {
+            UiError::Login(next) => {
+                let target = match next {
+                    Some(n) => format!("/ui/login?next={}", encode(&n)),
+                    None => "/ui/login".to_owned(),
+                };
+                Redirect::to(&target).into_response()
+            }
+            UiError::Status(status, message) => page::error(status, &message),
+        }
+    }
+}
+
+pub type Result<T = Response> = std::result::Result<T, UiError>;
+
+/// Percent-encodes one path segment or query value (everything but
+/// unreserved bytes).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The UI path of a repository (its name's segments kept as segments).
+pub fn repo_path(repo: &str) -> String {
+    let segments: Vec<String> = repo.split('/').map(encode).collect();
+    format!("/ui/repo/{}", segments.join("/"))
+}
+
+/// The UI path of a project page.
+pub fn project_path(project: &str, tab: &str) -> String {
+    match tab {
+        "" => format!("/ui/projects/{}", encode(project)),
+        tab => format!("/ui/projects/{}/{tab}", encode(project)),
+    }
+}
+
+/// A redirect after a change, with a notice for the next page.
+pub fn done(path: &str, notice: page::Notice) -> Response {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{path}{sep}done={}", notice.code())).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_encoded() {
+        assert_eq!(encode("robot$p+ci"), "robot%24p%2Bci");
+        assert_eq!(repo_path("p/a/b"), "/ui/repo/p/a/b");
+        assert_eq!(project_path("p", "robots"), "/ui/projects/p/robots");
+    }
+}
