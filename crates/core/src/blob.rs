@@ -1,6 +1,6 @@
 //! The `BlobStore` port: content-addressed bytes, streamed, plus the
-//! temporary space of uploads in progress. Backends (filesystem here, S3
-//! later) must pass the shared suite in [`crate::blob_suite`].
+//! temporary space of uploads in progress. Backends (filesystem, S3, and
+//! memory for tests) must pass the shared suite in [`crate::blob_suite`].
 //!
 //! Contract: a blob becomes readable under its digest only through
 //! [`BlobStore::commit_upload`] or [`BlobStore::put`], and either is atomic:
@@ -100,7 +100,10 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Ids of the uploads whose bytes were last written more than
     /// `older_than` ago: garbage collection removes those that no session
-    /// names (a monolithic upload whose request died).
+    /// names (a monolithic upload whose request died). `Duration::ZERO`
+    /// lists every upload the store holds, but a store that dates objects
+    /// in whole seconds (S3) may miss those written in the last second.
+    /// A committed or removed upload is never listed.
     async fn stale_uploads(
         &self,
         older_than: std::time::Duration,

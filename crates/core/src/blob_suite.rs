@@ -4,32 +4,131 @@
 //!
 //! Each check uses fresh upload ids and contents mixed with a random nonce,
 //! so the suite can run twice against one store (two nodes sharing it).
+//!
+//! After every check the suite makes sure the check left nothing behind,
+//! as Distribution's driver suite does: no upload it finished or removed is
+//! still listed by `stale_uploads`, and nothing new shows in what the
+//! backend itself can list ([`Inspect`]: temporary files, say, which the
+//! trait never names). Object stores date uploads in whole seconds, so the
+//! suite looks once more at the end, when every upload is seconds old.
 
 use crate::blob::{BlobStore, StoreError, UploadWriter};
+use async_trait::async_trait;
 use berth_oci::Digest;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use std::sync::Mutex;
+use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
 
-/// Runs every check in order against `store`.
-pub async fn run_all(store: &dyn BlobStore) {
-    stat_missing_is_none(store).await;
-    read_missing_is_not_found(store).await;
-    put_then_stat_and_read(store).await;
-    upload_resumes_at_recorded_offset(store).await;
-    upload_at_smaller_offset_discards_tail(store).await;
-    upload_beyond_stored_is_not_found(store).await;
-    upload_unknown_id_is_not_found(store).await;
-    commit_makes_blob_and_removes_upload(store).await;
-    commit_onto_existing_blob_removes_upload(store).await;
-    deletes_are_idempotent(store).await;
-    delete_many_removes_each(store).await;
-    stale_uploads_are_listed_by_age(store).await;
-    large_blob_in_chunks(store).await;
+/// A backend's own listing of what it holds besides committed blobs.
+#[async_trait]
+pub trait Inspect: Sync {
+    /// Names of everything the store holds besides committed blobs (upload
+    /// data, temporary files, unfinished multipart uploads), in any order.
+    async fn leftovers(&self) -> Vec<String>;
 }
 
-async fn delete_many_removes_each(store: &dyn BlobStore) {
+/// No listing beyond the trait's own `stale_uploads`.
+struct TraitOnly;
+
+#[async_trait]
+impl Inspect for TraitOnly {
+    async fn leftovers(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The upload ids a check made, to look for after it.
+#[derive(Default)]
+struct Ids(Mutex<Vec<String>>);
+
+impl Ids {
+    fn new_id(&self) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.lock().push(id.clone());
+        id
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs every check in order against `store`, each followed by the check
+/// that it left nothing behind.
+pub async fn run_all(store: &dyn BlobStore) {
+    run_all_inspected(store, &TraitOnly).await;
+}
+
+/// [`run_all`], also checking after each check that `inspect` lists
+/// nothing it did not list before.
+pub async fn run_all_inspected(store: &dyn BlobStore, inspect: &dyn Inspect) {
+    let ids = Ids::default();
+    let mut all = Vec::new();
+    macro_rules! checks {
+        ($($check:ident),* $(,)?) => {$(
+            let before = inspect.leftovers().await;
+            $check(store, &ids).await;
+            let made = ids.take();
+            left_nothing(store, inspect, &before, &made, stringify!($check)).await;
+            all.extend(made);
+        )*};
+    }
+    checks!(
+        stat_missing_is_none,
+        read_missing_is_not_found,
+        put_then_stat_and_read,
+        upload_resumes_at_recorded_offset,
+        upload_at_smaller_offset_discards_tail,
+        upload_beyond_stored_is_not_found,
+        upload_unknown_id_is_not_found,
+        commit_makes_blob_and_removes_upload,
+        commit_onto_existing_blob_removes_upload,
+        deletes_are_idempotent,
+        delete_many_removes_each,
+        large_blob_in_chunks,
+        // Last: it waits two seconds, after which every upload above is
+        // old enough for any store to list.
+        stale_uploads_are_listed_by_age,
+    );
+    let listed = match store.stale_uploads(Duration::from_secs(1)).await {
+        Ok(listed) => listed,
+        Err(e) => panic!("stale_uploads: {e}"),
+    };
+    let left: Vec<&String> = all.iter().filter(|id| listed.contains(id)).collect();
+    assert!(
+        left.is_empty(),
+        "uploads left behind by the suite: {left:?}"
+    );
+}
+
+/// After `check`: none of the uploads it `made` is listed, and `inspect`
+/// lists nothing that was not there `before` it.
+async fn left_nothing(
+    store: &dyn BlobStore,
+    inspect: &dyn Inspect,
+    before: &[String],
+    made: &[String],
+    check: &str,
+) {
+    let listed = match store.stale_uploads(Duration::ZERO).await {
+        Ok(listed) => listed,
+        Err(e) => panic!("stale_uploads after {check}: {e}"),
+    };
+    let left: Vec<&String> = made.iter().filter(|id| listed.contains(id)).collect();
+    assert!(left.is_empty(), "{check} left uploads behind: {left:?}");
+    let mut new = inspect.leftovers().await;
+    new.retain(|name| !before.contains(name));
+    assert!(new.is_empty(), "{check} left behind: {new:?}");
+}
+
+async fn delete_many_removes_each(store: &dyn BlobStore, _: &Ids) {
     let mut digests = Vec::new();
     for _ in 0..3 {
         let data = content(100);
@@ -44,25 +143,19 @@ async fn delete_many_removes_each(store: &dyn BlobStore) {
     store.delete_many(&digests).await.unwrap();
 }
 
-async fn stale_uploads_are_listed_by_age(store: &dyn BlobStore) {
-    let id = new_id();
+async fn stale_uploads_are_listed_by_age(store: &dyn BlobStore, ids: &Ids) {
+    let id = ids.new_id();
     let mut w = store.upload_writer(&id, 0).await.unwrap();
     w.write(Bytes::from(content(10))).await.unwrap();
     w.finish().await.unwrap();
-    let hour = std::time::Duration::from_secs(3600);
+    let hour = Duration::from_secs(3600);
     assert!(!store.stale_uploads(hour).await.unwrap().contains(&id));
     // Object stores keep whole seconds.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let old = store
-        .stale_uploads(std::time::Duration::from_secs(1))
-        .await
-        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let old = store.stale_uploads(Duration::from_secs(1)).await.unwrap();
     assert!(old.contains(&id), "{id} not in {old:?}");
     store.delete_upload(&id).await.unwrap();
-    let after = store
-        .stale_uploads(std::time::Duration::ZERO)
-        .await
-        .unwrap();
+    let after = store.stale_uploads(Duration::ZERO).await.unwrap();
     assert!(!after.contains(&id));
 }
 
@@ -79,10 +172,6 @@ pub fn content(len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 /// Reads `len` bytes at `offset` and collects them.
@@ -148,12 +237,12 @@ async fn assert_writer_not_found(store: &dyn BlobStore, id: &str, offset: u64) {
     }
 }
 
-pub async fn stat_missing_is_none(store: &dyn BlobStore) {
+async fn stat_missing_is_none(store: &dyn BlobStore, _: &Ids) {
     let digest = Digest::sha256_of(&content(32));
     assert_eq!(stat(store, &digest).await, None, "stat of a missing blob");
 }
 
-pub async fn read_missing_is_not_found(store: &dyn BlobStore) {
+async fn read_missing_is_not_found(store: &dyn BlobStore, _: &Ids) {
     let digest = Digest::sha256_of(&content(32));
     match store.read(&digest, 0, 1).await {
         Err(StoreError::NotFound) => {}
@@ -162,7 +251,7 @@ pub async fn read_missing_is_not_found(store: &dyn BlobStore) {
     }
 }
 
-pub async fn put_then_stat_and_read(store: &dyn BlobStore) {
+async fn put_then_stat_and_read(store: &dyn BlobStore, _: &Ids) {
     let data = content(1000);
     let digest = Digest::sha256_of(&data);
     if let Err(e) = store.put(&digest, Bytes::from(data.clone())).await {
@@ -190,8 +279,8 @@ pub async fn put_then_stat_and_read(store: &dyn BlobStore) {
     );
 }
 
-pub async fn upload_resumes_at_recorded_offset(store: &dyn BlobStore) {
-    let id = new_id();
+async fn upload_resumes_at_recorded_offset(store: &dyn BlobStore, ids: &Ids) {
+    let id = ids.new_id();
     let data = content(3000);
     write_upload(
         store,
@@ -212,8 +301,8 @@ pub async fn upload_resumes_at_recorded_offset(store: &dyn BlobStore) {
     );
 }
 
-pub async fn upload_at_smaller_offset_discards_tail(store: &dyn BlobStore) {
-    let id = new_id();
+async fn upload_at_smaller_offset_discards_tail(store: &dyn BlobStore, ids: &Ids) {
+    let id = ids.new_id();
     let data = content(2000);
     write_upload(store, &id, 0, &[&data[..1000]]).await;
     // Bytes 1000..1500 were written by a request that died before it could
@@ -232,7 +321,7 @@ pub async fn upload_at_smaller_offset_discards_tail(store: &dyn BlobStore) {
     );
 
     // A rewind without writes cuts the tail too.
-    let id = new_id();
+    let id = ids.new_id();
     write_upload(store, &id, 0, &[&content(800)]).await;
     write_upload(store, &id, 300, &[]).await;
     assert_writer_not_found(store, &id, 301).await;
@@ -240,7 +329,7 @@ pub async fn upload_at_smaller_offset_discards_tail(store: &dyn BlobStore) {
 
     // Commit takes exactly the first `size` bytes even when a dead request
     // left more and no writer has cut them since.
-    let id = new_id();
+    let id = ids.new_id();
     let data = content(800);
     write_upload(store, &id, 0, &[&data]).await;
     let digest = Digest::sha256_of(&data[..300]);
@@ -254,8 +343,8 @@ pub async fn upload_at_smaller_offset_discards_tail(store: &dyn BlobStore) {
     assert_writer_not_found(store, &id, 300).await;
 }
 
-pub async fn upload_beyond_stored_is_not_found(store: &dyn BlobStore) {
-    let id = new_id();
+async fn upload_beyond_stored_is_not_found(store: &dyn BlobStore, ids: &Ids) {
+    let id = ids.new_id();
     write_upload(store, &id, 0, &[&content(100)]).await;
     assert_writer_not_found(store, &id, 101).await;
     assert_writer_not_found(store, &id, 5000).await;
@@ -264,14 +353,14 @@ pub async fn upload_beyond_stored_is_not_found(store: &dyn BlobStore) {
     delete_upload(store, &id).await;
 }
 
-pub async fn upload_unknown_id_is_not_found(store: &dyn BlobStore) {
-    let id = new_id();
+async fn upload_unknown_id_is_not_found(store: &dyn BlobStore, ids: &Ids) {
+    let id = ids.new_id();
     assert_writer_not_found(store, &id, 1).await;
     assert_writer_not_found(store, &id, 4096).await;
 }
 
-pub async fn commit_makes_blob_and_removes_upload(store: &dyn BlobStore) {
-    let id = new_id();
+async fn commit_makes_blob_and_removes_upload(store: &dyn BlobStore, ids: &Ids) {
+    let id = ids.new_id();
     let data = content(4321);
     let digest = Digest::sha256_of(&data);
     assert_eq!(stat(store, &digest).await, None);
@@ -287,14 +376,14 @@ pub async fn commit_makes_blob_and_removes_upload(store: &dyn BlobStore) {
     assert_writer_not_found(store, &id, 1).await;
 }
 
-pub async fn commit_onto_existing_blob_removes_upload(store: &dyn BlobStore) {
+async fn commit_onto_existing_blob_removes_upload(store: &dyn BlobStore, ids: &Ids) {
     let data = content(600);
     let digest = Digest::sha256_of(&data);
     if let Err(e) = store.put(&digest, Bytes::from(data.clone())).await {
         panic!("put {digest}: {e}");
     }
     // Two clients pushing the same layer: the second commit finds it there.
-    let id = new_id();
+    let id = ids.new_id();
     write_upload(store, &id, 0, &[&data[..200], &data[200..]]).await;
     commit(store, &id, &digest, 600).await;
     assert_eq!(stat(store, &digest).await, Some(600));
@@ -306,7 +395,7 @@ pub async fn commit_onto_existing_blob_removes_upload(store: &dyn BlobStore) {
     assert_writer_not_found(store, &id, 600).await;
 }
 
-pub async fn deletes_are_idempotent(store: &dyn BlobStore) {
+async fn deletes_are_idempotent(store: &dyn BlobStore, ids: &Ids) {
     let data = content(300);
     let digest = Digest::sha256_of(&data);
     if let Err(e) = store.put(&digest, Bytes::from(data)).await {
@@ -324,20 +413,20 @@ pub async fn deletes_are_idempotent(store: &dyn BlobStore) {
         Ok(_) => panic!("read after delete: want NotFound, got a stream"),
     }
 
-    let id = new_id();
+    let id = ids.new_id();
     write_upload(store, &id, 0, &[&content(300)]).await;
     delete_upload(store, &id).await;
     delete_upload(store, &id).await;
     assert_writer_not_found(store, &id, 300).await;
     // Never-created ids are fine too.
-    delete_upload(store, &new_id()).await;
+    delete_upload(store, &ids.new_id()).await;
 }
 
-pub async fn large_blob_in_chunks(store: &dyn BlobStore) {
+async fn large_blob_in_chunks(store: &dyn BlobStore, ids: &Ids) {
     let len = 5 * MIB + 12345;
     let data = content(len);
     let digest = Digest::sha256_of(&data);
-    let id = new_id();
+    let id = ids.new_id();
     let half = len / 2;
     // Two requests, the second resuming off a chunk boundary, as a chunked
     // push would.

@@ -1,7 +1,9 @@
 //! The registry domain, written once over two ports:
 //!
 //! - [`kv::Kv`]: small transactional metadata (redb, etcd, memory);
-//! - [`blob::BlobStore`]: content-addressed bytes (filesystem, S3).
+//! - [`blob::BlobStore`]: content-addressed bytes (filesystem, S3, memory).
+//!
+//! The domain reads time from a [`clock::Clock`], so tests move it by hand.
 //!
 //! [`registry::Registry`] implements uploads, blobs, manifests, tags,
 //! referrers and the catalog. It knows nothing of HTTP: the api crate calls
@@ -10,17 +12,21 @@
 
 pub mod blob;
 pub mod blob_suite;
+pub mod clock;
 pub mod error;
 pub mod keys;
 pub mod kv;
 pub mod kv_suite;
 pub mod lock;
+pub mod memory_blob;
 pub mod memory_kv;
 pub mod registry;
 
 pub use blob::{BlobStore, ByteStream, StoreError, UploadWriter};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
 pub use kv::{Check, Kv, KvError, Op, Txn, Versioned};
 pub use lock::{LocalLocks, LockGuard, Locks};
+pub use memory_blob::MemoryBlobStore;
 pub use memory_kv::MemoryKv;
 pub use registry::Registry;

@@ -355,92 +355,17 @@ impl Registry {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::blob::{BlobStore, ByteStream, StoreError, UploadWriter};
     use crate::kv::Kv;
-    use crate::registry::now;
-    use crate::MemoryKv;
-    use bytes::Bytes;
+    use crate::registry::tests::push;
+    use crate::{MemoryBlobStore, MemoryKv};
     use std::sync::Arc;
-
-    /// The tests keep manifests small (inline) and write blob links
-    /// directly, so no byte is ever stored.
-    pub(crate) struct NoBlobs;
-
-    #[async_trait::async_trait]
-    impl BlobStore for NoBlobs {
-        async fn stat(&self, _: &Digest) -> Result<Option<u64>, StoreError> {
-            Ok(None)
-        }
-        async fn read(&self, _: &Digest, _: u64, _: u64) -> Result<ByteStream, StoreError> {
-            Err(StoreError::NotFound)
-        }
-        async fn delete(&self, _: &Digest) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn put(&self, _: &Digest, _: Bytes) -> Result<(), StoreError> {
-            Err(StoreError::NotFound)
-        }
-        async fn upload_writer(
-            &self,
-            _: &str,
-            _: u64,
-        ) -> Result<Box<dyn UploadWriter>, StoreError> {
-            Err(StoreError::NotFound)
-        }
-        async fn commit_upload(&self, _: &str, _: &Digest, _: u64) -> Result<(), StoreError> {
-            Err(StoreError::NotFound)
-        }
-        async fn delete_upload(&self, _: &str) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn stale_uploads(&self, _: std::time::Duration) -> Result<Vec<String>, StoreError> {
-            Ok(Vec::new())
-        }
-    }
-
-    pub(crate) async fn push(reg: &Registry, repo: &RepoName, tag: &str, layer: &[u8]) -> Digest {
-        let layer_digest = Digest::sha256_of(layer);
-        let config = b"{}";
-        let config_digest = Digest::sha256_of(config);
-        for (d, size) in [(&layer_digest, layer.len()), (&config_digest, config.len())] {
-            let record = RepoBlobRecord {
-                size: size as u64,
-                linked: now(),
-            };
-            reg.kv
-                .put(
-                    &keys::repo_blob(repo, d),
-                    serde_json::to_vec(&record).unwrap(),
-                )
-                .await
-                .unwrap();
-        }
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": layer_digest, "size": layer.len()}],
-        })
-        .to_string();
-        reg.manifest_put(
-            repo,
-            &Reference::parse(tag).unwrap(),
-            Some("application/vnd.oci.image.manifest.v1+json"),
-            Bytes::from(manifest),
-        )
-        .await
-        .unwrap()
-        .digest
-    }
 
     #[tokio::test]
     async fn lists_and_deletes() {
         let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-        let reg = Registry::new(kv.clone(), Arc::new(NoBlobs));
+        let reg = Registry::new(kv.clone(), Arc::new(MemoryBlobStore::new()));
         let app = RepoName::parse("p/app").unwrap();
         let deep = RepoName::parse("p/a/b").unwrap();
         let root = RepoName::parse("p").unwrap();

@@ -210,9 +210,10 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::BlobStore;
     use crate::kv::Kv;
-    use crate::registry::admin::tests::{push, NoBlobs};
-    use crate::MemoryKv;
+    use crate::registry::tests::push;
+    use crate::{MemoryBlobStore, MemoryKv};
     use berth_oci::Reference;
 
     fn names(page: &Page) -> Vec<&str> {
@@ -225,8 +226,9 @@ mod tests {
     #[tokio::test]
     async fn cached_tag_lists_follow_every_change_on_any_node() {
         let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-        let a = Registry::new(kv.clone(), Arc::new(NoBlobs));
-        let b = Registry::new(kv.clone(), Arc::new(NoBlobs));
+        let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
+        let a = Registry::new(kv.clone(), blobs.clone());
+        let b = Registry::new(kv.clone(), blobs);
         let repo = RepoName::parse("p/app").unwrap();
         let tags = |reg: &Registry| {
             let (reg, repo) = (reg.clone(), repo.clone());

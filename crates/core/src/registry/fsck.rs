@@ -4,7 +4,7 @@
 //! the dangling entries are removed (never bytes that something names).
 
 use super::lifecycle::STALE_DELETING_SECS;
-use super::{now, Registry};
+use super::Registry;
 use crate::error::CoreError;
 use crate::kv::{Txn, Versioned};
 use crate::registry::records::{BlobRecord, ManifestRecord, RepoBlobRecord, TagRecord};
@@ -72,7 +72,7 @@ impl Registry {
         for (digest, record, version, key) in blobs {
             report.blobs_checked += 1;
             if let Some(since) = record.deleting {
-                if now().saturating_sub(since) > STALE_DELETING_SECS {
+                if self.now().saturating_sub(since) > STALE_DELETING_SECS {
                     report
                         .problems
                         .push(format!("blob {digest}: a deletion was interrupted"));
@@ -275,78 +275,12 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob::{BlobStore, ByteStream, StoreError, UploadWriter};
+    use crate::blob::BlobStore;
     use crate::kv::Kv;
-    use crate::MemoryKv;
+    use crate::{MemoryBlobStore, MemoryKv};
     use berth_oci::Reference;
     use bytes::Bytes;
-    use std::sync::{Arc, Mutex};
-
-    /// Committed blobs in memory: enough for manifests, which are `put`.
-    #[derive(Default)]
-    struct MemoryBlobs(Mutex<HashMap<Digest, Bytes>>);
-
-    impl MemoryBlobs {
-        fn get(&self, digest: &Digest) -> Option<Bytes> {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(digest)
-                .cloned()
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl BlobStore for MemoryBlobs {
-        async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
-            Ok(self.get(digest).map(|b| b.len() as u64))
-        }
-        async fn read(
-            &self,
-            digest: &Digest,
-            offset: u64,
-            len: u64,
-        ) -> Result<ByteStream, StoreError> {
-            let bytes = self.get(digest).ok_or(StoreError::NotFound)?;
-            let part = bytes.slice(offset as usize..(offset + len) as usize);
-            // Several chunks, as a real store streams them.
-            let chunks: Vec<std::io::Result<Bytes>> = (0..part.len())
-                .step_by(10_000)
-                .map(|i| Ok(part.slice(i..(i + 10_000).min(part.len()))))
-                .collect();
-            Ok(Box::pin(futures_util::stream::iter(chunks)))
-        }
-        async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(digest);
-            Ok(())
-        }
-        async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(digest.clone(), data);
-            Ok(())
-        }
-        async fn upload_writer(
-            &self,
-            _: &str,
-            _: u64,
-        ) -> Result<Box<dyn UploadWriter>, StoreError> {
-            Err(StoreError::NotFound)
-        }
-        async fn commit_upload(&self, _: &str, _: &Digest, _: u64) -> Result<(), StoreError> {
-            Err(StoreError::NotFound)
-        }
-        async fn delete_upload(&self, _: &str) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn stale_uploads(&self, _: std::time::Duration) -> Result<Vec<String>, StoreError> {
-            Ok(Vec::new())
-        }
-    }
+    use std::sync::Arc;
 
     /// A manifest too large to be kept inline goes to the blob store under
     /// its digest; pushed by a `sha512:` digest, fsck must check it with
@@ -355,7 +289,7 @@ mod tests {
     #[tokio::test]
     async fn a_large_manifest_pushed_by_sha512_is_sound() {
         let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-        let blobs = Arc::new(MemoryBlobs::default());
+        let blobs = Arc::new(MemoryBlobStore::new());
         let reg = Registry::new(kv, blobs.clone());
         let repo = RepoName::parse("p/app").unwrap();
         let body = serde_json::json!({
@@ -374,7 +308,10 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(blobs.get(&digest).is_some(), "stored as a blob, not inline");
+        assert!(
+            blobs.stat(&digest).await.unwrap().is_some(),
+            "stored as a blob, not inline"
+        );
 
         let report = reg.fsck(true, false).await.unwrap();
         assert_eq!(report.problems, Vec::<String>::new());
@@ -395,7 +332,7 @@ mod tests {
     async fn rotten_bytes_are_found_whatever_the_algorithm() {
         for sha512 in [false, true] {
             let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-            let blobs = Arc::new(MemoryBlobs::default());
+            let blobs = Arc::new(MemoryBlobStore::new());
             let reg = Registry::new(kv, blobs.clone());
             let repo = RepoName::parse("p/app").unwrap();
             let body = serde_json::json!({
@@ -420,7 +357,7 @@ mod tests {
             .unwrap();
             let mut rotten = body.clone().into_bytes();
             rotten[100] ^= 1;
-            blobs.put(&digest, Bytes::from(rotten)).await.unwrap();
+            blobs.tamper(&digest, Bytes::from(rotten));
             let report = reg.fsck(true, false).await.unwrap();
             assert!(
                 report

@@ -28,7 +28,7 @@
 //! blob, batched; it never lists the blob store.
 
 use super::lifecycle::STALE_DELETING_SECS;
-use super::{encode, now, now_ms, Registry};
+use super::{encode, Registry};
 use crate::error::CoreError;
 use crate::keys;
 use crate::kv::{Txn, Versioned};
@@ -118,10 +118,10 @@ impl Registry {
         trigger: &str,
         guard: Option<&LockGuard>,
     ) -> Result<GcReport, CoreError> {
-        let clock = Instant::now();
+        let timer = Instant::now();
         let mut report = GcReport {
             id: uuid::Uuid::new_v4().to_string(),
-            started: now(),
+            started: self.now(),
             dry_run: opts.dry_run,
             grace_secs: opts.grace_secs,
             trigger: trigger.to_owned(),
@@ -171,7 +171,7 @@ impl Registry {
             }
             if let Some(since) = record.deleting {
                 // A collector died midway: finish its work.
-                if !opts.dry_run && now().saturating_sub(since) > STALE_DELETING_SECS {
+                if !opts.dry_run && self.now().saturating_sub(since) > STALE_DELETING_SECS {
                     self.finish_delete(&digest, &version).await?;
                     report.blobs_deleted += 1;
                     report.bytes_freed += record.size;
@@ -202,7 +202,7 @@ impl Registry {
         // 4. Abandoned uploads.
         self.expire_uploads(opts, &mut report).await?;
 
-        report.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report.duration_ms = u64::try_from(timer.elapsed().as_millis()).unwrap_or(u64::MAX);
         if !opts.dry_run {
             self.record_run(&report).await?;
         }
@@ -385,7 +385,7 @@ impl Registry {
         batch: &[(Digest, BlobRecord, Versioned)],
         report: &mut GcReport,
     ) -> Result<(), CoreError> {
-        let since = now();
+        let since = self.now();
         let mut claimed: Vec<(&Digest, &BlobRecord)> = Vec::new();
         let claim_txn = |items: &[(Digest, BlobRecord, Versioned)]| {
             items
@@ -438,14 +438,14 @@ impl Registry {
         opts: GcOptions,
         report: &mut GcReport,
     ) -> Result<(), CoreError> {
-        let cutoff = now().saturating_sub(opts.upload_expiry_secs);
+        let cutoff = self.now().saturating_sub(opts.upload_expiry_secs);
         let mut stale: Vec<(String, Versioned, UploadSession)> = Vec::new();
         self.for_each_under("upload:", |key, v| {
             let session: UploadSession = serde_json::from_slice(&v.value)?;
             let writing = session
                 .writer
                 .as_ref()
-                .is_some_and(|w| w.expires_ms > now_ms());
+                .is_some_and(|w| w.expires_ms > self.now_ms());
             if session.updated <= cutoff && !writing {
                 stale.push((key, v, session));
             }
@@ -510,7 +510,7 @@ impl Registry {
     }
 
     async fn record_run(&self, report: &GcReport) -> Result<(), CoreError> {
-        let key = format!("{GC_RUN_PREFIX}{:020}-{}", now_ms(), report.id);
+        let key = format!("{GC_RUN_PREFIX}{:020}-{}", self.now_ms(), report.id);
         self.kv.put(&key, encode(report)).await?;
         let mut runs = Vec::new();
         self.for_each_under(GC_RUN_PREFIX, |key, _| {
@@ -643,7 +643,8 @@ impl Collector {
                         continue;
                     }
                 };
-                if last.is_some_and(|t| now().saturating_sub(t) < interval.as_secs()) {
+                if last.is_some_and(|t| self.registry.now().saturating_sub(t) < interval.as_secs())
+                {
                     continue;
                 }
                 match self.run("schedule", false).await {

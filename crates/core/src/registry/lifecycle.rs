@@ -21,7 +21,7 @@
 //!   then record) by the next writer that finds it stale, or by the next
 //!   collection.
 
-use super::{contention, encode, now, Registry, TXN_RETRIES};
+use super::{contention, encode, Registry, TXN_RETRIES};
 use crate::blob::StoreError;
 use crate::error::CoreError;
 use crate::keys;
@@ -85,7 +85,8 @@ impl Registry {
                     return Ok(false);
                 }
                 State::Deleting(record, seen) => {
-                    if now().saturating_sub(record.deleting.unwrap_or(0)) > STALE_DELETING_SECS {
+                    if self.now().saturating_sub(record.deleting.unwrap_or(0)) > STALE_DELETING_SECS
+                    {
                         self.finish_delete(digest, &seen).await?;
                     } else if waited.elapsed() > WAIT_FOR_DELETE {
                         return Err(CoreError::unavailable(format!(
@@ -103,7 +104,7 @@ impl Registry {
                     // claim, so the record need not change; the check still
                     // fails this link if a claim lands first.
                     let mut txn = then.clone().expect(&key, Some(&seen));
-                    let t = now();
+                    let t = self.now();
                     if t.saturating_sub(record.touched) >= self.touch_secs {
                         record.touched = t;
                         txn = txn.put(&key, encode(&record));
@@ -124,7 +125,7 @@ impl Registry {
                         self.put_bytes(digest, size, source).await?;
                         bytes_in_place = true;
                     }
-                    let t = now();
+                    let t = self.now();
                     let record = BlobRecord {
                         size,
                         created: t,
@@ -210,7 +211,7 @@ impl Registry {
         self.check_quota(repo, Some(digest), size, upload).await?;
         let link = RepoBlobRecord {
             size,
-            linked: now(),
+            linked: self.now(),
         };
         let then = extra.put(keys::repo_blob(repo, digest), encode(&link));
         self.store_blob(digest, size, source, &then).await

@@ -3,7 +3,7 @@
 //! manifest visible), fetch by tag or digest, delete.
 
 use super::lifecycle::Source;
-use super::{contention, encode, now, Registry, TXN_RETRIES};
+use super::{contention, encode, Registry, TXN_RETRIES};
 use crate::error::CoreError;
 use crate::keys;
 use crate::kv::Txn;
@@ -105,7 +105,7 @@ impl Registry {
             annotations: parsed.annotations.clone(),
             blobs: parsed.required_blobs().map(|d| d.digest.clone()).collect(),
             children: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
-            created: now(),
+            created: self.now(),
             body: inline.then(|| text.to_owned()),
         };
         let referrer = parsed.subject.as_ref().map(|subject| {
@@ -159,9 +159,12 @@ impl Registry {
             let repo_key = keys::repo(repo);
             match self.read::<RepoRecord>(&repo_key).await? {
                 None => {
-                    txn = txn
-                        .expect(&repo_key, None)
-                        .put(&repo_key, encode(&RepoRecord { created: now() }));
+                    txn = txn.expect(&repo_key, None).put(
+                        &repo_key,
+                        encode(&RepoRecord {
+                            created: self.now(),
+                        }),
+                    );
                 }
                 Some((record, _)) => txn = txn.put(&repo_key, encode(&record)),
             }
@@ -180,7 +183,7 @@ impl Registry {
                     &tag_key,
                     encode(&TagRecord {
                         digest: digest.clone(),
-                        updated: now(),
+                        updated: self.now(),
                     }),
                 );
             }

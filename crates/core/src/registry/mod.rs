@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod blobs;
+mod claims;
 mod discovery;
 pub mod fsck;
 pub mod gc;
@@ -13,6 +14,8 @@ mod manifests;
 pub mod policy;
 mod pulls;
 mod records;
+#[cfg(test)]
+mod tests;
 mod upload_limits;
 mod uploads;
 
@@ -25,11 +28,11 @@ pub use upload_limits::UploadLimits;
 pub use uploads::UploadStatus;
 
 use crate::blob::BlobStore;
+use crate::clock::{Clock, SystemClock};
 use crate::error::CoreError;
 use crate::kv::{Kv, Versioned};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How many times a transaction that lost a race is retried before the
 /// caller is told the service is busy.
@@ -46,6 +49,8 @@ pub struct Registry {
     /// When this node last noted a pull of each manifest (see `pulls`).
     pulls_noted: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     upload_limits: UploadLimits,
+    /// Every time the domain records or compares (see `clock`).
+    clock: Arc<dyn Clock>,
 }
 
 impl Registry {
@@ -57,7 +62,25 @@ impl Registry {
             tag_cache: Arc::default(),
             pulls_noted: Arc::default(),
             upload_limits: UploadLimits::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads time from `clock` instead of the system's: tests move it to
+    /// expire claims, uploads and grace periods without waiting.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Unix seconds, as records keep them.
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Unix milliseconds, for upload claims.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Lets links skip rewriting a blob record touched less than `secs`
@@ -118,20 +141,6 @@ impl Registry {
             }
         }
     }
-}
-
-pub(crate) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {

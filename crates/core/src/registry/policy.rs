@@ -13,7 +13,7 @@
 //!   the others are deleted (their manifests then wait for garbage
 //!   collection). Immutable tags are always kept. No rules, no deletions.
 
-use super::{encode, now, Registry};
+use super::{encode, Registry};
 use crate::error::CoreError;
 use crate::keys;
 use crate::registry::records::{RepoBlobRecord, TagRecord};
@@ -294,7 +294,7 @@ impl Registry {
         let mut report = RetentionReport {
             project: project.to_owned(),
             dry_run,
-            started: now(),
+            started: self.now(),
             tags_examined: 0,
             deleted: Vec::new(),
         };

@@ -3,7 +3,7 @@
 //! once a minute per manifest, so pulls cost one small read and, now and
 //! then, one small write; the time shown is exact to that minute.
 
-use super::{encode, now, Registry};
+use super::{encode, Registry};
 use crate::error::CoreError;
 use crate::keys;
 use berth_oci::{Digest, RepoName};
@@ -34,7 +34,7 @@ impl Registry {
         let noted = self.pulls_noted.lock().unwrap_or_else(|e| e.into_inner());
         noted
             .get(&keys::pulled(repo, digest))
-            .is_some_and(|seen| fresh(*seen, now()))
+            .is_some_and(|seen| fresh(*seen, self.now()))
     }
 
     /// Notes that `digest` was pulled from `repo` now. Without a look at
@@ -42,7 +42,7 @@ impl Registry {
     /// pulls then cost nothing here at all.
     pub async fn record_pull(&self, repo: &RepoName, digest: &Digest) -> Result<(), CoreError> {
         let key = keys::pulled(repo, digest);
-        let at = now();
+        let at = self.now();
         {
             let mut noted = self.pulls_noted.lock().unwrap_or_else(|e| e.into_inner());
             if noted.get(&key).is_some_and(|seen| fresh(*seen, at)) {
@@ -78,45 +78,50 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::kv::Kv;
-    use crate::registry::admin::tests::NoBlobs;
-    use crate::MemoryKv;
+    use crate::{MemoryBlobStore, MemoryKv};
     use std::sync::Arc;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn records_at_most_once_a_minute() {
         let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-        let reg = Registry::new(kv.clone(), Arc::new(NoBlobs));
+        let clock = Arc::new(ManualClock::default());
+        let node = || {
+            Registry::new(kv.clone(), Arc::new(MemoryBlobStore::new())).with_clock(clock.clone())
+        };
+        let reg = node();
         let repo = RepoName::parse("p/app").unwrap();
         let digest = Digest::sha256_of(b"m");
+        let version = || async {
+            let record = kv.get(&keys::pulled(&repo, &digest)).await.unwrap();
+            record.map(|r| r.version)
+        };
         assert_eq!(reg.last_pulled(&repo, &digest).await.unwrap(), None);
         reg.record_pull(&repo, &digest).await.unwrap();
-        let first = kv
-            .get(&keys::pulled(&repo, &digest))
-            .await
-            .unwrap()
-            .unwrap();
-        let at = reg.last_pulled(&repo, &digest).await.unwrap().unwrap();
-        assert!(at.abs_diff(now()) <= 1);
-        reg.record_pull(&repo, &digest).await.unwrap();
-        let second = kv
-            .get(&keys::pulled(&repo, &digest))
-            .await
-            .unwrap()
-            .unwrap();
+        let first = version().await;
         assert_eq!(
-            first.version, second.version,
-            "not rewritten within a minute"
+            reg.last_pulled(&repo, &digest).await.unwrap(),
+            Some(reg.now())
         );
+        clock.advance(Duration::from_secs(RESOLUTION_SECS - 1));
+        reg.record_pull(&repo, &digest).await.unwrap();
+        assert_eq!(version().await, first, "not rewritten within a minute");
         assert!(reg.pull_noted_recently(&repo, &digest));
-        // An old record is brought up to date by a node that has not noted
-        // this pull itself within the minute.
-        kv.put(&keys::pulled(&repo, &digest), encode(&PullRecord { at: 5 }))
-            .await
-            .unwrap();
-        let other = Registry::new(kv.clone(), Arc::new(NoBlobs));
+        // Nor by a node that has not noted it itself: the record is fresh.
+        let other = node();
         assert!(!other.pull_noted_recently(&repo, &digest));
         other.record_pull(&repo, &digest).await.unwrap();
-        assert!(reg.last_pulled(&repo, &digest).await.unwrap().unwrap() > 5);
+        assert_eq!(version().await, first);
+
+        clock.advance(Duration::from_secs(1));
+        assert!(!reg.pull_noted_recently(&repo, &digest));
+        reg.record_pull(&repo, &digest).await.unwrap();
+        assert_ne!(version().await, first, "rewritten once a minute passed");
+        assert_eq!(
+            other.last_pulled(&repo, &digest).await.unwrap(),
+            Some(reg.now())
+        );
     }
 }

@@ -3,50 +3,20 @@
 //! restart; the final PUT never re-reads what it already hashed.
 //!
 //! Because the PUT trusts the running hash, the bytes stored past a
-//! session's offset must be exactly the ones its writer hashes. So a request
-//! that writes (a `PATCH`, or a `PUT` that closes the upload) first claims
-//! the session with a compare-and-swap in `Kv`, writes only while its claim
-//! holds, and gives the claim up in the transaction that records its
-//! progress. A second writer arriving meanwhile is refused before it touches
-//! a byte. A claim expires, so a writer that crashed blocks the upload for
-//! [`CLAIM_MS`] at most; a live writer renews its claim as its body arrives.
+//! session's offset must be exactly the ones its writer hashes: every
+//! request that writes them holds the session's claim (see `claims`).
 
+use super::claims::{Claim, WriterSlot};
 use super::lifecycle::Source;
 use super::upload_limits::{delete_marks, over_quota, put_marks};
-use super::{encode, now, now_ms, Registry};
+use super::{encode, Registry};
 use crate::blob::{ByteStream, StoreError};
 use crate::error::CoreError;
 use crate::keys;
 use crate::kv::{Txn, Versioned};
-use crate::registry::records::{UploadClaim, UploadSession};
+use crate::registry::records::UploadSession;
 use berth_oci::{Digest, ErrorCode, RepoName, Sha256State};
 use futures_util::StreamExt;
-
-/// How long a claim to write an upload lasts unless renewed.
-const CLAIM_MS: u64 = 15_000;
-
-/// A writer renews its claim once this much of it has passed, which leaves
-/// it `CLAIM_MS - RENEW_AFTER_MS` for the bytes it has queued to reach
-/// storage before anyone else may write.
-const RENEW_AFTER_MS: u64 = 5_000;
-
-/// An upload claimed by this request: the session as this request last
-/// wrote it, and that write's version.
-struct Claim {
-    id: String,
-    key: String,
-    session: UploadSession,
-    version: Versioned,
-    /// Set when a renewal found the claim taken over: nothing more may be
-    /// written, and the claim is no longer this request's to give up.
-    lost: bool,
-    /// Bytes this request has written past the session's offset so far.
-    received: u64,
-    /// How many bytes this request may write before the project passes its
-    /// quota (`None`: no quota). Refreshed on each renewal, so concurrent
-    /// uploads into one project see each other's bytes within seconds.
-    allowance: Option<u64>,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadStatus {
@@ -65,7 +35,7 @@ impl Registry {
     ) -> Result<UploadStatus, CoreError> {
         self.check_upload_slots(repo, account).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        let t = now();
+        let t = self.now();
         let session = UploadSession {
             repo: repo.to_string(),
             offset: 0,
@@ -122,13 +92,17 @@ impl Registry {
         let mut session = claim.session.clone();
         session.offset += written;
         session.hash = hash.to_hex();
-        session.updated = now();
+        session.updated = self.now();
         session.writer = None;
         let txn = Txn::new()
             .expect(&claim.key, Some(&claim.version))
             .put(&claim.key, encode(&session));
         let txn = put_marks(txn, id, &session, session.offset);
-        if !self.kv.commit(txn).await? {
+        let recorded = self.kv.commit(txn).await?;
+        // Recorded, or (the check failed) taken over or cancelled: either
+        // way the claim is not this request's to give up any more.
+        claim.guard.disarm();
+        if !recorded {
             return Err(self.claim_lost(&claim.key).await);
         }
         Ok(UploadStatus {
@@ -171,6 +145,7 @@ impl Registry {
         if hash.finalize() != *digest {
             self.discard_upload(id, &claim.key, Some(&claim.session))
                 .await;
+            claim.guard.disarm();
             return Err(CoreError::with_detail(
                 ErrorCode::DigestInvalid,
                 format!("content does not match {digest}"),
@@ -180,10 +155,14 @@ impl Registry {
             .expect(&claim.key, Some(&claim.version))
             .delete(&claim.key);
         let done = delete_marks(done, id, &claim.session);
-        match self
+        let linked = self
             .link_blob(repo, digest, size, Source::Upload(id), done)
-            .await
-        {
+            .await;
+        if linked.is_ok() {
+            // The session is gone with the claim in it, or changed.
+            claim.guard.disarm();
+        }
+        match linked {
             Ok(true) => Ok(()),
             // The session itself changed: a concurrent PUT won.
             Ok(false) => Err(CoreError::new(ErrorCode::BlobUploadUnknown)),
@@ -218,10 +197,11 @@ impl Registry {
     /// Ends a write that failed: a write that passed the quota cancels the
     /// upload (its bytes would only wait for expiry, and the quota will
     /// not grow under it); any other failure leaves the upload as it was.
-    async fn abandon(&self, claim: Claim, e: CoreError) -> CoreError {
+    async fn abandon(&self, mut claim: Claim, e: CoreError) -> CoreError {
         if claim.received > 0 && e.code == ErrorCode::Denied && !claim.lost {
             let (id, key) = (claim.id.clone(), claim.key.clone());
             self.discard_upload(&id, &key, Some(&claim.session)).await;
+            claim.guard.disarm();
         } else {
             self.release(claim).await;
         }
@@ -282,7 +262,7 @@ impl Registry {
         Ok(())
     }
 
-    async fn session(
+    pub(super) async fn session(
         &self,
         repo: &RepoName,
         id: &str,
@@ -290,166 +270,6 @@ impl Registry {
         match self.read::<UploadSession>(&keys::upload(id)).await? {
             Some((s, v)) if s.repo == repo.as_str() => Ok((s, v)),
             _ => Err(CoreError::new(ErrorCode::BlobUploadUnknown)),
-        }
-    }
-
-    /// Claims upload `id` for writing, checking that a chunk at `start`
-    /// (when given) begins where the upload ends. Refused with 416 while
-    /// another request holds an unexpired claim.
-    async fn claim(
-        &self,
-        repo: &RepoName,
-        id: &str,
-        start: Option<u64>,
-    ) -> Result<Claim, CoreError> {
-        let (mut session, seen) = self.session(repo, id).await?;
-        let now = now_ms();
-        if session.writer.as_ref().is_some_and(|w| w.expires_ms > now) {
-            return Err(busy());
-        }
-        if let Some(start) = start {
-            if start != session.offset {
-                return Err(CoreError::with_detail(
-                    ErrorCode::BlobUploadRangeInvalid,
-                    format!(
-                        "chunk starts at {start}, upload has {} bytes",
-                        session.offset
-                    ),
-                ));
-            }
-        }
-        session.writer = Some(UploadClaim {
-            token: uuid::Uuid::new_v4().to_string(),
-            expires_ms: now + CLAIM_MS,
-        });
-        let key = keys::upload(id);
-        let version = self
-            .put_session(&key, &seen, &session)
-            .await?
-            .ok_or_else(busy)?;
-        let mut claim = Claim {
-            id: id.to_owned(),
-            key,
-            session,
-            version,
-            lost: false,
-            received: 0,
-            allowance: None,
-        };
-        match self.upload_allowance(repo, id, claim.session.offset).await {
-            Ok(allowance) => claim.allowance = allowance,
-            Err(e) => {
-                self.release(claim).await;
-                return Err(e);
-            }
-        }
-        Ok(claim)
-    }
-
-    /// Writes `session` at `key` if the key is still at `seen`; returns the
-    /// version written, or `None` when the key changed first.
-    async fn put_session(
-        &self,
-        key: &str,
-        seen: &Versioned,
-        session: &UploadSession,
-    ) -> Result<Option<Versioned>, CoreError> {
-        self.put_session_txn(key, seen, session, Txn::new()).await
-    }
-
-    /// [`Registry::put_session`], recording that the upload has received
-    /// `bytes` for its project's quota.
-    async fn put_session_marked(
-        &self,
-        key: &str,
-        seen: &Versioned,
-        session: &UploadSession,
-        bytes: u64,
-    ) -> Result<Option<Versioned>, CoreError> {
-        let id = &key[keys::upload("").len()..];
-        let marks = put_marks(Txn::new(), id, session, bytes);
-        self.put_session_txn(key, seen, session, marks).await
-    }
-
-    async fn put_session_txn(
-        &self,
-        key: &str,
-        seen: &Versioned,
-        session: &UploadSession,
-        txn: Txn,
-    ) -> Result<Option<Versioned>, CoreError> {
-        let value = encode(session);
-        let txn = txn.expect(key, Some(seen)).put(key, value.clone());
-        if !self.kv.commit(txn).await? {
-            return Ok(None);
-        }
-        // The version of this very write, for the next compare-and-swap; a
-        // different value means the session changed again (a cancel).
-        Ok(self.kv.get(key).await?.filter(|v| v.value == value))
-    }
-
-    /// Extends the claim once [`RENEW_AFTER_MS`] of it have passed. Fails,
-    /// marking the claim lost, if another request took the session over.
-    async fn renew(&self, claim: &mut Claim) -> Result<(), CoreError> {
-        let now = now_ms();
-        let expires = claim.session.writer.as_ref().map_or(0, |w| w.expires_ms);
-        if now + CLAIM_MS < expires + RENEW_AFTER_MS {
-            return Ok(());
-        }
-        let mut next = claim.session.clone();
-        if let Some(w) = next.writer.as_mut() {
-            w.expires_ms = now + CLAIM_MS;
-        }
-        let bytes = next.offset.saturating_add(claim.received);
-        match self
-            .put_session_marked(&claim.key, &claim.version, &next, bytes)
-            .await?
-        {
-            Some(version) => {
-                claim.session = next;
-                claim.version = version;
-                if let Some(repo) = RepoName::parse(&claim.session.repo) {
-                    claim.allowance = self
-                        .upload_allowance(&repo, &claim.id, bytes)
-                        .await?
-                        .map(|left| left.saturating_add(claim.received));
-                }
-                Ok(())
-            }
-            None => {
-                claim.lost = true;
-                Err(self.claim_lost(&claim.key).await)
-            }
-        }
-    }
-
-    /// Gives a claim up, leaving the session as it was before. Best effort:
-    /// a claim that cannot be released expires.
-    async fn release(&self, claim: Claim) {
-        if claim.lost {
-            return;
-        }
-        let mut session = claim.session;
-        session.writer = None;
-        let txn = Txn::new()
-            .expect(&claim.key, Some(&claim.version))
-            .put(&claim.key, encode(&session));
-        if let Err(e) = self.kv.commit(txn).await {
-            tracing::warn!(upload = claim.id, error = %e, "could not release an upload claim");
-        }
-    }
-
-    /// The error for a claimed session that changed under its writer.
-    async fn claim_lost(&self, key: &str) -> CoreError {
-        match self.kv.get(key).await {
-            Ok(None) => CoreError::with_detail(
-                ErrorCode::BlobUploadUnknown,
-                "the upload was cancelled while this request wrote to it",
-            ),
-            _ => CoreError::with_detail(
-                ErrorCode::BlobUploadRangeInvalid,
-                "the upload was taken over by another request",
-            ),
         }
     }
 
@@ -472,11 +292,13 @@ impl Registry {
 
     /// Streams `body` into upload `id` from `offset`, hashing as it goes.
     /// Returns the bytes written, durable when this returns. With a claim,
-    /// the claim is renewed before each write; on any failure the writes
-    /// already queued are finished before returning, so nothing lands after
-    /// the claim is given up, unless the claim was lost, when they are
-    /// dropped. A body passing `allowance` (the claim's, when claimed) is
-    /// refused with the quota error as soon as it does.
+    /// the claim is renewed before each write, and the writer is kept in
+    /// the claim; on any failure the writes already queued are finished
+    /// before the claim is given up (here, by `release`, or by the claim's
+    /// guard if the request is dropped), so nothing lands after it, unless
+    /// the claim was lost, when they are dropped. A body passing
+    /// `allowance` (the claim's, when claimed) is refused with the quota
+    /// error as soon as it does.
     #[allow(clippy::too_many_arguments)]
     async fn write_chunk(
         &self,
@@ -488,7 +310,7 @@ impl Registry {
         allowance: Option<u64>,
         repo: &RepoName,
     ) -> Result<u64, CoreError> {
-        let mut writer = self
+        let writer = self
             .blobs
             .upload_writer(id, offset)
             .await
@@ -498,6 +320,8 @@ impl Registry {
                 }
                 e => e.into(),
             })?;
+        let mut own = WriterSlot::default();
+        slot(&mut claim, &mut own).open(writer);
         let mut written = 0u64;
         let mut failure = None;
         while let Some(chunk) = body.next().await {
@@ -514,7 +338,6 @@ impl Registry {
             let allowance = match claim.as_deref_mut() {
                 Some(claim) => {
                     claim.received = written;
-                    // On failure, dropping the writer discards what it queued.
                     self.renew(claim).await?;
                     claim.allowance
                 }
@@ -526,18 +349,18 @@ impl Registry {
             }
             hash.update(&chunk);
             written += chunk.len() as u64;
-            if let Err(e) = writer.write(chunk).await {
+            if let Err(e) = slot(&mut claim, &mut own).write(chunk).await {
                 failure = Some(e.into());
                 break;
             }
         }
-        if let Some(claim) = claim {
+        if let Some(claim) = claim.as_deref_mut() {
             claim.received = written;
             if failure.is_none() {
                 self.renew(claim).await?;
             }
         }
-        let finished = writer.finish().await;
+        let finished = slot(&mut claim, &mut own).finish().await;
         match failure {
             Some(e) => Err(e),
             None => finished.map(|()| written).map_err(CoreError::from),
@@ -557,6 +380,14 @@ impl Registry {
         if let Err(e) = self.blobs.delete_upload(id).await {
             tracing::warn!(upload = id, error = %e, "could not delete upload data");
         }
+    }
+}
+
+/// Where a write keeps its store writer: in its claim when it has one.
+fn slot<'a>(claim: &'a mut Option<&mut Claim>, own: &'a mut WriterSlot) -> &'a mut WriterSlot {
+    match claim {
+        Some(claim) => &mut claim.guard.slot,
+        None => own,
     }
 }
 
@@ -585,13 +416,6 @@ fn check_blob_algorithm(digest: &Digest) -> Result<(), CoreError> {
             digest.algorithm()
         ),
     ))
-}
-
-fn busy() -> CoreError {
-    CoreError::with_detail(
-        ErrorCode::BlobUploadRangeInvalid,
-        "another request is writing to this upload",
-    )
 }
 
 fn session_hash(session: &UploadSession) -> Result<Sha256State, CoreError> {

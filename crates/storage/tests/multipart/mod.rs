@@ -2,7 +2,7 @@
 //! an upload is left behind, on any S3 server (Garage and Ceph RGW run
 //! them).
 
-use berth_core::blob_suite::content;
+use berth_core::blob_suite::{content, Inspect};
 use berth_storage::S3BlobStore;
 use bytes::Bytes;
 use std::time::Duration;
@@ -62,4 +62,24 @@ pub async fn nothing_left(store: &S3BlobStore, upload_prefixes: &[&str]) {
         multipart.is_empty(),
         "multipart uploads left: {multipart:?}"
     );
+}
+
+/// What a bucket holds besides committed blobs: the objects under
+/// `uploads` (a store's `<prefix>uploads/`) and unfinished multipart
+/// uploads, for the suite's check that each check leaves nothing behind.
+pub struct Leftovers<'a> {
+    pub store: &'a S3BlobStore,
+    pub uploads: &'a str,
+}
+
+#[async_trait::async_trait]
+impl Inspect for Leftovers<'_> {
+    async fn leftovers(&self) -> Vec<String> {
+        let client = self.store.client();
+        let mut left = client.list_keys(self.uploads).await.unwrap();
+        for upload in client.list_multipart("").await.unwrap() {
+            left.push(format!("multipart {} {}", upload.key, upload.upload_id));
+        }
+        left
+    }
 }
