@@ -89,3 +89,8 @@ pub fn upload_of_account(account: &str, id: &str) -> String {
 pub fn upload_of_account_prefix(account: &str) -> String {
     format!("upacct:{account}@")
 }
+
+/// Rewritten by every link into `project` while it has a quota.
+pub fn quota_fence(project: &str) -> String {
+    format!("quotafence:{project}")
+}

@@ -115,6 +115,10 @@ pub(super) struct ClaimGuard {
     token: String,
     armed: bool,
     pub(super) slot: WriterSlot,
+    /// Bytes the request wrote past the session's offset: they stay in the
+    /// store until the next writer cuts them, so they count toward the
+    /// quota until then, however the request ends.
+    pub(super) received: u64,
 }
 
 impl ClaimGuard {
@@ -125,6 +129,7 @@ impl ClaimGuard {
             token,
             armed: true,
             slot: WriterSlot::default(),
+            received: 0,
         }
     }
 
@@ -148,6 +153,7 @@ impl Drop for ClaimGuard {
         let kv = self.kv.clone();
         let key = std::mem::take(&mut self.key);
         let token = std::mem::take(&mut self.token);
+        let received = self.received;
         let mut slot = std::mem::take(&mut self.slot);
         runtime.spawn(async move {
             // Writes first: none may land once another writer can claim
@@ -156,15 +162,16 @@ impl Drop for ClaimGuard {
             if let Err(e) = slot.finish().await {
                 tracing::debug!(key, error = %e, "writes of a dropped upload request");
             }
-            release_dropped(kv.as_ref(), &key, &token).await;
+            release_dropped(kv.as_ref(), &key, &token, received).await;
         });
     }
 }
 
 /// Gives up claim `token` on the session at `key` if the session still
-/// carries it. The dropped request may have stopped anywhere, even just
-/// after a write it never saw succeed, so the session is read afresh.
-async fn release_dropped(kv: &dyn Kv, key: &str, token: &str) {
+/// carries it, counting the `received` bytes the request left in the store.
+/// The dropped request may have stopped anywhere, even just after a write
+/// it never saw succeed, so the session is read afresh.
+async fn release_dropped(kv: &dyn Kv, key: &str, token: &str, received: u64) {
     let seen = match kv.get(key).await {
         Ok(Some(seen)) => seen,
         // Cancelled, or finished by the request before it was dropped.
@@ -184,6 +191,8 @@ async fn release_dropped(kv: &dyn Kv, key: &str, token: &str) {
     let txn = Txn::new()
         .expect(key, Some(&seen))
         .put(key, encode(&session));
+    let id = &key[keys::upload("").len()..];
+    let txn = put_marks(txn, id, &session, session.offset.saturating_add(received));
     // A failed check means the session changed, so it is not ours any more.
     if let Err(e) = kv.commit(txn).await {
         tracing::warn!(key, error = %e, "could not release a dropped upload claim");
@@ -341,6 +350,10 @@ impl Registry {
         let txn = Txn::new()
             .expect(&claim.key, Some(&claim.version))
             .put(&claim.key, encode(&session));
+        // What the request wrote past the offset stays in the store until
+        // the next writer cuts it: it counts toward the quota until then.
+        let bytes = session.offset.saturating_add(claim.received);
+        let txn = put_marks(txn, &claim.id, &session, bytes);
         if let Err(e) = self.kv.commit(txn).await {
             tracing::warn!(upload = claim.id, error = %e, "could not release an upload claim");
         }

@@ -39,6 +39,10 @@ pub(super) const STALE_DELETING_SECS: u64 = 120;
 /// wants to write again before answering "busy".
 const WAIT_FOR_DELETE: Duration = Duration::from_secs(30);
 
+/// Rounds of a link that lost its quota fence to another link; each one
+/// lets a link through, so this many means a storm of them.
+const QUOTA_RETRIES: usize = 32;
+
 /// Where the bytes of a blob come from.
 #[derive(Clone, Copy)]
 pub(super) enum Source<'a> {
@@ -75,8 +79,25 @@ impl Registry {
         source: Source<'_>,
         then: &Txn,
     ) -> Result<bool, CoreError> {
+        self.store_blob_placing(digest, size, source, then, false, &mut false)
+            .await
+    }
+
+    /// [`Registry::store_blob`], telling through `bytes_in_place` whether
+    /// it put the bytes where the blob lives, even if it then failed. With
+    /// `precheck`, `then`'s checks are tried before the bytes move (one
+    /// more metadata round trip, worth it where they often fail).
+    async fn store_blob_placing(
+        &self,
+        digest: &Digest,
+        size: u64,
+        source: Source<'_>,
+        then: &Txn,
+        precheck: bool,
+        bytes_in_place: &mut bool,
+    ) -> Result<bool, CoreError> {
         let key = keys::blob(digest);
-        let mut bytes_in_place = false;
+        *bytes_in_place = false;
         let waited = tokio::time::Instant::now();
         let mut attempts = 0;
         while attempts < TXN_RETRIES {
@@ -96,7 +117,7 @@ impl Registry {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     // Whatever is in place now is being or was deleted.
-                    bytes_in_place = false;
+                    *bytes_in_place = false;
                     continue;
                 }
                 State::Live(mut record, seen) => {
@@ -111,7 +132,7 @@ impl Registry {
                     }
                     if self.kv.commit(txn).await? {
                         if let Source::Upload(id) = source {
-                            if !bytes_in_place {
+                            if !*bytes_in_place {
                                 if let Err(e) = self.blobs.delete_upload(id).await {
                                     tracing::warn!(upload = id, error = %e, "removing a duplicate upload's bytes");
                                 }
@@ -121,9 +142,14 @@ impl Registry {
                     }
                 }
                 State::Absent => {
-                    if !bytes_in_place {
+                    if !*bytes_in_place {
+                        // Checked before the bytes move, so that a link the
+                        // caller's checks already refuse leaves nothing.
+                        if precheck && !self.checks_hold(then).await? {
+                            return Ok(false);
+                        }
                         self.put_bytes(digest, size, source).await?;
-                        bytes_in_place = true;
+                        *bytes_in_place = true;
                     }
                     let t = self.now();
                     let record = BlobRecord {
@@ -208,12 +234,76 @@ impl Registry {
             Source::Upload(id) => Some(id),
             _ => None,
         };
-        self.check_quota(repo, Some(digest), size, upload).await?;
-        let link = RepoBlobRecord {
+        for _ in 0..QUOTA_RETRIES {
+            // Read before the usage it guards: a link committed after this
+            // read changes the fence and fails this link's transaction.
+            let fence = self.quota_fence(repo).await?;
+            self.check_quota(repo, Some(digest), size, upload).await?;
+            let link = RepoBlobRecord {
+                size,
+                linked: self.now(),
+            };
+            let mut then = extra
+                .clone()
+                .put(keys::repo_blob(repo, digest), encode(&link));
+            if let Some((key, seen)) = &fence {
+                then = then
+                    .expect(key, seen.as_ref())
+                    .put(key, encode(&self.now_ms()));
+            }
+            let mut placed = false;
+            let stored = self
+                .store_blob_placing(digest, size, source, &then, fence.is_some(), &mut placed)
+                .await?;
+            if stored {
+                return Ok(true);
+            }
+            if placed {
+                // The bytes moved into place just before the fence changed:
+                // a record without links lets GC reclaim them if this link
+                // is refused now.
+                self.adopt_unlinked(digest, size).await?;
+            }
+            match &fence {
+                // Another link in the project came first: count again.
+                Some((key, seen)) if self.kv.get(key).await?.as_ref() != seen.as_ref() => {}
+                _ => return Ok(false),
+            }
+        }
+        Err(contention())
+    }
+
+    /// Records a blob whose bytes are in place but that no link names yet,
+    /// unless it has a record already.
+    async fn adopt_unlinked(&self, digest: &Digest, size: u64) -> Result<(), CoreError> {
+        let t = self.now();
+        let record = BlobRecord {
             size,
-            linked: self.now(),
+            created: t,
+            touched: t,
+            deleting: None,
         };
-        let then = extra.put(keys::repo_blob(repo, digest), encode(&link));
-        self.store_blob(digest, size, source, &then).await
+        let key = keys::blob(digest);
+        self.kv
+            .commit(Txn::new().expect(&key, None).put(&key, encode(&record)))
+            .await?;
+        Ok(())
+    }
+
+    /// With a quota on `repo`'s project, the key every link into the
+    /// project rewrites, and its version now. Checking it in the link's
+    /// transaction makes check-then-link one step: concurrent links that
+    /// each fit alone cannot together pass the quota.
+    async fn quota_fence(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Option<(String, Option<Versioned>)>, CoreError> {
+        let project = super::policy::project_of(repo.as_str());
+        if self.project_policy(project).await?.quota_bytes.is_none() {
+            return Ok(None);
+        }
+        let key = keys::quota_fence(project);
+        let seen = self.kv.get(&key).await?;
+        Ok(Some((key, seen)))
     }
 }

@@ -63,11 +63,19 @@ impl Registry {
 
     /// Refuses a new session with 429 when `repo` or `account` already
     /// holds as many open sessions as allowed.
+    ///
+    /// `opened` says whether the caller's own session is already among
+    /// those counted. A session is counted again after it is written
+    /// (`opened`), and removed if that finds too many: concurrent opens
+    /// that each found room before any was written cannot together pass
+    /// the bound (whichever counts last sees them all).
     pub(super) async fn check_upload_slots(
         &self,
         repo: &RepoName,
         account: &str,
+        opened: bool,
     ) -> Result<(), CoreError> {
+        let room = usize::from(opened);
         let limits = self.upload_limits;
         let too_many = |what: String| {
             Err(CoreError::with_detail(
@@ -80,14 +88,15 @@ impl Registry {
         };
         if limits.per_repository > 0 {
             let prefix = keys::upload_in_repo_prefix(repo.as_str());
-            if self.count_ids_under(&prefix, limits.per_repository).await? >= limits.per_repository
-            {
+            let cap = limits.per_repository + room;
+            if self.count_ids_under(&prefix, cap).await? >= cap {
                 return too_many(format!("in {repo} ({} at most)", limits.per_repository));
             }
         }
         if limits.per_account > 0 {
             let prefix = keys::upload_of_account_prefix(account);
-            if self.count_ids_under(&prefix, limits.per_account).await? >= limits.per_account {
+            let cap = limits.per_account + room;
+            if self.count_ids_under(&prefix, cap).await? >= cap {
                 return too_many(format!("by {account:?} ({} at most)", limits.per_account));
             }
         }

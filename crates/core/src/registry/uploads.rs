@@ -33,7 +33,7 @@ impl Registry {
         repo: &RepoName,
         account: &str,
     ) -> Result<UploadStatus, CoreError> {
-        self.check_upload_slots(repo, account).await?;
+        self.check_upload_slots(repo, account, false).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let t = self.now();
         let session = UploadSession {
@@ -52,6 +52,10 @@ impl Registry {
         let txn = Txn::new().expect(&key, None).put(&key, encode(&session));
         if !self.kv.commit(put_marks(txn, &id, &session, 0)).await? {
             return Err(CoreError::internal("upload id collision"));
+        }
+        if let Err(e) = self.check_upload_slots(repo, account, true).await {
+            self.discard_upload(&id, &key, Some(&session)).await;
+            return Err(e);
         }
         Ok(UploadStatus { id, offset: 0 })
     }
@@ -257,9 +261,15 @@ impl Registry {
             let _ = self.blobs.delete_upload(&id).await;
             return Err(err);
         }
-        self.link_blob(repo, digest, size, Source::Upload(&id), Txn::new())
-            .await?;
-        Ok(())
+        let linked = self
+            .link_blob(repo, digest, size, Source::Upload(&id), Txn::new())
+            .await;
+        if linked.is_err() {
+            // Refused (the quota) or failed: no session names these bytes,
+            // so nothing but this would remove them before they expire.
+            let _ = self.blobs.delete_upload(&id).await;
+        }
+        linked.map(|_| ())
     }
 
     pub(super) async fn session(
@@ -349,6 +359,11 @@ impl Registry {
             }
             hash.update(&chunk);
             written += chunk.len() as u64;
+            if let Some(claim) = claim.as_deref_mut() {
+                // Counted before the write: if the request is dropped while
+                // it is queued, it may still land.
+                claim.guard.received = written;
+            }
             if let Err(e) = slot(&mut claim, &mut own).write(chunk).await {
                 failure = Some(e.into());
                 break;

@@ -13,6 +13,7 @@ mod gc;
 mod gc_races;
 mod manifests;
 mod quota;
+mod quota_races;
 mod referrers;
 mod uploads;
 
