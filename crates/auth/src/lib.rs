@@ -10,12 +10,14 @@
 pub mod audit;
 pub mod directory;
 pub mod ldap;
+pub mod login;
 pub mod model;
 pub mod password;
 pub mod ratelimit;
 pub mod rbac;
 pub mod scope;
 pub mod secret;
+pub mod sessions;
 pub mod token;
 
 pub use directory::Directory;

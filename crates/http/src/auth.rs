@@ -9,42 +9,26 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use berth_auth::directory::DirectoryError;
+use berth_auth::login::{LoginError, Logins};
 use berth_auth::model::{Action, Actions, Principal};
-use berth_auth::ratelimit::FailedLogins;
 use berth_auth::rbac::{permitted, ProjectFacts};
 use berth_auth::token::{Claims, TokenService};
 use berth_auth::Directory;
 use berth_core::CoreError;
 use berth_oci::error::error_body;
 use berth_oci::{ErrorCode, RepoName};
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// How long verified Basic credentials are remembered, so that clients
-/// sending Basic on every request do not pay argon2 each time.
-const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 
 pub struct Auth {
     pub directory: Directory,
     pub tokens: TokenService,
-    pub limiter: FailedLogins,
+    /// Name-and-password checks: throttled, recently verified ones remembered.
+    logins: Logins,
     /// Token realm; derived from the request's Host when unset.
     pub realm: Option<String>,
     pub admin_creates_projects: bool,
     /// The scheme of a realm derived from the request's Host: "https" when
     /// berth terminates TLS itself.
     pub scheme: &'static str,
-    /// Verified credentials: the principal, the version of its account
-    /// record when it was verified, and when.
-    basic_cache: Mutex<HashMap<[u8; 32], CachedLogin>>,
-}
-
-struct CachedLogin {
-    principal: Principal,
-    account_version: Option<u64>,
-    at: Instant,
 }
 
 /// The authenticated caller of one request.
@@ -114,85 +98,32 @@ impl Auth {
         admin_creates_projects: bool,
     ) -> Self {
         Auth {
+            logins: Logins::new(directory.clone()),
             directory,
             tokens,
-            limiter: FailedLogins::default(),
             realm,
             admin_creates_projects,
             scheme: "http",
-            basic_cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Checks a name and password, rate-limited per (user, address) and per
-    /// address (see `berth_auth::ratelimit`): wrong passwords from one place
-    /// never lock the user out elsewhere. `Err` with 429 when blocked;
-    /// `Ok(None)` for wrong credentials.
+    /// Checks a name and password (see `berth_auth::login`): `Err` with
+    /// 429 while the failed-login limiter refuses; `Ok(None)` for wrong
+    /// credentials.
     pub async fn login(
         &self,
         user: &str,
         pass: &str,
         address: &str,
     ) -> Result<Option<Principal>, ApiError> {
-        let cache_key: [u8; 32] = Sha256::new()
-            .chain_update(user.as_bytes())
-            .chain_update([0u8])
-            .chain_update(pass.as_bytes())
-            .finalize()
-            .into();
-        let cached = self
-            .basic_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&cache_key)
-            .filter(|c| c.at.elapsed() < BASIC_CACHE_TTL)
-            .map(|c| (c.principal.clone(), c.account_version));
-        if let Some((principal, version)) = cached {
-            // One metadata read instead of argon2, and a changed, deleted
-            // or revoked account is noticed at once.
-            if self.directory.account_version(principal.name()).await? == version {
-                return Ok(Some(principal));
-            }
-        }
-        // Counted before the password is checked, so that concurrent
-        // guesses cannot all pass before the first failure is recorded;
-        // forgiven below when the password was right or was not checked.
-        if let Err(why) = self.limiter.attempt(user, address) {
-            tracing::warn!(user, address, %why, "login blocked");
-            return Err(ApiError::detail(
+        match self.logins.login(user, pass, address).await {
+            Ok(principal) => Ok(principal),
+            Err(LoginError::Blocked) => Err(ApiError::detail(
                 ErrorCode::TooManyRequests,
                 "too many failed logins; try again later",
-            ));
+            )),
+            Err(LoginError::Directory(e)) => Err(e.into()),
         }
-        let principal = match self.directory.authenticate(user, pass).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.limiter.forgive(user, address);
-                return Err(e.into());
-            }
-        };
-        match &principal {
-            Some(p) => {
-                self.limiter.forgive(user, address);
-                let account_version = self.directory.account_version(p.name()).await?;
-                let mut cache = self.basic_cache.lock().unwrap_or_else(|e| e.into_inner());
-                if cache.len() > 10_000 {
-                    cache.retain(|_, c| c.at.elapsed() < BASIC_CACHE_TTL);
-                }
-                cache.insert(
-                    cache_key,
-                    CachedLogin {
-                        principal: p.clone(),
-                        account_version,
-                        at: Instant::now(),
-                    },
-                );
-            }
-            None => {
-                tracing::info!(user, address, "failed login");
-            }
-        }
-        Ok(principal)
     }
 
     /// Who is calling. Wrong credentials are an error (401), never a silent

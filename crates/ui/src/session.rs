@@ -15,45 +15,26 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::Form;
-use berth_auth::directory::now;
 use berth_auth::model::Principal;
-use berth_auth::secret;
+use berth_auth::sessions::Sessions;
 use berth_http::auth::Caller;
 use berth_http::AppState;
 use berth_mgmt::common::Ctx;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
 pub const COOKIE: &str = "berth_session";
 /// Holds the token of the login form, before there is a session.
 pub const LOGIN_COOKIE: &str = "berth_login";
-const KEY_PREFIX: &str = "uisession:";
 /// A session ends this long after login, used or not.
-pub const LIFETIME_SECS: u64 = 12 * 3600;
+pub use berth_auth::sessions::LIFETIME_SECS;
 /// Largest form accepted.
 const MAX_FORM: usize = 64 * 1024;
 
-/// What is kept of a login.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SessionRecord {
-    pub user: String,
-    /// Directory groups at login (LDAP), for group memberships.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    pub csrf: String,
-    pub created: u64,
-    pub expires: u64,
-    /// `Directory::account_version` of the user when they logged in. Absent
-    /// in sessions from before it was kept: 0, which no version is, so
-    /// those sessions end.
-    #[serde(default)]
-    pub account_version: u64,
-}
-
-fn key(id: &str) -> String {
-    format!("{KEY_PREFIX}{}", secret::sha256_hex(id))
+/// The session records (in the auth crate: HTTP code keeps no records).
+fn sessions(state: &AppState) -> Sessions {
+    Sessions::new(state.auth.directory.kv().clone())
 }
 
 /// Starts a session for a user who just proved who they are, with their
@@ -66,63 +47,18 @@ pub async fn create(
     groups: Vec<String>,
     account_version: u64,
 ) -> Result<HeaderValue> {
-    sweep(state).await;
-    let id = secret::generate();
-    let created = now();
-    let record = SessionRecord {
-        user: user.to_owned(),
-        groups,
-        csrf: secret::generate(),
-        created,
-        expires: created + LIFETIME_SECS,
-        account_version,
-    };
-    let value = serde_json::to_vec(&record)
-        .map_err(|e| UiError::from(berth_core::CoreError::internal(e.to_string())))?;
-    state.registry.kv().put(&key(&id), value).await?;
+    let id = sessions(state)
+        .create(user, groups, account_version)
+        .await?;
     cookie(state, headers, COOKIE, &id, LIFETIME_SECS)
 }
 
 /// Ends the session of `headers`, if any; returns the cookie that clears it.
 pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue> {
     if let Some(id) = read_cookie(headers, COOKIE) {
-        state.registry.kv().delete(&key(&id)).await?;
+        sessions(state).end(&id).await?;
     }
     cookie(state, headers, COOKIE, "", 0)
-}
-
-/// Removes some expired sessions (sessions nobody logged out of), a bounded
-/// batch per login from a random point of the (hashed, so uniformly spread)
-/// keys, so that they never pile up.
-async fn sweep(state: &AppState) {
-    let kv = state.registry.kv();
-    let from = key(&secret::generate());
-    let Ok(page) = kv.scan(KEY_PREFIX, Some(&from), 200).await else {
-        return;
-    };
-    let at = now();
-    for (k, v) in page {
-        let expired = serde_json::from_slice::<SessionRecord>(&v.value)
-            .map(|r| r.expires <= at)
-            .unwrap_or(true);
-        if expired {
-            let _ = kv.delete(&k).await;
-        }
-    }
-}
-
-async fn load(state: &AppState, id: &str) -> Result<Option<SessionRecord>> {
-    let Some(v) = state.registry.kv().get(&key(id)).await? else {
-        return Ok(None);
-    };
-    let Ok(record) = serde_json::from_slice::<SessionRecord>(&v.value) else {
-        return Ok(None);
-    };
-    if record.expires <= now() {
-        state.registry.kv().delete(&key(id)).await?;
-        return Ok(None);
-    }
-    Ok(Some(record))
 }
 
 /// Whether cookies must be `Secure`: berth terminates TLS, its external
@@ -242,13 +178,13 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(id) = read_cookie(&parts.headers, COOKIE) else {
             return Err(login());
         };
-        let Some(record) = load(state, &id).await? else {
+        let Some(record) = sessions(state).load(&id).await? else {
             return Err(login());
         };
         let user = match state.auth.directory.user_versioned(&record.user).await? {
             Some((user, version)) if version == record.account_version => user,
             _ => {
-                state.registry.kv().delete(&key(&id)).await?;
+                sessions(state).end(&id).await?;
                 return Err(login());
             }
         };
