@@ -4,25 +4,14 @@
 //! cluster status`, which shows the nodes, etcd's health and storage's.
 
 use crate::config::{Config, MetadataConfig, StorageConfig};
-use berth_core::Kv;
+use berth_core::nodes::NodeRecord;
 use berth_meta::EtcdKv;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const NODE_PREFIX: &str = "node:";
 /// A node is listed this long after it stops renewing.
 const LEASE_TTL_SECS: u64 = 10;
 const RENEW_EVERY: Duration = Duration::from_secs(3);
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NodeRecord {
-    pub id: String,
-    pub listen: String,
-    pub external_url: String,
-    pub version: String,
-    pub started: u64,
-}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -57,7 +46,7 @@ pub fn register(etcd: EtcdKv, listen: String, external_url: String) {
                 }
             };
             if let Err(e) = etcd
-                .put_with_lease(&format!("{NODE_PREFIX}{id}"), value.clone(), lease)
+                .put_with_lease(&berth_core::keys::node(&id), value.clone(), lease)
                 .await
             {
                 tracing::warn!(error = %e, "cannot register the node in etcd; retrying");
@@ -104,22 +93,20 @@ pub async fn status(config: &Config) -> Result<(), String> {
             }
             let etcd = EtcdKv::new(etcd_config.clone()).map_err(|e| e.to_string())?;
             println!("nodes:");
-            match etcd.scan(NODE_PREFIX, None, 1000).await {
+            match berth_core::nodes::list(&etcd).await {
                 Ok(nodes) if nodes.is_empty() => {
                     healthy = false;
                     println!("  (none registered)");
                 }
                 Ok(nodes) => {
-                    for (_, v) in nodes {
-                        if let Ok(n) = serde_json::from_slice::<NodeRecord>(&v.value) {
-                            println!(
-                                "  {:<28} listen {:<22} up {}s  v{}",
-                                n.id,
-                                n.listen,
-                                now().saturating_sub(n.started),
-                                n.version
-                            );
-                        }
+                    for n in nodes {
+                        println!(
+                            "  {:<28} listen {:<22} up {}s  v{}",
+                            n.id,
+                            n.listen,
+                            now().saturating_sub(n.started),
+                            n.version
+                        );
                     }
                 }
                 Err(e) => {

@@ -94,3 +94,9 @@ pub fn upload_of_account_prefix(account: &str) -> String {
 pub fn quota_fence(project: &str) -> String {
     format!("quotafence:{project}")
 }
+
+pub const NODE_PREFIX: &str = "node:";
+
+pub fn node(id: &str) -> String {
+    format!("node:{id}")
+}

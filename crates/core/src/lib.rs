@@ -20,6 +20,7 @@ pub mod kv_suite;
 pub mod lock;
 pub mod memory_blob;
 pub mod memory_kv;
+pub mod nodes;
 pub mod registry;
 
 pub use blob::{BlobStore, ByteStream, StoreError, UploadWriter};
