@@ -151,6 +151,7 @@ fn map_chunk(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
     // `open_range` checked that the range lies inside the file, and mapping
     // is used only on local filesystems (`ReadMode::for_root`), where no
     // other host can remove the file's pages underneath.
+    #[allow(unsafe_code)]
     let map = unsafe {
         MmapOptions::new()
             .offset(start)
