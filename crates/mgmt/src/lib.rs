@@ -8,6 +8,15 @@
 //! cannot drift. Repository names contain slashes, so `{repository}` may
 //! span several path segments; templates are matched on the raw path, most
 //! specific first (see [`find`]).
+//!
+//! Each change the web UI makes is also a typed function here
+//! ([`create_user`], [`delete_tag`], ...): it does the permission checks,
+//! validation, domain calls and audit records, and the endpoint's handler
+//! is a JSON wrapper around the same function, so a page meets exactly
+//! the API's checks (a forged form gets the API's 403 or 404), and a
+//! renamed operation fails to compile instead of answering 500. The caller
+//! is a [`Ctx`] (the UI's has no path, query or body; the typed functions
+//! read only its state and caller).
 
 pub mod access;
 mod audit;
@@ -30,7 +39,19 @@ use axum::routing::any;
 use axum::{Extension, Router};
 use berth_http::auth::Caller;
 use berth_http::AppState;
-use common::{Ctx, Error};
+pub use common::Ctx;
+use common::Error;
+
+pub use gc::{gc_history, run_gc, GcHistory};
+pub use members::{add_member, remove_member, update_member, MemberChange, MemberCreate};
+pub use policy::{
+    apply_retention, set_immutable_rules, set_project_quota, set_retention_rules, Quota,
+    QuotaChange, RetentionChange,
+};
+pub use projects::{create_project, delete_project, update_project, ProjectChange, ProjectCreate};
+pub use repositories::{delete_artifact, delete_repository, delete_tag};
+pub use robots::{create_project_robot, revoke_project_robot, CreatedRobot, RobotCreate};
+pub use users::{create_user, delete_user, update_user, UserChange, UserCreate};
 
 /// Largest request body accepted; management bodies are small JSON.
 const MAX_BODY: usize = 1024 * 1024;
@@ -358,13 +379,6 @@ async fn dispatch(
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
-}
-
-/// Runs one routed endpoint. The web UI calls it too, so that its actions
-/// meet exactly the checks, domain calls and audit records of the API.
-/// Runs `route`'s handler in-process, as the web UI does for its actions.
-pub async fn run(route: &Route, ctx: &Ctx) -> common::Result {
-    handle(route.op, ctx).await
 }
 
 pub(crate) async fn handle(op: Op, ctx: &Ctx) -> common::Result {

@@ -8,20 +8,23 @@ use berth_auth::model::{MemberRecord, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// A new member: the body of `POST /api/v1/projects/{project}/members`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewMember {
+pub struct MemberCreate {
     /// "user" (the default) or "group".
     #[serde(default = "user_kind")]
-    kind: String,
-    name: String,
-    role: String,
+    pub kind: String,
+    pub name: String,
+    /// A role name, as [`Role::parse`] reads it.
+    pub role: String,
 }
 
+/// A member's new role: the body of `PUT .../members/{kind}/{member}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MemberChange {
-    role: String,
+pub struct MemberChange {
+    pub role: String,
 }
 
 fn user_kind() -> String {
@@ -75,9 +78,28 @@ pub async fn list(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn add(ctx: &Ctx) -> common::Result {
-    let project = ctx.param("project");
+    created(view(
+        &add_member_from(ctx, ctx.param("project"), || ctx.json()).await?,
+    ))
+}
+
+/// Adds a user or group to `project` with a role; project admins.
+pub async fn add_member(
+    ctx: &Ctx,
+    project: &str,
+    new: MemberCreate,
+) -> Result<MemberRecord, Error> {
+    add_member_from(ctx, project, || Ok(new)).await
+}
+
+/// The input is read after the permission check.
+async fn add_member_from(
+    ctx: &Ctx,
+    project: &str,
+    new: impl FnOnce() -> Result<MemberCreate, Error>,
+) -> Result<MemberRecord, Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    let new: NewMember = ctx.json()?;
+    let new = new()?;
     let role = role(&new.role)?;
     if find(ctx, project, &new.kind, &new.name).await?.is_some() {
         return Err(Error::conflict(format!(
@@ -95,13 +117,37 @@ pub async fn add(ctx: &Ctx) -> common::Result {
         "add_member",
         &format!("{project}/{}:{} ({})", new.kind, new.name, role.as_str()),
     );
-    created(view(&record))
+    Ok(record)
 }
 
 pub async fn update(ctx: &Ctx) -> common::Result {
     let (project, kind, name) = (ctx.param("project"), ctx.param("kind"), ctx.param("member"));
+    ok(view(
+        &update_member_from(ctx, project, kind, name, || ctx.json()).await?,
+    ))
+}
+
+/// Changes the role of a member (`kind` "user" or "group"); project admins.
+pub async fn update_member(
+    ctx: &Ctx,
+    project: &str,
+    kind: &str,
+    name: &str,
+    change: MemberChange,
+) -> Result<MemberRecord, Error> {
+    update_member_from(ctx, project, kind, name, || Ok(change)).await
+}
+
+/// The input is read after the permission check.
+async fn update_member_from(
+    ctx: &Ctx,
+    project: &str,
+    kind: &str,
+    name: &str,
+    change: impl FnOnce() -> Result<MemberChange, Error>,
+) -> Result<MemberRecord, Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    let change: MemberChange = ctx.json()?;
+    let change = change()?;
     let role = role(&change.role)?;
     if find(ctx, project, kind, name).await?.is_none() {
         return Err(Error::not_found(format!(
@@ -118,11 +164,17 @@ pub async fn update(ctx: &Ctx) -> common::Result {
         "update_member",
         &format!("{project}/{kind}:{name} ({})", role.as_str()),
     );
-    ok(view(&record))
+    Ok(record)
 }
 
 pub async fn remove(ctx: &Ctx) -> common::Result {
     let (project, kind, name) = (ctx.param("project"), ctx.param("kind"), ctx.param("member"));
+    remove_member(ctx, project, kind, name).await?;
+    no_content()
+}
+
+/// Removes a member from `project`; project admins.
+pub async fn remove_member(ctx: &Ctx, project: &str, kind: &str, name: &str) -> Result<(), Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
     ctx.state
         .auth
@@ -130,5 +182,5 @@ pub async fn remove(ctx: &Ctx) -> common::Result {
         .remove_member(project, kind, name)
         .await?;
     ctx.audit("remove_member", &format!("{project}/{kind}:{name}"));
-    no_content()
+    Ok(())
 }

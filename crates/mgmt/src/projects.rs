@@ -8,19 +8,21 @@ use berth_auth::directory::DirectoryError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// A new project: the body of `POST /api/v1/projects`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewProject {
+pub struct ProjectCreate {
     #[serde(alias = "project_name")]
-    name: String,
+    pub name: String,
     #[serde(default)]
-    public: bool,
+    pub public: bool,
 }
 
+/// The body of `PUT /api/v1/projects/{project}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ProjectChange {
-    public: bool,
+pub struct ProjectChange {
+    pub public: bool,
 }
 
 async fn view(ctx: &Ctx, access: &ProjectAccess) -> Result<Value, Error> {
@@ -67,8 +69,23 @@ pub async fn list(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn create(ctx: &Ctx) -> common::Result {
+    let access = create_project_from(ctx, || ctx.json()).await?;
+    created(view(ctx, &access).await?)
+}
+
+/// Creates a project; system administrators only. The caller's standing
+/// in it.
+pub async fn create_project(ctx: &Ctx, new: ProjectCreate) -> Result<ProjectAccess, Error> {
+    create_project_from(ctx, || Ok(new)).await
+}
+
+/// The input is read after the permission check.
+async fn create_project_from(
+    ctx: &Ctx,
+    new: impl FnOnce() -> Result<ProjectCreate, Error>,
+) -> Result<ProjectAccess, Error> {
     ctx.require_admin()?;
-    let new: NewProject = ctx.json()?;
+    let new = new()?;
     let record = ctx
         .state
         .auth
@@ -76,8 +93,7 @@ pub async fn create(ctx: &Ctx) -> common::Result {
         .create_project(&new.name, new.public)
         .await?;
     ctx.audit("create_project", &format!("{}/", record.name));
-    let access = access_to(ctx, record).await?;
-    created(view(ctx, &access).await?)
+    access_to(ctx, record).await
 }
 
 pub async fn get(ctx: &Ctx) -> common::Result {
@@ -86,9 +102,28 @@ pub async fn get(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn update(ctx: &Ctx) -> common::Result {
-    let name = ctx.param("project");
+    let access = update_project_from(ctx, ctx.param("project"), || ctx.json()).await?;
+    ok(view(ctx, &access).await?)
+}
+
+/// Makes a project public or private; project admins. The caller's
+/// standing in it after the change.
+pub async fn update_project(
+    ctx: &Ctx,
+    name: &str,
+    change: ProjectChange,
+) -> Result<ProjectAccess, Error> {
+    update_project_from(ctx, name, || Ok(change)).await
+}
+
+/// The input is read after the permission check.
+async fn update_project_from(
+    ctx: &Ctx,
+    name: &str,
+    change: impl FnOnce() -> Result<ProjectChange, Error>,
+) -> Result<ProjectAccess, Error> {
     require(ctx, name, ProjectPerm::Manage).await?;
-    let change: ProjectChange = ctx.json()?;
+    let change = change()?;
     let record = ctx
         .state
         .auth
@@ -99,15 +134,19 @@ pub async fn update(ctx: &Ctx) -> common::Result {
         "update_project",
         &format!("{name}/ (public={})", change.public),
     );
-    let access = access_to(ctx, record).await?;
-    ok(view(ctx, &access).await?)
+    access_to(ctx, record).await
 }
 
-/// Only an empty project is deleted. Its members and robots go with it, so
-/// that a project created later under the same name starts with nobody.
 pub async fn delete(ctx: &Ctx) -> common::Result {
+    delete_project(ctx, ctx.param("project")).await?;
+    no_content()
+}
+
+/// Deletes a project; system administrators only. Only an empty project
+/// is deleted. Its members and robots go with it, so that a project
+/// created later under the same name starts with nobody.
+pub async fn delete_project(ctx: &Ctx, name: &str) -> Result<(), Error> {
     ctx.require_admin()?;
-    let name = ctx.param("project");
     project_access(ctx, name).await?;
     let repos = ctx.state.registry.project_repository_count(name).await?;
     if repos > 0 {
@@ -127,7 +166,7 @@ pub async fn delete(ctx: &Ctx) -> common::Result {
     }
     directory.delete_project(name).await?;
     ctx.audit("delete_project", &format!("{name}/"));
-    no_content()
+    Ok(())
 }
 
 /// Something already gone (removed concurrently) is what was wanted.

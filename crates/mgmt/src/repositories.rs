@@ -96,15 +96,35 @@ pub async fn get(ctx: &Ctx) -> common::Result {
     }
 }
 
+/// Refused unless the caller may do `action` in the project of `repo`
+/// (as [`repo`] checks for a request).
+async fn may(ctx: &Ctx, repo: &RepoName, action: Action) -> Result<(), Error> {
+    require(ctx, repo.project(), ProjectPerm::Registry(action)).await?;
+    Ok(())
+}
+
 pub async fn delete(ctx: &Ctx) -> common::Result {
     let repo = repo(ctx, Action::Delete).await?;
+    remove_repository(ctx, &repo).await?;
+    no_content()
+}
+
+/// Deletes a repository: every tag and manifest in it; delete permission
+/// in its project.
+pub async fn delete_repository(ctx: &Ctx, repo: &RepoName) -> Result<(), Error> {
+    may(ctx, repo, Action::Delete).await?;
+    remove_repository(ctx, repo).await
+}
+
+/// After the permission check.
+async fn remove_repository(ctx: &Ctx, repo: &RepoName) -> Result<(), Error> {
     ctx.state
         .registry
-        .repository_delete(&repo)
+        .repository_delete(repo)
         .await
         .map_err(|e| missing(e, || format!("repository {repo} not found")))?;
     ctx.audit("delete_repository", repo.as_str());
-    no_content()
+    Ok(())
 }
 
 pub async fn artifacts(ctx: &Ctx) -> common::Result {
@@ -139,21 +159,38 @@ pub async fn artifact(ctx: &Ctx) -> common::Result {
 pub async fn artifact_delete(ctx: &Ctx) -> common::Result {
     let repo = repo(ctx, Action::Delete).await?;
     let reference = reference(ctx)?;
+    remove_artifact(ctx, &repo, &reference).await?;
+    no_content()
+}
+
+/// Deletes an artifact (by tag or digest) and every tag pointing to it;
+/// delete permission in its project.
+pub async fn delete_artifact(
+    ctx: &Ctx,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<(), Error> {
+    may(ctx, repo, Action::Delete).await?;
+    remove_artifact(ctx, repo, reference).await
+}
+
+/// After the permission check.
+async fn remove_artifact(ctx: &Ctx, repo: &RepoName, reference: &Reference) -> Result<(), Error> {
     let not_found = || format!("artifact {repo}:{reference} not found");
     let digest = ctx
         .state
         .registry
-        .resolve(&repo, &reference)
+        .resolve(repo, reference)
         .await
         .map_err(|e| missing(e, not_found))?;
     ctx.state
         .registry
-        .manifest_delete(&repo, &Reference::Digest(digest.clone()))
+        .manifest_delete(repo, &Reference::Digest(digest.clone()))
         .await
         .map_err(|e| missing(e, not_found))?;
     // Spelled as the `/v2` guard spells a manifest delete.
     ctx.audit("delete", &format!("{repo}:{digest}"));
-    no_content()
+    Ok(())
 }
 
 pub async fn artifact_tags(ctx: &Ctx) -> common::Result {
@@ -196,7 +233,8 @@ pub async fn artifact_tag_delete(ctx: &Ctx) -> common::Result {
     if points_to != digest {
         return Err(Error::not_found(not_found()));
     }
-    delete_tag(ctx, &repo, tag).await
+    remove_tag(ctx, &repo, tag).await?;
+    no_content()
 }
 
 pub async fn tags(ctx: &Ctx) -> common::Result {
@@ -214,15 +252,24 @@ pub async fn tags(ctx: &Ctx) -> common::Result {
 pub async fn tag_delete(ctx: &Ctx) -> common::Result {
     let repo = repo(ctx, Action::Delete).await?;
     let tag = tag(ctx)?;
-    delete_tag(ctx, &repo, tag).await
+    remove_tag(ctx, &repo, tag).await?;
+    no_content()
 }
 
-async fn delete_tag(ctx: &Ctx, repo: &RepoName, tag: Tag) -> common::Result {
+/// Deletes a tag (not the artifact it points to); delete permission in its
+/// project.
+pub async fn delete_tag(ctx: &Ctx, repo: &RepoName, tag: Tag) -> Result<(), Error> {
+    may(ctx, repo, Action::Delete).await?;
+    remove_tag(ctx, repo, tag).await
+}
+
+/// After the permission check.
+async fn remove_tag(ctx: &Ctx, repo: &RepoName, tag: Tag) -> Result<(), Error> {
     ctx.state
         .registry
         .manifest_delete(repo, &Reference::Tag(tag.clone()))
         .await
         .map_err(|e| missing(e, || format!("tag {repo}:{tag} not found")))?;
     ctx.audit("delete", &format!("{repo}:{tag}"));
-    no_content()
+    Ok(())
 }

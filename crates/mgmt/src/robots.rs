@@ -12,25 +12,40 @@ use serde_json::{json, Value};
 
 const DAY: u64 = 86_400;
 
-#[derive(Deserialize)]
+/// A new robot: the body of `POST /api/v1/robots` and
+/// `POST /api/v1/projects/{project}/robots`.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct NewRobot {
-    name: String,
+pub struct RobotCreate {
+    /// The short name: `ci` becomes `robot$ci` or `robot$<project>+ci`.
+    pub name: String,
     #[serde(default)]
-    description: String,
+    pub description: String,
     /// `[{project, actions}]`; for a project robot every entry must name
     /// that project.
     #[serde(default)]
-    permissions: Option<Vec<RobotPermission>>,
+    pub permissions: Option<Vec<RobotPermission>>,
     /// Shorthand for a project robot: these actions on its project.
     #[serde(default)]
-    actions: Option<Vec<Action>>,
+    pub actions: Option<Vec<Action>>,
     /// Unix seconds.
     #[serde(default)]
-    expires_at: Option<u64>,
+    pub expires_at: Option<u64>,
     /// Days from now; -1 for never (Harbor's convention).
     #[serde(default)]
-    duration_days: Option<i64>,
+    pub duration_days: Option<i64>,
+}
+
+/// A robot just created, with its secret: the only time it is known.
+pub struct CreatedRobot {
+    pub record: RobotRecord,
+    pub secret: String,
+}
+
+fn created_view(robot: CreatedRobot) -> common::Result {
+    let mut body = view(&robot.record);
+    body["secret"] = Value::String(robot.secret);
+    created(body)
 }
 
 fn view(r: &RobotRecord) -> Value {
@@ -53,7 +68,7 @@ fn view(r: &RobotRecord) -> Value {
 }
 
 /// When the new robot expires, from `expires_at` or `duration_days`.
-fn expiry(new: &NewRobot) -> Result<Option<u64>, Error> {
+fn expiry(new: &RobotCreate) -> Result<Option<u64>, Error> {
     match (new.expires_at, new.duration_days) {
         (Some(_), Some(_)) => Err(Error::bad_request(
             "give expires_at or duration_days, not both",
@@ -96,7 +111,7 @@ async fn check_permissions(ctx: &Ctx, perms: &[RobotPermission]) -> Result<(), E
     Ok(())
 }
 
-async fn create(ctx: &Ctx, project: Option<&str>, new: NewRobot) -> common::Result {
+async fn create(ctx: &Ctx, project: Option<&str>, new: RobotCreate) -> Result<CreatedRobot, Error> {
     let permissions = match (new.permissions.clone(), new.actions.clone(), project) {
         (Some(_), Some(_), _) => {
             return Err(Error::bad_request("give permissions or actions, not both"))
@@ -136,9 +151,7 @@ async fn create(ctx: &Ctx, project: Option<&str>, new: NewRobot) -> common::Resu
         )
         .await?;
     ctx.audit("create_robot", &audit_resource(&record.name));
-    let mut body = view(&record);
-    body["secret"] = Value::String(secret);
-    created(body)
+    Ok(CreatedRobot { record, secret })
 }
 
 /// Project robots are logged under their project, so that the project's
@@ -178,7 +191,7 @@ pub async fn list_system(ctx: &Ctx) -> common::Result {
 
 pub async fn create_system(ctx: &Ctx) -> common::Result {
     ctx.require_admin()?;
-    create(ctx, None, ctx.json()?).await
+    created_view(create(ctx, None, ctx.json()?).await?)
 }
 
 /// A robot's full name from a path parameter that may be the full name or,
@@ -209,13 +222,14 @@ pub async fn get(ctx: &Ctx) -> common::Result {
 pub async fn delete_any(ctx: &Ctx) -> common::Result {
     ctx.require_admin()?;
     let full = full_name(ctx.param("robot"));
-    revoke(ctx, &full).await
+    revoke(ctx, &full).await?;
+    no_content()
 }
 
-async fn revoke(ctx: &Ctx, full: &str) -> common::Result {
+async fn revoke(ctx: &Ctx, full: &str) -> Result<(), Error> {
     ctx.state.auth.directory.revoke_robot(full).await?;
     ctx.audit("revoke_robot", &audit_resource(full));
-    no_content()
+    Ok(())
 }
 
 pub async fn list_project(ctx: &Ctx) -> common::Result {
@@ -233,16 +247,38 @@ pub async fn list_project(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn create_project(ctx: &Ctx) -> common::Result {
-    let project = ctx.param("project");
-    require(ctx, project, ProjectPerm::Manage).await?;
-    create(ctx, Some(project), ctx.json()?).await
+    created_view(create_project_robot_from(ctx, ctx.param("project"), || ctx.json()).await?)
 }
 
-/// The robot may be named in full (`robot$p+ci`) or by its short name.
-pub async fn delete_project(ctx: &Ctx) -> common::Result {
-    let project = ctx.param("project");
+/// Creates a robot of `project` (its permissions on that project only);
+/// project admins.
+pub async fn create_project_robot(
+    ctx: &Ctx,
+    project: &str,
+    new: RobotCreate,
+) -> Result<CreatedRobot, Error> {
+    create_project_robot_from(ctx, project, || Ok(new)).await
+}
+
+/// The input is read after the permission check.
+async fn create_project_robot_from(
+    ctx: &Ctx,
+    project: &str,
+    new: impl FnOnce() -> Result<RobotCreate, Error>,
+) -> Result<CreatedRobot, Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    let name = ctx.param("robot");
+    create(ctx, Some(project), new()?).await
+}
+
+pub async fn delete_project(ctx: &Ctx) -> common::Result {
+    revoke_project_robot(ctx, ctx.param("project"), ctx.param("robot")).await?;
+    no_content()
+}
+
+/// Revokes a robot of `project`, named in full (`robot$p+ci`) or by its
+/// short name; project admins.
+pub async fn revoke_project_robot(ctx: &Ctx, project: &str, name: &str) -> Result<(), Error> {
+    require(ctx, project, ProjectPerm::Manage).await?;
     let prefix = format!("robot${project}+");
     let full = if name.starts_with("robot$") {
         name.to_owned()

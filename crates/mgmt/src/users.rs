@@ -7,27 +7,30 @@ use berth_auth::model::{Principal, UserRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// A new user: the body of `POST /api/v1/users`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub struct UserCreate {
     #[serde(alias = "username")]
-    name: String,
-    password: String,
+    pub name: String,
+    pub password: String,
     #[serde(default)]
-    email: String,
+    pub email: String,
     #[serde(default, alias = "sysadmin_flag")]
-    admin: bool,
+    pub admin: bool,
 }
 
-#[derive(Deserialize)]
+/// A change to a user: the body of `PUT /api/v1/users/{name}`.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct UserChange {
+pub struct UserChange {
     #[serde(default, alias = "new_password")]
-    password: Option<String>,
+    pub password: Option<String>,
+    /// Required when callers change their own password.
     #[serde(default)]
-    old_password: Option<String>,
+    pub old_password: Option<String>,
     #[serde(default, alias = "sysadmin_flag")]
-    admin: Option<bool>,
+    pub admin: Option<bool>,
 }
 
 pub fn view(u: &UserRecord) -> Value {
@@ -69,8 +72,22 @@ pub async fn list(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn create(ctx: &Ctx) -> common::Result {
+    created(view(&create_user_from(ctx, || ctx.json()).await?))
+}
+
+/// Creates a user; system administrators only.
+pub async fn create_user(ctx: &Ctx, new: UserCreate) -> Result<UserRecord, Error> {
+    create_user_from(ctx, || Ok(new)).await
+}
+
+/// The input is read after the permission check, so that a caller
+/// without the right gets its 403 (not a 400) whatever it sends.
+async fn create_user_from(
+    ctx: &Ctx,
+    new: impl FnOnce() -> Result<UserCreate, Error>,
+) -> Result<UserRecord, Error> {
     ctx.require_admin()?;
-    let new: NewUser = ctx.json()?;
+    let new = new()?;
     let record = ctx
         .state
         .auth
@@ -78,7 +95,7 @@ pub async fn create(ctx: &Ctx) -> common::Result {
         .create_user(&new.name, &new.password, new.admin, &new.email)
         .await?;
     ctx.audit("create_user", &format!("user:{}", record.name));
-    created(view(&record))
+    Ok(record)
 }
 
 pub async fn current(ctx: &Ctx) -> common::Result {
@@ -119,12 +136,27 @@ pub async fn get(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn update(ctx: &Ctx) -> common::Result {
-    let name = ctx.param("name");
+    ok(view(
+        &update_user_from(ctx, ctx.param("name"), || ctx.json()).await?,
+    ))
+}
+
+/// Changes a user's password or administrator flag: administrators any
+/// user's, every user their own password (with the old one).
+pub async fn update_user(ctx: &Ctx, name: &str, change: UserChange) -> Result<UserRecord, Error> {
+    update_user_from(ctx, name, || Ok(change)).await
+}
+
+async fn update_user_from(
+    ctx: &Ctx,
+    name: &str,
+    change: impl FnOnce() -> Result<UserChange, Error>,
+) -> Result<UserRecord, Error> {
     let own = is_self(ctx, name);
     if !ctx.is_admin() && !own {
         return Err(ctx.denied());
     }
-    let change: UserChange = ctx.json()?;
+    let change = change()?;
     let user = existing(ctx, name).await?;
     if let Some(admin) = change.admin {
         if !ctx.is_admin() {
@@ -175,12 +207,18 @@ pub async fn update(ctx: &Ctx) -> common::Result {
         (false, None) => "nothing",
     };
     ctx.audit("update_user", &format!("user:{name} ({what})"));
-    ok(view(&record))
+    Ok(record)
 }
 
 pub async fn delete(ctx: &Ctx) -> common::Result {
+    delete_user(ctx, ctx.param("name")).await?;
+    no_content()
+}
+
+/// Deletes a user and its memberships; administrators only, never
+/// themselves.
+pub async fn delete_user(ctx: &Ctx, name: &str) -> Result<(), Error> {
     ctx.require_admin()?;
-    let name = ctx.param("name");
     if is_self(ctx, name) {
         return Err(Error::bad_request("you cannot delete yourself"));
     }
@@ -196,5 +234,5 @@ pub async fn delete(ctx: &Ctx) -> common::Result {
     }
     directory.delete_user(name).await?;
     ctx.audit("delete_user", &format!("user:{name}"));
-    no_content()
+    Ok(())
 }

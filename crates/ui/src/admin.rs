@@ -3,17 +3,17 @@
 //! whole log for administrators, a project's for its admins and
 //! maintainers).
 
-use super::api;
 use super::page::{self, Notice, Section};
 use super::projects::{project_header, Tab};
 use super::{done, encode, project_path, Result, Submitted, UiError, Viewer};
 use axum::extract::{Path, Query};
 use berth_auth::audit::AuditFilter;
 use berth_auth::directory::now;
+use berth_core::registry::gc::GcReport;
 use berth_mgmt::access::{require, ProjectPerm};
+use berth_mgmt::UserChange;
 use maud::{html, Markup};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::time::Duration;
 
 type Pairs = Vec<(String, String)>;
@@ -103,39 +103,38 @@ pub async fn users(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
 
 pub async fn create_user(submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    let body = json!({
-        "name": fields.required("name", "the user name")?,
-        "password": fields.secret("password", "the password")?,
-        "email": fields.get("email").unwrap_or(""),
-        "admin": fields.get("admin") == Some("true"),
-    });
-    api::call(&viewer, "POST", "/api/v1/users", &[], Some(body)).await?;
+    let new = berth_mgmt::UserCreate {
+        name: fields.required("name", "the user name")?.to_owned(),
+        password: fields.secret("password", "the password")?.to_owned(),
+        email: fields.get("email").unwrap_or("").to_owned(),
+        admin: fields.get("admin") == Some("true"),
+    };
+    berth_mgmt::create_user(&viewer.ctx(), new).await?;
     Ok(done("/ui/users", Notice::UserCreated))
 }
 
 pub async fn change_user(Path(name): Path<String>, submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    let path = format!("/api/v1/users/{}", encode(&name));
+    let ctx = viewer.ctx();
     let notice = match fields.get("action") {
         Some("admin") => {
-            let admin = fields.get("admin") == Some("true");
-            api::call(&viewer, "PUT", &path, &[], Some(json!({"admin": admin}))).await?;
+            let change = UserChange {
+                admin: Some(fields.get("admin") == Some("true")),
+                ..UserChange::default()
+            };
+            berth_mgmt::update_user(&ctx, &name, change).await?;
             Notice::UserChanged
         }
         Some("password") => {
-            let password = fields.secret("password", "the new password")?;
-            api::call(
-                &viewer,
-                "PUT",
-                &path,
-                &[],
-                Some(json!({"password": password})),
-            )
-            .await?;
+            let change = UserChange {
+                password: Some(fields.secret("password", "the new password")?.to_owned()),
+                ..UserChange::default()
+            };
+            berth_mgmt::update_user(&ctx, &name, change).await?;
             Notice::UserChanged
         }
         Some("delete") => {
-            api::call(&viewer, "DELETE", &path, &[], None).await?;
+            berth_mgmt::delete_user(&ctx, &name).await?;
             Notice::UserDeleted
         }
         _ => return Err(UiError::bad_request("unknown action")),
@@ -157,44 +156,38 @@ pub async fn gc(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
 }
 
 /// A dry run's report: what a collection would delete now.
-fn dry_run_report(r: &Value) -> Markup {
-    let num = |k: &str| r[k].as_u64().unwrap_or(0);
-    let listed: Vec<&str> = r["deleted"]
-        .as_array()
-        .map(|d| d.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+fn dry_run_report(r: &GcReport) -> Markup {
     html! {
         section.report #gc-report aria-labelledby="gc-report-title" {
             h2 #gc-report-title { "Dry run: what a collection would delete now" }
             p role="status" {
-                (num("manifests_deleted")) " manifests, " (num("blobs_deleted")) " of "
-                (num("blobs_examined")) " blobs (" (page::bytes(num("bytes_freed"))) "), "
-                (num("uploads_deleted")) " abandoned uploads. Nothing was deleted."
+                (r.manifests_deleted) " manifests, " (r.blobs_deleted) " of "
+                (r.blobs_examined) " blobs (" (page::bytes(r.bytes_freed)) "), "
+                (r.uploads_deleted) " abandoned uploads. Nothing was deleted."
             }
-            @if !listed.is_empty() {
-                ul { @for d in listed { li { code.wrap { (d) } } } }
+            @if !r.deleted.is_empty() {
+                ul { @for d in &r.deleted { li { code.wrap { (d) } } } }
             }
         }
     }
 }
 
-async fn render_gc(viewer: &Viewer, notice: Markup, report: Option<Value>) -> Result {
-    let history = api::call(viewer, "GET", "/api/v1/gc", &[], None).await?;
-    let runs = history["runs"].as_array().cloned().unwrap_or_default();
-    let num = |r: &Value, k: &str| r[k].as_u64().unwrap_or(0);
+async fn render_gc(viewer: &Viewer, notice: Markup, report: Option<GcReport>) -> Result {
+    let history = berth_mgmt::gc_history(&viewer.ctx()).await?;
+    let runs = &history.runs;
     let body = html! {
         (page::heading("Garbage collection", &[]))
         (notice)
         dl.facts {
             dt { "Status" }
             dd #gc-status {
-                @match history["running"].as_str() {
+                @match &history.running {
                     Some(holder) => { strong { "running" } " (" (holder) ")" },
                     None => "idle",
                 }
             }
-            dt { "Grace period" } dd { (secs(num(&history, "grace_period_secs"))) ": nothing younger is collected" }
-            dt { "Upload expiry" } dd { (secs(num(&history, "upload_expiry_secs"))) ": idle uploads older are removed" }
+            dt { "Grace period" } dd { (secs(history.grace_period_secs)) ": nothing younger is collected" }
+            dt { "Upload expiry" } dd { (secs(history.upload_expiry_secs)) ": idle uploads older are removed" }
         }
         p.hint { "Collection runs online: pushes and pulls go on meanwhile, on every node." }
         div.row {
@@ -215,17 +208,17 @@ async fn render_gc(viewer: &Viewer, notice: Markup, report: Option<Value>) -> Re
             p { "No collection has run yet." }
         } @else {
             (page::table("Past collections, newest first", &["Started", "Trigger", "Duration", "Manifests deleted", "Blobs deleted", "Freed", "Uploads removed", "Result"], html! {
-                @for r in &runs {
+                @for r in runs {
                     tr {
-                        td { (page::time(num(r, "started"))) }
-                        td { (r["trigger"].as_str().unwrap_or("")) }
-                        td.num { (num(r, "duration_ms")) " ms" }
-                        td.num { (num(r, "manifests_deleted")) }
-                        td.num { (num(r, "blobs_deleted")) " of " (num(r, "blobs_examined")) }
-                        td.num { (page::bytes(num(r, "bytes_freed"))) }
-                        td.num { (num(r, "uploads_deleted")) }
+                        td { (page::time(r.started)) }
+                        td { (r.trigger) }
+                        td.num { (r.duration_ms) " ms" }
+                        td.num { (r.manifests_deleted) }
+                        td.num { (r.blobs_deleted) " of " (r.blobs_examined) }
+                        td.num { (page::bytes(r.bytes_freed)) }
+                        td.num { (r.uploads_deleted) }
                         td {
-                            @match r["error"].as_str() {
+                            @match &r.error {
                                 Some(e) => { strong { "failed: " } (e) },
                                 None => "completed",
                             }
@@ -246,11 +239,11 @@ async fn render_gc(viewer: &Viewer, notice: Markup, report: Option<Value>) -> Re
 pub async fn run_gc(submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
     if fields.get("dry_run") == Some("false") {
-        api::call(&viewer, "POST", "/api/v1/gc", &[("dry_run", "false")], None).await?;
+        berth_mgmt::run_gc(&viewer.ctx(), false).await?;
         return Ok(done("/ui/gc", Notice::GcRan));
     }
     // A dry run is not kept in the history: its report is shown here.
-    let report = api::call(&viewer, "POST", "/api/v1/gc", &[("dry_run", "true")], None).await?;
+    let report = berth_mgmt::run_gc(&viewer.ctx(), true).await?;
     render_gc(&viewer, maud::html! {}, Some(report)).await
 }
 

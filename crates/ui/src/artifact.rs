@@ -3,8 +3,8 @@
 //! architecture, environment, entrypoint, labels, history); its subject,
 //! referrers and annotations; the manifest itself.
 
+use super::artifact_parts::{self, kind, manifest_json, platforms, pull_command, tags_table};
 use super::page::{self, Notice, Section};
-use super::repository::{self, kind, manifest_json, platforms, pull_command, tags_table};
 use super::{project_path, repo_path, Result, UiError, Viewer};
 use berth_auth::model::Action;
 use berth_mgmt::access::ProjectPerm;
@@ -142,7 +142,7 @@ fn config_section(config: &Value) -> Markup {
 }
 
 pub async fn detail(viewer: Viewer, repo: RepoName, digest: Digest, query: Pairs) -> Result {
-    let access = repository::access(&viewer, &repo).await?;
+    let access = artifact_parts::access(&viewer, &repo).await?;
     let can_delete = access.allows(ProjectPerm::Registry(Action::Delete));
     let registry = &viewer.state.registry;
     let summary = registry

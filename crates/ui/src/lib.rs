@@ -4,15 +4,19 @@
 //!
 //! Calls go one way: pages read through the management API's permission
 //! checks (`mgmt::access`) and the registry's queries; every change a page
-//! makes runs a management endpoint in-process ([`api`]), so it meets the
-//! same checks, domain calls and audit records as `/api/v1`. Layout:
+//! makes calls the management layer's typed function for it
+//! (`berth_mgmt::create_user`, `berth_mgmt::delete_tag`, ...), the very
+//! function the `/api/v1` endpoint wraps, so it meets the same checks,
+//! domain calls and audit records (a forged form gets the API's 403 or
+//! 404), and a renamed operation fails to compile. Layout:
 //! [`session`] (login sessions kept in `Kv`, CSRF tokens, the [`Viewer`]
 //! and [`Submitted`] extractors), [`page`] (the layout and shared pieces),
-//! then one module per page group.
+//! then one module per page group; `artifact_parts` holds what the
+//! repository and artifact pages share, so that neither imports the other.
 
 mod admin;
-mod api;
 mod artifact;
+mod artifact_parts;
 mod login;
 mod members;
 mod page;

@@ -1,15 +1,14 @@
 //! A project's members (users and directory groups) and their roles;
 //! project admins add, change and remove them.
 
-use super::api;
 use super::page::{self, Notice, Section};
 use super::projects::{project_header, Tab};
 use super::{done, encode, project_path, Result, Submitted, UiError, Viewer};
 use axum::extract::{Path, Query};
 use berth_auth::model::Role;
 use berth_mgmt::access::{require, ProjectPerm};
+use berth_mgmt::{MemberChange, MemberCreate};
 use maud::{html, Markup};
-use serde_json::json;
 
 type Pairs = Vec<(String, String)>;
 
@@ -116,19 +115,12 @@ pub async fn list(
 
 pub async fn add(Path(project): Path<String>, submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    let body = json!({
-        "kind": fields.get("kind").unwrap_or("user"),
-        "name": fields.required("name", "the member's name")?,
-        "role": fields.required("role", "the role")?,
-    });
-    api::call(
-        &viewer,
-        "POST",
-        &format!("/api/v1/projects/{}/members", encode(&project)),
-        &[],
-        Some(body),
-    )
-    .await?;
+    let new = MemberCreate {
+        kind: fields.get("kind").unwrap_or("user").to_owned(),
+        name: fields.required("name", "the member's name")?.to_owned(),
+        role: fields.required("role", "the role")?.to_owned(),
+    };
+    berth_mgmt::add_member(&viewer.ctx(), &project, new).await?;
     Ok(done(
         &project_path(&project, "members"),
         Notice::MemberAdded,
@@ -140,20 +132,17 @@ pub async fn change(
     submitted: Submitted,
 ) -> Result {
     let Submitted { viewer, fields } = submitted;
-    let path = format!(
-        "/api/v1/projects/{}/members/{}/{}",
-        encode(&project),
-        encode(&kind),
-        encode(&name)
-    );
+    let ctx = viewer.ctx();
     let notice = match fields.get("action") {
         Some("role") => {
-            let role = fields.required("role", "the role")?;
-            api::call(&viewer, "PUT", &path, &[], Some(json!({"role": role}))).await?;
+            let change = MemberChange {
+                role: fields.required("role", "the role")?.to_owned(),
+            };
+            berth_mgmt::update_member(&ctx, &project, &kind, &name, change).await?;
             Notice::MemberChanged
         }
         Some("remove") => {
-            api::call(&viewer, "DELETE", &path, &[], None).await?;
+            berth_mgmt::remove_member(&ctx, &project, &kind, &name).await?;
             Notice::MemberRemoved
         }
         _ => return Err(UiError::bad_request("unknown action")),

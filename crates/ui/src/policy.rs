@@ -4,16 +4,15 @@
 //! Rules are edited one at a time here and saved as the whole list, as the
 //! API takes them.
 
-use super::api;
 use super::page::{self, Notice, Section};
 use super::projects::{project_header, quota_text, Tab};
-use super::{done, encode, project_path, Result, Submitted, UiError, Viewer};
+use super::{done, project_path, Result, Submitted, UiError, Viewer};
 use axum::extract::{Path, Query};
 use berth_auth::model::Action;
-use berth_core::registry::policy::{RetentionRule, TagSelector};
+use berth_core::registry::policy::{RetentionReport, RetentionRule, TagSelector};
 use berth_mgmt::access::{require, ProjectAccess, ProjectPerm};
+use berth_mgmt::{QuotaChange, RetentionChange};
 use maud::{html, Markup};
-use serde_json::{json, Value};
 
 type Pairs = Vec<(String, String)>;
 
@@ -36,7 +35,7 @@ async fn render(
     access: &ProjectAccess,
     project: &str,
     notice: Markup,
-    report: Option<Value>,
+    report: Option<RetentionReport>,
 ) -> Result {
     let registry = &viewer.state.registry;
     let policy = registry.project_policy(project).await?;
@@ -139,11 +138,10 @@ async fn render(
             @if let Some(r) = &report {
                 section.report aria-labelledby="report" {
                     h3 #report {
-                        @if r["dry_run"].as_bool() == Some(true) { "Dry run: tags that would be deleted" } @else { "Tags deleted" }
+                        @if r.dry_run { "Dry run: tags that would be deleted" } @else { "Tags deleted" }
                     }
-                    p { (r["tags_examined"].as_u64().unwrap_or(0)) " tags examined." }
-                    @let deleted: Vec<&str> = r["deleted"].as_array().map(|d| d.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-                    @if deleted.is_empty() { p { "None." } } @else { ul { @for d in deleted { li { code { (d) } } } } }
+                    p { (r.tags_examined) " tags examined." }
+                    @if r.deleted.is_empty() { p { "None." } } @else { ul { @for d in &r.deleted { li { code { (d) } } } } }
                 }
             }
         }
@@ -183,9 +181,9 @@ fn index(fields: &super::session::Fields, len: usize) -> Result<usize> {
 
 pub async fn change(Path((project, what)): Path<(String, String)>, submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    let api_base = format!("/api/v1/projects/{}", encode(&project));
+    let ctx = viewer.ctx();
     // The rules are read (and a rule index checked against them) before
-    // the API call checks the change: only for a viewer who may read them,
+    // the management layer checks the change: only for a viewer who may read them,
     // so that nobody else learns whether the project exists or what rules
     // it has.
     require(&viewer.ctx(), &project, ProjectPerm::Registry(Action::Pull)).await?;
@@ -193,14 +191,8 @@ pub async fn change(Path((project, what)): Path<(String, String)>, submitted: Su
     match (what.as_str(), fields.get("action")) {
         ("quota", _) => {
             let limit = number::<u64>(&fields, "limit_mib")?.map(|m| m.saturating_mul(MIB));
-            api::call(
-                &viewer,
-                "PUT",
-                &format!("{api_base}/quota"),
-                &[],
-                Some(json!({"limit_bytes": limit})),
-            )
-            .await?;
+            let change = QuotaChange { limit_bytes: limit };
+            berth_mgmt::set_project_quota(&ctx, &project, change).await?;
         }
         ("immutable", action) => {
             let mut rules = policy.immutable;
@@ -215,14 +207,7 @@ pub async fn change(Path((project, what)): Path<(String, String)>, submitted: Su
                 }
                 _ => return Err(UiError::bad_request("unknown action")),
             }
-            api::call(
-                &viewer,
-                "PUT",
-                &format!("{api_base}/immutable-rules"),
-                &[],
-                Some(json!(rules)),
-            )
-            .await?;
+            berth_mgmt::set_immutable_rules(&ctx, &project, rules).await?;
         }
         ("retention", action) => {
             let mut rules = policy.retention;
@@ -239,31 +224,12 @@ pub async fn change(Path((project, what)): Path<(String, String)>, submitted: Su
                 }
                 _ => return Err(UiError::bad_request("unknown action")),
             }
-            api::call(
-                &viewer,
-                "PUT",
-                &format!("{api_base}/retention"),
-                &[],
-                Some(json!({"rules": rules})),
-            )
-            .await?;
+            berth_mgmt::set_retention_rules(&ctx, &project, RetentionChange { rules }).await?;
         }
         ("run", _) => {
-            let dry = if fields.get("dry_run") == Some("false") {
-                "false"
-            } else {
-                "true"
-            };
-            let report = api::call(
-                &viewer,
-                "POST",
-                &format!("{api_base}/retention/run"),
-                &[("dry_run", dry)],
-                None,
-            )
-            .await?;
-            let access =
-                require(&viewer.ctx(), &project, ProjectPerm::Registry(Action::Pull)).await?;
+            let dry_run = fields.get("dry_run") != Some("false");
+            let report = berth_mgmt::apply_retention(&ctx, &project, dry_run).await?;
+            let access = require(&ctx, &project, ProjectPerm::Registry(Action::Pull)).await?;
             return render(&viewer, &access, &project, maud::html! {}, Some(report)).await;
         }
         _ => return Err(UiError::not_found("no such setting")),

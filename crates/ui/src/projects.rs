@@ -1,14 +1,13 @@
 //! The projects list (the home page) and a project's repositories, with the
 //! project's tabs and settings (public or private, delete).
 
-use super::api;
 use super::page::{self, Notice, Section};
 use super::{done, encode, project_path, repo_path, Result, Submitted, UiError, Viewer};
 use axum::extract::{Path, Query};
 use berth_auth::model::Action;
 use berth_mgmt::access::{access_to, require, ProjectAccess, ProjectPerm};
+use berth_mgmt::{ProjectChange, ProjectCreate};
 use maud::{html, Markup};
-use serde_json::json;
 
 type Pairs = Vec<(String, String)>;
 
@@ -180,14 +179,11 @@ pub async fn create(submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
     let name = fields.required("name", "the project name")?;
     let public = fields.get("public") == Some("true");
-    api::call(
-        &viewer,
-        "POST",
-        "/api/v1/projects",
-        &[],
-        Some(json!({"name": name, "public": public})),
-    )
-    .await?;
+    let new = ProjectCreate {
+        name: name.to_owned(),
+        public,
+    };
+    berth_mgmt::create_project(&viewer.ctx(), new).await?;
     Ok(done(&project_path(name, ""), Notice::ProjectCreated))
 }
 
@@ -276,15 +272,15 @@ pub async fn repositories(
 
 pub async fn settings(Path(project): Path<String>, submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    let path = format!("/api/v1/projects/{}", encode(&project));
+    let ctx = viewer.ctx();
     match fields.get("action") {
         Some("visibility") => {
             let public = fields.get("public") == Some("true");
-            api::call(&viewer, "PUT", &path, &[], Some(json!({"public": public}))).await?;
+            berth_mgmt::update_project(&ctx, &project, ProjectChange { public }).await?;
             Ok(done(&project_path(&project, ""), Notice::ProjectChanged))
         }
         Some("delete") => {
-            api::call(&viewer, "DELETE", &path, &[], None).await?;
+            berth_mgmt::delete_project(&ctx, &project).await?;
             Ok(done("/", Notice::ProjectDeleted))
         }
         _ => Err(UiError::bad_request("unknown action")),

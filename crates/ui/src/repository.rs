@@ -7,18 +7,16 @@
 //! `/ui/repo/<name>` and what is inside it after `/-/` (a lone `-` is not a
 //! valid name component): `/-/artifact/<digest>`, `/-/tags/<tag>/delete`.
 
-use super::api;
 use super::artifact;
+use super::artifact_parts::{access, kind, manifest_json, platforms, tags_table};
 use super::page::{self, Notice, Section};
 use super::session::Submitted;
 use super::{done, project_path, repo_path, Result, UiError, Viewer};
 use axum::extract::{Path, Query};
 use berth_auth::model::Action;
-use berth_core::registry::admin::ArtifactSummary;
-use berth_mgmt::access::{require, ProjectAccess, ProjectPerm};
-use berth_oci::{media, Digest, Reference, RepoName, Tag};
-use maud::{html, Markup};
-use serde_json::Value;
+use berth_mgmt::access::ProjectPerm;
+use berth_oci::{Digest, Reference, RepoName, Tag};
+use maud::html;
 
 type Pairs = Vec<(String, String)>;
 
@@ -41,16 +39,6 @@ fn digest(s: &str) -> Result<Digest> {
         .map_err(|_| UiError::not_found(format!("{s:?} is not a digest")))
 }
 
-/// The repository's page, after the viewer's pull permission is checked.
-pub async fn access(viewer: &Viewer, repo: &RepoName) -> Result<ProjectAccess> {
-    Ok(require(
-        &viewer.ctx(),
-        repo.project(),
-        ProjectPerm::Registry(Action::Pull),
-    )
-    .await?)
-}
-
 pub async fn page(viewer: Viewer, Path(path): Path<String>, Query(query): Query<Pairs>) -> Result {
     let (repo, rest) = split(&path)?;
     match rest {
@@ -59,121 +47,6 @@ pub async fn page(viewer: Viewer, Path(path): Path<String>, Query(query): Query<
             Some(d) => artifact::detail(viewer, repo, digest(d)?, query).await,
             None => Err(UiError::not_found("no such page")),
         },
-    }
-}
-
-/// What an artifact is, in words.
-pub fn kind(a: &ArtifactSummary) -> String {
-    let essence = media::essence(&a.media_type);
-    if essence == media::OCI_INDEX || essence == media::DOCKER_MANIFEST_LIST {
-        return "image index".into();
-    }
-    let image_config = matches!(
-        a.artifact_type.as_deref(),
-        None | Some("application/vnd.oci.image.config.v1+json")
-            | Some("application/vnd.docker.container.image.v1+json")
-    );
-    match (&a.subject, a.artifact_type.as_deref()) {
-        (Some(_), Some(t)) if t.contains("signature") || t.contains("sigstore") => {
-            format!("signature ({t})")
-        }
-        (Some(_), Some(t)) => format!("referrer ({t})"),
-        (Some(_), None) => "referrer".into(),
-        (None, _) if image_config => "image".into(),
-        (None, Some(t)) => format!("artifact ({t})"),
-        (None, None) => "artifact".into(),
-    }
-}
-
-/// `docker pull host/repo:tag` (or `@digest`).
-pub fn pull_command(viewer: &Viewer, repo: &RepoName, reference: &str) -> String {
-    let sep = if reference.contains(':') { '@' } else { ':' };
-    format!(
-        "docker pull {}/{}{sep}{reference}",
-        viewer.registry_host(),
-        repo
-    )
-}
-
-/// `os/architecture[/variant]` of each child of an index.
-pub fn platforms(index: &Value) -> Vec<(String, Option<String>, u64)> {
-    index["manifests"]
-        .as_array()
-        .map(|children| {
-            children
-                .iter()
-                .map(|c| {
-                    let p = &c["platform"];
-                    let mut name = format!(
-                        "{}/{}",
-                        p["os"].as_str().unwrap_or("unknown"),
-                        p["architecture"].as_str().unwrap_or("unknown")
-                    );
-                    if let Some(v) = p["variant"].as_str() {
-                        name.push('/');
-                        name.push_str(v);
-                    }
-                    (
-                        name,
-                        c["digest"].as_str().map(str::to_owned),
-                        c["size"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The parsed manifest of an artifact (JSON; `Null` when unreadable).
-pub async fn manifest_json(viewer: &Viewer, repo: &RepoName, digest: &Digest) -> Result<Value> {
-    let content = viewer
-        .state
-        .registry
-        .manifest_get(repo, &Reference::Digest(digest.clone()))
-        .await?;
-    Ok(serde_json::from_slice(&content.body).unwrap_or(Value::Null))
-}
-
-/// The tags of an artifact with their pull commands, copy and delete
-/// buttons.
-pub fn tags_table(
-    viewer: &Viewer,
-    repo: &RepoName,
-    a: &ArtifactSummary,
-    can_delete: bool,
-    id_prefix: &str,
-) -> Markup {
-    html! {
-        @if a.tags.is_empty() {
-            p {
-                "Untagged. Pull by digest: "
-                (page::copyable(&format!("{id_prefix}-digest"), &pull_command(viewer, repo, a.digest.as_str())))
-            }
-        } @else {
-            (page::stacked_table("Tags", &["Tag", "Pull command", "Pushed", "Actions"], html! {
-                @for (i, t) in a.tags.iter().enumerate() {
-                    tr data-tag=(t.name) {
-                        th scope="row" { (t.name) }
-                        td { (page::copyable(&format!("{id_prefix}-{i}"), &pull_command(viewer, repo, &t.name))) }
-                        td { (page::time(t.pushed)) }
-                        td {
-                            @if can_delete {
-                                (page::button(
-                                    viewer,
-                                    &format!("{}/-/tags/{}/delete", repo_path(repo.as_str()), super::encode(&t.name)),
-                                    "Delete tag",
-                                    &format!("Delete tag {}", t.name),
-                                    true,
-                                    Some(&format!("Delete the tag {}:{}?", repo, t.name)),
-                                ))
-                            } @else {
-                                span.muted { "none" }
-                            }
-                        }
-                    }
-                }
-            }))
-        }
     }
 }
 
@@ -295,13 +168,12 @@ async fn artifacts(viewer: Viewer, repo: RepoName, query: Pairs) -> Result {
 }
 
 pub async fn action(Path(path): Path<String>, submitted: Submitted) -> Result {
-    let viewer = &submitted.viewer;
+    let ctx = submitted.viewer.ctx();
     let (repo, rest) = split(&path)?;
-    let api_repo = api::repository_path(&repo);
     let back = repo_path(repo.as_str());
     let rest = rest.ok_or_else(|| UiError::not_found("no such action"))?;
     if rest == "delete" {
-        api::call(viewer, "DELETE", &api_repo, &[], None).await?;
+        berth_mgmt::delete_repository(&ctx, &repo).await?;
         return Ok(done(
             &project_path(repo.project(), ""),
             Notice::RepositoryDeleted,
@@ -312,14 +184,7 @@ pub async fn action(Path(path): Path<String>, submitted: Submitted) -> Result {
         .and_then(|r| r.strip_suffix("/delete"))
     {
         let tag = Tag::parse(tag).ok_or_else(|| UiError::bad_request("invalid tag"))?;
-        api::call(
-            viewer,
-            "DELETE",
-            &format!("{api_repo}/tags/{}", super::encode(tag.as_str())),
-            &[],
-            None,
-        )
-        .await?;
+        berth_mgmt::delete_tag(&ctx, &repo, tag).await?;
         return Ok(done(&back, Notice::TagDeleted));
     }
     if let Some(d) = rest
@@ -327,14 +192,7 @@ pub async fn action(Path(path): Path<String>, submitted: Submitted) -> Result {
         .and_then(|r| r.strip_suffix("/delete"))
     {
         let d = digest(d)?;
-        api::call(
-            viewer,
-            "DELETE",
-            &format!("{api_repo}/artifacts/{}", super::encode(d.as_str())),
-            &[],
-            None,
-        )
-        .await?;
+        berth_mgmt::delete_artifact(&ctx, &repo, &Reference::Digest(d)).await?;
         return Ok(done(&back, Notice::ArtifactDeleted));
     }
     Err(UiError::not_found("no such action"))
@@ -351,16 +209,5 @@ mod tests {
         let (repo, rest) = split("p/app").unwrap();
         assert_eq!((repo.as_str(), rest), ("p/app", None));
         assert!(split("P/app").is_err());
-    }
-
-    #[test]
-    fn platforms_of_an_index() {
-        let index = serde_json::json!({"manifests": [
-            {"digest": "sha256:aa", "size": 3, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-            {"digest": "sha256:bb", "size": 4},
-        ]});
-        let p = platforms(&index);
-        assert_eq!(p[0].0, "linux/arm64/v8");
-        assert_eq!(p[1].0, "unknown/unknown");
     }
 }

@@ -2,15 +2,15 @@
 //! and revoked by project admins. The secret is shown once, on the page
 //! that answers the creation, and is never stored in the clear.
 
-use super::api;
 use super::page::{self, Notice, Section};
 use super::projects::{project_header, Tab};
-use super::{done, encode, project_path, Result, Submitted, Viewer};
+use super::{done, encode, project_path, Result, Submitted, UiError, Viewer};
 use axum::extract::{Path, Query};
 use berth_auth::directory::now;
+use berth_auth::model::Action;
 use berth_mgmt::access::{require, ProjectPerm};
+use berth_mgmt::RobotCreate;
 use maud::{html, Markup};
-use serde_json::{json, Value};
 
 type Pairs = Vec<(String, String)>;
 
@@ -108,33 +108,39 @@ pub async fn list(
 pub async fn create(Path(project): Path<String>, submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
     let access = require(&viewer.ctx(), &project, ProjectPerm::Manage).await?;
-    let mut body = json!({
-        "name": fields.required("name", "the robot's name")?,
-        "description": fields.get("description").unwrap_or(""),
-        "actions": fields.all("actions"),
-    });
-    if let Some(days) = fields.get("duration_days") {
-        let days: i64 = days
-            .parse()
-            .map_err(|_| super::UiError::bad_request("the expiry must be a number of days"))?;
-        body["duration_days"] = json!(days);
-    }
-    let created = api::call(
-        &viewer,
-        "POST",
-        &format!("/api/v1/projects/{}/robots", encode(&project)),
-        &[],
-        Some(body),
-    )
-    .await?;
-    let name = created["name"].as_str().unwrap_or_default();
-    let secret = created["secret"].as_str().unwrap_or_default();
-    let expires = created["expiration_time"]
-        .as_str()
-        .map_or("never".to_owned(), str::to_owned);
-    let actions: Vec<&str> = created["permissions"][0]["actions"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
+    let actions = fields
+        .all("actions")
+        .into_iter()
+        .map(|a| {
+            Action::parse(a).ok_or_else(|| UiError::bad_request(format!("unknown action {a:?}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let duration_days = fields
+        .get("duration_days")
+        .map(|days| {
+            days.parse::<i64>()
+                .map_err(|_| UiError::bad_request("the expiry must be a number of days"))
+        })
+        .transpose()?;
+    let new = RobotCreate {
+        name: fields.required("name", "the robot's name")?.to_owned(),
+        description: fields.get("description").unwrap_or("").to_owned(),
+        actions: Some(actions),
+        duration_days,
+        ..RobotCreate::default()
+    };
+    let created = berth_mgmt::create_project_robot(&viewer.ctx(), &project, new).await?;
+    let name = created.record.name.as_str();
+    let secret = created.secret.as_str();
+    let expires = created
+        .record
+        .expires_at
+        .map_or("never".to_owned(), berth_http::time::rfc3339);
+    let actions: Vec<&str> = created
+        .record
+        .permissions
+        .first()
+        .map(|p| p.actions.iter().map(|a| a.as_str()).collect())
         .unwrap_or_default();
     let page_body = html! {
         (project_header(&access, Tab::Robots, &project))
@@ -165,18 +171,7 @@ pub async fn create(Path(project): Path<String>, submitted: Submitted) -> Result
 }
 
 pub async fn revoke(Path((project, name)): Path<(String, String)>, submitted: Submitted) -> Result {
-    api::call(
-        &submitted.viewer,
-        "DELETE",
-        &format!(
-            "/api/v1/projects/{}/robots/{}",
-            encode(&project),
-            encode(&name)
-        ),
-        &[],
-        None,
-    )
-    .await?;
+    berth_mgmt::revoke_project_robot(&submitted.viewer.ctx(), &project, &name).await?;
     Ok(done(
         &project_path(&project, "robots"),
         Notice::RobotRevoked,
