@@ -13,7 +13,6 @@ use berth_core::registry::gc::GcReport;
 use berth_mgmt::access::{require, ProjectPerm};
 use berth_mgmt::UserChange;
 use maud::{html, Markup};
-use serde::Deserialize;
 use std::time::Duration;
 
 type Pairs = Vec<(String, String)>;
@@ -247,26 +246,10 @@ pub async fn run_gc(submitted: Submitted) -> Result {
     render_gc(&viewer, maud::html! {}, Some(report)).await
 }
 
-/// A cluster node's record (`node:<id>`, kept alive by an etcd lease; see
-/// the binary's `cluster` module).
-#[derive(Deserialize)]
-struct NodeRecord {
-    id: String,
-    listen: String,
-    #[serde(default)]
-    external_url: String,
-    version: String,
-    started: u64,
-}
-
 pub async fn nodes(viewer: Viewer) -> Result {
     admin_only(&viewer)?;
     let registry = &viewer.state.registry;
-    let records = registry.kv().scan("node:", None, 1000).await?;
-    let nodes: Vec<NodeRecord> = records
-        .iter()
-        .filter_map(|(_, v)| serde_json::from_slice(&v.value).ok())
-        .collect();
+    let nodes = registry.cluster_nodes().await?;
     let ready = match tokio::time::timeout(Duration::from_secs(3), registry.check_ready()).await {
         Ok(Ok(())) => "ready: metadata and storage answer".to_owned(),
         Ok(Err(e)) => format!("not ready: {}", e.code.message()),
