@@ -11,14 +11,25 @@
 //! pulled:<name>@<digest>               PullRecord        (last pull of a manifest)
 //! uprepo:<name>@<id>                   UploadMark        (open upload in repo, its bytes)
 //! upacct:<account>@<id>                (empty)           (open upload of an account)
+//! policy:<project>                    ProjectPolicy     (quota, immutability, retention)
+//! gcrun:<ms, 20 digits>-<id>           GcReport          (the last GC runs)
 //! ```
 //!
+//! Every key of the domain is built here; scans use the prefixes below.
 //! `@` and `:` cannot occur in repository names, so a scan of
 //! `tag:<name>@` never sees the tags of `<name>/child`.
 
 use berth_oci::{Digest, RepoName};
 
 pub const REPO_PREFIX: &str = "repo:";
+pub const TAG_PREFIX: &str = "tag:";
+pub const MANIFEST_PREFIX: &str = "man:";
+pub const REFERRER_PREFIX: &str = "ref:";
+pub const REPO_BLOB_PREFIX: &str = "rblob:";
+pub const BLOB_PREFIX: &str = "blob:";
+pub const UPLOAD_PREFIX: &str = "upload:";
+pub const POLICY_PREFIX: &str = "policy:";
+pub const GC_RUN_PREFIX: &str = "gcrun:";
 
 pub fn repo(name: &RepoName) -> String {
     format!("repo:{name}")
@@ -99,4 +110,29 @@ pub const NODE_PREFIX: &str = "node:";
 
 pub fn node(id: &str) -> String {
     format!("node:{id}")
+}
+
+/// Every manifest of repository `name` (a repository's name as stored).
+pub fn manifest_prefix(name: &str) -> String {
+    format!("{MANIFEST_PREFIX}{name}@")
+}
+
+/// Every blob link of repository `name`.
+pub fn repo_blob_prefix(name: &str) -> String {
+    format!("{REPO_BLOB_PREFIX}{name}@")
+}
+
+/// Every blob link of `project` and of projects whose name extends it:
+/// callers keep those whose repository is in `project`.
+pub fn repo_blob_project_prefix(project: &str) -> String {
+    format!("{REPO_BLOB_PREFIX}{project}")
+}
+
+pub fn policy(project: &str) -> String {
+    format!("{POLICY_PREFIX}{project}")
+}
+
+/// A GC run's report, in the order the runs started.
+pub fn gc_run(started_ms: u64, id: &str) -> String {
+    format!("{GC_RUN_PREFIX}{started_ms:020}-{id}")
 }

@@ -128,7 +128,7 @@ impl Registry {
         limit: usize,
     ) -> Result<Listing<ArtifactSummary>, CoreError> {
         self.require_repository(repo).await?;
-        let prefix = format!("man:{repo}@");
+        let prefix = keys::manifest_prefix(repo.as_str());
         let mut found = Vec::new();
         self.for_each_under(&prefix, |key, v| {
             let Ok(digest) = key[prefix.len()..].parse::<Digest>() else {

@@ -6,6 +6,7 @@
 use super::lifecycle::STALE_DELETING_SECS;
 use super::Registry;
 use crate::error::CoreError;
+use crate::keys;
 use crate::kv::{Txn, Versioned};
 use crate::registry::records::{BlobRecord, ManifestRecord, RepoBlobRecord, TagRecord};
 use berth_oci::{Digest, RepoName};
@@ -59,9 +60,9 @@ impl Registry {
 
         // Blob records against the store.
         let mut blobs: Vec<(Digest, BlobRecord, Versioned, String)> = Vec::new();
-        self.for_each_under("blob:", |key, v| {
+        self.for_each_under(keys::BLOB_PREFIX, |key, v| {
             let record: BlobRecord = serde_json::from_slice(&v.value)?;
-            match key["blob:".len()..].parse::<Digest>() {
+            match key[keys::BLOB_PREFIX.len()..].parse::<Digest>() {
                 Ok(d) => blobs.push((d, record, v, key)),
                 Err(_) => report.problems.push(format!("{key}: not a digest")),
             }
@@ -114,7 +115,7 @@ impl Registry {
 
         // Blob links: the blob must be live.
         let mut links: HashSet<String> = HashSet::new();
-        self.for_each_under("rblob:", |key, v| {
+        self.for_each_under(keys::REPO_BLOB_PREFIX, |key, v| {
             report.links_checked += 1;
             let _: RepoBlobRecord = serde_json::from_slice(&v.value)?;
             let digest = key
@@ -138,7 +139,7 @@ impl Registry {
         // a stored body present.
         let mut manifests: HashMap<String, Vec<Digest>> = HashMap::new();
         let mut records: Vec<(String, ManifestRecord, Versioned)> = Vec::new();
-        self.for_each_under("man:", |key, v| {
+        self.for_each_under(keys::MANIFEST_PREFIX, |key, v| {
             records.push((key, serde_json::from_slice(&v.value)?, v));
             Ok(())
         })
@@ -146,7 +147,7 @@ impl Registry {
         let keys_present: HashSet<String> = records.iter().map(|(k, ..)| k.clone()).collect();
         for (key, record, version) in records {
             report.manifests_checked += 1;
-            let Some((repo, digest)) = key["man:".len()..].split_once('@') else {
+            let Some((repo, digest)) = key[keys::MANIFEST_PREFIX.len()..].split_once('@') else {
                 report.problems.push(format!("{key}: malformed key"));
                 continue;
             };
@@ -162,14 +163,18 @@ impl Registry {
                 problem = Some(format!("manifest {repo}@{digest}: its body is not stored"));
             }
             for blob in &record.blobs {
-                if problem.is_none() && !links.contains(&format!("rblob:{repo}@{blob}")) {
+                if problem.is_none()
+                    && !links.contains(&format!("{}{blob}", keys::repo_blob_prefix(repo)))
+                {
                     problem = Some(format!(
                         "manifest {repo}@{digest}: blob {blob} is not in the repository"
                     ));
                 }
             }
             for child in &record.children {
-                if problem.is_none() && !keys_present.contains(&format!("man:{repo}@{child}")) {
+                if problem.is_none()
+                    && !keys_present.contains(&format!("{}{child}", keys::manifest_prefix(repo)))
+                {
                     problem = Some(format!(
                         "manifest {repo}@{digest}: child {child} is not in the repository"
                     ));
@@ -194,7 +199,7 @@ impl Registry {
 
         // Tags and referrer entries.
         let mut tags = Vec::new();
-        self.for_each_under("tag:", |key, v| {
+        self.for_each_under(keys::TAG_PREFIX, |key, v| {
             tags.push((key, v));
             Ok(())
         })
@@ -202,7 +207,9 @@ impl Registry {
         for (key, v) in tags {
             report.tags_checked += 1;
             let tag: TagRecord = serde_json::from_slice(&v.value)?;
-            let repo = key["tag:".len()..].split_once('@').map(|(r, _)| r);
+            let repo = key[keys::TAG_PREFIX.len()..]
+                .split_once('@')
+                .map(|(r, _)| r);
             if !repo.is_some_and(|r| has_manifest(r, &tag.digest)) {
                 findings.push(Finding {
                     problem: format!("{key}: points to missing manifest {}", tag.digest),
@@ -212,14 +219,14 @@ impl Registry {
             }
         }
         let mut refs = Vec::new();
-        self.for_each_under("ref:", |key, v| {
+        self.for_each_under(keys::REFERRER_PREFIX, |key, v| {
             refs.push((key, v));
             Ok(())
         })
         .await?;
         for (key, v) in refs {
             report.referrers_checked += 1;
-            let mut parts = key["ref:".len()..].splitn(3, '@');
+            let mut parts = key[keys::REFERRER_PREFIX.len()..].splitn(3, '@');
             let (repo, referrer) = (parts.next(), parts.nth(1));
             let ok = match (repo, referrer.and_then(|d| d.parse::<Digest>().ok())) {
                 (Some(r), Some(d)) => has_manifest(r, &d),
@@ -245,7 +252,7 @@ impl Registry {
             // A removed tag must end the cached tag lists of its repository.
             let tag_of = finding
                 .key
-                .strip_prefix("tag:")
+                .strip_prefix(keys::TAG_PREFIX)
                 .and_then(|k| k.split_once('@'));
             if let Some(repo) = tag_of.and_then(|(r, _)| RepoName::parse(r)) {
                 txn = self.bump_repo(&repo, txn).await?.0;

@@ -48,7 +48,6 @@ const HISTORY: usize = 50;
 /// Entries listed by a dry run.
 const LISTED: usize = 1000;
 pub const GC_LOCK: &str = "gc";
-const GC_RUN_PREFIX: &str = "gcrun:";
 
 #[derive(Clone, Copy, Debug)]
 pub struct GcOptions {
@@ -131,9 +130,9 @@ impl Registry {
 
         // 1. Every blob record, with the version the claims will check.
         let mut blobs: Vec<(Digest, BlobRecord, Versioned)> = Vec::new();
-        self.for_each_under("blob:", |key, v| {
+        self.for_each_under(keys::BLOB_PREFIX, |key, v| {
             let record: BlobRecord = serde_json::from_slice(&v.value)?;
-            if let Ok(digest) = key["blob:".len()..].parse::<Digest>() {
+            if let Ok(digest) = key[keys::BLOB_PREFIX.len()..].parse::<Digest>() {
                 blobs.push((digest, record, v));
             }
             Ok(())
@@ -150,8 +149,8 @@ impl Registry {
             Ok(())
         })
         .await?;
-        self.for_each_under("rblob:", |key, _| {
-            if let Some((name, _)) = key["rblob:".len()..].split_once('@') {
+        self.for_each_under(keys::REPO_BLOB_PREFIX, |key, _| {
+            if let Some((name, _)) = key[keys::REPO_BLOB_PREFIX.len()..].split_once('@') {
                 repos.insert(name.to_owned());
             }
             Ok(())
@@ -223,7 +222,7 @@ impl Registry {
         let repo_version = self.kv.get(&repo_key).await?;
 
         let mut tagged: HashSet<Digest> = HashSet::new();
-        self.for_each_under(&format!("tag:{repo}@"), |_, v| {
+        self.for_each_under(&format!("{}{repo}@", keys::TAG_PREFIX), |_, v| {
             let tag: TagRecord = serde_json::from_slice(&v.value)?;
             tagged.insert(tag.digest);
             Ok(())
@@ -231,7 +230,7 @@ impl Registry {
         .await?;
         report.tags_kept += tagged.len() as u64;
 
-        let man_prefix = format!("man:{repo}@");
+        let man_prefix = keys::manifest_prefix(repo);
         let mut manifests: HashMap<Digest, ManifestInfo> = HashMap::new();
         self.for_each_under(&man_prefix, |key, v| {
             let record: ManifestRecord = serde_json::from_slice(&v.value)?;
@@ -253,7 +252,7 @@ impl Registry {
         })
         .await?;
 
-        let blob_prefix = format!("rblob:{repo}@");
+        let blob_prefix = keys::repo_blob_prefix(repo);
         let mut links: Vec<(Digest, String, RepoBlobRecord, Versioned)> = Vec::new();
         self.for_each_under(&blob_prefix, |key, v| {
             let link: RepoBlobRecord = serde_json::from_slice(&v.value)?;
@@ -440,7 +439,7 @@ impl Registry {
     ) -> Result<(), CoreError> {
         let cutoff = self.now().saturating_sub(opts.upload_expiry_secs);
         let mut stale: Vec<(String, Versioned, UploadSession)> = Vec::new();
-        self.for_each_under("upload:", |key, v| {
+        self.for_each_under(keys::UPLOAD_PREFIX, |key, v| {
             let session: UploadSession = serde_json::from_slice(&v.value)?;
             let writing = session
                 .writer
@@ -465,7 +464,7 @@ impl Registry {
             }
         }
         for (key, version, session) in stale {
-            let id = key["upload:".len()..].to_owned();
+            let id = key[keys::UPLOAD_PREFIX.len()..].to_owned();
             report.uploads_deleted += 1;
             report.note(format!("upload {id}"));
             if opts.dry_run {
@@ -510,10 +509,10 @@ impl Registry {
     }
 
     async fn record_run(&self, report: &GcReport) -> Result<(), CoreError> {
-        let key = format!("{GC_RUN_PREFIX}{:020}-{}", self.now_ms(), report.id);
+        let key = keys::gc_run(self.now_ms(), &report.id);
         self.kv.put(&key, encode(report)).await?;
         let mut runs = Vec::new();
-        self.for_each_under(GC_RUN_PREFIX, |key, _| {
+        self.for_each_under(keys::GC_RUN_PREFIX, |key, _| {
             runs.push(key);
             Ok(())
         })
@@ -530,7 +529,7 @@ impl Registry {
     /// Past runs, newest first.
     pub async fn gc_history(&self) -> Result<Vec<GcReport>, CoreError> {
         let mut runs = Vec::new();
-        self.for_each_under(GC_RUN_PREFIX, |_, v| {
+        self.for_each_under(keys::GC_RUN_PREFIX, |_, v| {
             runs.push(serde_json::from_slice::<GcReport>(&v.value)?);
             Ok(())
         })

@@ -27,7 +27,7 @@ pub fn project_of(repo: &str) -> &str {
 }
 
 fn policy_key(project: &str) -> String {
-    format!("policy:{project}")
+    keys::policy(project)
 }
 
 fn any() -> String {
@@ -169,9 +169,9 @@ impl Registry {
     /// Digest -> size of every blob linked into `project`.
     async fn project_links(&self, project: &str) -> Result<HashMap<Digest, u64>, CoreError> {
         let mut sizes = HashMap::new();
-        let prefix = format!("rblob:{project}");
+        let prefix = keys::repo_blob_project_prefix(project);
         self.for_each_under(&prefix, |key, v| {
-            let rest = &key["rblob:".len()..];
+            let rest = &key[keys::REPO_BLOB_PREFIX.len()..];
             if let Some((repo, digest)) = rest.split_once('@') {
                 if project_of(repo) == project {
                     if let Ok(d) = digest.parse::<Digest>() {
@@ -370,10 +370,10 @@ impl Registry {
     /// Retention for every project that has rules.
     pub async fn apply_all_retention(&self) -> Result<Vec<RetentionReport>, CoreError> {
         let mut projects = Vec::new();
-        self.for_each_under("policy:", |key, v| {
+        self.for_each_under(keys::POLICY_PREFIX, |key, v| {
             let policy: ProjectPolicy = serde_json::from_slice(&v.value)?;
             if !policy.retention.is_empty() {
-                projects.push(key["policy:".len()..].to_owned());
+                projects.push(key[keys::POLICY_PREFIX.len()..].to_owned());
             }
             Ok(())
         })
