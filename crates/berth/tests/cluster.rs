@@ -72,6 +72,28 @@ struct Nodes {
     _etcd: etcd_cluster::Cluster,
 }
 
+/// A failing test shows what the nodes still running logged (at debug
+/// level): a failure seen once under load can then be read, not guessed.
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let log = node.log();
+            let start = log.len().saturating_sub(20_000);
+            let start = (start..log.len())
+                .find(|&i| log.is_char_boundary(i))
+                .unwrap_or(log.len());
+            eprintln!(
+                "---- node {i} ({}), last of its log ----\n{}",
+                node.addr,
+                &log[start..]
+            );
+        }
+    }
+}
+
 async fn three_nodes() -> Nodes {
     three_nodes_on(Blobs::Shared(tempfile::tempdir().unwrap())).await
 }
