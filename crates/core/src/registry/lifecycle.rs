@@ -234,11 +234,25 @@ impl Registry {
             Source::Upload(id) => Some(id),
             _ => None,
         };
+        let project = super::policy::project_of(repo.as_str());
+        let limit = self.project_policy(project).await?.quota_bytes;
         for _ in 0..QUOTA_RETRIES {
-            // Read before the usage it guards: a link committed after this
-            // read changes the fence and fails this link's transaction.
-            let fence = self.quota_fence(repo).await?;
-            self.check_quota(repo, Some(digest), size, upload).await?;
+            // With a quota, every link into the project rewrites its fence
+            // key and checks it in its transaction, which makes
+            // check-then-link one step: concurrent links that each fit alone
+            // cannot together pass the quota. The fence is read before the
+            // usage it guards, so a link committed after this read fails
+            // this link's transaction.
+            let fence = match limit {
+                Some(limit) => {
+                    let key = keys::quota_fence(project);
+                    let seen = self.kv.get(&key).await?;
+                    self.check_quota_of(project, limit, Some(digest), size, upload)
+                        .await?;
+                    Some((key, seen))
+                }
+                None => None,
+            };
             let link = RepoBlobRecord {
                 size,
                 linked: self.now(),
@@ -288,22 +302,5 @@ impl Registry {
             .commit(Txn::new().expect(&key, None).put(&key, encode(&record)))
             .await?;
         Ok(())
-    }
-
-    /// With a quota on `repo`'s project, the key every link into the
-    /// project rewrites, and its version now. Checking it in the link's
-    /// transaction makes check-then-link one step: concurrent links that
-    /// each fit alone cannot together pass the quota.
-    async fn quota_fence(
-        &self,
-        repo: &RepoName,
-    ) -> Result<Option<(String, Option<Versioned>)>, CoreError> {
-        let project = super::policy::project_of(repo.as_str());
-        if self.project_policy(project).await?.quota_bytes.is_none() {
-            return Ok(None);
-        }
-        let key = keys::quota_fence(project);
-        let seen = self.kv.get(&key).await?;
-        Ok(Some((key, seen)))
     }
 }

@@ -198,9 +198,25 @@ impl Registry {
         upload: Option<&str>,
     ) -> Result<(), CoreError> {
         let project = project_of(repo.as_str());
-        let Some(limit) = self.project_policy(project).await?.quota_bytes else {
-            return Ok(());
-        };
+        match self.project_policy(project).await?.quota_bytes {
+            Some(limit) => {
+                self.check_quota_of(project, limit, digest, extra, upload)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// [`Registry::check_quota`] for a `project` whose quota, `limit`, the
+    /// caller has read already.
+    pub(super) async fn check_quota_of(
+        &self,
+        project: &str,
+        limit: u64,
+        digest: Option<&Digest>,
+        extra: u64,
+        upload: Option<&str>,
+    ) -> Result<(), CoreError> {
         let links = self.project_links(project).await?;
         if digest.is_some_and(|d| links.contains_key(d)) {
             return Ok(());
