@@ -470,21 +470,7 @@ async fn password_changes_and_deletions_take_effect_at_once() {
 
 /// Creates `user` with `role` in `project` through the management API.
 async fn member(server: &Server, project: &str, user: &str, role: &str) {
-    let admin = common::admin_client();
-    let r = admin
-        .post(server.url("/api/v1/users"))
-        .json(&json!({"name": user, "password": format!("{user}-password")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = admin
-        .post(server.url(&format!("/api/v1/projects/{project}/members")))
-        .json(&json!({"kind": "user", "name": user, "role": role}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    common::user_with_roles(server, user, &[(project, role)]).await;
 }
 
 #[tokio::test]

@@ -222,6 +222,28 @@ pub async fn put_blob(c: &reqwest::Client, server: &Server, repo: &str, blob: &[
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
 }
 
+/// Creates `user` (password `<user>-password`) through the management API
+/// and makes it a member of each project with its role.
+pub async fn user_with_roles(server: &Server, user: &str, roles: &[(&str, &str)]) {
+    let admin = admin_client();
+    let r = admin
+        .post(server.url("/api/v1/users"))
+        .json(&serde_json::json!({"name": user, "password": format!("{user}-password")}))
+        .send()
+        .await
+        .expect("create user");
+    assert_eq!(r.status(), 201);
+    for (project, role) in roles {
+        let r = admin
+            .post(server.url(&format!("/api/v1/projects/{project}/members")))
+            .json(&serde_json::json!({"kind": "user", "name": user, "role": role}))
+            .send()
+            .await
+            .expect("add member");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+}
+
 pub fn sha256(data: &[u8]) -> String {
     berth_oci::Digest::sha256_of(data).to_string()
 }

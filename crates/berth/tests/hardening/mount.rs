@@ -4,7 +4,7 @@
 //! caller may not read is a plain upload whether or not the blob is there.
 
 use crate::common::{self, basic, sha256, Server};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn http() -> reqwest::Client {
     berth_net::builder().no_proxy().build().unwrap()
@@ -13,26 +13,6 @@ fn http() -> reqwest::Client {
 /// Uploads `blob` into `repo` as admin (creating its project, private).
 async fn admin_blob(server: &Server, repo: &str, blob: &[u8]) {
     common::put_blob(&common::admin_client(), server, repo, blob).await;
-}
-
-async fn user_with_role(server: &Server, user: &str, roles: &[(&str, &str)]) {
-    let admin = common::admin_client();
-    let r = admin
-        .post(server.url("/api/v1/users"))
-        .json(&json!({"name": user, "password": format!("{user}-password")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    for (project, role) in roles {
-        let r = admin
-            .post(server.url(&format!("/api/v1/projects/{project}/members")))
-            .json(&json!({"kind": "user", "name": user, "role": role}))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
-    }
 }
 
 async fn token(server: &Server, user: &str, scopes: &[&str]) -> String {
@@ -80,7 +60,7 @@ async fn a_mount_never_reads_a_repository_the_caller_cannot() {
     let secret = b"beta's secret layer";
     admin_blob(&server, "beta/secret", secret).await;
     let d = sha256(secret);
-    user_with_role(&server, "dev", &[("alpha", "developer")]).await;
+    common::user_with_roles(&server, "dev", &[("alpha", "developer")]).await;
     let dev = basic("dev", "dev-password");
 
     // A repeated source, plain or encoded, is refused outright.
@@ -135,7 +115,7 @@ async fn a_token_client_is_challenged_for_the_source_and_can_then_mount() {
     admin_blob(&server, "beta/base", layer).await;
     admin_blob(&server, "alpha/app", b"alpha exists").await;
     let d = sha256(layer);
-    user_with_role(
+    common::user_with_roles(
         &server,
         "builder",
         &[("alpha", "developer"), ("beta", "guest")],
