@@ -42,23 +42,20 @@ pub struct Config {
 
 /// `[server]`: how long slow and idle clients are held, and how many.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration")]
     pub header_read_timeout: Duration,
-    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
-    #[serde(default = "default_body_timeout", deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration")]
     pub body_timeout: Duration,
     /// Bytes per second a request body must average over each body_timeout.
-    #[serde(default = "default_body_min_rate")]
     pub body_min_rate: u64,
-    #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
     /// Load balancers whose `X-Forwarded-For` names the client (CIDR).
-    #[serde(default)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
@@ -94,45 +91,20 @@ impl ServerConfig {
     }
 }
 
-fn default_header_read_timeout() -> Duration {
-    berth_http::server::Limits::default().header_read_timeout
-}
-
-fn default_idle_timeout() -> Duration {
-    berth_http::server::Limits::default().idle_timeout
-}
-
-fn default_body_timeout() -> Duration {
-    berth_http::server::Limits::default().body_timeout
-}
-
-fn default_body_min_rate() -> u64 {
-    berth_http::server::Limits::default().body_min_rate
-}
-
-fn default_max_connections() -> usize {
-    berth_http::server::Limits::default().max_connections
-}
-
-fn default_shutdown_grace() -> Duration {
-    berth_http::server::Limits::default().shutdown_grace
-}
-
 /// `[uploads]`: bounds on open upload sessions (0: no bound).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct UploadsConfig {
-    #[serde(default = "default_uploads_per_repository")]
     pub max_per_repository: usize,
-    #[serde(default = "default_uploads_per_account")]
     pub max_per_account: usize,
 }
 
 impl Default for UploadsConfig {
     fn default() -> Self {
+        let d = berth_core::registry::UploadLimits::default();
         UploadsConfig {
-            max_per_repository: default_uploads_per_repository(),
-            max_per_account: default_uploads_per_account(),
+            max_per_repository: d.per_repository,
+            max_per_account: d.per_account,
         }
     }
 }
@@ -144,14 +116,6 @@ impl UploadsConfig {
             per_account: self.max_per_account,
         }
     }
-}
-
-fn default_uploads_per_repository() -> usize {
-    berth_core::registry::UploadLimits::default().per_repository
-}
-
-fn default_uploads_per_account() -> usize {
-    berth_core::registry::UploadLimits::default().per_account
 }
 
 /// `[gc]`: online garbage collection.
@@ -411,6 +375,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_server_or_uploads_section_keeps_the_other_defaults() {
+        let c = Config::parse(
+            "[server]\nidle_timeout = \"5m\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n[uploads]\nmax_per_account = 3\n",
+        )
+        .unwrap();
+        let d = berth_http::server::Limits::default();
+        let limits = c.server.limits();
+        assert_eq!(limits.idle_timeout, Duration::from_secs(300));
+        assert_eq!(limits.header_read_timeout, d.header_read_timeout);
+        assert_eq!(limits.max_connections, d.max_connections);
+        assert_eq!(c.server.trusted_proxies.len(), 1);
+        assert_eq!(c.uploads.limits().per_account, 3);
+        assert_eq!(
+            c.uploads.limits().per_repository,
+            berth_core::registry::UploadLimits::default().per_repository
+        );
+        assert!(Config::parse("[server]\nidle = \"5m\"\n").is_err());
+        assert!(Config::parse("[uploads]\nmax = 1\n").is_err());
+    }
 
     #[test]
     fn empty_config_gives_defaults() {
