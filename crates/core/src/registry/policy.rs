@@ -22,6 +22,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// The project a repository belongs to: its first path component.
+/// The error of anything that would pass `project`'s quota (`DENIED`,
+/// as Harbor answers), saying why.
+pub(super) fn quota_exceeded(project: &str, why: impl std::fmt::Display) -> CoreError {
+    CoreError::with_detail(
+        ErrorCode::Denied,
+        format!("storage quota of project {project} exceeded: {why}"),
+    )
+}
+
 pub fn project_of(repo: &str) -> &str {
     repo.split('/').next().unwrap_or(repo)
 }
@@ -224,12 +233,9 @@ impl Registry {
         let pending = self.pending_upload_bytes(project, upload).await?;
         let used: u64 = links.values().sum::<u64>().saturating_add(pending);
         if used.saturating_add(extra) > limit {
-            return Err(CoreError::with_detail(
-                ErrorCode::Denied,
-                format!(
-                    "storage quota of project {project} exceeded: {used} of {limit} bytes used, \
-                     {extra} more needed"
-                ),
+            return Err(quota_exceeded(
+                project,
+                format!("{used} of {limit} bytes used, {extra} more needed"),
             ));
         }
         Ok(())

@@ -7,7 +7,7 @@
 //! Sessions opened before these entries existed are not counted; they
 //! expire like any other.
 
-use super::policy::project_of;
+use super::policy::{project_of, quota_exceeded};
 use super::records::{UploadMark, UploadSession};
 use super::{encode, Registry};
 use crate::error::CoreError;
@@ -171,11 +171,5 @@ impl Registry {
 
 /// The error for an upload that would pass its project's quota.
 pub(super) fn over_quota(repo: &RepoName) -> CoreError {
-    CoreError::with_detail(
-        ErrorCode::Denied,
-        format!(
-            "storage quota of project {} exceeded: the upload was cancelled",
-            project_of(repo.as_str())
-        ),
-    )
+    quota_exceeded(project_of(repo.as_str()), "the upload was cancelled")
 }

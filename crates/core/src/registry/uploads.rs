@@ -186,13 +186,9 @@ impl Registry {
     /// refused before a byte of it is read.
     async fn check_announced(&self, claim: &Claim, len: Option<u64>) -> Result<(), CoreError> {
         match (len, claim.allowance) {
-            (Some(len), Some(allowance)) if len > allowance => Err(CoreError::with_detail(
-                ErrorCode::Denied,
-                format!(
-                    "storage quota of project {} exceeded: {len} bytes announced, \
-                     {allowance} left",
-                    super::policy::project_of(&claim.session.repo)
-                ),
+            (Some(len), Some(allowance)) if len > allowance => Err(super::policy::quota_exceeded(
+                super::policy::project_of(&claim.session.repo),
+                format!("{len} bytes announced, {allowance} left"),
             )),
             _ => Ok(()),
         }
