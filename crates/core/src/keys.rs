@@ -13,6 +13,7 @@
 //! upacct:<account>@<id>                (empty)           (open upload of an account)
 //! policy:<project>                    ProjectPolicy     (quota, immutability, retention)
 //! gcrun:<ms, 20 digits>-<id>           GcReport          (the last GC runs)
+//! outbox:<ms, 15 digits>-<uuid>        Event             (a committed change, until consumed)
 //! ```
 //!
 //! Every key of the domain is built here; scans use the prefixes below.
@@ -30,6 +31,11 @@ pub const BLOB_PREFIX: &str = "blob:";
 pub const UPLOAD_PREFIX: &str = "upload:";
 pub const POLICY_PREFIX: &str = "policy:";
 pub const GC_RUN_PREFIX: &str = "gcrun:";
+pub const OUTBOX_PREFIX: &str = "outbox:";
+
+pub fn outbox(id: &str) -> String {
+    format!("{OUTBOX_PREFIX}{id}")
+}
 
 pub fn repo(name: &RepoName) -> String {
     format!("repo:{name}")

@@ -44,7 +44,7 @@ impl Txn {
     }
 
     /// Requires `key` to be as it was read: at `seen`'s version, or absent.
-    pub fn expect(mut self, key: impl Into<String>, seen: Option<&Versioned>) -> Self {
+    pub fn if_unchanged(mut self, key: impl Into<String>, seen: Option<&Versioned>) -> Self {
         let key = key.into();
         self.checks.push(match seen {
             Some(v) => Check::Version(key, v.version),

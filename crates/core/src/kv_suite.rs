@@ -42,14 +42,15 @@ pub async fn run_all(kv: Arc<dyn Kv>) {
 async fn hundred_op_txns(kv: &dyn Kv) {
     let keys: Vec<String> = (0..100).map(|i| format!("suite-big/{i:03}")).collect();
     let create = keys.iter().fold(Txn::new(), |t, k| {
-        t.expect(k.clone(), None).put(k.clone(), b"v".to_vec())
+        t.if_unchanged(k.clone(), None)
+            .put(k.clone(), b"v".to_vec())
     });
     assert!(kv.commit(create).await.unwrap(), "100 checked creates");
     let mut rewrite = Txn::new();
     for k in &keys {
         let seen = must_get(kv, k).await;
         rewrite = rewrite
-            .expect(k.clone(), Some(&seen))
+            .if_unchanged(k.clone(), Some(&seen))
             .put(k.clone(), b"w".to_vec());
     }
     assert!(kv.commit(rewrite).await.unwrap(), "100 checked rewrites");
@@ -57,7 +58,9 @@ async fn hundred_op_txns(kv: &dyn Kv) {
     for k in &keys {
         let seen = must_get(kv, k).await;
         assert_eq!(seen.value, b"w");
-        remove = remove.expect(k.clone(), Some(&seen)).delete(k.clone());
+        remove = remove
+            .if_unchanged(k.clone(), Some(&seen))
+            .delete(k.clone());
     }
     assert!(kv.commit(remove).await.unwrap(), "100 checked deletes");
     assert!(kv.scan("suite-big/", None, 1000).await.unwrap().is_empty());
@@ -227,7 +230,7 @@ pub async fn scan(kv: &dyn Kv) {
 
 pub async fn create_if_absent(kv: &dyn Kv) {
     let key = "suite/absent/k";
-    let create = |v: &[u8]| Txn::new().expect(key, None).put(key, v.to_vec());
+    let create = |v: &[u8]| Txn::new().if_unchanged(key, None).put(key, v.to_vec());
     assert!(
         commit(kv, create(b"first")).await,
         "absent key: check holds"
@@ -244,7 +247,9 @@ pub async fn compare_and_swap(kv: &dyn Kv) {
     put(kv, key, b"v1").await;
     let v1 = must_get(kv, key).await;
 
-    let swap = Txn::new().expect(key, Some(&v1)).put(key, b"v2".to_vec());
+    let swap = Txn::new()
+        .if_unchanged(key, Some(&v1))
+        .put(key, b"v2".to_vec());
     assert!(
         commit(kv, swap.clone()).await,
         "current version: check holds"
@@ -265,7 +270,7 @@ pub async fn compare_and_swap(kv: &dyn Kv) {
         "version check on a missing key fails"
     );
 
-    let only_checks = Txn::new().expect(key, Some(&v2));
+    let only_checks = Txn::new().if_unchanged(key, Some(&v2));
     assert!(
         commit(kv, only_checks).await,
         "a txn without ops can succeed"
@@ -284,9 +289,9 @@ pub async fn failed_txn_writes_nothing(kv: &dyn Kv) {
     // The failing check comes last, after ones that hold, so a backend that
     // applies ops while still evaluating checks would be caught.
     let txn = Txn::new()
-        .expect(b, Some(&b1))
-        .expect(c, None)
-        .expect(a, Some(&stale))
+        .if_unchanged(b, Some(&b1))
+        .if_unchanged(c, None)
+        .if_unchanged(a, Some(&stale))
         .put(b, b"b2".to_vec())
         .put(c, b"c1".to_vec())
         .delete(a);
@@ -302,8 +307,8 @@ pub async fn multi_op_txn(kv: &dyn Kv) {
     let seen_a = must_get(kv, a).await;
 
     let txn = Txn::new()
-        .expect(a, Some(&seen_a))
-        .expect(b, None)
+        .if_unchanged(a, Some(&seen_a))
+        .if_unchanged(b, None)
         .delete(a)
         .put(b, b"b".to_vec())
         .put(c, b"c".to_vec());
@@ -370,7 +375,7 @@ pub async fn concurrent_increments(kv: Arc<dyn Kv>) {
                             None => 0,
                         };
                         let txn = Txn::new()
-                            .expect(key, seen.as_ref())
+                            .if_unchanged(key, seen.as_ref())
                             .put(key, (n + 1).to_be_bytes().to_vec());
                         if kv.commit(txn).await.expect("commit counter") {
                             break;

@@ -14,6 +14,8 @@ pub mod blob;
 pub mod blob_suite;
 pub mod clock;
 pub mod error;
+pub mod events;
+pub mod import;
 pub mod keys;
 pub mod kv;
 pub mod kv_suite;

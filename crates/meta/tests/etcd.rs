@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use berth_core::kv::{Kv, KvError, Txn};
 use berth_meta::{EtcdConfig, EtcdKv, EtcdWatch, WatchEvent};
 
-mod etcd_cluster;
-use etcd_cluster::*;
+use berth_test_kit::etcd::*;
+use berth_test_kit::random_u64;
 use serde_json::json;
 
 fn unique_prefix() -> String {
-    format!("t{:x}/", random())
+    format!("t{:x}/", random_u64())
 }
 
 fn assert_unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, KvError>) {
@@ -70,7 +70,9 @@ async fn fails_over_when_a_member_dies() {
     cluster.kill(follower);
     let a = kv.get("a").await.unwrap().unwrap();
     assert_eq!(a.value, b"1");
-    let cas = Txn::new().expect("a", Some(&a)).put("a", b"2".to_vec());
+    let cas = Txn::new()
+        .if_unchanged("a", Some(&a))
+        .put("a", b"2".to_vec());
     assert!(kv.commit(cas).await.unwrap());
     kv.put("b", b"x".to_vec()).await.unwrap();
     let keys: Vec<String> = kv
@@ -89,7 +91,9 @@ async fn fails_over_when_a_member_dies() {
     let a = eventually("get after the leader died", || kv.get("a")).await;
     let a = a.unwrap();
     assert_eq!(a.value, b"2");
-    let cas = Txn::new().expect("a", Some(&a)).put("a", b"3".to_vec());
+    let cas = Txn::new()
+        .if_unchanged("a", Some(&a))
+        .put("a", b"3".to_vec());
     assert!(eventually("CAS after the leader died", || kv.commit(cas.clone())).await);
     assert_eq!(kv.get("a").await.unwrap().unwrap().value, b"3");
 }
@@ -107,7 +111,7 @@ async fn without_quorum_fails_fast_then_recovers() {
     cluster.kill(0);
     cluster.kill(1);
     let cas = Txn::new()
-        .expect("k", Some(&before))
+        .if_unchanged("k", Some(&before))
         .put("k", b"after".to_vec());
     assert_unavailable("get", no_hang("get", kv.get("k")).await);
     assert_unavailable("commit", no_hang("commit", kv.commit(cas.clone())).await);
@@ -242,7 +246,11 @@ async fn authenticates_when_etcd_auth_is_on() {
     kv.put("a", b"1".to_vec()).await.unwrap();
     let a = kv.get("a").await.unwrap().unwrap();
     assert!(kv
-        .commit(Txn::new().expect("a", Some(&a)).put("a", b"2".to_vec()))
+        .commit(
+            Txn::new()
+                .if_unchanged("a", Some(&a))
+                .put("a", b"2".to_vec())
+        )
         .await
         .unwrap());
     let mut watch = kv.watch_prefix("").await.unwrap();

@@ -29,7 +29,9 @@ async fn data_and_versions_survive_reopen() {
     let kv = RedbKv::open(&path).unwrap();
     assert_eq!(kv.get("a").await.unwrap(), Some(a.clone()));
     assert_eq!(kv.get("b").await.unwrap(), None);
-    let stale = Txn::new().expect("a", Some(&a)).put("a", b"1".to_vec());
+    let stale = Txn::new()
+        .if_unchanged("a", Some(&a))
+        .put("a", b"1".to_vec());
     assert!(
         kv.commit(stale).await.unwrap(),
         "versions read before a restart still match"

@@ -7,8 +7,10 @@
 //! (`X-Total-Count`) and sorts artifacts newest first; what is kept per item
 //! is a small summary, never a manifest body.
 
+use super::outbox::with_event;
 use super::{Registry, TXN_RETRIES};
 use crate::error::CoreError;
+use crate::events::EventKind;
 use crate::keys;
 use crate::kv::Txn;
 use crate::registry::records::{ManifestRecord, RepoBlobRecord, RepoRecord, TagRecord};
@@ -261,11 +263,11 @@ impl Registry {
             let Some(seen) = self.kv.get(&key).await? else {
                 return Ok(());
             };
-            if self
-                .kv
-                .commit(Txn::new().expect(&key, Some(&seen)).delete(&key))
-                .await?
-            {
+            // The event goes with the last step: a removal that stopped
+            // half-way is finished by deleting again, which records it.
+            let event = self.event(EventKind::RepositoryDeleted, repo);
+            let txn = Txn::new().if_unchanged(&key, Some(&seen)).delete(&key);
+            if self.kv.commit(with_event(txn, &event)).await? {
                 return Ok(());
             }
         }

@@ -41,7 +41,7 @@ impl Registry {
             return Err(CoreError::new(ErrorCode::BlobUnknown));
         };
         self.kv
-            .commit(Txn::new().expect(&key, Some(&seen)).delete(&key))
+            .commit(Txn::new().if_unchanged(&key, Some(&seen)).delete(&key))
             .await?;
         Ok(())
     }
@@ -58,7 +58,7 @@ impl Registry {
         let Some((link, seen)) = self.read::<RepoBlobRecord>(&from_key).await? else {
             return Ok(false);
         };
-        let then = Txn::new().expect(&from_key, Some(&seen));
+        let then = Txn::new().if_unchanged(&from_key, Some(&seen));
         self.link_blob(repo, digest, link.size, Source::Existing, then)
             .await
     }

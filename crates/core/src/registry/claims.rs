@@ -189,7 +189,7 @@ async fn release_dropped(kv: &dyn Kv, key: &str, token: &str, received: u64) {
     }
     session.writer = None;
     let txn = Txn::new()
-        .expect(key, Some(&seen))
+        .if_unchanged(key, Some(&seen))
         .put(key, encode(&session));
     let id = &key[keys::upload("").len()..];
     let txn = put_marks(txn, id, &session, session.offset.saturating_add(received));
@@ -238,7 +238,7 @@ impl Registry {
             guard.disarm();
             return Err(busy());
         };
-        let mut claim = Claim {
+        Ok(Claim {
             id: id.to_owned(),
             key,
             session,
@@ -247,7 +247,20 @@ impl Registry {
             received: 0,
             allowance: None,
             guard,
-        };
+        })
+    }
+
+    /// [`Registry::claim`] for a request that brings bytes: the claim
+    /// carries how many its project's quota still has room for. (A final
+    /// PUT without a body claims without reading the quota: its link
+    /// checks it.)
+    pub(super) async fn claim_for_bytes(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        start: Option<u64>,
+    ) -> Result<Claim, CoreError> {
+        let mut claim = self.claim(repo, id, start).await?;
         match self.upload_allowance(repo, id, claim.session.offset).await {
             Ok(allowance) => claim.allowance = allowance,
             Err(e) => {
@@ -291,7 +304,7 @@ impl Registry {
         txn: Txn,
     ) -> Result<Option<Versioned>, CoreError> {
         let value = encode(session);
-        let txn = txn.expect(key, Some(seen)).put(key, value.clone());
+        let txn = txn.if_unchanged(key, Some(seen)).put(key, value.clone());
         if !self.kv.commit(txn).await? {
             return Ok(None);
         }
@@ -348,7 +361,7 @@ impl Registry {
         let mut session = claim.session.clone();
         session.writer = None;
         let txn = Txn::new()
-            .expect(&claim.key, Some(&claim.version))
+            .if_unchanged(&claim.key, Some(&claim.version))
             .put(&claim.key, encode(&session));
         // What the request wrote past the offset stays in the store until
         // the next writer cuts it: it counts toward the quota until then.

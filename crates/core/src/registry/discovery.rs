@@ -142,7 +142,10 @@ impl Registry {
     ) -> Result<(Txn, bool), CoreError> {
         let key = keys::repo(repo);
         Ok(match self.kv.get(&key).await? {
-            Some(seen) => (txn.expect(&key, Some(&seen)).put(&key, seen.value), true),
+            Some(seen) => (
+                txn.if_unchanged(&key, Some(&seen)).put(&key, seen.value),
+                true,
+            ),
             None => (txn, false),
         })
     }

@@ -247,7 +247,7 @@ impl Registry {
                 continue;
             }
             let mut txn = Txn::new()
-                .expect(&finding.key, Some(&finding.version))
+                .if_unchanged(&finding.key, Some(&finding.version))
                 .delete(&finding.key);
             // A removed tag must end the cached tag lists of its repository.
             let tag_of = finding
@@ -289,32 +289,53 @@ mod tests {
     use bytes::Bytes;
     use std::sync::Arc;
 
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+    fn fixture() -> (Registry, Arc<MemoryBlobStore>, RepoName) {
+        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
+        let blobs = Arc::new(MemoryBlobStore::new());
+        let reg = Registry::new(kv, blobs.clone());
+        (reg, blobs, RepoName::parse("p/app").unwrap())
+    }
+
+    /// An empty index padded past the size kept inline.
+    fn large_index(fill: &str, padding: usize) -> String {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": [],
+            "annotations": {"padding": fill.repeat(padding)},
+        })
+        .to_string()
+    }
+
+    async fn push(
+        reg: &Registry,
+        repo: &RepoName,
+        digest: &Digest,
+        media_type: Option<&str>,
+        body: &str,
+    ) {
+        reg.manifest_put(
+            repo,
+            &Reference::Digest(digest.clone()),
+            media_type,
+            Bytes::from(body.to_owned()),
+        )
+        .await
+        .unwrap();
+    }
+
     /// A manifest too large to be kept inline goes to the blob store under
     /// its digest; pushed by a `sha512:` digest, fsck must check it with
     /// SHA-512 and find nothing wrong (it used SHA-256, reported it broken
     /// and `repair` deleted it).
     #[tokio::test]
     async fn a_large_manifest_pushed_by_sha512_is_sound() {
-        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-        let blobs = Arc::new(MemoryBlobStore::new());
-        let reg = Registry::new(kv, blobs.clone());
-        let repo = RepoName::parse("p/app").unwrap();
-        let body = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [],
-            "annotations": {"padding": "x".repeat(100 * 1024)},
-        })
-        .to_string();
+        let (reg, blobs, repo) = fixture();
+        let body = large_index("x", 100 * 1024);
         let digest = Digest::sha512_of(body.as_bytes());
-        reg.manifest_put(
-            &repo,
-            &Reference::Digest(digest.clone()),
-            Some("application/vnd.oci.image.index.v1+json"),
-            Bytes::from(body.clone()),
-        )
-        .await
-        .unwrap();
+        push(&reg, &repo, &digest, Some(INDEX), &body).await;
         assert!(
             blobs.stat(&digest).await.unwrap().is_some(),
             "stored as a blob, not inline"
@@ -338,30 +359,14 @@ mod tests {
     #[tokio::test]
     async fn rotten_bytes_are_found_whatever_the_algorithm() {
         for sha512 in [false, true] {
-            let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-            let blobs = Arc::new(MemoryBlobStore::new());
-            let reg = Registry::new(kv, blobs.clone());
-            let repo = RepoName::parse("p/app").unwrap();
-            let body = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "manifests": [],
-                "annotations": {"padding": "y".repeat(70 * 1024)},
-            })
-            .to_string();
+            let (reg, blobs, repo) = fixture();
+            let body = large_index("y", 70 * 1024);
             let digest = if sha512 {
                 Digest::sha512_of(body.as_bytes())
             } else {
                 Digest::sha256_of(body.as_bytes())
             };
-            reg.manifest_put(
-                &repo,
-                &Reference::Digest(digest.clone()),
-                None,
-                Bytes::from(body.clone()),
-            )
-            .await
-            .unwrap();
+            push(&reg, &repo, &digest, None, &body).await;
             let mut rotten = body.clone().into_bytes();
             rotten[100] ^= 1;
             blobs.tamper(&digest, Bytes::from(rotten));

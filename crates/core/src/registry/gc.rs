@@ -325,9 +325,9 @@ impl Registry {
             // Up to three deletes per entry (a manifest, its referrer entry,
             // its pull record): etcd allows 128 operations per transaction.
             for batch in deletes.chunks(BATCH / 3) {
-                let mut txn = Txn::new().expect(&repo_key, repo_version.as_ref());
+                let mut txn = Txn::new().if_unchanged(&repo_key, repo_version.as_ref());
                 for (key, version, _) in batch {
-                    txn = txn.expect(key, Some(version)).delete(key);
+                    txn = txn.if_unchanged(key, Some(version)).delete(key);
                     if let Some(rest) = key.strip_prefix(&man_prefix) {
                         txn = txn.delete(format!("pulled:{repo}@{rest}"));
                         let subject = rest
@@ -393,7 +393,8 @@ impl Registry {
                     let key = keys::blob(digest);
                     let mut deleting = record.clone();
                     deleting.deleting = Some(since);
-                    txn.expect(&key, Some(version)).put(&key, encode(&deleting))
+                    txn.if_unchanged(&key, Some(version))
+                        .put(&key, encode(&deleting))
                 })
         };
         if self.kv.commit(claim_txn(batch)).await? {
@@ -420,7 +421,7 @@ impl Registry {
         for (digest, _) in &claimed {
             let key = keys::blob(digest);
             if let Some(v) = self.kv.get(&key).await? {
-                records = records.expect(&key, Some(&v)).delete(&key);
+                records = records.if_unchanged(&key, Some(&v)).delete(&key);
             }
         }
         self.kv.commit(records).await?;
@@ -470,7 +471,7 @@ impl Registry {
             if opts.dry_run {
                 continue;
             }
-            let txn = Txn::new().expect(&key, Some(&version)).delete(&key);
+            let txn = Txn::new().if_unchanged(&key, Some(&version)).delete(&key);
             if self
                 .kv
                 .commit(super::upload_limits::delete_marks(txn, &id, &session))
@@ -502,7 +503,7 @@ impl Registry {
                 continue;
             };
             let session = keys::upload(id);
-            let txn = Txn::new().expect(&session, None).delete(&key);
+            let txn = Txn::new().if_unchanged(&session, None).delete(&key);
             self.kv.commit(txn).await?;
         }
         Ok(())
@@ -631,7 +632,10 @@ impl Collector {
 
     /// Every `interval`, runs a collection unless one (on any node) started
     /// less than `interval` ago.
-    pub fn schedule(self: std::sync::Arc<Self>, interval: std::time::Duration) {
+    pub fn schedule(
+        self: std::sync::Arc<Self>,
+        interval: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
@@ -651,12 +655,15 @@ impl Collector {
                     Err(NotRun::Failed(e)) => tracing::warn!(error = %e, "scheduled GC failed"),
                 }
             }
-        });
+        })
     }
 
     /// Every `interval`, applies every project's retention rules (one node
     /// at a time; running them twice deletes nothing more).
-    pub fn schedule_retention(self: std::sync::Arc<Self>, interval: std::time::Duration) {
+    pub fn schedule_retention(
+        self: std::sync::Arc<Self>,
+        interval: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
@@ -677,6 +684,6 @@ impl Collector {
                 }
                 drop(guard);
             }
-        });
+        })
     }
 }

@@ -27,7 +27,7 @@ use crate::error::CoreError;
 use crate::keys;
 use crate::kv::{Txn, Versioned};
 use crate::registry::records::{BlobRecord, RepoBlobRecord};
-use berth_oci::{Digest, RepoName};
+use berth_oci::{Digest, ErrorCode, RepoName};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -52,6 +52,11 @@ pub(super) enum Source<'a> {
     Bytes(&'a Bytes),
     /// No bytes: only a live blob will do (a cross-repository mount).
     Existing,
+    /// The bytes are in the store already, of the given size, though no
+    /// record names them (a Distribution registry's blobs, adopted where
+    /// they lie by an import). Nothing is written; a failed link leaves
+    /// them unrecorded, as it found them.
+    InPlace,
 }
 
 enum State {
@@ -124,7 +129,7 @@ impl Registry {
                     // Recently touched: too young for any collection to
                     // claim, so the record need not change; the check still
                     // fails this link if a claim lands first.
-                    let mut txn = then.clone().expect(&key, Some(&seen));
+                    let mut txn = then.clone().if_unchanged(&key, Some(&seen));
                     let t = self.now();
                     if t.saturating_sub(record.touched) >= self.touch_secs {
                         record.touched = t;
@@ -149,16 +154,15 @@ impl Registry {
                             return Ok(false);
                         }
                         self.put_bytes(digest, size, source).await?;
-                        *bytes_in_place = true;
+                        // Bytes found in place were not put there by this
+                        // link: a refused link must not claim them.
+                        *bytes_in_place = !matches!(source, Source::InPlace);
                     }
-                    let t = self.now();
-                    let record = BlobRecord {
-                        size,
-                        created: t,
-                        touched: t,
-                        deleting: None,
-                    };
-                    let txn = then.clone().expect(&key, None).put(&key, encode(&record));
+                    let record = BlobRecord::new(size, self.now());
+                    let txn = then
+                        .clone()
+                        .if_unchanged(&key, None)
+                        .put(&key, encode(&record));
                     if self.kv.commit(txn).await? {
                         return Ok(true);
                     }
@@ -195,6 +199,17 @@ impl Registry {
         match source {
             Source::Bytes(body) => Ok(self.blobs.put(digest, body.clone()).await?),
             Source::Existing => Err(CoreError::internal("no bytes to store")),
+            Source::InPlace => match self.blobs.stat(digest).await? {
+                Some(stored) if stored == size => Ok(()),
+                Some(stored) => Err(CoreError::with_detail(
+                    ErrorCode::SizeInvalid,
+                    format!("blob {digest} is {stored} bytes in the store, not {size}"),
+                )),
+                None => Err(CoreError::with_detail(
+                    ErrorCode::BlobUnknown,
+                    format!("blob {digest} is not in the store"),
+                )),
+            },
             Source::Upload(id) => match self.blobs.commit_upload(id, digest, size).await {
                 Ok(()) => Ok(()),
                 // A retry after a commit whose metadata write was lost: the
@@ -215,7 +230,7 @@ impl Registry {
         self.blobs.delete(digest).await?;
         let key = keys::blob(digest);
         self.kv
-            .commit(Txn::new().expect(&key, Some(seen)).delete(&key))
+            .commit(Txn::new().if_unchanged(&key, Some(seen)).delete(&key))
             .await?;
         Ok(())
     }
@@ -262,7 +277,7 @@ impl Registry {
                 .put(keys::repo_blob(repo, digest), encode(&link));
             if let Some((key, seen)) = &fence {
                 then = then
-                    .expect(key, seen.as_ref())
+                    .if_unchanged(key, seen.as_ref())
                     .put(key, encode(&self.now_ms()));
             }
             let mut placed = false;
@@ -290,16 +305,14 @@ impl Registry {
     /// Records a blob whose bytes are in place but that no link names yet,
     /// unless it has a record already.
     async fn adopt_unlinked(&self, digest: &Digest, size: u64) -> Result<(), CoreError> {
-        let t = self.now();
-        let record = BlobRecord {
-            size,
-            created: t,
-            touched: t,
-            deleting: None,
-        };
+        let record = BlobRecord::new(size, self.now());
         let key = keys::blob(digest);
         self.kv
-            .commit(Txn::new().expect(&key, None).put(&key, encode(&record)))
+            .commit(
+                Txn::new()
+                    .if_unchanged(&key, None)
+                    .put(&key, encode(&record)),
+            )
             .await?;
         Ok(())
     }

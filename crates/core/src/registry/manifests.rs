@@ -3,8 +3,10 @@
 //! manifest visible), fetch by tag or digest, delete.
 
 use super::lifecycle::Source;
+use super::outbox::with_event;
 use super::{contention, encode, Registry, TXN_RETRIES};
 use crate::error::CoreError;
+use crate::events::EventKind;
 use crate::keys;
 use crate::kv::Txn;
 use crate::registry::records::{ManifestRecord, RepoRecord, TagRecord};
@@ -140,7 +142,7 @@ impl Registry {
                         format!("blob {blob} is not in {repo}"),
                     ));
                 }
-                txn = txn.expect(key, seen.as_ref());
+                txn = txn.if_unchanged(key, seen.as_ref());
             }
             for child in &record.children {
                 let key = keys::manifest(repo, child);
@@ -151,7 +153,7 @@ impl Registry {
                         format!("manifest {child} is not in {repo}"),
                     ));
                 }
-                txn = txn.expect(key, seen.as_ref());
+                txn = txn.if_unchanged(key, seen.as_ref());
             }
             // The repository record is rewritten by every manifest push, so
             // its version tells garbage collection whether new references
@@ -159,7 +161,7 @@ impl Registry {
             let repo_key = keys::repo(repo);
             match self.read::<RepoRecord>(&repo_key).await? {
                 None => {
-                    txn = txn.expect(&repo_key, None).put(
+                    txn = txn.if_unchanged(&repo_key, None).put(
                         &repo_key,
                         encode(&RepoRecord {
                             created: self.now(),
@@ -179,7 +181,7 @@ impl Registry {
                     ));
                 }
                 let seen = seen.map(|(_, v)| v);
-                txn = txn.expect(&tag_key, seen.as_ref()).put(
+                txn = txn.if_unchanged(&tag_key, seen.as_ref()).put(
                     &tag_key,
                     encode(&TagRecord {
                         digest: digest.clone(),
@@ -190,6 +192,16 @@ impl Registry {
             if let Some((key, value)) = &referrer {
                 txn = txn.put(key, value.clone());
             }
+            let mut event = self.event(EventKind::ManifestPushed, repo);
+            event.digest = Some(digest.clone());
+            event.tag = match reference {
+                Reference::Tag(tag) => Some(tag.as_str().to_owned()),
+                Reference::Digest(_) => None,
+            };
+            event.media_type = Some(record.media_type.clone());
+            event.subject = record.subject.clone();
+            event.size = Some(record.size);
+            let txn = with_event(txn, &event);
             let committed = if inline {
                 self.kv.commit(txn).await?
             } else {
@@ -223,8 +235,16 @@ impl Registry {
                     let Some(seen) = self.kv.get(&key).await? else {
                         return Err(CoreError::new(ErrorCode::ManifestUnknown));
                     };
-                    let txn = Txn::new().expect(&key, Some(&seen)).delete(&key);
-                    if self.commit_tag_change(repo, txn).await? {
+                    let mut event = self.event(EventKind::TagDeleted, repo);
+                    event.tag = Some(tag.as_str().to_owned());
+                    event.digest = serde_json::from_slice::<TagRecord>(&seen.value)
+                        .ok()
+                        .map(|t| t.digest);
+                    let txn = Txn::new().if_unchanged(&key, Some(&seen)).delete(&key);
+                    if self
+                        .commit_tag_change(repo, with_event(txn, &event))
+                        .await?
+                    {
                         return Ok(());
                     }
                 }
@@ -238,16 +258,27 @@ impl Registry {
                         return Err(CoreError::new(ErrorCode::ManifestUnknown));
                     };
                     let mut txn = Txn::new()
-                        .expect(&key, Some(&seen))
+                        .if_unchanged(&key, Some(&seen))
                         .delete(&key)
                         .delete(keys::pulled(repo, digest));
+                    let mut event = self.event(EventKind::ManifestDeleted, repo);
+                    event.digest = Some(digest.clone());
+                    event.media_type = Some(record.media_type.clone());
+                    event.subject = record.subject.clone();
+                    let tag_prefix = keys::tag_prefix(repo);
                     for (tag_key, tag) in self.tags_pointing_to(repo, digest).await? {
-                        txn = txn.expect(&tag_key, Some(&tag)).delete(tag_key);
+                        if let Some(name) = tag_key.strip_prefix(&tag_prefix) {
+                            event.tags.push(name.to_owned());
+                        }
+                        txn = txn.if_unchanged(&tag_key, Some(&tag)).delete(tag_key);
                     }
                     if let Some(subject) = &record.subject {
                         txn = txn.delete(keys::referrer(repo, subject, digest));
                     }
-                    if self.commit_tag_change(repo, txn).await? {
+                    if self
+                        .commit_tag_change(repo, with_event(txn, &event))
+                        .await?
+                    {
                         return Ok(());
                     }
                 }

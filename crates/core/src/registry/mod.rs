@@ -9,8 +9,10 @@ mod claims;
 mod discovery;
 pub mod fsck;
 pub mod gc;
+mod import;
 mod lifecycle;
 mod manifests;
+mod outbox;
 pub mod policy;
 mod pulls;
 mod records;
@@ -99,7 +101,7 @@ impl Registry {
         self.with_touch_interval(grace_secs.saturating_sub(10).min(60))
     }
 
-    pub fn kv(&self) -> &Arc<dyn Kv> {
+    pub(crate) fn kv(&self) -> &Arc<dyn Kv> {
         &self.kv
     }
 

@@ -195,6 +195,19 @@ impl Registry {
         Ok(sizes)
     }
 
+    /// What `project`'s quota counts: its linked blobs and the bytes its
+    /// open uploads have received, but those of upload `except`.
+    pub(super) async fn quota_usage(
+        &self,
+        project: &str,
+        except: Option<&str>,
+    ) -> Result<QuotaUsage, CoreError> {
+        Ok(QuotaUsage {
+            links: self.project_links(project).await?,
+            pending: self.pending_upload_bytes(project, except).await?,
+        })
+    }
+
     /// Refuses `extra` more bytes in `repo`'s project when that passes its
     /// quota. `digest`, when known, is not counted if the project has it.
     /// The bytes open uploads have received count as used, but those of
@@ -226,12 +239,11 @@ impl Registry {
         extra: u64,
         upload: Option<&str>,
     ) -> Result<(), CoreError> {
-        let links = self.project_links(project).await?;
-        if digest.is_some_and(|d| links.contains_key(d)) {
+        let usage = self.quota_usage(project, upload).await?;
+        if digest.is_some_and(|d| usage.links.contains_key(d)) {
             return Ok(());
         }
-        let pending = self.pending_upload_bytes(project, upload).await?;
-        let used: u64 = links.values().sum::<u64>().saturating_add(pending);
+        let used = usage.used();
         if used.saturating_add(extra) > limit {
             return Err(quota_exceeded(
                 project,
@@ -457,5 +469,22 @@ mod tests {
         let empty_rule: ProjectPolicy =
             serde_json::from_str(r#"{"retention": [{"repositories": "a"}]}"#).unwrap();
         assert!(empty_rule.validate().is_err());
+    }
+}
+
+/// The bytes a project's quota counts (see [`Registry::quota_usage`]).
+pub(super) struct QuotaUsage {
+    /// Digest -> size of every blob linked into the project.
+    pub links: HashMap<Digest, u64>,
+    /// Bytes received by its open uploads.
+    pub pending: u64,
+}
+
+impl QuotaUsage {
+    pub fn used(&self) -> u64 {
+        self.links
+            .values()
+            .sum::<u64>()
+            .saturating_add(self.pending)
     }
 }

@@ -55,6 +55,18 @@ pub struct BlobRecord {
     pub deleting: Option<u64>,
 }
 
+impl BlobRecord {
+    /// The record of a blob stored now, at `t`.
+    pub fn new(size: u64, t: u64) -> BlobRecord {
+        BlobRecord {
+            size,
+            created: t,
+            touched: t,
+            deleting: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UploadSession {
     pub repo: String,

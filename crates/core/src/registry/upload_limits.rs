@@ -61,21 +61,15 @@ impl Registry {
         self
     }
 
-    /// Refuses a new session with 429 when `repo` or `account` already
-    /// holds as many open sessions as allowed.
-    ///
-    /// `opened` says whether the caller's own session is already among
-    /// those counted. A session is counted again after it is written
-    /// (`opened`), and removed if that finds too many: concurrent opens
-    /// that each found room before any was written cannot together pass
-    /// the bound (whichever counts last sees them all).
+    /// Refuses a new session with 429 when `repo` or `account` holds more
+    /// open sessions than allowed, the caller's own (already written)
+    /// among them.
     pub(super) async fn check_upload_slots(
         &self,
         repo: &RepoName,
         account: &str,
-        opened: bool,
     ) -> Result<(), CoreError> {
-        let room = usize::from(opened);
+        let room = 1;
         let limits = self.upload_limits;
         let too_many = |what: String| {
             Err(CoreError::with_detail(
@@ -158,14 +152,8 @@ impl Registry {
         let Some(limit) = self.project_policy(project).await?.quota_bytes else {
             return Ok(None);
         };
-        let used = self.project_usage(project).await?;
-        let pending = self.pending_upload_bytes(project, Some(id)).await?;
-        Ok(Some(
-            limit
-                .saturating_sub(used)
-                .saturating_sub(pending)
-                .saturating_sub(offset),
-        ))
+        let used = self.quota_usage(project, Some(id)).await?.used();
+        Ok(Some(limit.saturating_sub(used).saturating_sub(offset)))
     }
 }
 

@@ -33,7 +33,6 @@ impl Registry {
         repo: &RepoName,
         account: &str,
     ) -> Result<UploadStatus, CoreError> {
-        self.check_upload_slots(repo, account, false).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let t = self.now();
         let session = UploadSession {
@@ -49,11 +48,17 @@ impl Registry {
         // storage that does not exist.
         self.blobs.upload_writer(&id, 0).await?.finish().await?;
         let key = keys::upload(&id);
-        let txn = Txn::new().expect(&key, None).put(&key, encode(&session));
+        let txn = Txn::new()
+            .if_unchanged(&key, None)
+            .put(&key, encode(&session));
         if !self.kv.commit(put_marks(txn, &id, &session, 0)).await? {
             return Err(CoreError::internal("upload id collision"));
         }
-        if let Err(e) = self.check_upload_slots(repo, account, true).await {
+        // Counted once, after the session is written: concurrent opens
+        // cannot together pass the bound, whichever counts last sees them
+        // all. (A refused open costs a written and discarded session; an
+        // accepted one, which is the common case, two key scans.)
+        if let Err(e) = self.check_upload_slots(repo, account).await {
             self.discard_upload(&id, &key, Some(&session)).await;
             return Err(e);
         }
@@ -83,7 +88,7 @@ impl Registry {
         len: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadStatus, CoreError> {
-        let mut claim = self.claim(repo, id, start).await?;
+        let mut claim = self.claim_for_bytes(repo, id, start).await?;
         let mut hash = session_hash(&claim.session)?;
         let written = match self.check_announced(&claim, len).await {
             Ok(()) => self.write_claimed(&mut claim, &mut hash, body).await,
@@ -99,7 +104,7 @@ impl Registry {
         session.updated = self.now();
         session.writer = None;
         let txn = Txn::new()
-            .expect(&claim.key, Some(&claim.version))
+            .if_unchanged(&claim.key, Some(&claim.version))
             .put(&claim.key, encode(&session));
         let txn = put_marks(txn, id, &session, session.offset);
         let recorded = self.kv.commit(txn).await?;
@@ -134,7 +139,10 @@ impl Registry {
         check_blob_algorithm(digest)?;
         // Claimed even without a body: committing moves the bytes, which
         // must not happen under a writer.
-        let mut claim = self.claim(repo, id, start).await?;
+        let mut claim = match body {
+            Some(_) => self.claim_for_bytes(repo, id, start).await?,
+            None => self.claim(repo, id, start).await?,
+        };
         let mut hash = session_hash(&claim.session)?;
         let written = match (self.check_announced(&claim, len).await, body) {
             (Err(e), _) => Err(e),
@@ -156,7 +164,7 @@ impl Registry {
             ));
         }
         let done = Txn::new()
-            .expect(&claim.key, Some(&claim.version))
+            .if_unchanged(&claim.key, Some(&claim.version))
             .delete(&claim.key);
         let done = delete_marks(done, id, &claim.session);
         let linked = self

@@ -11,7 +11,9 @@
 mod claims;
 mod gc;
 mod gc_races;
+mod import;
 mod manifests;
+mod outbox;
 mod quota;
 mod quota_races;
 mod referrers;
