@@ -2,8 +2,8 @@
 //! `Kv` in batches by a background task, so a pull never waits for a
 //! metadata write; at most one batch interval of events is lost in a crash.
 //!
-//! Keys are `audit:<inverted nanoseconds>-<random>`, so an ascending scan
-//! returns the newest events first.
+//! Keys are `audit:<inverted nanoseconds>-<random>` ([`crate::keys::audit`]),
+//! so an ascending scan returns the newest events first.
 //!
 //! Identical events of one batch (same user, operation, resource and
 //! address, within the batch interval) are written once, with their
@@ -12,6 +12,7 @@
 //! Measured in the benchmark: auditing every pull as its own record cost a
 //! third of a manifest GET's CPU.
 
+use crate::keys::{self, AUDIT_PREFIX};
 use berth_core::kv::{Kv, KvError, Txn};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -21,7 +22,6 @@ use tokio::sync::mpsc;
 const BATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// Events written per batch at most.
 const MAX_BATCH: usize = 1000;
-const PREFIX: &str = "audit:";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -92,7 +92,7 @@ async fn write(kv: &dyn Kv, records: Vec<(u128, AuditEvent)>) {
     for chunk in records.chunks(100) {
         let txn = chunk.iter().fold(Txn::new(), |txn, (at, event)| {
             let inverted = u64::MAX - *at as u64;
-            let key = format!("{PREFIX}{inverted:020}-{}", &crate::secret::generate()[..8]);
+            let key = keys::audit(inverted, &crate::secret::generate()[..8]);
             txn.put(key, serde_json::to_vec(event).unwrap_or_default())
         });
         if let Err(e) = kv.commit(txn).await {
@@ -182,9 +182,9 @@ impl AuditLog {
         limit: usize,
     ) -> Result<(Vec<AuditEvent>, Option<String>), KvError> {
         let mut out = Vec::new();
-        let mut cursor = after.map(|a| format!("{PREFIX}{a}"));
+        let mut cursor = after.map(keys::audit_at);
         loop {
-            let page = self.kv.scan(PREFIX, cursor.as_deref(), 500).await?;
+            let page = self.kv.scan(AUDIT_PREFIX, cursor.as_deref(), 500).await?;
             let full = page.len() == 500;
             for (key, v) in page {
                 cursor = Some(key.clone());
@@ -194,7 +194,7 @@ impl AuditLog {
                 if filter.matches(&e) {
                     out.push(e);
                     if out.len() == limit {
-                        return Ok((out, cursor.map(|c| c[PREFIX.len()..].to_owned())));
+                        return Ok((out, cursor.map(|c| c[AUDIT_PREFIX.len()..].to_owned())));
                     }
                 }
             }
@@ -229,26 +229,25 @@ mod tests {
     use super::*;
     use berth_core::MemoryKv;
 
+    fn log() -> AuditLog {
+        AuditLog::start(Arc::new(MemoryKv::new()))
+    }
+
+    /// Every event recorded so far, once written.
+    async fn written(log: &AuditLog) -> Vec<AuditEvent> {
+        log.flush().await;
+        let all = AuditFilter::default();
+        log.query(&all, None, 100).await.unwrap().0
+    }
+
     #[tokio::test]
     async fn events_are_written_and_listed_newest_first() {
-        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-        let log = AuditLog::start(kv);
+        let log = log();
         log.record("alice", "push", "p/app:v1", "10.0.0.1");
         tokio::time::sleep(Duration::from_millis(5)).await;
         log.record("bob", "pull", "p/app:v1", "10.0.0.2");
         log.login("eve", "10.0.0.3", false).await;
-        let mut events = Vec::new();
-        for _ in 0..100 {
-            events = log
-                .query(&AuditFilter::default(), None, 10)
-                .await
-                .unwrap()
-                .0;
-            if events.len() == 3 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let events = written(&log).await;
         assert_eq!(events.len(), 3);
         assert_eq!(events[2].user, "alice", "oldest last");
         let filter = AuditFilter {
@@ -268,8 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flush_writes_what_is_queued_at_once() {
-        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-        let log = AuditLog::start(kv);
+        let log = log();
         log.record("alice", "push", "p/app:v1", "10.0.0.1");
         log.record("alice", "pull", "p/app:v1", "10.0.0.1");
         log.flush().await;
@@ -283,25 +281,13 @@ mod tests {
 
     #[tokio::test]
     async fn identical_events_of_a_batch_are_written_once_with_their_count() {
-        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-        let log = AuditLog::start(kv);
+        let log = log();
         for _ in 0..500 {
             log.record("ci", "pull", "p/app:v1", "10.0.0.9");
         }
         log.record("ci", "pull", "p/app:v2", "10.0.0.9");
         log.record("ci", "pull", "p/app:v1", "10.0.0.8");
-        let mut events = Vec::new();
-        for _ in 0..100 {
-            events = log
-                .query(&AuditFilter::default(), None, 100)
-                .await
-                .unwrap()
-                .0;
-            if events.iter().map(|e| e.count).sum::<u64>() == 502 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let events = written(&log).await;
         let mut seen: Vec<(String, String, u64)> = events
             .iter()
             .map(|e| (e.resource.clone(), e.address.clone(), e.count))

@@ -95,32 +95,22 @@ pub struct GroupRole {
     pub role: Role,
 }
 
-fn default_user_filter() -> String {
-    "(objectClass=person)".to_owned()
+/// The functions that serde's `default = "..."` names, one per optional
+/// setting: its default.
+macro_rules! defaults {
+    ($($name:ident: $ty:ty = $value:expr;)*) => {
+        $(fn $name() -> $ty { $value })*
+    };
 }
 
-fn default_uid_attribute() -> String {
-    "uid".to_owned()
-}
-
-fn default_email_attribute() -> String {
-    "mail".to_owned()
-}
-
-fn default_group_filter() -> String {
-    "(objectClass=groupOfNames)".to_owned()
-}
-
-fn default_group_member_attribute() -> String {
-    "member".to_owned()
-}
-
-fn default_group_name_attribute() -> String {
-    "cn".to_owned()
-}
-
-fn default_timeout_secs() -> u64 {
-    5
+defaults! {
+    default_user_filter: String = "(objectClass=person)".to_owned();
+    default_uid_attribute: String = "uid".to_owned();
+    default_email_attribute: String = "mail".to_owned();
+    default_group_filter: String = "(objectClass=groupOfNames)".to_owned();
+    default_group_member_attribute: String = "member".to_owned();
+    default_group_name_attribute: String = "cn".to_owned();
+    default_timeout_secs: u64 = 5;
 }
 
 impl LdapConfig {

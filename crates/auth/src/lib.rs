@@ -4,11 +4,15 @@
 //! any node verifies any token), and the one function that decides access:
 //! [`rbac::permitted`].
 //!
-//! Everything is stored through the `Kv` port of berth-core; nothing is held
-//! only in process memory except caches and the failed-login limiter.
+//! Everything is stored through the `Kv` port of berth-core, under the keys
+//! of [`keys`]; nothing is held only in process memory except caches and the
+//! failed-login limiter. The HTTP crates never see the `Kv`: they reach the
+//! records through this crate's types ([`Directory`], including its web UI
+//! [`sessions::Sessions`], the token service, the audit log).
 
 pub mod audit;
 pub mod directory;
+pub mod keys;
 pub mod ldap;
 pub mod login;
 pub mod model;

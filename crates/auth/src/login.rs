@@ -122,13 +122,12 @@ impl Logins {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::{Kv, MemoryKv};
+    use berth_core::MemoryKv;
     use std::sync::Arc;
 
     #[tokio::test]
     async fn a_remembered_login_ends_when_the_account_changes() {
-        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-        let directory = Directory::new(kv);
+        let directory = Directory::new(Arc::new(MemoryKv::new()));
         directory
             .ensure_admin(Some("first-password"))
             .await

@@ -187,6 +187,40 @@ pub struct RobotRecord {
     pub created: u64,
 }
 
+/// Every robot's name starts with this; no user's can (user names
+/// refuse `$`).
+pub const ROBOT_NAME_PREFIX: &str = "robot$";
+
+/// A robot's full name: `robot$<project>+<short>` for a robot of a
+/// project, `robot$<short>` for a system robot.
+pub fn robot_name(project: Option<&str>, short: &str) -> String {
+    match project {
+        Some(p) => format!("{}{short}", project_robots_prefix(p)),
+        None => format!("{ROBOT_NAME_PREFIX}{short}"),
+    }
+}
+
+/// What the full names of `project`'s robots start with.
+pub fn project_robots_prefix(project: &str) -> String {
+    format!("{ROBOT_NAME_PREFIX}{project}+")
+}
+
+/// The project of a project robot's full name; `None` for a system robot
+/// (or a name that is no robot's).
+pub fn robot_project(full_name: &str) -> Option<&str> {
+    full_name
+        .strip_prefix(ROBOT_NAME_PREFIX)
+        .and_then(|rest| rest.split_once('+'))
+        .map(|(project, _)| project)
+}
+
+impl RobotRecord {
+    /// Whether the robot may still log in at `now` (Unix seconds).
+    pub fn live(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
 /// The authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
@@ -213,5 +247,20 @@ impl Principal {
 
     pub fn is_admin(&self) -> bool {
         matches!(self, Principal::User { admin: true, .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robot_names() {
+        assert_eq!(robot_name(Some("p"), "ci"), "robot$p+ci");
+        assert_eq!(robot_name(None, "ci"), "robot$ci");
+        assert!(robot_name(Some("p"), "ci").starts_with(&project_robots_prefix("p")));
+        assert_eq!(robot_project("robot$p+ci"), Some("p"));
+        assert_eq!(robot_project("robot$ci"), None);
+        assert_eq!(robot_project("alice"), None);
     }
 }

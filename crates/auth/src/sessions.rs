@@ -1,17 +1,15 @@
 //! Web UI login sessions, as records in `Kv`: `uisession:<SHA-256 of the
-//! id>` holds who logged in, their directory groups, the session's CSRF
+//! id>` ([`crate::keys::session`]) holds who logged in, their directory groups, the session's CSRF
 //! token, its expiry and the version of the user's account record at
 //! login. Never in node memory, so any node of a cluster serves any
 //! session, and a leaked metadata dump holds no usable id (only hashes).
-//! The HTTP side (cookies, forms) is the UI crate's.
+//! The HTTP side (cookies, forms) is the UI crate's, which reaches these
+//! records through [`crate::Directory::sessions`].
 
-use crate::directory::now;
-use crate::secret;
-use berth_core::{Kv, KvError};
+use crate::{keys, secret};
+use berth_core::{Clock, Kv, KvError, SystemClock};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-const KEY_PREFIX: &str = "uisession:";
 
 /// A session ends this long after login, used or not.
 pub const LIFETIME_SECS: u64 = 12 * 3600;
@@ -40,11 +38,11 @@ pub struct Sessions {
 }
 
 fn key(id: &str) -> String {
-    format!("{KEY_PREFIX}{}", secret::sha256_hex(id))
+    keys::session(&secret::sha256_hex(id))
 }
 
 impl Sessions {
-    pub fn new(kv: Arc<dyn Kv>) -> Self {
+    pub(crate) fn new(kv: Arc<dyn Kv>) -> Self {
         Sessions { kv }
     }
 
@@ -59,7 +57,7 @@ impl Sessions {
     ) -> Result<String, KvError> {
         self.sweep().await;
         let id = secret::generate();
-        let created = now();
+        let created = SystemClock.now();
         let record = SessionRecord {
             user: user.to_owned(),
             groups,
@@ -81,7 +79,7 @@ impl Sessions {
         let Ok(record) = serde_json::from_slice::<SessionRecord>(&v.value) else {
             return Ok(None);
         };
-        if record.expires <= now() {
+        if record.expires <= SystemClock.now() {
             self.end(id).await?;
             return Ok(None);
         }
@@ -98,10 +96,10 @@ impl Sessions {
     /// uniformly spread) keys, so that they never pile up.
     async fn sweep(&self) {
         let from = key(&secret::generate());
-        let Ok(page) = self.kv.scan(KEY_PREFIX, Some(&from), 200).await else {
+        let Ok(page) = self.kv.scan(keys::SESSION_PREFIX, Some(&from), 200).await else {
             return;
         };
-        let at = now();
+        let at = SystemClock.now();
         for (k, v) in page {
             let expired = serde_json::from_slice::<SessionRecord>(&v.value)
                 .map(|r| r.expires <= at)
@@ -125,9 +123,9 @@ mod tests {
         let id = sessions.create("alice", vec!["g".into()], 7).await.unwrap();
         let record = sessions.load(&id).await.unwrap().unwrap();
         assert_eq!((record.user.as_str(), record.account_version), ("alice", 7));
-        let keys = kv.scan_keys(KEY_PREFIX, None, 10).await.unwrap();
-        assert_eq!(keys, vec![key(&id)]);
-        assert!(!keys[0].contains(&id), "the id itself is never stored");
+        let stored = kv.scan_keys(keys::SESSION_PREFIX, None, 10).await.unwrap();
+        assert_eq!(stored, vec![key(&id)]);
+        assert!(!stored[0].contains(&id), "the id itself is never stored");
         sessions.end(&id).await.unwrap();
         assert!(sessions.load(&id).await.unwrap().is_none());
     }

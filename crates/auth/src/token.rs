@@ -1,12 +1,15 @@
 //! Access tokens of the Docker registry token specification: ES256-signed
-//! JWTs with a `kid`. Signing keys live in `Kv` (`authkey:<kid>`, the active
-//! one named by `authkey-active`), so every node of a cluster signs with the
-//! same key and verifies any node's tokens. Only ES256 is accepted: a token
-//! claiming `none` or any other algorithm is rejected before anything else.
+//! JWTs with a `kid`. Signing keys live in `Kv` (`authkey:<kid>`, the
+//! active one named by `authkey-active`; see [`crate::keys`]), so every
+//! node of a cluster signs with the same key and verifies any node's
+//! tokens. Only ES256 is accepted: a token claiming `none` or any other
+//! algorithm is rejected before anything else.
 
+use crate::keys::{self, ACTIVE_SIGNING_KEY};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use berth_core::kv::{Kv, KvError, Txn};
+use berth_core::{Clock, SystemClock};
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use rand_core::OsRng;
@@ -14,9 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-const ACTIVE_KEY: &str = "authkey-active";
 /// Default tolerance for clocks of nodes that differ a little.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 
@@ -66,7 +67,7 @@ pub enum TokenError {
     #[error("token is for another service")]
     Audience,
     #[error(transparent)]
-    Kv(#[from] KvError),
+    Store(#[from] KvError),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,13 +95,6 @@ pub struct TokenService {
     pub leeway_secs: u64,
     signing: RwLock<Option<(String, SigningKey)>>,
     verifying: RwLock<HashMap<String, VerifyingKey>>,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A key id derived from the public key, so equal keys have equal ids.
@@ -139,7 +133,7 @@ impl TokenService {
             return Ok(k);
         }
         loop {
-            if let Some(active) = self.kv.get(ACTIVE_KEY).await? {
+            if let Some(active) = self.kv.get(ACTIVE_SIGNING_KEY).await? {
                 let kid = String::from_utf8(active.value).map_err(|_| TokenError::UnknownKey)?;
                 let key = self.load_private(&kid).await?;
                 *self.signing.write().unwrap_or_else(|e| e.into_inner()) =
@@ -150,13 +144,13 @@ impl TokenService {
             let kid = kid_of(key.verifying_key());
             let record = KeyRecord {
                 private: berth_oci::digest::hex(&key.to_bytes()),
-                created: now(),
+                created: SystemClock.now(),
             };
             let txn = Txn::new()
-                .expect(ACTIVE_KEY, None)
-                .put(ACTIVE_KEY, kid.clone().into_bytes())
+                .if_unchanged(ACTIVE_SIGNING_KEY, None)
+                .put(ACTIVE_SIGNING_KEY, kid.clone().into_bytes())
                 .put(
-                    format!("authkey:{kid}"),
+                    keys::signing_key(&kid),
                     serde_json::to_vec(&record).unwrap_or_default(),
                 );
             self.kv.commit(txn).await?;
@@ -166,7 +160,7 @@ impl TokenService {
     async fn load_private(&self, kid: &str) -> Result<SigningKey, TokenError> {
         let v = self
             .kv
-            .get(&format!("authkey:{kid}"))
+            .get(&keys::signing_key(kid))
             .await?
             .ok_or(TokenError::UnknownKey)?;
         let record: KeyRecord =
@@ -199,7 +193,7 @@ impl TokenService {
         access: Vec<AccessEntry>,
     ) -> Result<(String, Claims), TokenError> {
         let (kid, key) = self.signing_key().await?;
-        let t = now();
+        let t = SystemClock.now();
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: subject.to_owned(),
@@ -259,7 +253,7 @@ impl TokenService {
         let claims: Claims =
             serde_json::from_slice(&B64.decode(c).map_err(|_| TokenError::Malformed)?)
                 .map_err(|_| TokenError::Malformed)?;
-        let t = now();
+        let t = SystemClock.now();
         if claims.exp + self.leeway_secs < t || claims.nbf > t + self.leeway_secs {
             return Err(TokenError::Expired);
         }

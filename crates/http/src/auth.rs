@@ -5,17 +5,16 @@
 //! token service granted from that same function.
 
 use crate::error::ApiError;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use berth_auth::directory::DirectoryError;
 use berth_auth::login::{LoginError, Logins};
-use berth_auth::model::{Action, Actions, Principal};
+use berth_auth::model::{Action, Actions, Principal, ROBOT_NAME_PREFIX};
 use berth_auth::rbac::{permitted, ProjectFacts};
 use berth_auth::token::{Claims, TokenService};
 use berth_auth::Directory;
 use berth_core::CoreError;
-use berth_oci::error::error_body;
 use berth_oci::{ErrorCode, RepoName};
 
 pub struct Auth {
@@ -47,6 +46,17 @@ pub enum Credentials {
     Bearer(String),
 }
 
+/// The directory's failures in the registry protocol's terms, for what
+/// [`Auth`] asks the directory: on `/v2` and `/service/token`, and when it
+/// authenticates a caller of any surface. (The management API and the web
+/// UI map the failures of their own directory operations to the
+/// management table, `berth_mgmt::common`.) Reading who the caller is and
+/// what it may do fails only with the store's faults: UNAVAILABLE (503)
+/// or UNKNOWN (500). The one record written here is the project of an
+/// administrator's first push ([`Auth::ensure_project`], a duplicate taken
+/// as success), named by a repository name's first component: the other
+/// kinds get the spec's codes for them, an invalid name NAME_INVALID, a
+/// missing record NAME_UNKNOWN, a duplicate DENIED.
 impl From<DirectoryError> for ApiError {
     fn from(e: DirectoryError) -> Self {
         match e {
@@ -57,9 +67,9 @@ impl From<DirectoryError> for ApiError {
                 ApiError::detail(ErrorCode::NameUnknown, format!("{what} not found"))
             }
             DirectoryError::Invalid(what) => {
-                ApiError::detail(ErrorCode::Unsupported, format!("invalid {what}"))
+                ApiError::detail(ErrorCode::NameInvalid, format!("invalid {what}"))
             }
-            DirectoryError::Kv(e) => ApiError(e.into()),
+            DirectoryError::Store(e) => ApiError(e.into()),
             DirectoryError::Internal(m) => ApiError(CoreError::internal(m)),
         }
     }
@@ -156,7 +166,7 @@ impl Auth {
                     claims: Some(claims),
                     address: address.to_owned(),
                 }),
-                Err(berth_auth::token::TokenError::Kv(e)) => {
+                Err(berth_auth::token::TokenError::Store(e)) => {
                     Err(AuthFailure::Error(ApiError(e.into())))
                 }
                 Err(e) => {
@@ -173,7 +183,7 @@ impl Auth {
         if sub.is_empty() {
             return Ok(Principal::Anonymous);
         }
-        if sub.starts_with("robot$") {
+        if sub.starts_with(ROBOT_NAME_PREFIX) {
             return Ok(match self.directory.robot(sub).await? {
                 Some(r) => Principal::Robot {
                     name: r.name,
@@ -296,18 +306,9 @@ impl Auth {
         if insufficient {
             value.push_str(",error=\"insufficient_scope\"");
         }
-        let mut resp = (
-            StatusCode::UNAUTHORIZED,
-            error_body(ErrorCode::Unauthorized, Some(detail)),
-        )
-            .into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut resp = ApiError::detail(ErrorCode::Unauthorized, detail).into_response();
         if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(header::WWW_AUTHENTICATE, v);
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         resp
     }

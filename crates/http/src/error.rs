@@ -19,6 +19,33 @@ impl ApiError {
     pub fn detail(code: ErrorCode, detail: impl Into<String>) -> Self {
         ApiError(CoreError::with_detail(code, detail))
     }
+
+    /// The status of its code, from the table.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// What a person is told: the detail, else the code's message.
+    pub fn message(&self) -> String {
+        let e = &self.0;
+        e.detail
+            .clone()
+            .unwrap_or_else(|| e.code.message().to_owned())
+    }
+
+    /// Logs the internal cause, if any: once, by whoever shows the error
+    /// (this response, or a web page).
+    pub fn log(&self) {
+        let e = &self.0;
+        if let Some(cause) = &e.cause {
+            match e.code {
+                ErrorCode::Unavailable => {
+                    tracing::warn!(code = e.code.code(), %cause, "request failed")
+                }
+                _ => tracing::error!(code = e.code.code(), %cause, "request failed"),
+            }
+        }
+    }
 }
 
 impl From<CoreError> for ApiError {
@@ -29,18 +56,9 @@ impl From<CoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let e = self.0;
-        if let Some(cause) = &e.cause {
-            match e.code {
-                ErrorCode::Unavailable => {
-                    tracing::warn!(code = e.code.code(), %cause, "request failed")
-                }
-                _ => tracing::error!(code = e.code.code(), %cause, "request failed"),
-            }
-        }
-        let status =
-            StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = (status, error_body(e.code, e.detail.as_deref())).into_response();
+        self.log();
+        let e = &self.0;
+        let mut resp = (self.status(), error_body(e.code, e.detail.as_deref())).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -14,10 +14,10 @@ pub mod server;
 pub mod time;
 pub mod tls;
 
-use axum::Router;
+use auth::{credentials, AuthFailure, Caller, Credentials};
+use axum::http::HeaderMap;
 use berth_auth::audit::AuditLog;
 use berth_core::Registry;
-use std::future::Future;
 use std::sync::Arc;
 
 /// What every handler can reach.
@@ -32,14 +32,16 @@ pub struct AppState {
     pub gc: Arc<berth_core::registry::gc::Collector>,
 }
 
-/// Serves `app` on `listener` with the default [`server::Limits`] until
-/// `shutdown` completes, then lets in-flight requests finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let limits = server::Limits::default();
-    let proxies = server::TrustedProxies::default();
-    server::serve(listener, app, None, limits, proxies, shutdown).await
+impl AppState {
+    /// Who is calling, as [`auth::Auth::caller`] decides, with wrong Basic
+    /// credentials recorded in the audit log as a failed login.
+    pub async fn caller(&self, headers: &HeaderMap, address: &str) -> Result<Caller, AuthFailure> {
+        let result = self.auth.caller(headers, address).await;
+        if let Err(AuthFailure::Unauthenticated(_)) = &result {
+            if let Credentials::Basic(user, _) = credentials(headers) {
+                self.audit.record(&user, "login_failed", &user, address);
+            }
+        }
+        result
+    }
 }

@@ -232,7 +232,7 @@ impl Connection {
         } = self;
         let service_tracker = tracker.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-            let open = RequestOpen::begin(&service_tracker);
+            let open = Phase::request(&service_tracker);
             let mut req = req.map(|body| {
                 axum::body::Body::new(ProgressBody::new(
                     body,
@@ -245,7 +245,7 @@ impl Connection {
                 .insert(ConnectInfo::<SocketAddr>(client));
             let app = app.clone();
             async move {
-                let handling = Handling::begin(&open.0);
+                let handling = Phase::handling(&open.tracker);
                 let resp = app.oneshot(req).await?;
                 drop(handling);
                 // The request stays open until its response body is sent.
@@ -360,45 +360,49 @@ impl Tracker {
     }
 }
 
-/// A request's handler, from the head until it returns a response.
-struct Handling(Arc<Tracker>);
-
-impl Handling {
-    fn begin(tracker: &Arc<Tracker>) -> Self {
-        tracker.handling.fetch_add(1, Ordering::AcqRel);
-        Handling(tracker.clone())
-    }
+/// A stretch of one request's life, counted in its connection's tracker
+/// while it lasts: `count` goes up when it begins and down when it ends,
+/// and `stamp` takes the time it ended.
+struct Phase {
+    tracker: Arc<Tracker>,
+    count: fn(&Tracker) -> &AtomicUsize,
+    stamp: fn(&Tracker) -> &AtomicU64,
 }
 
-impl Drop for Handling {
-    fn drop(&mut self) {
-        // Sending the response starts now, and its stall clock with it.
-        let tracker = &self.0;
-        tracker
-            .last_write
-            .store(tracker.now_ms(), Ordering::Relaxed);
-        tracker.handling.fetch_sub(1, Ordering::AcqRel);
+impl Phase {
+    fn begin(
+        tracker: &Arc<Tracker>,
+        count: fn(&Tracker) -> &AtomicUsize,
+        stamp: fn(&Tracker) -> &AtomicU64,
+    ) -> Phase {
+        count(tracker).fetch_add(1, Ordering::AcqRel);
+        Phase {
+            tracker: tracker.clone(),
+            count,
+            stamp,
+        }
     }
-}
 
-/// A request from its head until its response body is sent or dropped.
-struct RequestOpen(Arc<Tracker>);
-
-impl RequestOpen {
-    fn begin(tracker: &Arc<Tracker>) -> Self {
-        tracker.open.fetch_add(1, Ordering::AcqRel);
+    /// A request from its head until its response body is sent or
+    /// dropped; then the connection is idle from that moment.
+    fn request(tracker: &Arc<Tracker>) -> Phase {
+        let open = Phase::begin(tracker, |t| &t.open, |t| &t.last_activity);
         tracker.head_since.store(0, Ordering::Release);
-        RequestOpen(tracker.clone())
+        open
+    }
+
+    /// A request's handler, from the head until it returns a response;
+    /// sending the response starts then, and its stall clock with it.
+    fn handling(tracker: &Arc<Tracker>) -> Phase {
+        Phase::begin(tracker, |t| &t.handling, |t| &t.last_write)
     }
 }
 
-impl Drop for RequestOpen {
+impl Drop for Phase {
     fn drop(&mut self) {
-        let tracker = &self.0;
-        tracker
-            .last_activity
-            .store(tracker.now_ms(), Ordering::Relaxed);
-        tracker.open.fetch_sub(1, Ordering::AcqRel);
+        let tracker = &self.tracker;
+        (self.stamp)(tracker).store(tracker.now_ms(), Ordering::Relaxed);
+        (self.count)(tracker).fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -406,7 +410,7 @@ impl Drop for RequestOpen {
 struct Guarded {
     body: axum::body::Body,
     #[allow(dead_code)]
-    open: RequestOpen,
+    open: Phase,
 }
 
 impl http_body::Body for Guarded {
@@ -715,8 +719,8 @@ mod tests {
         let t = Arc::new(Tracker::new());
         // A new connection owes a head within the header timeout.
         assert!(t.deadline(&limits) <= t.start + Duration::from_secs(5));
-        let open = RequestOpen::begin(&t);
-        let handling = Handling::begin(&t);
+        let open = Phase::request(&t);
+        let handling = Phase::handling(&t);
         // A handler runs: never cut off, however long nothing is written.
         t.last_write.store(0, Ordering::Relaxed);
         assert!(t.deadline(&limits) >= Instant::now() + Duration::from_secs(99));

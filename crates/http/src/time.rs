@@ -1,4 +1,12 @@
-//! Times as the APIs show them.
+//! Times as the APIs show them, and the time they compare with.
+
+use berth_core::{Clock, SystemClock};
+
+/// Unix seconds now, from the wall clock that the domain and the auth crate
+/// read too (`berth_core::SystemClock`): robot expiry, "5 min ago".
+pub fn now() -> u64 {
+    SystemClock.now()
+}
 
 /// Unix seconds as RFC 3339 UTC, without a date library. The management
 /// API and the UI format their times with it too.

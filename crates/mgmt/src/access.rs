@@ -14,15 +14,15 @@
 //! not exist ([`project_access`]), so that private project names do not
 //! leak.
 
-use super::common::{json, Ctx, Error};
+use super::common::{Ctx, Error};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use berth_auth::directory::now;
 use berth_auth::model::{Action, Actions, Principal, ProjectRecord, Role};
 use berth_auth::rbac::{permitted, ProjectFacts};
 use berth_http::auth::{credentials, AuthFailure, Caller, Credentials};
+use berth_http::time::now;
 use berth_http::AppState;
 use std::net::SocketAddr;
 
@@ -41,14 +41,9 @@ pub async fn authenticate(
             "registry tokens are for /v2 only; the management API takes Basic credentials",
         );
     }
-    let caller = match state.auth.caller(req.headers(), &address).await {
+    let caller = match state.caller(req.headers(), &address).await {
         Ok(caller) => caller,
-        Err(AuthFailure::Unauthenticated(why)) => {
-            if let Credentials::Basic(user, _) = credentials(req.headers()) {
-                state.audit.record(&user, "login_failed", &user, &address);
-            }
-            return unauthorized(why);
-        }
+        Err(AuthFailure::Unauthenticated(why)) => return unauthorized(why),
         Err(AuthFailure::Error(e)) => return e.into_response(),
     };
     let caller = match current(&state, caller).await {
@@ -63,7 +58,7 @@ pub async fn authenticate(
 /// The caller as its account is now. `Auth::login` remembers verified
 /// Basic credentials for a minute; a deleted user, a demoted administrator
 /// or a revoked robot must not keep management rights for that long, so
-/// the account is read again (one `Kv` get).
+/// the account is read again (one metadata read).
 async fn current(state: &AppState, mut caller: Caller) -> Result<Option<Caller>, Error> {
     let directory = &state.auth.directory;
     match &mut caller.principal {
@@ -73,7 +68,7 @@ async fn current(state: &AppState, mut caller: Caller) -> Result<Option<Caller>,
             None => return Ok(None),
         },
         Principal::Robot { name, permissions } => match directory.robot(name).await? {
-            Some(r) if r.expires_at.is_none_or(|e| e > now()) => *permissions = r.permissions,
+            Some(r) if r.live(now()) => *permissions = r.permissions,
             _ => return Ok(None),
         },
     }
@@ -81,10 +76,7 @@ async fn current(state: &AppState, mut caller: Caller) -> Result<Option<Caller>,
 }
 
 fn unauthorized(why: &str) -> Response {
-    let mut resp = json(
-        StatusCode::UNAUTHORIZED,
-        &serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": why}]}),
-    );
+    let mut resp = Error::unauthorized(why).into_response();
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"berth\""),

@@ -4,7 +4,7 @@
 //! page's URL is in the `Link` header (`rel="next"`), absent on the last.
 
 use super::access::{require, ProjectPerm};
-use super::common::{self, json, rfc3339, Ctx, Error, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::common::{self, encode, json, rfc3339, Ctx, Error, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use axum::http::{header, HeaderValue, StatusCode};
 use berth_auth::audit::{AuditEvent, AuditFilter};
 use serde_json::{json, Value};
@@ -21,14 +21,20 @@ fn view(e: &AuditEvent) -> Value {
     })
 }
 
-pub async fn system(ctx: &Ctx) -> common::Result {
-    ctx.require_admin()?;
-    let filter = AuditFilter {
+/// The events the request's `user`, `operation` and `resource` (a prefix)
+/// filter for.
+fn filter(ctx: &Ctx, resource: Option<String>) -> AuditFilter {
+    AuditFilter {
         user: ctx.query("user").map(str::to_owned),
         operation: ctx.query("operation").map(str::to_owned),
-        resource_prefix: ctx.query("resource").map(str::to_owned),
-    };
-    query(ctx, filter, "/api/v1/audit-logs".into()).await
+        resource_prefix: resource,
+    }
+}
+
+pub async fn system(ctx: &Ctx) -> common::Result {
+    ctx.require_admin()?;
+    let resource = ctx.query("resource").map(str::to_owned);
+    query(ctx, filter(ctx, resource), "/api/v1/audit-logs".into()).await
 }
 
 pub async fn project(ctx: &Ctx) -> common::Result {
@@ -41,17 +47,8 @@ pub async fn project(ctx: &Ctx) -> common::Result {
         Some(r) => format!("{scope}{r}"),
         None => scope,
     };
-    let filter = AuditFilter {
-        user: ctx.query("user").map(str::to_owned),
-        operation: ctx.query("operation").map(str::to_owned),
-        resource_prefix: Some(resource),
-    };
-    query(
-        ctx,
-        filter,
-        format!("/api/v1/projects/{project}/audit-logs"),
-    )
-    .await
+    let path = format!("/api/v1/projects/{project}/audit-logs");
+    query(ctx, filter(ctx, Some(resource)), path).await
 }
 
 async fn query(ctx: &Ctx, filter: AuditFilter, path: String) -> common::Result {
@@ -96,17 +93,4 @@ async fn query(ctx: &Ctx, filter: AuditFilter, path: String) -> common::Result {
         }
     }
     Ok(resp)
-}
-
-/// Percent-encodes a query component (everything but unreserved bytes).
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -1,16 +1,19 @@
-//! What every management handler uses: the request context, the error type
-//! (the same `{"errors":[{"code","message"}]}` body as everywhere else),
-//! JSON in and out, and page-based pagination with `X-Total-Count`.
+//! What every management handler uses: the request context, the error
+//! table and type (the same `{"errors":[{"code","message"}]}` body as
+//! everywhere else), a change's [`Input`], JSON in and out, page-based
+//! pagination with `X-Total-Count`, and percent-encoding.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::directory::DirectoryError;
 use berth_auth::model::Principal;
-use berth_core::{CoreError, KvError};
+use berth_auth::Directory;
+use berth_core::{CoreError, KvError, Registry};
 use berth_http::auth::Caller;
 use berth_http::error::ApiError;
 use berth_http::AppState;
 use bytes::Bytes;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -50,6 +53,25 @@ impl Ctx {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_slice(&self.body)
             .map_err(|e| Error::bad_request(format!("invalid request body: {e}")))
+    }
+
+    /// A `true`/`false` query parameter; `None` when absent, 400 for
+    /// anything else.
+    pub fn flag(&self, name: &str) -> Result<Option<bool>, Error> {
+        match self.query(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(Error::bad_request(format!("{name} must be true or false"))),
+        }
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.state.auth.directory
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.state.registry
     }
 
     pub fn page(&self) -> Result<Paging, Error> {
@@ -134,49 +156,103 @@ impl Paging {
     }
 }
 
+/// The management API's own error codes, each with its status: the one
+/// table of them (beside the registry's, `berth_oci::ErrorCode`, which
+/// renders the domain's failures here too: [`Error::Api`]). Bodies are
+/// `{"errors":[{"code","message"}]}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    Precondition,
+    PayloadTooLarge,
+}
+
+impl Code {
+    /// `(code, HTTP status)`.
+    pub const fn describe(self) -> (&'static str, StatusCode) {
+        match self {
+            Code::BadRequest => ("BAD_REQUEST", StatusCode::BAD_REQUEST),
+            Code::Unauthorized => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
+            Code::Forbidden => ("FORBIDDEN", StatusCode::FORBIDDEN),
+            Code::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
+            Code::MethodNotAllowed => ("METHOD_NOT_ALLOWED", StatusCode::METHOD_NOT_ALLOWED),
+            Code::Conflict => ("CONFLICT", StatusCode::CONFLICT),
+            Code::Precondition => ("PRECONDITION", StatusCode::PRECONDITION_FAILED),
+            Code::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
+        }
+    }
+
+    pub const fn code(self) -> &'static str {
+        self.describe().0
+    }
+
+    pub const fn status(self) -> StatusCode {
+        self.describe().1
+    }
+}
+
 /// A failed management request.
 #[derive(Debug)]
 pub enum Error {
-    /// A failure of the registry domain or of authentication, rendered by
-    /// the shared [`ApiError`].
+    /// A management failure: a code of [`Code`]'s table and what to say.
+    Mgmt(Code, String),
+    /// A failure of the registry domain, of authentication, or a fault:
+    /// rendered by the shared [`ApiError`] (the registry's table).
     Api(ApiError),
-    /// A management-specific status: 400, 401, 403, 404, 409, 412.
-    Status(StatusCode, &'static str, String),
 }
 
 impl Error {
+    pub fn new(code: Code, message: impl Into<String>) -> Error {
+        Error::Mgmt(code, message.into())
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Error {
-        Error::Status(StatusCode::BAD_REQUEST, "BAD_REQUEST", message.into())
+        Error::new(Code::BadRequest, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Error {
-        Error::Status(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message.into())
+        Error::new(Code::Unauthorized, message)
     }
 
     pub fn forbidden() -> Error {
-        Error::Status(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            "you do not have permission to do this".into(),
-        )
+        Error::new(Code::Forbidden, "you do not have permission to do this")
     }
 
     pub fn not_found(message: impl Into<String>) -> Error {
-        Error::Status(StatusCode::NOT_FOUND, "NOT_FOUND", message.into())
+        Error::new(Code::NotFound, message)
     }
 
     pub fn conflict(message: impl Into<String>) -> Error {
-        Error::Status(StatusCode::CONFLICT, "CONFLICT", message.into())
+        Error::new(Code::Conflict, message)
     }
 
     pub fn precondition(message: impl Into<String>) -> Error {
-        Error::Status(
-            StatusCode::PRECONDITION_FAILED,
-            "PRECONDITION",
-            message.into(),
-        )
+        Error::new(Code::Precondition, message)
+    }
+
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Mgmt(code, _) => code.status(),
+            Error::Api(e) => e.status(),
+        }
+    }
+
+    /// What a person is told (the web UI shows it on a page).
+    pub fn message(&self) -> String {
+        match self {
+            Error::Mgmt(_, message) => message.clone(),
+            Error::Api(e) => e.message(),
+        }
     }
 }
+
+// One mapping of each lower error into this one.
 
 impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
@@ -192,20 +268,31 @@ impl From<CoreError> for Error {
 
 impl From<KvError> for Error {
     fn from(e: KvError) -> Self {
-        Error::Api(ApiError(e.into()))
+        CoreError::from(e).into()
     }
 }
 
-/// The directory's failures with the statuses a management API uses
-/// (409 for a duplicate rather than the registry's 403 DENIED).
+/// The directory's failures with a management API's statuses: a duplicate
+/// is 409 (where the registry protocol, which has no conflict, answers 403
+/// DENIED), a missing record 404, an invalid value 400; the store's faults
+/// as the registry's UNAVAILABLE or UNKNOWN.
 impl From<DirectoryError> for Error {
     fn from(e: DirectoryError) -> Self {
         match e {
             DirectoryError::Exists(what) => Error::conflict(format!("{what} already exists")),
             DirectoryError::NotFound(what) => Error::not_found(format!("{what} not found")),
             DirectoryError::Invalid(what) => Error::bad_request(format!("invalid {what}")),
-            other => Error::Api(other.into()),
+            DirectoryError::Store(e) => e.into(),
+            DirectoryError::Internal(cause) => CoreError::internal(cause).into(),
         }
+    }
+}
+
+/// Something already gone (removed concurrently) is what was wanted.
+pub fn tolerate_missing(r: Result<(), DirectoryError>) -> Result<(), Error> {
+    match r {
+        Ok(()) | Err(DirectoryError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -213,11 +300,43 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
             Error::Api(e) => e.into_response(),
-            Error::Status(status, code, message) => json(
-                status,
-                &serde_json::json!({"errors": [{"code": code, "message": message}]}),
+            Error::Mgmt(code, message) => json(
+                code.status(),
+                &serde_json::json!({"errors": [{"code": code.code(), "message": message}]}),
             ),
         }
+    }
+}
+
+/// What a change is given, read only after its permission checks, so that
+/// a caller without the right gets its 403 (not a 400) whatever it sends:
+/// a value (the typed functions' callers, the web UI), or the request's
+/// [`Body`] or [`Flag`] (the endpoints' handlers).
+pub trait Input<T> {
+    fn read(self) -> Result<T, Error>;
+}
+
+impl<T> Input<T> for T {
+    fn read(self) -> Result<T, Error> {
+        Ok(self)
+    }
+}
+
+/// The request body, as JSON.
+pub struct Body<'a>(pub &'a Ctx);
+
+impl<T: DeserializeOwned> Input<T> for Body<'_> {
+    fn read(self) -> Result<T, Error> {
+        self.0.json()
+    }
+}
+
+/// A `true`/`false` query parameter, false when absent.
+pub struct Flag<'a>(pub &'a Ctx, pub &'static str);
+
+impl Input<bool> for Flag<'_> {
+    fn read(self) -> Result<bool, Error> {
+        Ok(self.0.flag(self.1)?.unwrap_or(false))
     }
 }
 
@@ -244,6 +363,24 @@ pub fn no_content() -> Result {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The page the request asks for of `items` whose name (`name`) matches
+/// its `q` search, each shown as `view` shows it.
+pub fn page_of<T>(
+    ctx: &Ctx,
+    items: Vec<T>,
+    name: impl Fn(&T) -> &str,
+    view: impl Fn(&T) -> Value,
+) -> Result {
+    let paging = ctx.page()?;
+    let q = ctx.query("q");
+    let found: Vec<T> = items
+        .into_iter()
+        .filter(|item| matches_query(name(item), q))
+        .collect();
+    let total = found.len();
+    paged(paging.slice(found).iter().map(view).collect(), total)
+}
+
 /// One page of a list as a JSON array, with the size of the whole list in
 /// `X-Total-Count`.
 pub fn paged(items: Vec<Value>, total: usize) -> Result {
@@ -258,24 +395,38 @@ pub fn matches_query(name: &str, q: Option<&str>) -> bool {
     q.is_none_or(|q| name.contains(q))
 }
 
-/// `%XX`-decodes one path segment; `None` for a malformed escape or bytes
-/// that are not UTF-8. Done by hand because the API matches routes on the
-/// raw path (an encoded `/` inside a repository name must stay one segment).
+/// What [`encode`] leaves as it is: the unreserved bytes of RFC 3986.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes one path segment or query component: every byte but
+/// the unreserved ones.
+pub fn encode(s: &str) -> String {
+    utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+/// `%XX`-decodes one path segment; `None` for a malformed escape (a `%`
+/// not followed by two hex digits) or bytes that are not UTF-8. The API
+/// matches routes on the raw path and decodes each segment after (an
+/// encoded `/` inside a repository name must stay one segment).
 pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode(bytes)
+        .decode_utf8()
+        .ok()
+        .map(Into::into)
 }
 
 pub(crate) use berth_http::time::rfc3339;
@@ -292,8 +443,27 @@ mod tests {
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%2"), None);
         assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(percent_decode("%+f"), None);
+        assert_eq!(percent_decode("%%41"), None);
+        assert_eq!(percent_decode("%41%").as_deref(), None);
+        assert_eq!(percent_decode("%c3%A9").as_deref(), Some("é"));
+        assert_eq!(encode("robot$p+ci"), "robot%24p%2Bci");
+        assert_eq!(encode("a/b c~é"), "a%2Fb%20c~%C3%A9");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         let p = Paging { page: 3, size: 2 };
         assert_eq!(p.slice((0..10).collect::<Vec<_>>()), [4, 5]);
+    }
+
+    #[test]
+    fn directory_failures_have_management_statuses() {
+        let status = |e: DirectoryError| Error::from(e).status().as_u16();
+        assert_eq!(status(DirectoryError::Exists("user a".into())), 409);
+        assert_eq!(status(DirectoryError::NotFound("user a".into())), 404);
+        assert_eq!(status(DirectoryError::Invalid("name".into())), 400);
+        assert_eq!(status(DirectoryError::Internal("disk".into())), 500);
+        let store = KvError::Unavailable("etcd".into());
+        assert_eq!(status(DirectoryError::Store(store)), 503);
+        let e = Error::from(DirectoryError::Exists("user a".into()));
+        assert_eq!(e.message(), "user a already exists");
     }
 }

@@ -2,7 +2,7 @@
 //! only list what would go) and the history of past runs. System
 //! administrators only.
 
-use super::common::{self, Ctx, Error};
+use super::common::{self, Ctx, Error, Flag, Input};
 use berth_core::registry::gc::{GcReport, NotRun};
 use serde_json::json;
 
@@ -17,28 +17,15 @@ pub struct GcHistory {
 }
 
 pub async fn run(ctx: &Ctx) -> common::Result {
-    let report = run_gc_from(ctx, || match ctx.query("dry_run") {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(_) => Err(Error::bad_request("dry_run must be true or false")),
-    })
-    .await?;
+    let report = run_gc(ctx, Flag(ctx, "dry_run")).await?;
     common::ok(json!(report))
 }
 
 /// Runs a collection now (`dry_run`: only report what would go; not kept
 /// in the history); 409 while another runs.
-pub async fn run_gc(ctx: &Ctx, dry_run: bool) -> Result<GcReport, Error> {
-    run_gc_from(ctx, || Ok(dry_run)).await
-}
-
-/// The input is read after the permission check.
-async fn run_gc_from(
-    ctx: &Ctx,
-    dry_run: impl FnOnce() -> Result<bool, Error>,
-) -> Result<GcReport, Error> {
+pub async fn run_gc(ctx: &Ctx, dry_run: impl Input<bool>) -> Result<GcReport, Error> {
     ctx.require_admin()?;
-    let dry_run = dry_run()?;
+    let dry_run = dry_run.read()?;
     match ctx.state.gc.run("api", dry_run).await {
         Ok(report) => {
             if !dry_run {

@@ -3,8 +3,8 @@
 //! artifacts and tags, the audit log, and its own OpenAPI document.
 //!
 //! Routing is data, as for `/v2`: [`ROUTES`] is the one table of every
-//! endpoint (method and path template). The router serves exactly that
-//! table, and a test checks the OpenAPI document against it, so the two
+//! endpoint (method, path template and handler). The router serves exactly
+//! that table, and a test checks the OpenAPI document against it, so the two
 //! cannot drift. Repository names contain slashes, so `{repository}` may
 //! span several path segments; templates are matched on the raw path, most
 //! specific first (see [`find`]).
@@ -33,14 +33,16 @@ mod users;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Router};
 use berth_http::auth::Caller;
 use berth_http::AppState;
 pub use common::Ctx;
-use common::Error;
+use common::{Code, Error};
+use std::future::Future;
+use std::pin::Pin;
 
 pub use gc::{gc_history, run_gc, GcHistory};
 pub use members::{add_member, remove_member, update_member, MemberChange, MemberCreate};
@@ -64,111 +66,56 @@ const MULTI_SEGMENT: &str = "{repository}";
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
-    pub(crate) op: Op,
+    pub(crate) handler: Handler,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    SystemInfo,
-    OpenApi,
-    UsersList,
-    UsersCreate,
-    UsersCurrent,
-    UserGet,
-    UserUpdate,
-    UserDelete,
-    ProjectsList,
-    ProjectsCreate,
-    ProjectGet,
-    ProjectUpdate,
-    ProjectDelete,
-    MembersList,
-    MembersAdd,
-    MemberUpdate,
-    MemberRemove,
-    RobotsList,
-    RobotsCreate,
-    RobotGet,
-    RobotDelete,
-    ProjectRobotsList,
-    ProjectRobotsCreate,
-    ProjectRobotDelete,
-    ReposList,
-    RepoGet,
-    RepoDelete,
-    ArtifactsList,
-    ArtifactGet,
-    ArtifactDelete,
-    ArtifactTags,
-    ArtifactTagDelete,
-    TagsList,
-    TagDelete,
-    AuditLogs,
-    ProjectAuditLogs,
-    GcRun,
-    GcHistory,
-    QuotaGet,
-    QuotaSet,
-    ImmutableGet,
-    ImmutableSet,
-    RetentionGet,
-    RetentionSet,
-    RetentionRun,
-}
+/// What answers an endpoint.
+pub(crate) type Handler = for<'a> fn(&'a Ctx) -> Answer<'a>;
+type Answer<'a> = Pin<Box<dyn Future<Output = common::Result> + Send + 'a>>;
 
-const fn route(method: &'static str, path: &'static str, op: Op) -> Route {
-    Route { method, path, op }
+/// The route table: one line a path, with its methods and their handlers.
+macro_rules! routes {
+    ($($path:expr => $($method:ident $handler:path),+;)*) => {
+        &[$($(Route {
+            method: stringify!($method),
+            path: $path,
+            handler: |ctx| Box::pin($handler(ctx)),
+        }),+),*]
+    };
 }
 
 /// Every management endpoint. The router serves exactly these; the OpenAPI
 /// document must describe exactly these (checked by a test).
-pub const ROUTES: &[Route] = &[
-    route("GET", "/api/v1/systeminfo", Op::SystemInfo),
-    route("GET", "/api/v1/openapi.json", Op::OpenApi),
-    route("GET", "/api/v1/users", Op::UsersList),
-    route("POST", "/api/v1/users", Op::UsersCreate),
-    route("GET", "/api/v1/users/current", Op::UsersCurrent),
-    route("GET", "/api/v1/users/{name}", Op::UserGet),
-    route("PUT", "/api/v1/users/{name}", Op::UserUpdate),
-    route("DELETE", "/api/v1/users/{name}", Op::UserDelete),
-    route("GET", "/api/v1/projects", Op::ProjectsList),
-    route("POST", "/api/v1/projects", Op::ProjectsCreate),
-    route("GET", paths::PROJECT, Op::ProjectGet),
-    route("PUT", paths::PROJECT, Op::ProjectUpdate),
-    route("DELETE", paths::PROJECT, Op::ProjectDelete),
-    route("GET", paths::MEMBERS, Op::MembersList),
-    route("POST", paths::MEMBERS, Op::MembersAdd),
-    route("PUT", paths::MEMBER, Op::MemberUpdate),
-    route("DELETE", paths::MEMBER, Op::MemberRemove),
-    route("GET", "/api/v1/robots", Op::RobotsList),
-    route("POST", "/api/v1/robots", Op::RobotsCreate),
-    route("GET", "/api/v1/robots/{robot}", Op::RobotGet),
-    route("DELETE", "/api/v1/robots/{robot}", Op::RobotDelete),
-    route("GET", paths::ROBOTS, Op::ProjectRobotsList),
-    route("POST", paths::ROBOTS, Op::ProjectRobotsCreate),
-    route("DELETE", paths::ROBOT, Op::ProjectRobotDelete),
-    route("GET", paths::REPOS, Op::ReposList),
-    route("GET", paths::REPO, Op::RepoGet),
-    route("DELETE", paths::REPO, Op::RepoDelete),
-    route("GET", paths::ARTIFACTS, Op::ArtifactsList),
-    route("GET", paths::ARTIFACT, Op::ArtifactGet),
-    route("DELETE", paths::ARTIFACT, Op::ArtifactDelete),
-    route("GET", paths::ARTIFACT_TAGS, Op::ArtifactTags),
-    route("DELETE", paths::ARTIFACT_TAG, Op::ArtifactTagDelete),
-    route("GET", paths::TAGS, Op::TagsList),
-    route("DELETE", paths::TAG, Op::TagDelete),
-    route("GET", "/api/v1/audit-logs", Op::AuditLogs),
-    route("GET", paths::AUDIT, Op::ProjectAuditLogs),
-    route("GET", paths::QUOTA, Op::QuotaGet),
-    route("PUT", paths::QUOTA, Op::QuotaSet),
-    route("GET", paths::IMMUTABLE, Op::ImmutableGet),
-    route("PUT", paths::IMMUTABLE, Op::ImmutableSet),
-    route("GET", paths::RETENTION, Op::RetentionGet),
-    route("PUT", paths::RETENTION, Op::RetentionSet),
-    route("POST", paths::RETENTION_RUN, Op::RetentionRun),
-    route("POST", "/api/v1/gc", Op::GcRun),
-    route("GET", "/api/v1/gc", Op::GcHistory),
-];
+pub const ROUTES: &[Route] = routes! {
+    "/api/v1/systeminfo" => GET users::system_info;
+    "/api/v1/openapi.json" => GET openapi::serve;
+    "/api/v1/users" => GET users::list, POST users::create;
+    "/api/v1/users/current" => GET users::current;
+    "/api/v1/users/{name}" => GET users::get, PUT users::update, DELETE users::delete;
+    "/api/v1/projects" => GET projects::list, POST projects::create;
+    paths::PROJECT => GET projects::get, PUT projects::update, DELETE projects::delete;
+    paths::MEMBERS => GET members::list, POST members::add;
+    paths::MEMBER => PUT members::update, DELETE members::remove;
+    "/api/v1/robots" => GET robots::list_system, POST robots::create_system;
+    "/api/v1/robots/{robot}" => GET robots::get, DELETE robots::delete_any;
+    paths::ROBOTS => GET robots::list_project, POST robots::create_project;
+    paths::ROBOT => DELETE robots::delete_project;
+    paths::REPOS => GET repositories::list;
+    paths::REPO => GET repositories::get, DELETE repositories::delete;
+    paths::ARTIFACTS => GET repositories::artifacts;
+    paths::ARTIFACT => GET repositories::artifact, DELETE repositories::artifact_delete;
+    paths::ARTIFACT_TAGS => GET repositories::artifact_tags;
+    paths::ARTIFACT_TAG => DELETE repositories::artifact_tag_delete;
+    paths::TAGS => GET repositories::tags;
+    paths::TAG => DELETE repositories::tag_delete;
+    "/api/v1/audit-logs" => GET audit::system;
+    paths::AUDIT => GET audit::project;
+    paths::QUOTA => GET policy::quota, PUT policy::set_quota;
+    paths::IMMUTABLE => GET policy::immutable, PUT policy::set_immutable;
+    paths::RETENTION => GET policy::retention, PUT policy::set_retention;
+    paths::RETENTION_RUN => POST policy::run_retention;
+    "/api/v1/gc" => POST gc::run, GET gc::history;
+};
 
 /// The longer path templates (`concat!` cannot join constants).
 mod paths {
@@ -339,9 +286,8 @@ async fn dispatch(
     let (route, params) = match find(lookup, uri.path()) {
         Found::Route(r, params) => (r, params),
         Found::WrongMethod(allowed) => {
-            let mut resp = Error::Status(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
+            let mut resp = Error::new(
+                Code::MethodNotAllowed,
                 format!("{method} is not allowed here"),
             )
             .into_response();
@@ -357,9 +303,8 @@ async fn dispatch(
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return Error::Status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+            return Error::new(
+                Code::PayloadTooLarge,
                 format!("request bodies are limited to {MAX_BODY} bytes"),
             )
             .into_response()
@@ -375,59 +320,9 @@ async fn dispatch(
         query,
         body,
     };
-    match handle(route.op, &ctx).await {
+    match (route.handler)(&ctx).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    }
-}
-
-pub(crate) async fn handle(op: Op, ctx: &Ctx) -> common::Result {
-    match op {
-        Op::SystemInfo => users::system_info(ctx),
-        Op::OpenApi => common::ok(openapi::document()),
-        Op::UsersList => users::list(ctx).await,
-        Op::UsersCreate => users::create(ctx).await,
-        Op::UsersCurrent => users::current(ctx).await,
-        Op::UserGet => users::get(ctx).await,
-        Op::UserUpdate => users::update(ctx).await,
-        Op::UserDelete => users::delete(ctx).await,
-        Op::ProjectsList => projects::list(ctx).await,
-        Op::ProjectsCreate => projects::create(ctx).await,
-        Op::ProjectGet => projects::get(ctx).await,
-        Op::ProjectUpdate => projects::update(ctx).await,
-        Op::ProjectDelete => projects::delete(ctx).await,
-        Op::MembersList => members::list(ctx).await,
-        Op::MembersAdd => members::add(ctx).await,
-        Op::MemberUpdate => members::update(ctx).await,
-        Op::MemberRemove => members::remove(ctx).await,
-        Op::RobotsList => robots::list_system(ctx).await,
-        Op::RobotsCreate => robots::create_system(ctx).await,
-        Op::RobotGet => robots::get(ctx).await,
-        Op::RobotDelete => robots::delete_any(ctx).await,
-        Op::ProjectRobotsList => robots::list_project(ctx).await,
-        Op::ProjectRobotsCreate => robots::create_project(ctx).await,
-        Op::ProjectRobotDelete => robots::delete_project(ctx).await,
-        Op::ReposList => repositories::list(ctx).await,
-        Op::RepoGet => repositories::get(ctx).await,
-        Op::RepoDelete => repositories::delete(ctx).await,
-        Op::ArtifactsList => repositories::artifacts(ctx).await,
-        Op::ArtifactGet => repositories::artifact(ctx).await,
-        Op::ArtifactDelete => repositories::artifact_delete(ctx).await,
-        Op::ArtifactTags => repositories::artifact_tags(ctx).await,
-        Op::ArtifactTagDelete => repositories::artifact_tag_delete(ctx).await,
-        Op::TagsList => repositories::tags(ctx).await,
-        Op::TagDelete => repositories::tag_delete(ctx).await,
-        Op::AuditLogs => audit::system(ctx).await,
-        Op::ProjectAuditLogs => audit::project(ctx).await,
-        Op::GcRun => gc::run(ctx).await,
-        Op::QuotaGet => policy::quota(ctx).await,
-        Op::QuotaSet => policy::set_quota(ctx).await,
-        Op::ImmutableGet => policy::immutable(ctx).await,
-        Op::ImmutableSet => policy::set_immutable(ctx).await,
-        Op::RetentionGet => policy::retention(ctx).await,
-        Op::RetentionSet => policy::set_retention(ctx).await,
-        Op::RetentionRun => policy::run_retention(ctx).await,
-        Op::GcHistory => gc::history(ctx).await,
     }
 }
 

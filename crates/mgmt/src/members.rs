@@ -3,7 +3,7 @@
 //! administrators.
 
 use super::access::{require, ProjectPerm};
-use super::common::{self, created, matches_query, no_content, ok, paged, Ctx, Error};
+use super::common::{self, created, no_content, ok, page_of, Body, Ctx, Error, Input};
 use berth_auth::model::{MemberRecord, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -49,12 +49,8 @@ async fn find(
     kind: &str,
     name: &str,
 ) -> Result<Option<MemberRecord>, Error> {
-    Ok(ctx
-        .state
-        .auth
-        .directory
-        .members(project)
-        .await?
+    let members = ctx.directory().members(project).await?;
+    Ok(members
         .into_iter()
         .find(|m| m.kind == kind && m.name == name))
 }
@@ -62,24 +58,13 @@ async fn find(
 pub async fn list(ctx: &Ctx) -> common::Result {
     let project = ctx.param("project");
     require(ctx, project, ProjectPerm::ListMembers).await?;
-    let paging = ctx.page()?;
-    let q = ctx.query("q");
-    let members: Vec<MemberRecord> = ctx
-        .state
-        .auth
-        .directory
-        .members(project)
-        .await?
-        .into_iter()
-        .filter(|m| matches_query(&m.name, q))
-        .collect();
-    let total = members.len();
-    paged(paging.slice(members).iter().map(view).collect(), total)
+    let members = ctx.directory().members(project).await?;
+    page_of(ctx, members, |m| &m.name, view)
 }
 
 pub async fn add(ctx: &Ctx) -> common::Result {
     created(view(
-        &add_member_from(ctx, ctx.param("project"), || ctx.json()).await?,
+        &add_member(ctx, ctx.param("project"), Body(ctx)).await?,
     ))
 }
 
@@ -87,19 +72,10 @@ pub async fn add(ctx: &Ctx) -> common::Result {
 pub async fn add_member(
     ctx: &Ctx,
     project: &str,
-    new: MemberCreate,
-) -> Result<MemberRecord, Error> {
-    add_member_from(ctx, project, || Ok(new)).await
-}
-
-/// The input is read after the permission check.
-async fn add_member_from(
-    ctx: &Ctx,
-    project: &str,
-    new: impl FnOnce() -> Result<MemberCreate, Error>,
+    new: impl Input<MemberCreate>,
 ) -> Result<MemberRecord, Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    let new = new()?;
+    let new = new.read()?;
     let role = role(&new.role)?;
     if find(ctx, project, &new.kind, &new.name).await?.is_some() {
         return Err(Error::conflict(format!(
@@ -107,23 +83,13 @@ async fn add_member_from(
             new.kind, new.name
         )));
     }
-    let record = ctx
-        .state
-        .auth
-        .directory
-        .set_member(project, &new.kind, &new.name, role)
-        .await?;
-    ctx.audit(
-        "add_member",
-        &format!("{project}/{}:{} ({})", new.kind, new.name, role.as_str()),
-    );
-    Ok(record)
+    set_role(ctx, "add_member", project, &new.kind, &new.name, role).await
 }
 
 pub async fn update(ctx: &Ctx) -> common::Result {
     let (project, kind, name) = (ctx.param("project"), ctx.param("kind"), ctx.param("member"));
     ok(view(
-        &update_member_from(ctx, project, kind, name, || ctx.json()).await?,
+        &update_member(ctx, project, kind, name, Body(ctx)).await?,
     ))
 }
 
@@ -133,35 +99,33 @@ pub async fn update_member(
     project: &str,
     kind: &str,
     name: &str,
-    change: MemberChange,
-) -> Result<MemberRecord, Error> {
-    update_member_from(ctx, project, kind, name, || Ok(change)).await
-}
-
-/// The input is read after the permission check.
-async fn update_member_from(
-    ctx: &Ctx,
-    project: &str,
-    kind: &str,
-    name: &str,
-    change: impl FnOnce() -> Result<MemberChange, Error>,
+    change: impl Input<MemberChange>,
 ) -> Result<MemberRecord, Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    let change = change()?;
-    let role = role(&change.role)?;
+    let role = role(&change.read()?.role)?;
     if find(ctx, project, kind, name).await?.is_none() {
         return Err(Error::not_found(format!(
             "{kind} {name} is not a member of {project}"
         )));
     }
+    set_role(ctx, "update_member", project, kind, name, role).await
+}
+
+/// Gives a member its role, recorded in the audit log as `operation`.
+async fn set_role(
+    ctx: &Ctx,
+    operation: &str,
+    project: &str,
+    kind: &str,
+    name: &str,
+    role: Role,
+) -> Result<MemberRecord, Error> {
     let record = ctx
-        .state
-        .auth
-        .directory
+        .directory()
         .set_member(project, kind, name, role)
         .await?;
     ctx.audit(
-        "update_member",
+        operation,
         &format!("{project}/{kind}:{name} ({})", role.as_str()),
     );
     Ok(record)
@@ -176,11 +140,7 @@ pub async fn remove(ctx: &Ctx) -> common::Result {
 /// Removes a member from `project`; project admins.
 pub async fn remove_member(ctx: &Ctx, project: &str, kind: &str, name: &str) -> Result<(), Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    ctx.state
-        .auth
-        .directory
-        .remove_member(project, kind, name)
-        .await?;
+    ctx.directory().remove_member(project, kind, name).await?;
     ctx.audit("remove_member", &format!("{project}/{kind}:{name}"));
     Ok(())
 }

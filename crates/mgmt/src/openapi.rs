@@ -6,46 +6,6 @@
 
 use serde_json::{json, Map, Value};
 
-/// One documented operation.
-struct Doc {
-    method: &'static str,
-    path: String,
-    tag: &'static str,
-    summary: &'static str,
-    /// Who may call it.
-    access: &'static str,
-    query: &'static [&'static str],
-    body: Option<&'static str>,
-    /// Success status and the schema of its body (`[Name]` for an array).
-    ok: (u16, Option<&'static str>),
-    errors: &'static [u16],
-}
-
-#[allow(clippy::too_many_arguments)]
-fn doc(
-    method: &'static str,
-    path: impl Into<String>,
-    tag: &'static str,
-    summary: &'static str,
-    access: &'static str,
-    query: &'static [&'static str],
-    body: Option<&'static str>,
-    ok: (u16, Option<&'static str>),
-    errors: &'static [u16],
-) -> Doc {
-    Doc {
-        method,
-        path: path.into(),
-        tag,
-        summary,
-        access,
-        query,
-        body,
-        ok,
-        errors,
-    }
-}
-
 const PAGED: &[&str] = &["page", "page_size", "q"];
 const PAGE: &[&str] = &["page", "page_size"];
 const AUDIT: &[&str] = &["user", "operation", "resource", "page_size", "cursor"];
@@ -60,7 +20,7 @@ const REPO: &str = "/api/v1/projects/{project}/repositories/{repository}";
 /// One line per operation, as a table; rustfmt would spread each over a
 /// dozen lines.
 #[rustfmt::skip]
-fn operations() -> Vec<Doc> {
+fn operations() -> Vec<Operation> {
     let p = |suffix: &str| format!("{PROJECTS}{suffix}");
     let r = |suffix: &str| format!("{REPO}{suffix}");
     vec![
@@ -163,54 +123,70 @@ fn error_response(status: u16) -> Value {
     })
 }
 
-fn operation(d: &Doc) -> Value {
-    let mut params: Vec<Value> = d
-        .path
+/// One documented operation: its path, its method, and its description.
+type Operation = (String, &'static str, Value);
+
+/// Documents one operation. `ok` is the success status and the schema of
+/// its body (`[Name]` for an array); `access` says who may call it.
+#[allow(clippy::too_many_arguments)]
+fn doc(
+    method: &'static str,
+    path: impl Into<String>,
+    tag: &'static str,
+    summary: &'static str,
+    access: &'static str,
+    query: &'static [&'static str],
+    body: Option<&'static str>,
+    ok: (u16, Option<&'static str>),
+    errors: &'static [u16],
+) -> Operation {
+    let path = path.into();
+    let mut params: Vec<Value> = path
         .split('/')
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| parameter(name, "path"))
         .collect();
-    params.extend(d.query.iter().map(|q| parameter(q, "query")));
+    params.extend(query.iter().map(|q| parameter(q, "query")));
     let mut success = json!({"description": "Success"});
-    if let Some(schema) = d.ok.1 {
+    if let Some(schema) = ok.1 {
         success["content"] = json!({"application/json": {"schema": schema_ref(schema)}});
     }
-    if d.ok.1.is_some_and(|s| s.starts_with('[')) {
-        success["headers"] = if d.query.contains(&"cursor") {
+    if ok.1.is_some_and(|s| s.starts_with('[')) {
+        success["headers"] = if query.contains(&"cursor") {
             json!({"Link": {"description": "URL of the next page, `rel=\"next\"`; absent on the last page", "schema": {"type": "string"}}})
         } else {
             json!({"X-Total-Count": {"description": "number of items in the whole list", "schema": {"type": "integer"}}})
         };
     }
     let mut responses = Map::new();
-    responses.insert(d.ok.0.to_string(), success);
-    for e in d.errors {
+    responses.insert(ok.0.to_string(), success);
+    for e in errors {
         responses.insert(e.to_string(), error_response(*e));
     }
     let mut op = json!({
-        "tags": [d.tag],
-        "summary": d.summary,
-        "description": format!("Allowed for: {}.", d.access),
+        "tags": [tag],
+        "summary": summary,
+        "description": format!("Allowed for: {access}."),
         "parameters": params,
         "responses": responses,
     });
-    if let Some(body) = d.body {
+    if let Some(body) = body {
         op["requestBody"] = json!({
             "required": true,
             "content": {"application/json": {"schema": schema_ref(body)}},
         });
     }
-    op
+    (path, method, op)
 }
 
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for d in operations() {
+    for (path, method, op) in operations() {
         let entry = paths
-            .entry(d.path.clone())
+            .entry(path)
             .or_insert_with(|| Value::Object(Map::new()));
-        entry[d.method] = operation(&d);
+        entry[method] = op;
     }
     json!({
         "openapi": "3.0.3",
@@ -229,6 +205,11 @@ pub fn document() -> Value {
             "schemas": super::schemas::schemas(),
         },
     })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub(crate) async fn serve(_: &super::Ctx) -> super::common::Result {
+    super::common::ok(document())
 }
 
 /// `(method, path)` of every documented operation, upper-case methods.

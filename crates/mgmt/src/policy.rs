@@ -4,9 +4,9 @@
 //! administrators change a quota, as in Harbor.
 
 use super::access::{require, ProjectPerm};
-use super::common::{self, Ctx, Error};
+use super::common::{self, Body, Ctx, Error, Flag, Input};
 use berth_auth::model::Action;
-use berth_core::registry::policy::{RetentionReport, RetentionRule, TagSelector};
+use berth_core::registry::policy::{ProjectPolicy, RetentionReport, RetentionRule, TagSelector};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -34,29 +34,8 @@ pub struct Quota {
     pub used_bytes: u64,
 }
 
-// Each change takes its input as a function called after the permission
-// checks, so that a caller without the right gets its 403 (not a 400)
-// whatever it sends: the handlers pass the request's body or query, the
-// typed functions a value.
-
-fn dry_run(ctx: &Ctx) -> impl FnOnce() -> Result<bool, Error> + '_ {
-    || match ctx.query("dry_run") {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(_) => Err(Error::bad_request("dry_run must be true or false")),
-    }
-}
-
-fn body<T: serde::de::DeserializeOwned>(ctx: &Ctx) -> impl FnOnce() -> Result<T, Error> + '_ {
-    || ctx.json()
-}
-
-fn given<T>(value: T) -> impl FnOnce() -> Result<T, Error> {
-    || Ok(value)
-}
-
 async fn quota_of(ctx: &Ctx, project: &str) -> Result<Quota, Error> {
-    let registry = &ctx.state.registry;
+    let registry = ctx.registry();
     let policy = registry.project_policy(project).await?;
     Ok(Quota {
         limit_bytes: policy.quota_bytes,
@@ -71,6 +50,30 @@ fn quota_view(q: &Quota) -> common::Result {
     }))
 }
 
+/// The policy of the request's project, once the caller may read it.
+async fn readable(ctx: &Ctx) -> Result<ProjectPolicy, Error> {
+    let project = ctx.param("project");
+    require(ctx, project, READ).await?;
+    Ok(ctx.registry().project_policy(project).await?)
+}
+
+/// Changes the policy of `project` as `change` says, checks and saves it,
+/// and records `operation` in the audit log. The policy now in force.
+async fn change_policy(
+    ctx: &Ctx,
+    project: &str,
+    operation: &str,
+    change: impl FnOnce(&mut ProjectPolicy),
+) -> Result<ProjectPolicy, Error> {
+    let registry = ctx.registry();
+    let mut policy = registry.project_policy(project).await?;
+    change(&mut policy);
+    policy.validate().map_err(Error::bad_request)?;
+    registry.set_project_policy(project, &policy).await?;
+    ctx.audit(operation, &format!("{project}/"));
+    Ok(policy)
+}
+
 pub async fn quota(ctx: &Ctx) -> common::Result {
     let project = ctx.param("project");
     require(ctx, project, READ).await?;
@@ -78,43 +81,28 @@ pub async fn quota(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn set_quota(ctx: &Ctx) -> common::Result {
-    quota_view(&change_quota(ctx, ctx.param("project"), body(ctx)).await?)
+    quota_view(&set_project_quota(ctx, ctx.param("project"), Body(ctx)).await?)
 }
 
 /// Sets or removes (`None`) a project's quota; system administrators only.
 pub async fn set_project_quota(
     ctx: &Ctx,
     project: &str,
-    change: QuotaChange,
-) -> Result<Quota, Error> {
-    change_quota(ctx, project, given(change)).await
-}
-
-async fn change_quota(
-    ctx: &Ctx,
-    project: &str,
-    change: impl FnOnce() -> Result<QuotaChange, Error>,
+    change: impl Input<QuotaChange>,
 ) -> Result<Quota, Error> {
     require(ctx, project, READ).await?;
     ctx.require_admin()?;
-    let change = change()?;
-    let registry = &ctx.state.registry;
-    let mut policy = registry.project_policy(project).await?;
-    policy.quota_bytes = change.limit_bytes;
-    registry.set_project_policy(project, &policy).await?;
-    ctx.audit("set_quota", &format!("{project}/"));
+    let limit = change.read()?.limit_bytes;
+    change_policy(ctx, project, "set_quota", |p| p.quota_bytes = limit).await?;
     quota_of(ctx, project).await
 }
 
 pub async fn immutable(ctx: &Ctx) -> common::Result {
-    let project = ctx.param("project");
-    require(ctx, project, READ).await?;
-    let policy = ctx.state.registry.project_policy(project).await?;
-    common::ok(json!(policy.immutable))
+    common::ok(json!(readable(ctx).await?.immutable))
 }
 
 pub async fn set_immutable(ctx: &Ctx) -> common::Result {
-    let rules = change_immutable(ctx, ctx.param("project"), body(ctx)).await?;
+    let rules = set_immutable_rules(ctx, ctx.param("project"), Body(ctx)).await?;
     common::ok(json!(rules))
 }
 
@@ -123,36 +111,20 @@ pub async fn set_immutable(ctx: &Ctx) -> common::Result {
 pub async fn set_immutable_rules(
     ctx: &Ctx,
     project: &str,
-    rules: Vec<TagSelector>,
-) -> Result<Vec<TagSelector>, Error> {
-    change_immutable(ctx, project, given(rules)).await
-}
-
-async fn change_immutable(
-    ctx: &Ctx,
-    project: &str,
-    rules: impl FnOnce() -> Result<Vec<TagSelector>, Error>,
+    rules: impl Input<Vec<TagSelector>>,
 ) -> Result<Vec<TagSelector>, Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    let rules = rules()?;
-    let registry = &ctx.state.registry;
-    let mut policy = registry.project_policy(project).await?;
-    policy.immutable = rules;
-    policy.validate().map_err(Error::bad_request)?;
-    registry.set_project_policy(project, &policy).await?;
-    ctx.audit("set_immutable_rules", &format!("{project}/"));
-    Ok(policy.immutable)
+    let rules = rules.read()?;
+    let policy = change_policy(ctx, project, "set_immutable_rules", |p| p.immutable = rules);
+    Ok(policy.await?.immutable)
 }
 
 pub async fn retention(ctx: &Ctx) -> common::Result {
-    let project = ctx.param("project");
-    require(ctx, project, READ).await?;
-    let policy = ctx.state.registry.project_policy(project).await?;
-    common::ok(json!({"rules": policy.retention}))
+    common::ok(json!({"rules": readable(ctx).await?.retention}))
 }
 
 pub async fn set_retention(ctx: &Ctx) -> common::Result {
-    let rules = change_retention(ctx, ctx.param("project"), body(ctx)).await?;
+    let rules = set_retention_rules(ctx, ctx.param("project"), Body(ctx)).await?;
     common::ok(json!({"rules": rules}))
 }
 
@@ -161,29 +133,16 @@ pub async fn set_retention(ctx: &Ctx) -> common::Result {
 pub async fn set_retention_rules(
     ctx: &Ctx,
     project: &str,
-    change: RetentionChange,
-) -> Result<Vec<RetentionRule>, Error> {
-    change_retention(ctx, project, given(change)).await
-}
-
-async fn change_retention(
-    ctx: &Ctx,
-    project: &str,
-    change: impl FnOnce() -> Result<RetentionChange, Error>,
+    change: impl Input<RetentionChange>,
 ) -> Result<Vec<RetentionRule>, Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    let change = change()?;
-    let registry = &ctx.state.registry;
-    let mut policy = registry.project_policy(project).await?;
-    policy.retention = change.rules;
-    policy.validate().map_err(Error::bad_request)?;
-    registry.set_project_policy(project, &policy).await?;
-    ctx.audit("set_retention_rules", &format!("{project}/"));
-    Ok(policy.retention)
+    let rules = change.read()?.rules;
+    let policy = change_policy(ctx, project, "set_retention_rules", |p| p.retention = rules);
+    Ok(policy.await?.retention)
 }
 
 pub async fn run_retention(ctx: &Ctx) -> common::Result {
-    let report = retention_run(ctx, ctx.param("project"), dry_run(ctx)).await?;
+    let report = apply_retention(ctx, ctx.param("project"), Flag(ctx, "dry_run")).await?;
     common::ok(json!(report))
 }
 
@@ -192,19 +151,11 @@ pub async fn run_retention(ctx: &Ctx) -> common::Result {
 pub async fn apply_retention(
     ctx: &Ctx,
     project: &str,
-    dry_run: bool,
-) -> Result<RetentionReport, Error> {
-    retention_run(ctx, project, given(dry_run)).await
-}
-
-async fn retention_run(
-    ctx: &Ctx,
-    project: &str,
-    dry_run: impl FnOnce() -> Result<bool, Error>,
+    dry_run: impl Input<bool>,
 ) -> Result<RetentionReport, Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    let dry_run = dry_run()?;
-    let report = ctx.state.registry.apply_retention(project, dry_run).await?;
+    let dry_run = dry_run.read()?;
+    let report = ctx.registry().apply_retention(project, dry_run).await?;
     if !dry_run {
         ctx.audit("retention", &format!("{project}/"));
     }

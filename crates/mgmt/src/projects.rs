@@ -3,8 +3,11 @@
 //! system administrators, made public or private by project admins.
 
 use super::access::{access_to, project_access, require, ProjectAccess, ProjectPerm};
-use super::common::{self, created, matches_query, no_content, ok, paged, rfc3339, Ctx, Error};
-use berth_auth::directory::DirectoryError;
+use super::common::{
+    self, created, matches_query, no_content, ok, paged, rfc3339, tolerate_missing, Body, Ctx,
+    Error, Input,
+};
+use berth_auth::model::project_robots_prefix;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -27,7 +30,7 @@ pub struct ProjectChange {
 
 async fn view(ctx: &Ctx, access: &ProjectAccess) -> Result<Value, Error> {
     let p = &access.project;
-    let registry = &ctx.state.registry;
+    let registry = ctx.registry();
     let repo_count = registry.project_repository_count(&p.name).await?;
     let policy = registry.project_policy(&p.name).await?;
     Ok(json!({
@@ -44,14 +47,9 @@ async fn view(ctx: &Ctx, access: &ProjectAccess) -> Result<Value, Error> {
 pub async fn list(ctx: &Ctx) -> common::Result {
     let paging = ctx.page()?;
     let q = ctx.query("q");
-    let public = match ctx.query("public") {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(_) => return Err(Error::bad_request("public must be true or false")),
-    };
+    let public = ctx.flag("public")?;
     let mut visible = Vec::new();
-    for project in ctx.state.auth.directory.projects().await? {
+    for project in ctx.directory().projects().await? {
         if !matches_query(&project.name, q) || public.is_some_and(|p| p != project.public) {
             continue;
         }
@@ -69,27 +67,20 @@ pub async fn list(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn create(ctx: &Ctx) -> common::Result {
-    let access = create_project_from(ctx, || ctx.json()).await?;
+    let access = create_project(ctx, Body(ctx)).await?;
     created(view(ctx, &access).await?)
 }
 
 /// Creates a project; system administrators only. The caller's standing
 /// in it.
-pub async fn create_project(ctx: &Ctx, new: ProjectCreate) -> Result<ProjectAccess, Error> {
-    create_project_from(ctx, || Ok(new)).await
-}
-
-/// The input is read after the permission check.
-async fn create_project_from(
+pub async fn create_project(
     ctx: &Ctx,
-    new: impl FnOnce() -> Result<ProjectCreate, Error>,
+    new: impl Input<ProjectCreate>,
 ) -> Result<ProjectAccess, Error> {
     ctx.require_admin()?;
-    let new = new()?;
+    let new = new.read()?;
     let record = ctx
-        .state
-        .auth
-        .directory
+        .directory()
         .create_project(&new.name, new.public)
         .await?;
     ctx.audit("create_project", &format!("{}/", record.name));
@@ -102,7 +93,7 @@ pub async fn get(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn update(ctx: &Ctx) -> common::Result {
-    let access = update_project_from(ctx, ctx.param("project"), || ctx.json()).await?;
+    let access = update_project(ctx, ctx.param("project"), Body(ctx)).await?;
     ok(view(ctx, &access).await?)
 }
 
@@ -111,23 +102,12 @@ pub async fn update(ctx: &Ctx) -> common::Result {
 pub async fn update_project(
     ctx: &Ctx,
     name: &str,
-    change: ProjectChange,
-) -> Result<ProjectAccess, Error> {
-    update_project_from(ctx, name, || Ok(change)).await
-}
-
-/// The input is read after the permission check.
-async fn update_project_from(
-    ctx: &Ctx,
-    name: &str,
-    change: impl FnOnce() -> Result<ProjectChange, Error>,
+    change: impl Input<ProjectChange>,
 ) -> Result<ProjectAccess, Error> {
     require(ctx, name, ProjectPerm::Manage).await?;
-    let change = change()?;
+    let change = change.read()?;
     let record = ctx
-        .state
-        .auth
-        .directory
+        .directory()
         .set_project_public(name, change.public)
         .await?;
     ctx.audit(
@@ -148,17 +128,17 @@ pub async fn delete(ctx: &Ctx) -> common::Result {
 pub async fn delete_project(ctx: &Ctx, name: &str) -> Result<(), Error> {
     ctx.require_admin()?;
     project_access(ctx, name).await?;
-    let repos = ctx.state.registry.project_repository_count(name).await?;
+    let repos = ctx.registry().project_repository_count(name).await?;
     if repos > 0 {
         return Err(Error::precondition(format!(
             "project {name} still has {repos} repositories; delete them first"
         )));
     }
-    let directory = &ctx.state.auth.directory;
+    let directory = ctx.directory();
     for m in directory.members(name).await? {
         tolerate_missing(directory.remove_member(name, &m.kind, &m.name).await)?;
     }
-    let prefix = format!("robot${name}+");
+    let prefix = project_robots_prefix(name);
     for r in directory.robots().await? {
         if r.name.starts_with(&prefix) {
             tolerate_missing(directory.revoke_robot(&r.name).await)?;
@@ -167,12 +147,4 @@ pub async fn delete_project(ctx: &Ctx, name: &str) -> Result<(), Error> {
     directory.delete_project(name).await?;
     ctx.audit("delete_project", &format!("{name}/"));
     Ok(())
-}
-
-/// Something already gone (removed concurrently) is what was wanted.
-fn tolerate_missing(r: Result<(), DirectoryError>) -> Result<(), Error> {
-    match r {
-        Ok(()) | Err(DirectoryError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }

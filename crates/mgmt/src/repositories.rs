@@ -10,7 +10,8 @@
 use super::access::{require, ProjectPerm};
 use super::common::{self, no_content, ok, paged, rfc3339, Ctx, Error};
 use berth_auth::model::Action;
-use berth_core::registry::admin::{ArtifactSummary, RepoSummary, TagSummary};
+use berth_core::registry::admin::{ArtifactSummary, Listing, RepoSummary, TagSummary};
+use berth_core::CoreError;
 use berth_oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 use serde_json::{json, Value};
 
@@ -39,12 +40,23 @@ fn tag(ctx: &Ctx) -> Result<Tag, Error> {
     Tag::parse(t).ok_or_else(|| Error::bad_request(format!("invalid tag {t:?}")))
 }
 
-/// The domain's "unknown" errors, as management 404s.
-fn missing(e: berth_core::CoreError, what: impl FnOnce() -> String) -> Error {
-    match e.code {
+/// The domain's "unknown" errors, as management 404s that say what is
+/// not found.
+fn missing<'a>(what: impl FnOnce() -> String + 'a) -> impl FnOnce(CoreError) -> Error + 'a {
+    move |e| match e.code {
         ErrorCode::NameUnknown | ErrorCode::ManifestUnknown => Error::not_found(what()),
         _ => e.into(),
     }
+}
+
+/// [`missing`] for a repository.
+fn no_repository(repo: &RepoName) -> impl FnOnce(CoreError) -> Error + '_ {
+    missing(move || format!("repository {repo} not found"))
+}
+
+/// A page of the domain's listing, each item shown as `view` shows it.
+fn listed<T>(listing: Listing<T>, view: impl Fn(&T) -> Value) -> common::Result {
+    paged(listing.items.iter().map(view).collect(), listing.total)
 }
 
 fn repo_view(r: &RepoSummary) -> Value {
@@ -81,16 +93,15 @@ pub async fn list(ctx: &Ctx) -> common::Result {
     require(ctx, project, ProjectPerm::Registry(Action::Pull)).await?;
     let paging = ctx.page()?;
     let listing = ctx
-        .state
-        .registry
+        .registry()
         .project_repositories(project, ctx.query("q"), paging.offset(), paging.size)
         .await?;
-    paged(listing.items.iter().map(repo_view).collect(), listing.total)
+    listed(listing, repo_view)
 }
 
 pub async fn get(ctx: &Ctx) -> common::Result {
     let repo = repo(ctx, Action::Pull).await?;
-    match ctx.state.registry.repository(&repo).await? {
+    match ctx.registry().repository(&repo).await? {
         Some(r) => ok(repo_view(&r)),
         None => Err(Error::not_found(format!("repository {repo} not found"))),
     }
@@ -118,11 +129,10 @@ pub async fn delete_repository(ctx: &Ctx, repo: &RepoName) -> Result<(), Error> 
 
 /// After the permission check.
 async fn remove_repository(ctx: &Ctx, repo: &RepoName) -> Result<(), Error> {
-    ctx.state
-        .registry
+    ctx.registry()
         .repository_delete(repo)
         .await
-        .map_err(|e| missing(e, || format!("repository {repo} not found")))?;
+        .map_err(no_repository(repo))?;
     ctx.audit("delete_repository", repo.as_str());
     Ok(())
 }
@@ -131,26 +141,21 @@ pub async fn artifacts(ctx: &Ctx) -> common::Result {
     let repo = repo(ctx, Action::Pull).await?;
     let paging = ctx.page()?;
     let listing = ctx
-        .state
-        .registry
+        .registry()
         .artifacts(&repo, paging.offset(), paging.size)
         .await
-        .map_err(|e| missing(e, || format!("repository {repo} not found")))?;
-    paged(
-        listing.items.iter().map(artifact_view).collect(),
-        listing.total,
-    )
+        .map_err(no_repository(&repo))?;
+    listed(listing, artifact_view)
 }
 
 pub async fn artifact(ctx: &Ctx) -> common::Result {
     let repo = repo(ctx, Action::Pull).await?;
     let reference = reference(ctx)?;
     let found = ctx
-        .state
-        .registry
+        .registry()
         .artifact(&repo, &reference)
         .await
-        .map_err(|e| missing(e, || format!("artifact {repo}:{reference} not found")))?;
+        .map_err(missing(|| format!("artifact {repo}:{reference} not found")))?;
     ok(artifact_view(&found))
 }
 
@@ -178,16 +183,14 @@ pub async fn delete_artifact(
 async fn remove_artifact(ctx: &Ctx, repo: &RepoName, reference: &Reference) -> Result<(), Error> {
     let not_found = || format!("artifact {repo}:{reference} not found");
     let digest = ctx
-        .state
-        .registry
+        .registry()
         .resolve(repo, reference)
         .await
-        .map_err(|e| missing(e, not_found))?;
-    ctx.state
-        .registry
+        .map_err(missing(not_found))?;
+    ctx.registry()
         .manifest_delete(repo, &Reference::Digest(digest.clone()))
         .await
-        .map_err(|e| missing(e, not_found))?;
+        .map_err(missing(not_found))?;
     // Spelled as the `/v2` guard spells a manifest delete.
     ctx.audit("delete", &format!("{repo}:{digest}"));
     Ok(())
@@ -198,21 +201,21 @@ pub async fn artifact_tags(ctx: &Ctx) -> common::Result {
     let reference = reference(ctx)?;
     let paging = ctx.page()?;
     let not_found = || format!("artifact {repo}:{reference} not found");
-    let registry = &ctx.state.registry;
+    let registry = ctx.registry();
     let digest = registry
         .resolve(&repo, &reference)
         .await
-        .map_err(|e| missing(e, not_found))?;
+        .map_err(missing(not_found))?;
     // Resolving a digest does not look it up: make sure it is there.
     registry
         .artifact(&repo, &Reference::Digest(digest.clone()))
         .await
-        .map_err(|e| missing(e, not_found))?;
+        .map_err(missing(not_found))?;
     let listing = registry
         .repository_tags(&repo, Some(&digest), paging.offset(), paging.size)
         .await
-        .map_err(|e| missing(e, not_found))?;
-    paged(listing.items.iter().map(tag_view).collect(), listing.total)
+        .map_err(missing(not_found))?;
+    listed(listing, tag_view)
 }
 
 /// Deletes a tag of this artifact; 404 when the tag points elsewhere.
@@ -220,16 +223,16 @@ pub async fn artifact_tag_delete(ctx: &Ctx) -> common::Result {
     let repo = repo(ctx, Action::Delete).await?;
     let reference = reference(ctx)?;
     let tag = tag(ctx)?;
-    let registry = &ctx.state.registry;
+    let registry = ctx.registry();
     let not_found = || format!("artifact {repo}:{reference} has no tag {tag}");
     let digest = registry
         .resolve(&repo, &reference)
         .await
-        .map_err(|e| missing(e, not_found))?;
+        .map_err(missing(not_found))?;
     let points_to = registry
         .resolve(&repo, &Reference::Tag(tag.clone()))
         .await
-        .map_err(|e| missing(e, not_found))?;
+        .map_err(missing(not_found))?;
     if points_to != digest {
         return Err(Error::not_found(not_found()));
     }
@@ -241,12 +244,11 @@ pub async fn tags(ctx: &Ctx) -> common::Result {
     let repo = repo(ctx, Action::Pull).await?;
     let paging = ctx.page()?;
     let listing = ctx
-        .state
-        .registry
+        .registry()
         .repository_tags(&repo, None, paging.offset(), paging.size)
         .await
-        .map_err(|e| missing(e, || format!("repository {repo} not found")))?;
-    paged(listing.items.iter().map(tag_view).collect(), listing.total)
+        .map_err(no_repository(&repo))?;
+    listed(listing, tag_view)
 }
 
 pub async fn tag_delete(ctx: &Ctx) -> common::Result {
@@ -265,11 +267,10 @@ pub async fn delete_tag(ctx: &Ctx, repo: &RepoName, tag: Tag) -> Result<(), Erro
 
 /// After the permission check.
 async fn remove_tag(ctx: &Ctx, repo: &RepoName, tag: Tag) -> Result<(), Error> {
-    ctx.state
-        .registry
+    ctx.registry()
         .manifest_delete(repo, &Reference::Tag(tag.clone()))
         .await
-        .map_err(|e| missing(e, || format!("tag {repo}:{tag} not found")))?;
+        .map_err(missing(|| format!("tag {repo}:{tag} not found")))?;
     ctx.audit("delete", &format!("{repo}:{tag}"));
     Ok(())
 }

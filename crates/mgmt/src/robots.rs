@@ -4,9 +4,12 @@
 //! stored, so no GET can ever return it.
 
 use super::access::{require, ProjectPerm};
-use super::common::{self, created, no_content, ok, paged, rfc3339, Ctx, Error};
-use berth_auth::directory::now;
-use berth_auth::model::{Action, RobotPermission, RobotRecord};
+use super::common::{self, created, no_content, ok, page_of, rfc3339, Body, Ctx, Error, Input};
+use berth_auth::model::{
+    project_robots_prefix, robot_name, robot_project, Action, RobotPermission, RobotRecord,
+    ROBOT_NAME_PREFIX,
+};
+use berth_http::time::now;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -49,11 +52,7 @@ fn created_view(robot: CreatedRobot) -> common::Result {
 }
 
 fn view(r: &RobotRecord) -> Value {
-    let project = r
-        .name
-        .strip_prefix("robot$")
-        .and_then(|rest| rest.split_once('+'))
-        .map(|(p, _)| p);
+    let project = robot_project(&r.name);
     json!({
         "name": r.name,
         "level": if project.is_some() { "project" } else { "system" },
@@ -62,7 +61,7 @@ fn view(r: &RobotRecord) -> Value {
         "permissions": r.permissions,
         "expires_at": r.expires_at,
         "expiration_time": r.expires_at.map(rfc3339),
-        "expired": r.expires_at.is_some_and(|e| e <= now()),
+        "expired": !r.live(now()),
         "creation_time": rfc3339(r.created),
     })
 }
@@ -96,15 +95,7 @@ async fn check_permissions(ctx: &Ctx, perms: &[RobotPermission]) -> Result<(), E
                 p.project
             )));
         }
-        if p.project != "*"
-            && ctx
-                .state
-                .auth
-                .directory
-                .project(&p.project)
-                .await?
-                .is_none()
-        {
+        if p.project != "*" && ctx.directory().project(&p.project).await?.is_none() {
             return Err(Error::not_found(format!("project {} not found", p.project)));
         }
     }
@@ -139,9 +130,7 @@ async fn create(ctx: &Ctx, project: Option<&str>, new: RobotCreate) -> Result<Cr
     check_permissions(ctx, &permissions).await?;
     let expires_at = expiry(&new)?;
     let (record, secret) = ctx
-        .state
-        .auth
-        .directory
+        .directory()
         .create_robot(
             project,
             &new.name,
@@ -157,36 +146,22 @@ async fn create(ctx: &Ctx, project: Option<&str>, new: RobotCreate) -> Result<Cr
 /// Project robots are logged under their project, so that the project's
 /// audit log shows them.
 fn audit_resource(full: &str) -> String {
-    match full
-        .strip_prefix("robot$")
-        .and_then(|rest| rest.split_once('+'))
-    {
-        Some((project, _)) => format!("{project}/{full}"),
+    match robot_project(full) {
+        Some(project) => format!("{project}/{full}"),
         None => full.to_owned(),
     }
 }
 
-fn page_of(ctx: &Ctx, robots: Vec<RobotRecord>) -> common::Result {
-    let paging = ctx.page()?;
-    let q = ctx.query("q");
-    let robots: Vec<RobotRecord> = robots
-        .into_iter()
-        .filter(|r| common::matches_query(&r.name, q))
-        .collect();
-    let total = robots.len();
-    paged(paging.slice(robots).iter().map(view).collect(), total)
+/// The robots whose full name `keep` keeps, a page of them.
+async fn list(ctx: &Ctx, keep: impl Fn(&str) -> bool) -> common::Result {
+    let mut robots = ctx.directory().robots().await?;
+    robots.retain(|r| keep(&r.name));
+    page_of(ctx, robots, |r| &r.name, view)
 }
 
 pub async fn list_system(ctx: &Ctx) -> common::Result {
     ctx.require_admin()?;
-    let robots = ctx.state.auth.directory.robots().await?;
-    page_of(
-        ctx,
-        robots
-            .into_iter()
-            .filter(|r| !r.name.contains('+'))
-            .collect(),
-    )
+    list(ctx, |name| !name.contains('+')).await
 }
 
 pub async fn create_system(ctx: &Ctx) -> common::Result {
@@ -194,40 +169,38 @@ pub async fn create_system(ctx: &Ctx) -> common::Result {
     created_view(create(ctx, None, ctx.json()?).await?)
 }
 
-/// A robot's full name from a path parameter that may be the full name or,
-/// for a system robot, the short one.
-fn full_name(name: &str) -> String {
-    if name.starts_with("robot$") {
+/// A robot's full name from a path parameter that may be the full name or
+/// the short one (of a robot of `project`, or of a system robot).
+fn full_name(project: Option<&str>, name: &str) -> String {
+    if name.starts_with(ROBOT_NAME_PREFIX) {
         name.to_owned()
     } else {
-        format!("robot${name}")
+        robot_name(project, name)
     }
 }
 
 async fn existing(ctx: &Ctx, full: &str) -> Result<RobotRecord, Error> {
-    ctx.state
-        .auth
-        .directory
-        .robot(full)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("robot {full} not found")))
+    let robot = ctx.directory().robot(full).await?;
+    robot.ok_or_else(|| Error::not_found(format!("robot {full} not found")))
 }
 
 pub async fn get(ctx: &Ctx) -> common::Result {
     ctx.require_admin()?;
-    ok(view(&existing(ctx, &full_name(ctx.param("robot"))).await?))
+    ok(view(
+        &existing(ctx, &full_name(None, ctx.param("robot"))).await?,
+    ))
 }
 
 /// System administrators may revoke any robot here, by its full name.
 pub async fn delete_any(ctx: &Ctx) -> common::Result {
     ctx.require_admin()?;
-    let full = full_name(ctx.param("robot"));
+    let full = full_name(None, ctx.param("robot"));
     revoke(ctx, &full).await?;
     no_content()
 }
 
 async fn revoke(ctx: &Ctx, full: &str) -> Result<(), Error> {
-    ctx.state.auth.directory.revoke_robot(full).await?;
+    ctx.directory().revoke_robot(full).await?;
     ctx.audit("revoke_robot", &audit_resource(full));
     Ok(())
 }
@@ -235,19 +208,12 @@ async fn revoke(ctx: &Ctx, full: &str) -> Result<(), Error> {
 pub async fn list_project(ctx: &Ctx) -> common::Result {
     let project = ctx.param("project");
     require(ctx, project, ProjectPerm::Manage).await?;
-    let prefix = format!("robot${project}+");
-    let robots = ctx.state.auth.directory.robots().await?;
-    page_of(
-        ctx,
-        robots
-            .into_iter()
-            .filter(|r| r.name.starts_with(&prefix))
-            .collect(),
-    )
+    let prefix = project_robots_prefix(project);
+    list(ctx, |name| name.starts_with(&prefix)).await
 }
 
 pub async fn create_project(ctx: &Ctx) -> common::Result {
-    created_view(create_project_robot_from(ctx, ctx.param("project"), || ctx.json()).await?)
+    created_view(create_project_robot(ctx, ctx.param("project"), Body(ctx)).await?)
 }
 
 /// Creates a robot of `project` (its permissions on that project only);
@@ -255,19 +221,10 @@ pub async fn create_project(ctx: &Ctx) -> common::Result {
 pub async fn create_project_robot(
     ctx: &Ctx,
     project: &str,
-    new: RobotCreate,
-) -> Result<CreatedRobot, Error> {
-    create_project_robot_from(ctx, project, || Ok(new)).await
-}
-
-/// The input is read after the permission check.
-async fn create_project_robot_from(
-    ctx: &Ctx,
-    project: &str,
-    new: impl FnOnce() -> Result<RobotCreate, Error>,
+    new: impl Input<RobotCreate>,
 ) -> Result<CreatedRobot, Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    create(ctx, Some(project), new()?).await
+    create(ctx, Some(project), new.read()?).await
 }
 
 pub async fn delete_project(ctx: &Ctx) -> common::Result {
@@ -279,13 +236,8 @@ pub async fn delete_project(ctx: &Ctx) -> common::Result {
 /// short name; project admins.
 pub async fn revoke_project_robot(ctx: &Ctx, project: &str, name: &str) -> Result<(), Error> {
     require(ctx, project, ProjectPerm::Manage).await?;
-    let prefix = format!("robot${project}+");
-    let full = if name.starts_with("robot$") {
-        name.to_owned()
-    } else {
-        format!("{prefix}{name}")
-    };
-    if !full.starts_with(&prefix) {
+    let full = full_name(Some(project), name);
+    if !full.starts_with(&project_robots_prefix(project)) {
         return Err(Error::not_found(format!(
             "robot {full} is not a robot of {project}"
         )));

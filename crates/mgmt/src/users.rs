@@ -2,7 +2,10 @@
 //! every user may read themself and change their own password (with the
 //! old one). Also `/systeminfo`, the one other endpoint about the system.
 
-use super::common::{self, created, matches_query, no_content, ok, paged, rfc3339, Ctx, Error};
+use super::common::{
+    self, created, no_content, ok, page_of, rfc3339, tolerate_missing, Body, Code, Ctx, Error,
+    Input,
+};
 use berth_auth::model::{Principal, UserRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,7 +46,7 @@ pub fn view(u: &UserRecord) -> Value {
     })
 }
 
-pub fn system_info(ctx: &Ctx) -> common::Result {
+pub async fn system_info(ctx: &Ctx) -> common::Result {
     ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
         // Every /v2 and /api/v1 request is authenticated; there is no
@@ -56,42 +59,19 @@ pub fn system_info(ctx: &Ctx) -> common::Result {
 
 pub async fn list(ctx: &Ctx) -> common::Result {
     ctx.require_admin()?;
-    let paging = ctx.page()?;
-    let q = ctx.query("q");
-    let users: Vec<UserRecord> = ctx
-        .state
-        .auth
-        .directory
-        .users()
-        .await?
-        .into_iter()
-        .filter(|u| matches_query(&u.name, q))
-        .collect();
-    let total = users.len();
-    paged(paging.slice(users).iter().map(view).collect(), total)
+    page_of(ctx, ctx.directory().users().await?, |u| &u.name, view)
 }
 
 pub async fn create(ctx: &Ctx) -> common::Result {
-    created(view(&create_user_from(ctx, || ctx.json()).await?))
+    created(view(&create_user(ctx, Body(ctx)).await?))
 }
 
 /// Creates a user; system administrators only.
-pub async fn create_user(ctx: &Ctx, new: UserCreate) -> Result<UserRecord, Error> {
-    create_user_from(ctx, || Ok(new)).await
-}
-
-/// The input is read after the permission check, so that a caller
-/// without the right gets its 403 (not a 400) whatever it sends.
-async fn create_user_from(
-    ctx: &Ctx,
-    new: impl FnOnce() -> Result<UserCreate, Error>,
-) -> Result<UserRecord, Error> {
+pub async fn create_user(ctx: &Ctx, new: impl Input<UserCreate>) -> Result<UserRecord, Error> {
     ctx.require_admin()?;
-    let new = new()?;
+    let new = new.read()?;
     let record = ctx
-        .state
-        .auth
-        .directory
+        .directory()
         .create_user(&new.name, &new.password, new.admin, &new.email)
         .await?;
     ctx.audit("create_user", &format!("user:{}", record.name));
@@ -101,7 +81,7 @@ async fn create_user_from(
 pub async fn current(ctx: &Ctx) -> common::Result {
     match ctx.principal() {
         Principal::Anonymous => Err(ctx.denied()),
-        Principal::User { name, .. } => match ctx.state.auth.directory.user(name).await? {
+        Principal::User { name, .. } => match ctx.directory().user(name).await? {
             Some(u) => ok(view(&u)),
             None => Err(Error::unauthorized("the account no longer exists")),
         },
@@ -119,12 +99,8 @@ fn is_self(ctx: &Ctx, name: &str) -> bool {
 }
 
 async fn existing(ctx: &Ctx, name: &str) -> Result<UserRecord, Error> {
-    ctx.state
-        .auth
-        .directory
-        .user(name)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("user {name} not found")))
+    let user = ctx.directory().user(name).await?;
+    user.ok_or_else(|| Error::not_found(format!("user {name} not found")))
 }
 
 pub async fn get(ctx: &Ctx) -> common::Result {
@@ -136,27 +112,21 @@ pub async fn get(ctx: &Ctx) -> common::Result {
 }
 
 pub async fn update(ctx: &Ctx) -> common::Result {
-    ok(view(
-        &update_user_from(ctx, ctx.param("name"), || ctx.json()).await?,
-    ))
+    ok(view(&update_user(ctx, ctx.param("name"), Body(ctx)).await?))
 }
 
 /// Changes a user's password or administrator flag: administrators any
 /// user's, every user their own password (with the old one).
-pub async fn update_user(ctx: &Ctx, name: &str, change: UserChange) -> Result<UserRecord, Error> {
-    update_user_from(ctx, name, || Ok(change)).await
-}
-
-async fn update_user_from(
+pub async fn update_user(
     ctx: &Ctx,
     name: &str,
-    change: impl FnOnce() -> Result<UserChange, Error>,
+    change: impl Input<UserChange>,
 ) -> Result<UserRecord, Error> {
     let own = is_self(ctx, name);
     if !ctx.is_admin() && !own {
         return Err(ctx.denied());
     }
-    let change = change()?;
+    let change = change.read()?;
     let user = existing(ctx, name).await?;
     if let Some(admin) = change.admin {
         if !ctx.is_admin() {
@@ -186,18 +156,12 @@ async fn update_user_from(
             let confirmed = ctx.state.auth.login(name, old, &ctx.caller.address).await?;
             if confirmed.is_none() {
                 ctx.audit("login_failed", name);
-                return Err(Error::Status(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "FORBIDDEN",
-                    "the old password is wrong".into(),
-                ));
+                return Err(Error::new(Code::Forbidden, "the old password is wrong"));
             }
         }
     }
     let record = ctx
-        .state
-        .auth
-        .directory
+        .directory()
         .update_user(name, change.password.as_deref(), change.admin)
         .await?;
     let what = match (change.password.is_some(), change.admin) {
@@ -223,14 +187,11 @@ pub async fn delete_user(ctx: &Ctx, name: &str) -> Result<(), Error> {
         return Err(Error::bad_request("you cannot delete yourself"));
     }
     existing(ctx, name).await?;
-    let directory = &ctx.state.auth.directory;
+    let directory = ctx.directory();
     // Memberships go first: a user created later under the same name must
     // not inherit the roles of this one.
     for project in directory.projects().await? {
-        match directory.remove_member(&project.name, "user", name).await {
-            Ok(()) | Err(berth_auth::directory::DirectoryError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        tolerate_missing(directory.remove_member(&project.name, "user", name).await)?;
     }
     directory.delete_user(name).await?;
     ctx.audit("delete_user", &format!("user:{name}"));

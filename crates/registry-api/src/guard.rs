@@ -113,14 +113,9 @@ async fn check(
         Err(_) => Need::Nothing,
     };
     let scope = scope_of(&need, request.mount_source());
-    let caller = match auth.caller(headers, &address).await {
+    let caller = match state.caller(headers, &address).await {
         Ok(c) => c,
         Err(AuthFailure::Unauthenticated(why)) => {
-            if let berth_http::auth::Credentials::Basic(user, _) =
-                berth_http::auth::credentials(headers)
-            {
-                state.audit.record(&user, "login_failed", &user, &address);
-            }
             return Err(auth.challenge(headers, scope.as_deref(), false, why));
         }
         Err(AuthFailure::Error(e)) => return Err(e.into_response()),

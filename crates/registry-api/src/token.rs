@@ -13,7 +13,6 @@ use berth_auth::token::AccessEntry;
 use berth_http::auth::{credentials, Credentials};
 use berth_http::error::ApiError;
 use berth_http::AppState;
-use berth_oci::error::error_body;
 use berth_oci::ErrorCode;
 use std::net::SocketAddr;
 
@@ -109,19 +108,7 @@ async fn login(
 }
 
 fn unauthorized() -> Response {
-    let mut resp = (
-        StatusCode::UNAUTHORIZED,
-        error_body(
-            ErrorCode::Unauthorized,
-            Some("invalid username or password"),
-        ),
-    )
-        .into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    resp
+    ApiError::detail(ErrorCode::Unauthorized, "invalid username or password").into_response()
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {

@@ -68,15 +68,7 @@ fn command_line(v: &Value) -> Markup {
 
 fn config_section(config: &Value) -> Markup {
     let c = &config["config"];
-    let mut platform = format!(
-        "{}/{}",
-        config["os"].as_str().unwrap_or("unknown"),
-        config["architecture"].as_str().unwrap_or("unknown")
-    );
-    if let Some(v) = config["variant"].as_str() {
-        platform.push('/');
-        platform.push_str(v);
-    }
+    let platform = artifact_parts::platform(config);
     let env = strings(&c["Env"]);
     let labels = pairs(&c["Labels"]);
     let ports: Vec<String> = c["ExposedPorts"]

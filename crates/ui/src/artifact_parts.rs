@@ -55,7 +55,22 @@ pub fn pull_command(viewer: &Viewer, repo: &RepoName, reference: &str) -> String
     )
 }
 
-/// `os/architecture[/variant]` of each child of an index.
+/// `os/architecture[/variant]` of an image config or of an index entry's
+/// `platform`.
+pub fn platform(p: &Value) -> String {
+    let mut name = format!(
+        "{}/{}",
+        p["os"].as_str().unwrap_or("unknown"),
+        p["architecture"].as_str().unwrap_or("unknown")
+    );
+    if let Some(v) = p["variant"].as_str() {
+        name.push('/');
+        name.push_str(v);
+    }
+    name
+}
+
+/// The platform of each child of an index.
 pub fn platforms(index: &Value) -> Vec<(String, Option<String>, u64)> {
     index["manifests"]
         .as_array()
@@ -63,18 +78,8 @@ pub fn platforms(index: &Value) -> Vec<(String, Option<String>, u64)> {
             children
                 .iter()
                 .map(|c| {
-                    let p = &c["platform"];
-                    let mut name = format!(
-                        "{}/{}",
-                        p["os"].as_str().unwrap_or("unknown"),
-                        p["architecture"].as_str().unwrap_or("unknown")
-                    );
-                    if let Some(v) = p["variant"].as_str() {
-                        name.push('/');
-                        name.push_str(v);
-                    }
                     (
-                        name,
+                        platform(&c["platform"]),
                         c["digest"].as_str().map(str::to_owned),
                         c["size"].as_u64().unwrap_or(0),
                     )

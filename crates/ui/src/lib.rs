@@ -9,7 +9,7 @@
 //! function the `/api/v1` endpoint wraps, so it meets the same checks,
 //! domain calls and audit records (a forged form gets the API's 403 or
 //! 404), and a renamed operation fails to compile. Layout:
-//! [`session`] (login sessions kept in `Kv`, CSRF tokens, the [`Viewer`]
+//! [`session`] (login sessions in the metadata store, CSRF tokens, the [`Viewer`]
 //! and [`Submitted`] extractors), [`page`] (the layout and shared pieces),
 //! then one module per page group; `artifact_parts` holds what the
 //! repository and artifact pages share, so that neither imports the other.
@@ -148,43 +148,35 @@ impl UiError {
     }
 }
 
+/// A failure a page meets is shown as the management API answers it:
+/// its status and message (the one mapping of each error type is the
+/// management layer's, `berth_mgmt::common`).
 impl From<MgmtError> for UiError {
     fn from(e: MgmtError) -> Self {
-        match e {
-            MgmtError::Status(status, _, message) => UiError::Status(status, message),
-            MgmtError::Api(api) => {
-                let core = api.0;
-                if let Some(cause) = &core.cause {
-                    tracing::error!(code = core.code.code(), %cause, "page failed");
-                }
-                let status = StatusCode::from_u16(core.code.status())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let message = core
-                    .detail
-                    .unwrap_or_else(|| core.code.message().to_owned());
-                UiError::Status(status, message)
-            }
+        if let MgmtError::Api(api) = &e {
+            api.log();
         }
+        UiError::Status(e.status(), e.message())
     }
 }
 
-impl From<berth_core::CoreError> for UiError {
-    fn from(e: berth_core::CoreError) -> Self {
-        MgmtError::from(e).into()
-    }
+/// The failures of the layers below, through the management layer's
+/// mapping of each.
+macro_rules! through_mgmt {
+    ($($error:ty),*) => {
+        $(impl From<$error> for UiError {
+            fn from(e: $error) -> Self {
+                MgmtError::from(e).into()
+            }
+        })*
+    };
 }
 
-impl From<berth_core::KvError> for UiError {
-    fn from(e: berth_core::KvError) -> Self {
-        MgmtError::from(e).into()
-    }
-}
-
-impl From<berth_auth::directory::DirectoryError> for UiError {
-    fn from(e: berth_auth::directory::DirectoryError) -> Self {
-        MgmtError::from(e).into()
-    }
-}
+through_mgmt!(
+    berth_core::CoreError,
+    berth_core::KvError,
+    berth_auth::directory::DirectoryError
+);
 
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
@@ -204,18 +196,8 @@ impl IntoResponse for UiError {
 pub type Result<T = Response> = std::result::Result<T, UiError>;
 
 /// Percent-encodes one path segment or query value (everything but
-/// unreserved bytes).
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// unreserved bytes), as the management API does.
+pub use berth_mgmt::common::encode;
 
 /// The UI path of a repository (its name's segments kept as segments).
 pub fn repo_path(repo: &str) -> String {

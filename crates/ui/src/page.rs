@@ -288,7 +288,7 @@ pub fn time(secs: u64) -> Markup {
 
 /// How long ago, in words.
 pub fn ago(secs: u64) -> String {
-    let elapsed = berth_auth::directory::now().saturating_sub(secs);
+    let elapsed = berth_http::time::now().saturating_sub(secs);
     match elapsed {
         0..=59 => "just now".into(),
         60..=3599 => format!("{} min ago", elapsed / 60),

@@ -6,6 +6,7 @@
 
 use super::page::{self, Notice, Section};
 use super::projects::{project_header, quota_text, Tab};
+use super::session::Fields;
 use super::{done, project_path, Result, Submitted, UiError, Viewer};
 use axum::extract::{Path, Query};
 use berth_auth::model::Action;
@@ -30,6 +31,60 @@ fn remove_button(viewer: &Viewer, project: &str, what: &str, index: usize) -> Ma
     }
 }
 
+/// One rule as a row of its table: its repositories and tags patterns, and
+/// the cells only rules of its kind have.
+type RuleRow<'a> = (&'a str, &'a str, Markup);
+
+/// The rules of one kind (`what`, as in the form's URL), numbered from 1,
+/// each with a button to remove it for a viewer who may (`manage`).
+fn rules_table(
+    viewer: &Viewer,
+    project: &str,
+    what: &str,
+    caption: &str,
+    more_columns: &[&str],
+    rows: Vec<RuleRow>,
+    manage: bool,
+) -> Markup {
+    let mut head = vec!["#", "Repositories", "Tags"];
+    head.extend_from_slice(more_columns);
+    head.push("Actions");
+    html! {
+        @if rows.is_empty() {
+            p { "No " (caption.to_lowercase()) "." }
+        } @else {
+            (page::table(caption, &head, html! {
+                @for (i, (repositories, tags, more)) in rows.iter().enumerate() {
+                    tr {
+                        td.num { (i + 1) }
+                        td { code { (repositories) } }
+                        td { code { (tags) } }
+                        (more)
+                        td { @if manage { (remove_button(viewer, project, what, i)) } @else { span.muted { "none" } } }
+                    }
+                }
+            }))
+        }
+    }
+}
+
+/// The form that adds a rule of kind `what`: its repositories pattern,
+/// then the tags field and the fields only rules of its kind have
+/// (`fields`), their ids starting with `id`.
+fn add_rule_form(viewer: &Viewer, base: &str, what: &str, id: &str, fields: Markup) -> Markup {
+    html! {
+        form.row method="post" action={ (base) "/" (what) } {
+            (page::csrf(viewer))
+            input type="hidden" name="action" value="add";
+            label for={ (id) "-repos" } { "Repositories" }
+            input id={ (id) "-repos" } type="text" name="repositories" value="**";
+            label for={ (id) "-tags" } { "Tags" }
+            (fields)
+            button type="submit" { "Add rule" }
+        }
+    }
+}
+
 async fn render(
     viewer: &Viewer,
     access: &ProjectAccess,
@@ -42,6 +97,18 @@ async fn render(
     let used = registry.project_usage(project).await?;
     let manage = access.allows(ProjectPerm::Manage);
     let base = project_path(project, "policy");
+    let immutable_rows: Vec<RuleRow> = policy
+        .immutable
+        .iter()
+        .map(|r| (r.repositories.as_str(), r.tags.as_str(), html! {}))
+        .collect();
+    let retention_rows = policy.retention.iter().map(|r| {
+        let more = html! {
+            td { @match r.latest_pushed { Some(n) => { (n) " tags" }, None => "-" } }
+            td { @match r.pushed_within_days { Some(d) => { (d) " days" }, None => "-" } }
+        };
+        (r.repositories.as_str(), r.tags.as_str(), more)
+    });
     let body = html! {
         (project_header(access, Tab::Policy, project))
         (notice)
@@ -62,67 +129,27 @@ async fn render(
             h2 #immutable { "Immutable tags" }
             p.hint { "A tag matching a rule, once pushed, can be neither moved nor deleted. "
                      "Patterns: " code { "*" } " within a path segment, " code { "**" } " across, " code { "?" } " one character." }
-            @if policy.immutable.is_empty() {
-                p { "No immutability rules." }
-            } @else {
-                (page::table("Immutability rules", &["#", "Repositories", "Tags", "Actions"], html! {
-                    @for (i, r) in policy.immutable.iter().enumerate() {
-                        tr {
-                            td.num { (i + 1) }
-                            td { code { (r.repositories) } }
-                            td { code { (r.tags) } }
-                            td { @if manage { (remove_button(viewer, project, "immutable", i)) } @else { span.muted { "none" } } }
-                        }
-                    }
-                }))
-            }
+            (rules_table(viewer, project, "immutable", "Immutability rules", &[], immutable_rows, manage))
             @if manage {
                 h3 { "Add an immutability rule" }
-                form.row method="post" action={ (base) "/immutable" } {
-                    (page::csrf(viewer))
-                    input type="hidden" name="action" value="add";
-                    label for="imm-repos" { "Repositories" }
-                    input #imm-repos type="text" name="repositories" value="**";
-                    label for="imm-tags" { "Tags" }
+                (add_rule_form(viewer, &base, "immutable", "imm", html! {
                     input #imm-tags type="text" name="tags" required placeholder="v*";
-                    button type="submit" { "Add rule" }
-                }
+                }))
             }
         }
         section aria-labelledby="retention" {
             h2 #retention { "Tag retention" }
             p.hint { "A retention run keeps every tag that some rule keeps and deletes the others; immutable tags are always kept. No rules, no deletions." }
-            @if policy.retention.is_empty() {
-                p { "No retention rules." }
-            } @else {
-                (page::table("Retention rules", &["#", "Repositories", "Tags", "Keep the latest", "Keep pushed within", "Actions"], html! {
-                    @for (i, r) in policy.retention.iter().enumerate() {
-                        tr {
-                            td.num { (i + 1) }
-                            td { code { (r.repositories) } }
-                            td { code { (r.tags) } }
-                            td { @match r.latest_pushed { Some(n) => { (n) " tags" }, None => "-" } }
-                            td { @match r.pushed_within_days { Some(d) => { (d) " days" }, None => "-" } }
-                            td { @if manage { (remove_button(viewer, project, "retention", i)) } @else { span.muted { "none" } } }
-                        }
-                    }
-                }))
-            }
+            (rules_table(viewer, project, "retention", "Retention rules", &["Keep the latest", "Keep pushed within"], retention_rows.collect(), manage))
             @if manage {
                 h3 { "Add a retention rule" }
-                form.row method="post" action={ (base) "/retention" } {
-                    (page::csrf(viewer))
-                    input type="hidden" name="action" value="add";
-                    label for="ret-repos" { "Repositories" }
-                    input #ret-repos type="text" name="repositories" value="**";
-                    label for="ret-tags" { "Tags" }
+                (add_rule_form(viewer, &base, "retention", "ret", html! {
                     input #ret-tags type="text" name="tags" value="**";
                     label for="ret-latest" { "Keep the latest N" }
                     input #ret-latest type="number" name="latest_pushed" min="0";
                     label for="ret-days" { "Keep pushed within (days)" }
                     input #ret-days type="number" name="pushed_within_days" min="0";
-                    button type="submit" { "Add rule" }
-                }
+                }))
                 div.row {
                     form.inline method="post" action={ (base) "/run" } {
                         (page::csrf(viewer))
@@ -163,7 +190,7 @@ pub async fn show(
     render(&viewer, &access, &project, Notice::shown(&query), None).await
 }
 
-fn number<T: std::str::FromStr>(fields: &super::session::Fields, name: &str) -> Result<Option<T>> {
+fn number<T: std::str::FromStr>(fields: &Fields, name: &str) -> Result<Option<T>> {
     fields
         .get(name)
         .map(|v| {
@@ -173,10 +200,28 @@ fn number<T: std::str::FromStr>(fields: &super::session::Fields, name: &str) -> 
         .transpose()
 }
 
-fn index(fields: &super::session::Fields, len: usize) -> Result<usize> {
+fn index(fields: &Fields, len: usize) -> Result<usize> {
     number::<usize>(fields, "index")?
         .filter(|i| *i < len)
         .ok_or_else(|| UiError::bad_request("no such rule"))
+}
+
+/// `rules` as the form changes them: with a rule added (`new` reads it from
+/// the form) or one removed (by its index).
+fn edited<R>(
+    mut rules: Vec<R>,
+    fields: &Fields,
+    new: impl FnOnce() -> Result<R>,
+) -> Result<Vec<R>> {
+    match fields.get("action") {
+        Some("add") => rules.push(new()?),
+        Some("remove") => {
+            let i = index(fields, rules.len())?;
+            rules.remove(i);
+        }
+        _ => return Err(UiError::bad_request("unknown action")),
+    }
+    Ok(rules)
 }
 
 pub async fn change(Path((project, what)): Path<(String, String)>, submitted: Submitted) -> Result {
@@ -188,45 +233,33 @@ pub async fn change(Path((project, what)): Path<(String, String)>, submitted: Su
     // it has.
     require(&viewer.ctx(), &project, ProjectPerm::Registry(Action::Pull)).await?;
     let policy = viewer.state.registry.project_policy(&project).await?;
-    match (what.as_str(), fields.get("action")) {
-        ("quota", _) => {
+    match what.as_str() {
+        "quota" => {
             let limit = number::<u64>(&fields, "limit_mib")?.map(|m| m.saturating_mul(MIB));
             let change = QuotaChange { limit_bytes: limit };
             berth_mgmt::set_project_quota(&ctx, &project, change).await?;
         }
-        ("immutable", action) => {
-            let mut rules = policy.immutable;
-            match action {
-                Some("add") => rules.push(TagSelector {
+        "immutable" => {
+            let rules = edited(policy.immutable, &fields, || {
+                Ok(TagSelector {
                     repositories: fields.get("repositories").unwrap_or("**").to_owned(),
                     tags: fields.required("tags", "a tags pattern")?.to_owned(),
-                }),
-                Some("remove") => {
-                    let i = index(&fields, rules.len())?;
-                    rules.remove(i);
-                }
-                _ => return Err(UiError::bad_request("unknown action")),
-            }
+                })
+            })?;
             berth_mgmt::set_immutable_rules(&ctx, &project, rules).await?;
         }
-        ("retention", action) => {
-            let mut rules = policy.retention;
-            match action {
-                Some("add") => rules.push(RetentionRule {
+        "retention" => {
+            let rules = edited(policy.retention, &fields, || {
+                Ok(RetentionRule {
                     repositories: fields.get("repositories").unwrap_or("**").to_owned(),
                     tags: fields.get("tags").unwrap_or("**").to_owned(),
                     latest_pushed: number(&fields, "latest_pushed")?,
                     pushed_within_days: number(&fields, "pushed_within_days")?,
-                }),
-                Some("remove") => {
-                    let i = index(&fields, rules.len())?;
-                    rules.remove(i);
-                }
-                _ => return Err(UiError::bad_request("unknown action")),
-            }
+                })
+            })?;
             berth_mgmt::set_retention_rules(&ctx, &project, RetentionChange { rules }).await?;
         }
-        ("run", _) => {
+        "run" => {
             let dry_run = fields.get("dry_run") != Some("false");
             let report = berth_mgmt::apply_retention(&ctx, &project, dry_run).await?;
             let access = require(&ctx, &project, ProjectPerm::Registry(Action::Pull)).await?;

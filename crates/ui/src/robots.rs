@@ -6,8 +6,8 @@ use super::page::{self, Notice, Section};
 use super::projects::{project_header, Tab};
 use super::{done, encode, project_path, Result, Submitted, UiError, Viewer};
 use axum::extract::{Path, Query};
-use berth_auth::directory::now;
-use berth_auth::model::Action;
+use berth_auth::model::{project_robots_prefix, Action};
+use berth_http::time::now;
 use berth_mgmt::access::{require, ProjectPerm};
 use berth_mgmt::RobotCreate;
 use maud::{html, Markup};
@@ -46,16 +46,9 @@ pub async fn list(
     Query(query): Query<Pairs>,
 ) -> Result {
     let access = require(&viewer.ctx(), &project, ProjectPerm::Manage).await?;
-    let prefix = format!("robot${project}+");
-    let robots: Vec<_> = viewer
-        .state
-        .auth
-        .directory
-        .robots()
-        .await?
-        .into_iter()
-        .filter(|r| r.name.starts_with(&prefix))
-        .collect();
+    let prefix = project_robots_prefix(&project);
+    let mut robots = viewer.state.auth.directory.robots().await?;
+    robots.retain(|r| r.name.starts_with(&prefix));
     let at = now();
     let body = html! {
         (project_header(&access, Tab::Robots, &project))

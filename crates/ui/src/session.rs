@@ -1,7 +1,7 @@
 //! Login sessions of the web UI. A session is a random id in the
 //! `berth_session` cookie (HttpOnly, SameSite=Lax, Secure over TLS); its
-//! record lives in `Kv` under `uisession:<sha256 of the id>` with an
-//! expiry, never in node memory, so any node of a cluster serves it and a
+//! record lives in the metadata store under `uisession:<sha256 of the id>`
+//! (`berth_auth::sessions`, reached through the directory) with an expiry, never in node memory, so any node of a cluster serves it and a
 //! leaked metadata dump holds no usable id. Each record carries a CSRF
 //! token that every form sends back and every POST must match
 //! ([`Submitted`]), and the version of the user's account record when the
@@ -33,8 +33,8 @@ pub use berth_auth::sessions::LIFETIME_SECS;
 const MAX_FORM: usize = 64 * 1024;
 
 /// The session records (in the auth crate: HTTP code keeps no records).
-fn sessions(state: &AppState) -> Sessions {
-    Sessions::new(state.auth.directory.kv().clone())
+fn sessions(state: &AppState) -> &Sessions {
+    state.auth.directory.sessions()
 }
 
 /// Starts a session for a user who just proved who they are, with their

@@ -60,14 +60,11 @@ pub async fn dispatch(
             "a /v2 request reached its handler without passing the guard",
         ))),
     };
-    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    let resp = result.unwrap_or_else(IntoResponse::into_response);
     if let Some(rest) = rest {
         rest.drain().await;
     }
-    resp.headers_mut().insert(
-        "Docker-Distribution-API-Version",
-        HeaderValue::from_static("registry/2.0"),
-    );
+    // The guard around this adds `Docker-Distribution-API-Version`.
     resp
 }
 
