@@ -1,0 +1,74 @@
+//! Blob GETs that a registry on S3 storage redirects to presigned URLs
+//! (CNCF Distribution on a real Garage, through HAProxy recording every
+//! request that reaches the storage host): the client follows them, keeps
+//! `Range`, and never carries the registry's credentials there.
+
+mod common;
+
+use berth_oci::{Digest, RepoName};
+use berth_registry_client::{Client, Credentials, Endpoint};
+use common::garage::Garage;
+use common::haproxy::Recorder;
+use common::{collect, noise, stream_of, Distribution, Setup};
+
+#[tokio::test]
+async fn s3_redirects_carry_no_registry_credentials() {
+    let garage = Garage::start();
+    let storage_host = Recorder::start(garage.s3_port);
+    let reg = Distribution::start_with(Setup {
+        users: vec![("alice", "pass-of-alice")],
+        storage: Some(garage.distribution_storage(storage_host.port)),
+        ..Setup::default()
+    });
+    let mut ep =
+        Endpoint::new(&reg.url).with_credentials(Credentials::new("alice", "pass-of-alice"));
+    ep.chunk_size = 1 << 20;
+    let c = Client::new(&ep).unwrap();
+    let app = RepoName::parse("team/app").unwrap();
+    let data = noise(9, (3 << 20) + 99);
+    let digest = Digest::sha256_of(&data);
+    c.blob_put(&app, &digest, data.len() as u64, stream_of(&data, 50_000))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        c.blob_head(&app, &digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
+    assert!(
+        collect(c.blob_get(&app, &digest, 0).await.unwrap())
+            .await
+            .unwrap()
+            == data
+    );
+    let from = 2_000_001;
+    let part = c.blob_get(&app, &digest, from).await.unwrap();
+    assert_eq!(part.total_len(), Some(data.len() as u64));
+    assert!(collect(part).await.unwrap() == data[from as usize..]);
+
+    // The registry redirected the HEAD and both GETs.
+    let redirects = reg
+        .requests()
+        .iter()
+        .filter(|r| r.contains(&format!(" /v2/team/app/blobs/{digest} ")) && r.ends_with(" 307"))
+        .count();
+    assert_eq!(redirects, 3, "{:#?}", reg.requests());
+
+    // At the storage host: the registry's own calls are signed (so the
+    // recorder does see Authorization headers), the client's requests to
+    // presigned URLs carry none.
+    let seen = storage_host.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.authorization.starts_with("AWS4-HMAC-SHA256")),
+        "{seen:#?}"
+    );
+    let presigned: Vec<_> = seen
+        .iter()
+        .filter(|s| s.uri.contains("X-Amz-Signature="))
+        .collect();
+    assert_eq!(presigned.len(), 3, "{seen:#?}");
+    for s in presigned {
+        assert_eq!(s.authorization, "", "{s:?}");
+    }
+}
