@@ -20,13 +20,23 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Keeps this node's record alive for as long as the process runs,
-/// re-registering after etcd outages.
-pub fn register(etcd: EtcdKv, listen: String, external_url: String) {
-    let host = std::fs::read_to_string("/etc/hostname")
+/// This machine's name, for humans reading who ran what.
+pub(crate) fn node_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "node".into());
-    let id = format!("{host}-{}", &berth_auth::secret::generate()[..6]);
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+/// Keeps this node's record alive until the task is aborted,
+/// re-registering after etcd outages.
+pub(crate) fn register(
+    etcd: EtcdKv,
+    listen: String,
+    external_url: String,
+) -> tokio::task::JoinHandle<()> {
+    let id = format!("{}-{}", node_name(), &berth_auth::secret::generate()[..6]);
     let record = NodeRecord {
         id: id.clone(),
         listen,
@@ -64,7 +74,7 @@ pub fn register(etcd: EtcdKv, listen: String, external_url: String) {
                 }
             }
         }
-    });
+    })
 }
 
 /// `berth cluster status`: prints the live nodes, each etcd member's health

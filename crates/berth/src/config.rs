@@ -261,6 +261,11 @@ pub enum StorageConfig {
         /// Defaults to `<data_dir>/blobs`.
         #[serde(default)]
         path: Option<PathBuf>,
+        /// Where committed blobs live under `path`: berth's own layout, or
+        /// CNCF Distribution's (`path` is then a Distribution's
+        /// `rootdirectory`, served where it lies; see `berth import`).
+        #[serde(default)]
+        layout: berth_storage::BlobLayout,
     },
     /// Blobs in an S3-compatible object store (Ceph RGW, Garage, MinIO, AWS).
     S3(berth_storage::S3Config),
@@ -350,8 +355,17 @@ impl Config {
 
     pub fn blob_path(&self) -> PathBuf {
         match &self.storage {
-            StorageConfig::Filesystem { path: Some(p) } => p.clone(),
+            StorageConfig::Filesystem { path: Some(p), .. } => p.clone(),
             _ => self.data_dir.join("blobs"),
+        }
+    }
+
+    /// `[storage] layout`: where committed blobs live in the store.
+    pub fn blob_layout(&self) -> berth_storage::BlobLayout {
+        match &self.storage {
+            StorageConfig::Filesystem { layout, .. } => *layout,
+            StorageConfig::S3(s3) => s3.layout,
+            StorageConfig::Default => berth_storage::BlobLayout::Berth,
         }
     }
 
@@ -483,6 +497,26 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/berth.toml");
         let text = std::fs::read_to_string(dir).unwrap();
         Config::parse(&text).unwrap();
+    }
+
+    #[test]
+    fn storage_layout_is_berths_unless_distribution_is_asked_for() {
+        use berth_storage::BlobLayout;
+        assert_eq!(Config::parse("").unwrap().blob_layout(), BlobLayout::Berth);
+        let c = Config::parse(
+            "[storage]\nbackend = \"filesystem\"\npath = \"/var/lib/registry\"\nlayout = \"distribution\"",
+        )
+        .unwrap();
+        assert_eq!(c.blob_layout(), BlobLayout::Distribution);
+        assert_eq!(c.blob_path(), PathBuf::from("/var/lib/registry"));
+        let c = Config::parse("[storage]\nbackend = \"filesystem\"").unwrap();
+        assert_eq!(c.blob_layout(), BlobLayout::Berth);
+        let c = Config::parse(
+            "[storage]\nbackend = \"s3\"\nendpoint = \"http://s3:9000\"\nbucket = \"registry\"\nlayout = \"distribution\"",
+        )
+        .unwrap();
+        assert_eq!(c.blob_layout(), BlobLayout::Distribution);
+        assert!(Config::parse("[storage]\nbackend = \"filesystem\"\nlayout = \"harbor\"").is_err());
     }
 
     #[test]

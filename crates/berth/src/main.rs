@@ -1,21 +1,16 @@
-//! The `berth` binary: command line, configuration and wiring. Everything
-//! else lives in the library crates (oci, core, storage, meta, api). The
-//! `user`, `project` and `robot` commands are clients of a running server's
-//! management API (see `cli`).
+//! The `berth` binary: the command line. Serving, `fsck`, `import` and
+//! `cluster status` are the berth library's (see `lib.rs`: the configuration and the
+//! wiring); the `user`, `project`, `robot` and `gc` commands are clients of
+//! a running server's management API (see `cli`).
 
 mod cert;
 mod cli;
-mod cluster;
-mod config;
 
-use berth_core::Registry;
-use berth_http::AppState;
+use berth::{cluster, App, Config};
 use clap::{Parser, Subcommand};
-use config::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -79,6 +74,11 @@ enum Command {
         #[arg(long)]
         no_verify: bool,
     },
+    /// Take over a CNCF Distribution (or Harbor) registry's storage: build
+    /// berth's metadata for its repositories, manifests, tags and blobs.
+    /// Stop the old registry (or make it read-only) first. Rerun it after
+    /// a crash; a second run changes nothing. See docs/migration.md.
+    Import(ImportCommand),
     /// Collect garbage on a running server now (or --dry-run, --history).
     Gc {
         #[command(flatten)]
@@ -106,6 +106,34 @@ struct ServeArgs {
     /// Data directory (overrides `data_dir`).
     #[arg(long, env = "BERTH_DATA")]
     data: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ImportCommand {
+    /// Configuration file of the berth that will serve the import (its
+    /// metadata and blob storage).
+    #[arg(long, env = "BERTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long, env = "BERTH_DATA")]
+    data: Option<PathBuf>,
+    /// The Distribution's storage: its `rootdirectory` (a directory), or
+    /// `s3://<bucket>[/<rootdirectory>]` reached with the endpoint and
+    /// credentials of `[storage]`. Default: the configured storage itself,
+    /// which needs `layout = "distribution"`; its blobs are adopted in
+    /// place (no byte copied). Blobs from anywhere else are copied.
+    #[arg(long)]
+    from: Option<String>,
+    /// Re-hash every blob adopted in place (copied blobs are always
+    /// verified); without it, existence and sizes are checked.
+    #[arg(long)]
+    verify: bool,
+    /// Create missing projects public (default: private).
+    #[arg(long)]
+    public: bool,
+    /// Blobs and manifests handled at once.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
 }
 
 #[derive(Subcommand)]
@@ -190,6 +218,7 @@ fn main() -> ExitCode {
         Command::Project { conn, command } => cli::project(conn, command),
         Command::Robot { conn, command } => cli::robot(conn, command),
         Command::Gc { conn, args } => cli::gc(conn, args),
+        Command::Import(args) => import(args),
         Command::Fsck {
             data,
             config,
@@ -204,7 +233,8 @@ fn main() -> ExitCode {
                 }),
                 (None, None) => Err("give --data or --config".into()),
             };
-            loaded.and_then(|c| fsck(c, !no_verify, repair))
+            loaded
+                .and_then(|c| multi_thread_runtime()?.block_on(berth::fsck(&c, !no_verify, repair)))
         }
     };
     match result {
@@ -216,15 +246,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// This machine's name, for humans reading who ran what.
-fn node_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".into())
-}
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -232,6 +253,32 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn multi_thread_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))
+}
+
+fn import(cmd: ImportCommand) -> Result<(), String> {
+    let mut config = match &cmd.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(data) = cmd.data {
+        config.data_dir = data;
+    }
+    let args = berth::ImportArgs {
+        from: cmd.from,
+        verify: cmd.verify,
+        public: cmd.public,
+        jobs: cmd.jobs,
+    };
+    multi_thread_runtime()?
+        .block_on(berth::import(&config, &args))
+        .map(drop)
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
@@ -245,247 +292,34 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(data) = args.data {
         config.data_dir = data;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
-    runtime.block_on(run(config))
+    multi_thread_runtime()?.block_on(run(config))
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
-    let backends = open_backends(&config)?;
-    if let Some(store) = backends.s3.clone() {
-        abort_abandoned_multipart_uploads(store);
-    }
-    let (kv, blobs, etcd_membership) = (backends.kv, backends.blobs, backends.etcd);
-    let registry = Registry::new(kv.clone(), blobs)
-        .for_grace_period(config.gc.grace_period.as_secs())
-        .with_upload_limits(config.uploads.limits());
-    let locks: Arc<dyn berth_core::Locks> = match &etcd_membership {
-        Some(etcd) => Arc::new(etcd.clone()),
-        None => Arc::new(berth_core::LocalLocks::default()),
-    };
-    let gc = Arc::new(berth_core::registry::gc::Collector::new(
-        registry.clone(),
-        locks,
-        node_name(),
-        config.gc.grace_period.as_secs(),
-        config.gc.upload_expiry.as_secs(),
-    ));
-    if !config.gc.interval.is_zero() {
-        gc.clone().schedule(config.gc.interval);
-    }
-    if !config.gc.retention_interval.is_zero() {
-        gc.clone().schedule_retention(config.gc.retention_interval);
-    }
-    let mut directory = berth_auth::Directory::new(kv.clone());
-    if let Some(ldap) = &config.ldap {
-        let grants = ldap.group_role_grants();
-        let external = berth_auth::ldap::LdapDirectory::new(ldap.clone())
-            .map_err(|e| format!("[ldap]: {e}"))?;
-        directory = directory.with_external(Arc::new(external), grants);
-    }
     let admin_password = std::env::var("BERTH_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
-    match directory.ensure_admin(admin_password.as_deref()).await {
-        Ok(Some(generated)) => {
-            // Shown once, on the first start; only its argon2id hash is kept.
-            println!("created user admin with password: {generated}");
-            println!("(set BERTH_ADMIN_PASSWORD before the first start to choose it)");
-        }
-        Ok(None) => {}
-        Err(e) => return Err(format!("creating the admin user: {e}")),
+    let app = App::build(&config, admin_password.as_deref()).await?;
+    if let Some(generated) = &app.generated_admin_password {
+        // Shown once, on the first start; only its argon2id hash is kept.
+        println!("created user admin with password: {generated}");
+        println!("(set BERTH_ADMIN_PASSWORD before the first start to choose it)");
     }
-    let mut tokens = berth_auth::token::TokenService::new(
-        kv.clone(),
-        "berth",
-        config.auth.service.clone(),
-        config.auth.token_ttl_secs,
-    );
-    tokens.leeway_secs = config.auth.clock_skew_secs;
-    let realm = config
-        .external_url
-        .as_ref()
-        .map(|_| format!("{}/service/token", config.base_url()));
-    let mut auth =
-        berth_http::auth::Auth::new(directory, tokens, realm, config.auth.admin_creates_projects);
-    if config.tls.is_some() {
-        auth.scheme = "https";
-    }
-    let audit = berth_auth::audit::AuditLog::start(kv);
-    let state = AppState {
-        registry,
-        auth: Arc::new(auth),
-        audit: audit.clone(),
-        base_url: config.base_url().into(),
-        gc,
-    };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("listening on {}: {e}", config.listen))?;
+    let listener = app.bind().await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    if let Some(etcd) = etcd_membership {
-        cluster::register(etcd, addr.to_string(), config.base_url());
-    }
-    let tls = match &config.tls {
-        Some(t) => Some(berth_http::tls::server_config(&t.cert_file, &t.key_file)?),
-        None => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let background = app.start_background(addr);
     // Tests and scripts read this line to learn the port of `--listen 127.0.0.1:0`.
     println!(
-        "berth listening on {scheme}://{addr} (data in {})",
+        "berth listening on {}://{addr} (data in {})",
+        app.scheme(),
         config.data_dir.display()
     );
     tracing::info!(%addr, data = %config.data_dir.display(), "berth serving");
-    let served = berth_http::server::serve(
-        listener,
-        router(state),
-        tls,
-        config.server.limits(),
-        config.server.proxies(),
-        shutdown_signal(),
-    )
-    .await;
-    // The requests have finished; their audit events must not be lost.
-    audit.flush().await;
-    served.map_err(|e| format!("serving: {e}"))?;
+    let served = app.serve(listener, shutdown_signal()).await;
+    background.stop();
+    served?;
     tracing::info!("berth stopped");
     Ok(())
-}
-
-/// The metadata and blob backends a configuration names.
-struct Backends {
-    kv: Arc<dyn berth_core::Kv>,
-    blobs: Arc<dyn berth_core::BlobStore>,
-    /// Set on etcd, for membership and locks.
-    etcd: Option<berth_meta::EtcdKv>,
-    /// Set on S3, for the multipart sweep.
-    s3: Option<Arc<berth_storage::S3BlobStore>>,
-}
-
-fn open_backends(config: &Config) -> Result<Backends, String> {
-    let mut s3 = None;
-    let blobs: Arc<dyn berth_core::BlobStore> = match &config.storage {
-        config::StorageConfig::S3(s3_config) => {
-            let store = Arc::new(
-                berth_storage::S3BlobStore::new(s3_config)
-                    .map_err(|e| format!("[storage] s3: {e}"))?,
-            );
-            s3 = Some(store.clone());
-            store
-        }
-        _ => Arc::new(
-            berth_storage::FsBlobStore::open(config.blob_path()).map_err(|e| {
-                format!(
-                    "opening blob storage at {}: {e}",
-                    config.blob_path().display()
-                )
-            })?,
-        ),
-    };
-    // In a cluster, the node registers itself once it knows its address.
-    let mut etcd_membership = None;
-    let kv: Arc<dyn berth_core::Kv> = match &config.metadata {
-        config::MetadataConfig::Etcd(etcd) => {
-            let etcd = berth_meta::EtcdKv::new(etcd.clone())
-                .map_err(|e| format!("[metadata] etcd: {e}"))?;
-            etcd_membership = Some(etcd.clone());
-            Arc::new(etcd)
-        }
-        _ => Arc::new(
-            berth_meta::RedbKv::open(&config.metadata_path()).map_err(|e| {
-                format!(
-                    "opening metadata at {}: {e}",
-                    config.metadata_path().display()
-                )
-            })?,
-        ),
-    };
-    Ok(Backends {
-        kv,
-        blobs,
-        etcd: etcd_membership,
-        s3,
-    })
-}
-
-/// `berth fsck`: checks (and with `repair` fixes) the metadata and blobs of
-/// a data directory or of the backends of a configuration.
-fn fsck(config: Config, verify: bool, repair: bool) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
-    if !matches!(config.metadata, config::MetadataConfig::Etcd(_))
-        && !config.metadata_path().exists()
-    {
-        return Err(format!(
-            "no registry metadata at {}",
-            config.metadata_path().display()
-        ));
-    }
-    runtime.block_on(async {
-        let backends = open_backends(&config).map_err(|e| {
-            format!("{e}\n(an embedded data directory must not be in use: stop berth serve first)")
-        })?;
-        let registry = Registry::new(backends.kv, backends.blobs);
-        let report = registry
-            .fsck(verify, repair)
-            .await
-            .map_err(|e| format!("fsck: {e}"))?;
-        for problem in &report.problems {
-            println!("PROBLEM {problem}");
-        }
-        println!(
-            "checked {} blobs ({} bytes re-hashed), {} blob links, {} manifests, {} tags, {} referrer entries: {} problems{}",
-            report.blobs_checked,
-            report.bytes_verified,
-            report.links_checked,
-            report.manifests_checked,
-            report.tags_checked,
-            report.referrers_checked,
-            report.problems.len(),
-            if repair { format!(", {} repaired", report.repaired) } else { String::new() },
-        );
-        if report.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} problems found", report.problems.len()))
-        }
-    })
-}
-
-/// A multipart upload older than this was abandoned by a node that died
-/// mid-commit; S3 keeps (and bills) its parts until it is aborted.
-const MULTIPART_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// Every hour, aborts the bucket's abandoned multipart uploads. Any node may
-/// do it: aborting twice is harmless.
-fn abort_abandoned_multipart_uploads(store: Arc<berth_storage::S3BlobStore>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-        loop {
-            tick.tick().await;
-            match store.abort_stale_multipart(MULTIPART_MAX_AGE).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(aborted = n, "aborted abandoned multipart uploads"),
-                Err(e) => tracing::warn!(error = %e, "sweeping abandoned multipart uploads failed"),
-            }
-        }
-    });
-}
-
-/// Every surface on one router: the registry (`/v2`, tokens, health), the
-/// management API and, when built with it, the web UI.
-fn router(state: AppState) -> axum::Router {
-    let app = berth_registry_api::routes(state.clone()).merge(berth_mgmt::router(state.clone()));
-    #[cfg(feature = "ui")]
-    let app = app.merge(berth_ui::router());
-    app.with_state(state)
 }
 
 async fn shutdown_signal() {

@@ -1,18 +1,11 @@
-//! The HTTP layer served in-process on 127.0.0.1:0, over the in-memory `Kv`
-//! and the filesystem `BlobStore`: every distribution endpoint once, with a
-//! graceful shutdown at the end. (The binary's own tests drive the real
-//! process; this one needs no binary and shows the wiring in one page.)
+//! The HTTP layer served in-process on 127.0.0.1:0, built as the binary
+//! builds it (`berth::App`: embedded metadata and filesystem blobs in a
+//! temporary directory): every distribution endpoint once, with a graceful
+//! shutdown at the end. (The binary's own tests drive the real process;
+//! this one needs no binary.)
 
-use berth_auth::audit::AuditLog;
-use berth_auth::token::TokenService;
-use berth_auth::Directory;
-use berth_core::registry::gc::Collector;
-use berth_core::LocalLocks;
-use berth_core::{Kv, MemoryKv, Registry};
-use berth_http::auth::Auth;
-use berth_http::{serve, AppState};
+use berth::{App, Config};
 use berth_oci::Digest;
-use std::sync::Arc;
 
 const PASSWORD: &str = "in-process-admin";
 
@@ -20,36 +13,27 @@ fn sha(data: &[u8]) -> String {
     Digest::sha256_of(data).to_string()
 }
 
+/// The status of the response to `request`.
+async fn status(request: reqwest::RequestBuilder) -> u16 {
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// The JSON body of the response to `request`.
+async fn json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_in_process() {
     let dir = tempfile::tempdir().unwrap();
-    let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-    let blobs = Arc::new(berth_storage::FsBlobStore::open(dir.path().join("blobs")).unwrap());
-    let directory = Directory::new(kv.clone());
-    directory.ensure_admin(Some(PASSWORD)).await.unwrap();
-    let tokens = TokenService::new(kv.clone(), "berth", "berth", 300);
-    let registry = Registry::new(kv.clone(), blobs);
-    let gc = Collector::new(
-        registry.clone(),
-        Arc::new(LocalLocks::default()),
-        "test",
-        3600,
-        86_400,
-    );
-    let state = AppState {
-        gc: Arc::new(gc),
-        registry,
-        auth: Arc::new(Auth::new(directory, tokens, None, true)),
-        audit: AuditLog::start(kv),
-        base_url: "".into(),
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().into(),
+        ..Config::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = berth_registry_api::routes(state.clone()).with_state(state);
-    let server = tokio::spawn(serve(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let app = App::build(&config, Some(PASSWORD)).await.unwrap();
+    let server = app.spawn().await.unwrap();
+    let base = format!("http://{}", server.addr);
     let c = berth_net::client();
     let req = |m: reqwest::Method, path: &str| {
         c.request(m, format!("{base}{path}"))
@@ -57,11 +41,8 @@ async fn every_endpoint_in_process() {
     };
     use reqwest::Method as M;
 
-    assert_eq!(
-        c.get(format!("{base}/v2/")).send().await.unwrap().status(),
-        401
-    );
-    assert_eq!(req(M::GET, "/v2/").send().await.unwrap().status(), 200);
+    assert_eq!(status(c.get(format!("{base}/v2/"))).await, 401);
+    assert_eq!(status(req(M::GET, "/v2/")).await, 200);
 
     // Monolithic upload, then HEAD, GET and a Range GET.
     let layer = b"in-process layer bytes".to_vec();
@@ -117,8 +98,8 @@ async fn every_endpoint_in_process() {
         .await
         .unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(req(M::DELETE, &loc).send().await.unwrap().status(), 204);
-    assert_eq!(req(M::GET, &loc).send().await.unwrap().status(), 404);
+    assert_eq!(status(req(M::DELETE, &loc)).await, 204);
+    assert_eq!(status(req(M::GET, &loc)).await, 404);
 
     // Mount into another repository.
     let r = req(
@@ -180,79 +161,28 @@ async fn every_endpoint_in_process() {
     .await
     .unwrap();
     assert_eq!(r.headers()["oci-filters-applied"], "artifactType");
-    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
-    let v: serde_json::Value = serde_json::from_str(
-        &req(M::GET, "/v2/p/app/tags/list")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let v = json(req(M::GET, "/v2/p/app/tags/list")).await;
     assert_eq!(v["tags"], serde_json::json!(["v1"]));
-    let v: serde_json::Value = serde_json::from_str(
-        &req(M::GET, "/v2/_catalog")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let v = json(req(M::GET, "/v2/_catalog")).await;
     assert_eq!(v["repositories"], serde_json::json!(["p/app"]));
-    assert_eq!(
-        req(M::DELETE, "/v2/p/app/manifests/v1")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
-    assert_eq!(
-        req(M::GET, &format!("/v2/p/app/manifests/{digest}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        req(M::DELETE, &format!("/v2/p/app/manifests/{digest}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
-    assert_eq!(
-        req(M::GET, &format!("/v2/p/app/manifests/{digest}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        req(M::DELETE, &format!("/v2/p/other/blobs/{}", sha(&layer)))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
-    assert_eq!(
-        req(M::HEAD, &format!("/v2/p/other/blobs/{}", sha(&layer)))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    let other_layer: &str = &format!("/v2/p/other/blobs/{}", sha(&layer));
+    let by_digest: &str = &format!("/v2/p/app/manifests/{digest}");
+    for (method, path, expected) in [
+        (M::DELETE, "/v2/p/app/manifests/v1", 202),
+        (M::GET, by_digest, 200),
+        (M::DELETE, by_digest, 202),
+        (M::GET, by_digest, 404),
+        (M::DELETE, other_layer, 202),
+        (M::HEAD, other_layer, 404),
+    ] {
+        assert_eq!(
+            status(req(method.clone(), path)).await,
+            expected,
+            "{method} {path}"
+        );
+    }
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }

@@ -1,19 +1,13 @@
 //! Every web UI page, served in-process over the in-memory `Kv`: who may
 //! open which page, which buttons each role is shown, and that a POST a
-//! role may not make is refused whatever the page showed. (The browser
-//! test in `crates/berth/tests/ui.rs` drives the real binary in Chromium.)
+//! role may not make is refused whatever the page showed. The application
+//! is built as the binary builds it (`berth::App`, on a temporary data
+//! directory). (The browser test in `crates/berth/tests/ui.rs` drives the
+//! real binary in Chromium.)
 
-use berth_auth::audit::AuditLog;
+use berth::{App, Config};
 use berth_auth::model::Role;
-use berth_auth::token::TokenService;
-use berth_auth::Directory;
-use berth_core::registry::gc::Collector;
-use berth_core::LocalLocks;
-use berth_core::{Kv, MemoryKv, Registry};
-use berth_http::auth::Auth;
-use berth_http::{serve, AppState};
 use berth_oci::Digest;
-use std::sync::Arc;
 
 const PASSWORD: &str = "ui-pages-password";
 
@@ -35,13 +29,7 @@ impl Site {
             .send()
             .await
             .unwrap();
-        let cookie = page.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let cookie = set_cookie(&page);
         let html = page.text().await.unwrap();
         let token = hidden(&html, "csrf");
         let resp = self
@@ -57,13 +45,7 @@ impl Site {
             .await
             .unwrap();
         assert_eq!(resp.status(), 303, "{user} logs in");
-        resp.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned()
+        set_cookie(&resp)
     }
 
     async fn get(&self, cookie: &str, path: &str) -> (u16, String) {
@@ -94,6 +76,12 @@ impl Site {
     }
 }
 
+/// The `name=value` of the cookie `resp` sets.
+fn set_cookie(resp: &reqwest::Response) -> String {
+    let header = resp.headers()["set-cookie"].to_str().unwrap();
+    header.split(';').next().unwrap().to_owned()
+}
+
 fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let at = html.find(&marker).unwrap_or_else(|| panic!("no {name}"));
@@ -104,10 +92,13 @@ fn hidden(html: &str, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_and_buttons_follow_the_roles() {
     let dir = tempfile::tempdir().unwrap();
-    let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
-    let blobs = Arc::new(berth_storage::FsBlobStore::open(dir.path().join("blobs")).unwrap());
-    let directory = Directory::new(kv.clone());
-    directory.ensure_admin(Some(PASSWORD)).await.unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().into(),
+        ..Config::default()
+    };
+    let app = App::build(&config, Some(PASSWORD)).await.unwrap();
+    let directory = &app.state.auth.directory;
     directory.create_project("p", false).await.unwrap();
     for (user, role) in [
         ("maint", Role::Maintainer),
@@ -128,41 +119,14 @@ async fn pages_and_buttons_follow_the_roles() {
     // A cluster node's record, as `berth serve` keeps it under its lease.
     let node = serde_json::json!({"id": "node-a1", "listen": "10.0.0.1:5000",
         "external_url": "https://registry.example", "version": "0.1.0", "started": 1});
-    kv.put("node:node-a1", node.to_string().into_bytes())
+    app.kv()
+        .put("node:node-a1", node.to_string().into_bytes())
         .await
         .unwrap();
-    let registry = Registry::new(kv.clone(), blobs);
-    let gc = Collector::new(
-        registry.clone(),
-        Arc::new(LocalLocks::default()),
-        "test",
-        3600,
-        86_400,
-    );
-    let state = AppState {
-        gc: Arc::new(gc),
-        registry,
-        auth: Arc::new(Auth::new(
-            directory,
-            TokenService::new(kv.clone(), "berth", "berth", 300),
-            None,
-            true,
-        )),
-        audit: AuditLog::start(kv),
-        base_url: "".into(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // The registry for pushes, the management API and the UI, as the
     // binary serves them.
-    let app = berth_registry_api::routes(state.clone())
-        .merge(berth_mgmt::router(state.clone()))
-        .merge(berth_ui::router())
-        .with_state(state);
-    let server = tokio::spawn(serve(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let server = app.spawn().await.unwrap();
+    let base = format!("http://{}", server.addr);
     let http = berth_net::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -396,6 +360,5 @@ async fn pages_and_buttons_follow_the_roles() {
     let (status, _) = site.get(admin, "/ui/repo/p/app/-/artifact/sha256:00").await;
     assert_eq!(status, 404);
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }
