@@ -2,13 +2,12 @@
 //! `ldap-utils`), one per test, configured from a temporary directory with its
 //! own CA for LDAPS and StartTLS.
 
-mod slapd;
-
 use berth_auth::directory::ExternalDirectory;
 use berth_auth::ldap::{GroupRole, LdapConfig, LdapDirectory};
 use berth_auth::{Directory, Principal, Role};
 use berth_core::MemoryKv;
-use slapd::*;
+use berth_test_kit::pki::Pki;
+use berth_test_kit::slapd::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,7 +131,7 @@ async fn user_filter_limits_who_may_log_in() {
 #[tokio::test]
 async fn ldaps_trusts_ca_file_only() {
     let slapd = Slapd::start().await;
-    let d = directory(slapd.ldaps_config(Some("ca.pem")));
+    let d = directory(slapd.ldaps_config(Some(&slapd.pki.ca)));
     assert_eq!(
         login(&d, "alice", "alice-secret").await.map(|i| i.2),
         Some(groups(&["admins", "developers"]))
@@ -140,7 +139,7 @@ async fn ldaps_trusts_ca_file_only() {
     assert_eq!(login(&d, "alice", "wrong").await, None);
     // An unknown CA is an error, never a failed login.
     for c in [
-        slapd.ldaps_config(Some("other-ca.pem")),
+        slapd.ldaps_config(Some(&slapd.pki.other_ca)),
         slapd.ldaps_config(None),
     ] {
         let e = directory(c)
@@ -154,13 +153,13 @@ async fn ldaps_trusts_ca_file_only() {
 #[tokio::test]
 async fn start_tls_trusts_ca_file_only() {
     let slapd = Slapd::start().await;
-    let d = directory(slapd.start_tls_config("ca.pem"));
+    let d = directory(slapd.start_tls_config(&slapd.pki.ca));
     assert_eq!(
         login(&d, "dave", "dave-secret").await.map(|i| i.1),
         Some("dave@example.org".into())
     );
     assert_eq!(login(&d, "dave", "alice-secret").await, None);
-    let e = directory(slapd.start_tls_config("other-ca.pem"))
+    let e = directory(slapd.start_tls_config(&slapd.pki.other_ca))
         .authenticate("dave", "dave-secret")
         .await
         .unwrap_err();
@@ -214,8 +213,8 @@ async fn unreachable_server_is_an_error_within_the_timeout() {
     // Accepted by the kernel, never answered: every step must give up.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let ca = tempfile::tempdir().unwrap();
-    make_ca(ca.path(), "ca");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(dir.path());
     for (url, start_tls) in [
         (format!("ldap://127.0.0.1:{port}"), false),
         (format!("ldap://127.0.0.1:{port}"), true),
@@ -227,7 +226,7 @@ async fn unreachable_server_is_an_error_within_the_timeout() {
         .unwrap();
         c.start_tls = start_tls;
         if url.starts_with("ldaps") || start_tls {
-            c.ca_file = Some(ca.path().join("ca.pem"));
+            c.ca_file = Some(pki.ca.clone());
         }
         let started = Instant::now();
         let e = directory(c).authenticate("alice", "pw").await.unwrap_err();

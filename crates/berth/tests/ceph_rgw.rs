@@ -5,10 +5,9 @@
 //! byte-identical. And blobs over 5 GiB (S3's limit for one PUT or one
 //! copy), pushed monolithic and chunked and pulled back, on BlueStore.
 
-#[path = "../../storage/tests/ceph/mod.rs"]
-mod ceph;
 mod common;
 
+use berth_test_kit::ceph::{Ceph, Objectstore};
 use common::oci::{Client, Image};
 use common::{noise, sha256, Server, ADMIN_PASSWORD};
 use futures_util::StreamExt;
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_and_pulls_on_rgw_and_survive_a_radosgw_outage() {
-    let mut rgw = ceph::Ceph::start().await;
+    let mut rgw = Ceph::start().await;
     let config = rgw.storage_toml("timeout_secs = 5\npart_size_mib = 5\n");
     let server = Server::start_with_config(&config);
     let c = Client::new(&server.url(""), "admin", ADMIN_PASSWORD);
@@ -128,7 +127,7 @@ async fn pull_hashed(c: &Client, url: &str) -> (u64, String) {
 /// identical. On BlueStore (a sparse file), not in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blobs_over_5_gib_push_monolithic_and_chunked_through_rgw() {
-    let rgw = ceph::Ceph::start_on(ceph::Objectstore::Bluestore { gib: 40 }).await;
+    let rgw = Ceph::start_on(Objectstore::Bluestore { gib: 40 }).await;
     let server = Server::start_with_config(&rgw.storage_toml("part_size_mib = 64\n"));
     let c = Client::new(&server.url(""), "admin", ADMIN_PASSWORD);
     let over = (5 << 10) + 3; // MiB

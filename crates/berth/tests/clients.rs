@@ -14,44 +14,24 @@ fn run(program: &str, args: &[&str]) -> String {
     run_with(program, args, &[], None)
 }
 
-/// Runs a command with extra environment and standard input.
+/// Runs a command with extra environment and standard input; its standard
+/// output, and a panic with everything it printed when it fails.
 fn run_with(program: &str, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> String {
     let out = try_run(program, args, envs, stdin);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    berth_test_kit::stdout_ok(out, &format!("{program} {args:?}"))
 }
 
+/// Runs a command (containers' tools on the vfs storage driver); what it
+/// did and printed.
 fn try_run(
     program: &str,
     args: &[&str],
     envs: &[(&str, &str)],
     stdin: Option<&str>,
 ) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .env("STORAGE_DRIVER", "vfs")
-        .envs(envs.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} could not be run ({e}); scripts/test installs it"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("wait")
+    let mut all = vec![("STORAGE_DRIVER", "vfs")];
+    all.extend_from_slice(envs);
+    berth_test_kit::run(program, args, &all, stdin)
 }
 
 /// A tar of a small root filesystem whose content depends on `seed`.
@@ -61,16 +41,7 @@ fn rootfs_tar(dir: &Path, seed: u64) -> std::path::PathBuf {
     std::fs::write(root.join("etc/seed"), seed.to_string()).unwrap();
     std::fs::write(root.join("etc/data.bin"), noise(seed, 200_000)).unwrap();
     let tar = dir.join(format!("rootfs-{seed}.tar"));
-    run(
-        "tar",
-        &[
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ],
-    );
+    berth_test_kit::tar(&root, &tar);
     tar
 }
 

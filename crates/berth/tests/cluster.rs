@@ -3,20 +3,16 @@
 //! real Ceph RGW, behind a real HAProxy doing plain round robin: no
 //! node-local state is needed for correctness.
 
-#[path = "../../storage/tests/ceph/mod.rs"]
-mod ceph;
 mod common;
-#[path = "../../meta/tests/etcd_cluster/mod.rs"]
-mod etcd_cluster;
-#[path = "../../storage/tests/garage/mod.rs"]
-mod garage;
 
-use common::{sha256, Server, ADMIN_PASSWORD};
+use berth_test_kit::{ceph, etcd, garage, haproxy, Docker, Killed};
+use common::{sha256, Server, Who, ADMIN_PASSWORD};
+use reqwest::Method;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn node_config(etcd: &etcd_cluster::Cluster, prefix: &str, storage: &str) -> String {
+fn node_config(etcd: &etcd::Cluster, prefix: &str, storage: &str) -> String {
     let endpoints = etcd_endpoints(etcd);
     format!(
         r#"
@@ -69,7 +65,7 @@ impl Blobs {
 struct Nodes {
     nodes: Vec<Server>,
     _blobs: Blobs,
-    _etcd: etcd_cluster::Cluster,
+    _etcd: etcd::Cluster,
 }
 
 /// A failing test shows what the nodes still running logged (at debug
@@ -99,7 +95,7 @@ async fn three_nodes() -> Nodes {
 }
 
 async fn three_nodes_on(blobs: Blobs) -> Nodes {
-    let etcd = etcd_cluster::Cluster::start().await;
+    let etcd = etcd::Cluster::start().await;
     let prefix = format!("berth-{}/", std::process::id());
     let configs: Vec<String> = (0..3)
         .map(|i| node_config(&etcd, &prefix, &blobs.storage_of(i)))
@@ -215,40 +211,28 @@ async fn an_upload_spans_three_nodes_and_every_node_serves_every_write() {
     }
 
     // A token issued by one node is accepted by the others.
-    let http = berth_net::client();
-    let t: Value = http
-        .get(n.nodes[0].url("/service/token?service=berth&scope=repository:team/app:pull"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
+    let path = "/service/token?service=berth&scope=repository:team/app:pull";
+    let admin = Who::Basic("admin", ADMIN_PASSWORD);
+    let t: Value = n.nodes[0]
+        .call(Method::GET, path, admin)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let token = t["token"].as_str().unwrap();
     for node in &n.nodes {
-        let r = http
-            .get(node.url("/v2/team/app/tags/list"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let r = node
+            .call(Method::GET, "/v2/team/app/tags/list", Who::Bearer(token))
+            .await;
         assert_eq!(r.status(), 200);
     }
 }
 
 /// HAProxy on 127.0.0.1 in front of the nodes, killed on drop.
 struct Haproxy {
-    child: Child,
+    _process: Killed,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Haproxy {
@@ -276,19 +260,12 @@ impl Haproxy {
                 ),
             )
             .unwrap();
-            let mut child = Command::new("haproxy")
-                .arg("-f")
-                .arg(&cfg)
-                .arg("-db")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("haproxy (scripts/test installs it)");
+            let Some(process) = haproxy(&cfg, port) else {
+                continue; // The port was taken: try another.
+            };
+            // Up once it has found the nodes healthy.
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                if child.try_wait().unwrap().is_some() {
-                    break; // The port was taken: try another.
-                }
                 let ok = berth_net::client()
                     .get(format!("http://127.0.0.1:{port}/healthz"))
                     .send()
@@ -296,7 +273,7 @@ impl Haproxy {
                     .is_ok_and(|r| r.status() == 200);
                 if ok {
                     return Haproxy {
-                        child,
+                        _process: process,
                         port,
                         _dir: dir,
                     };
@@ -307,28 +284,6 @@ impl Haproxy {
         }
         panic!("no free port for haproxy");
     }
-}
-
-fn docker(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new("docker")
-        .args(args)
-        .env("DOCKER_CONFIG", config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("docker");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -361,18 +316,8 @@ async fn node_killed_mid_push(mut n: Nodes) {
     let lb = Haproxy::start(&n.nodes).await;
     let addr = format!("127.0.0.1:{}", lb.port);
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("docker");
-    std::fs::create_dir_all(&config).unwrap();
-    let out = docker(
-        &config,
-        &["login", "-u", "admin", "--password-stdin", &addr],
-        Some(ADMIN_PASSWORD),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let docker = Docker::new(&tmp.path().join("docker"));
+    docker.login(&addr, "admin", ADMIN_PASSWORD);
 
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
@@ -384,49 +329,23 @@ async fn node_killed_mid_push(mut n: Nodes) {
         )
         .unwrap();
         let tar = tmp.path().join(format!("rootfs{i}.tar"));
-        let st = Command::new("tar")
-            .args([
-                "-C",
-                root.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        berth_test_kit::tar(&root, &tar);
         let image = format!("{addr}/cluster/app{i}:v1");
-        let out = docker(&config, &["import", tar.to_str().unwrap(), &image], None);
-        assert!(out.status.success());
+        docker.ok(&["import", tar.to_str().unwrap(), &image]);
         images.push(image);
     }
     let id_of = |image: &str| {
-        let out = docker(
-            &config,
-            &["image", "inspect", "--format", "{{.Id}}", image],
-            None,
-        );
+        let out = docker.run(&["image", "inspect", "--format", "{{.Id}}", image], None);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     let ids: Vec<String> = images.iter().map(|i| id_of(i)).collect();
 
-    let out = docker(&config, &["push", &images[0]], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    docker.ok(&["push", &images[0]]);
     // A node is killed with SIGKILL while the second push is under way.
     // The push completes (docker's own retries, and at most a retry of the
     // command, go through the load balancer to the live nodes), and HAProxy's
     // health check takes the dead node out.
-    let mut pushing = Command::new("docker")
-        .args(["push", &images[1]])
-        .env("DOCKER_CONFIG", &config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut pushing = docker.spawn(&["push", &images[1]]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dead = n.nodes.remove(1);
     let _ = dead.kill();
@@ -437,41 +356,24 @@ async fn node_killed_mid_push(mut n: Nodes) {
             if pushed {
                 break;
             }
-            pushed = docker(&config, &["push", image], None).status.success();
+            pushed = docker.run(&["push", image], None).status.success();
         }
         assert!(pushed, "push of {image} failed after a node died");
     }
     // One etcd member stops: pushes and pulls go on with the other two.
     n._etcd.kill(0);
     let extra = format!("{addr}/cluster/app0:after-member-loss");
-    assert!(docker(&config, &["tag", &images[0], &extra], None)
-        .status
-        .success());
-    let out = docker(&config, &["push", &extra], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(docker(&config, &["rmi", &extra], None).status.success());
-    let out = docker(&config, &["pull", &extra], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    docker.ok(&["tag", &images[0], &extra]);
+    docker.ok(&["push", &extra]);
+    docker.ok(&["rmi", &extra]);
+    docker.ok(&["pull", &extra]);
     assert_eq!(id_of(&extra), ids[0]);
-    let _ = docker(&config, &["rmi", &extra], None);
+    let _ = docker.run(&["rmi", &extra], None);
     for (image, id) in images.iter().zip(&ids) {
-        assert!(docker(&config, &["rmi", image], None).status.success());
-        let out = docker(&config, &["pull", image], None);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        docker.ok(&["rmi", image]);
+        docker.ok(&["pull", image]);
         assert_eq!(&id_of(image), id);
-        let _ = docker(&config, &["rmi", image], None);
+        let _ = docker.run(&["rmi", image], None);
     }
     // The stopped member rejoins (restart waits until it reports healthy).
     n._etcd.restart(0).await;
@@ -482,60 +384,54 @@ async fn readiness_follows_etcd_quorum_and_recovers_by_itself() {
     let mut n = three_nodes().await;
     let http = berth_net::client();
     let node = &n.nodes[0];
-    assert_eq!(
-        http.get(node.url("/readyz")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(status(&http, node, "/readyz").await, 200);
     n._etcd.kill(1);
     n._etcd.kill(2);
     // Without quorum: not ready, and a request needing metadata answers 503
     // (it must return, not hang: the client's own timeout is only a guard).
-    let guard = berth_net::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    assert_eq!(
-        guard
-            .get(node.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    let guard = guard();
+    assert_eq!(status(&guard, node, "/readyz").await, 503);
     let r = guard
         .get(node.url("/v2/team/app/tags/list"))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
-    assert_eq!(
-        http.get(node.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_unavailable(r).await;
+    assert_eq!(status(&http, node, "/healthz").await, 200);
     // Quorum returns: the node is ready again without a restart.
     n._etcd.restart(1).await;
     n._etcd.restart(2).await;
+    wait_ready(&guard, node, "the node did not recover").await;
+}
+
+/// A 503 with the registry error `UNAVAILABLE`.
+async fn assert_unavailable(r: reqwest::Response) {
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+}
+
+/// A client that gives up after a minute: a guard against hangs, not a
+/// limit under test.
+fn guard() -> reqwest::Client {
+    berth_net::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// The status of `GET path` on `node`.
+async fn status(http: &reqwest::Client, node: &Server, path: &str) -> u16 {
+    let r = http.get(node.url(path)).send().await.unwrap();
+    r.status().as_u16()
+}
+
+/// Waits a minute at most for `node` to be ready; then fails with `why`.
+async fn wait_ready(http: &reqwest::Client, node: &Server, why: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if guard
-            .get(node.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the node did not recover");
+    while status(http, node, "/readyz").await != 200 {
+        assert!(Instant::now() < deadline, "{why}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -613,24 +509,7 @@ async fn push_small_image(
 ) -> (String, Vec<u8>) {
     let layer = common::noise(seed, 6 * 1024 * 1024 + 3);
     let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
-    for blob in [&layer, &config] {
-        common::put_blob(c, node, repo, blob).await;
-    }
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
-    })
-    .to_string();
-    let r = c
-        .put(node.url(&format!("/v2/{repo}/manifests/{tag}")))
-        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let manifest = common::push_image(c, node, repo, tag, &config, &[&layer]).await;
     (manifest, layer)
 }
 
@@ -664,7 +543,7 @@ async fn assert_pulls(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_etcd_and_garage_an_s3_outage_gives_clear_errors_then_recovers() {
-    let etcd = etcd_cluster::Cluster::start().await;
+    let etcd = etcd::Cluster::start().await;
     let mut s3 = garage::Garage::start().await;
     let config = etcd_s3_config(
         &etcd,
@@ -681,10 +560,7 @@ async fn on_etcd_and_garage_an_s3_outage_gives_clear_errors_then_recovers() {
     s3.stop();
     // Clear errors, quickly: 503 UNAVAILABLE, and the nodes report not ready.
     let blob = common::noise(2, 1024);
-    let guard = berth_net::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let guard = guard();
     let r = guard
         .post(nodes[1].url(&format!(
             "/v2/s3/app/blobs/uploads/?digest={}",
@@ -695,9 +571,7 @@ async fn on_etcd_and_garage_an_s3_outage_gives_clear_errors_then_recovers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+    assert_unavailable(r).await;
     let r = guard
         .get(nodes[1].url(&format!("/v2/s3/app/blobs/{}", sha256(&l1))))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
@@ -705,15 +579,7 @@ async fn on_etcd_and_garage_an_s3_outage_gives_clear_errors_then_recovers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503, "a pull during the outage");
-    assert_eq!(
-        guard
-            .get(nodes[0].url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(status(&guard, &nodes[0], "/readyz").await, 503);
     // The blob refused during the outage is not visible.
     let r = c
         .head(nodes[0].url(&format!("/v2/s3/app/blobs/{}", sha256(&blob))))
@@ -725,21 +591,12 @@ async fn on_etcd_and_garage_an_s3_outage_gives_clear_errors_then_recovers() {
     s3.restart();
     // Recovery without restarting berth: pushes work again, and what was
     // acknowledged before the outage pulls back identical.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while guard
-        .get(nodes[0].url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(
-            Instant::now() < deadline,
-            "berth did not recover after S3 came back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_ready(
+        &guard,
+        &nodes[0],
+        "berth did not recover after S3 came back",
+    )
+    .await;
     let (m2, l2) = push_small_image(&c, &nodes[1], "s3/app", "v2", 3).await;
     for node in &nodes {
         assert_pulls(&c, node, "s3/app", "v1", &m1, &l1).await;
@@ -750,7 +607,7 @@ async fn on_etcd_and_garage_an_s3_outage_gives_clear_errors_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_collection_on_etcd_and_garage_runs_once_at_a_time() {
     use common::oci::{Client, Image};
-    let etcd = etcd_cluster::Cluster::start().await;
+    let etcd = etcd::Cluster::start().await;
     let s3 = garage::Garage::start().await;
     let prefix = format!("gc-{}/", std::process::id());
     let config = etcd_s3_config(
@@ -837,7 +694,7 @@ async fn garbage_collection_on_etcd_and_garage_runs_once_at_a_time() {
 /// A node configuration on `etcd` and Garage: metadata under `key_prefix`,
 /// blobs under `s3_prefix` in the bucket, then `extra` TOML.
 fn etcd_s3_config(
-    etcd: &etcd_cluster::Cluster,
+    etcd: &etcd::Cluster,
     s3: &garage::Garage,
     key_prefix: &str,
     s3_prefix: &str,
@@ -870,7 +727,7 @@ fn start_nodes_each(configs: &[String]) -> Vec<Server> {
 }
 
 /// The members' client URLs as TOML strings.
-fn etcd_endpoints(etcd: &etcd_cluster::Cluster) -> Vec<String> {
+fn etcd_endpoints(etcd: &etcd::Cluster) -> Vec<String> {
     (0..3)
         .map(|i| format!("\"{}\"", etcd.endpoint(i)))
         .collect()

@@ -7,7 +7,8 @@
 mod common;
 
 use common::oci::{index, stored_blobs, Client, Image, INDEX};
-use common::{fsck, noise, sha256, Server, ADMIN_PASSWORD};
+use common::{noise, sha256, Server, ADMIN_PASSWORD};
+use reqwest::Method;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -326,7 +327,7 @@ async fn collections_in_a_loop_while_clients_push_and_delete() {
     let mut server = server;
     server.terminate();
     assert!(server.wait_exit(Duration::from_secs(30)).is_some());
-    let (ok, out) = fsck(&server.data, &[]);
+    let (ok, out) = Server::fsck(&server.data, &[]);
     assert!(ok, "{out}");
     assert!(out.contains(" 0 problems"), "{out}");
 }
@@ -343,7 +344,7 @@ async fn fsck_finds_missing_and_corrupt_blobs_and_repairs_dangling_entries() {
     c.push("team/rotten", "1", &rotten).await.unwrap();
     server.terminate();
     assert!(server.wait_exit(Duration::from_secs(30)).is_some());
-    let (ok, out) = fsck(&server.data, &[]);
+    let (ok, out) = Server::fsck(&server.data, &[]);
     assert!(ok, "{out}");
 
     // Lose one layer's file, and flip a byte of another.
@@ -357,7 +358,7 @@ async fn fsck_finds_missing_and_corrupt_blobs_and_repairs_dangling_entries() {
     bytes[100] ^= 0xff;
     std::fs::write(&rotten_path, bytes).unwrap();
 
-    let (ok, out) = fsck(&server.data, &[]);
+    let (ok, out) = Server::fsck(&server.data, &[]);
     assert!(!ok, "{out}");
     assert!(
         out.contains(&format!(
@@ -374,14 +375,14 @@ async fn fsck_finds_missing_and_corrupt_blobs_and_repairs_dangling_entries() {
         "{out}"
     );
     // Without re-hashing, only the missing file shows.
-    let (ok, quick) = fsck(&server.data, &["--no-verify"]);
+    let (ok, quick) = Server::fsck(&server.data, &["--no-verify"]);
     assert!(!ok);
     assert!(!quick.contains("hash to"), "{quick}");
 
-    let (ok, repaired) = fsck(&server.data, &["--repair"]);
+    let (ok, repaired) = Server::fsck(&server.data, &["--repair"]);
     assert!(!ok, "problems were found, even if repaired: {repaired}");
     assert!(repaired.contains("repaired"), "{repaired}");
-    let (ok, after) = fsck(&server.data, &[]);
+    let (ok, after) = Server::fsck(&server.data, &[]);
     assert!(ok, "{after}");
 
     // The broken images are gone, not half there; the good one is intact.
@@ -391,7 +392,7 @@ async fn fsck_finds_missing_and_corrupt_blobs_and_repairs_dangling_entries() {
     assert_eq!(c.get("/v2/team/lost/manifests/1").await.0, 404);
     assert_eq!(c.get("/v2/team/rotten/manifests/1").await.0, 404);
     // A missing data directory is an error, not an empty registry.
-    let (ok, out) = fsck(&server.data.join("nope"), &[]);
+    let (ok, out) = Server::fsck(&server.data.join("nope"), &[]);
     assert!(!ok && out.contains("no registry metadata"), "{out}");
 }
 
@@ -428,14 +429,7 @@ async fn idle_uploads_expire_with_their_bytes() {
     assert_eq!(s, 200, "{report}");
     assert_eq!(report["uploads_deleted"], 2, "{report}");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
-    let status = c
-        .http
-        .get(&url)
-        .header("Authorization", &c.auth)
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = c.request(Method::GET, &url).send().await.unwrap().status();
     assert_eq!(status, 404, "the expired session is gone");
 }
 

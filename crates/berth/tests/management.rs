@@ -5,11 +5,15 @@
 
 mod common;
 
+use common::oci::{Image, MANIFEST};
 use common::{basic, sha256, Server, ADMIN_PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
+
+/// The token service, for the registry's own tokens.
+const TOKEN: &str = "/service/token?service=berth";
 
 /// A caller of the API: anonymous or with one `Authorization` header.
 struct As {
@@ -110,10 +114,9 @@ impl As {
     /// Pushes a one-layer image through `/v2`; the manifest's status and
     /// digest, and the layer and config sizes.
     async fn push(&self, repo: &str, tag: &str, seed: &str) -> (u16, String, u64) {
-        let layer = format!("layer {seed}").into_bytes();
-        let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":\"{seed}\"}}")
-            .into_bytes();
-        for blob in [&layer, &config] {
+        let image = Image::new(seed, vec![format!("layer {seed}").into_bytes()], None);
+        let (layer, config) = (&image.layers[0], &image.config);
+        for blob in [layer, config] {
             let r = self
                 .call_raw(
                     Method::POST,
@@ -126,23 +129,16 @@ impl As {
                 return (r, String::new(), 0);
             }
         }
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
-        })
-        .to_string();
         let status = self
             .call_raw(
                 Method::PUT,
                 &format!("/v2/{repo}/manifests/{tag}"),
-                manifest.clone().into_bytes(),
-                Some("application/vnd.oci.image.manifest.v1+json"),
+                image.manifest.clone(),
+                Some(MANIFEST),
             )
             .await;
-        let sizes = (layer.len() + config.len() + manifest.len()) as u64;
-        (status, sha256(manifest.as_bytes()), sizes)
+        let sizes = (layer.len() + config.len() + image.manifest.len()) as u64;
+        (status, image.digest, sizes)
     }
 
     async fn call_raw(
@@ -275,19 +271,7 @@ async fn wrong_credentials_are_401_and_errors_are_json() {
     }
     // A token from /service/token is a registry token, for /v2 only: the
     // management API refuses it like wrong credentials.
-    let token = berth_net::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(server.url("/service/token?service=berth"))
-        .header("Authorization", basic("admin", ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token: Value = serde_json::from_str(&token).unwrap();
+    let token = As::admin(&server).get(TOKEN).await.body;
     let bearer = As {
         auth: Some(format!("Bearer {}", token["token"].as_str().unwrap())),
         ..As::anonymous(&server)
@@ -917,16 +901,10 @@ async fn audit_log_records_registry_and_management_actions() {
         .await;
     assert_eq!(r.status, 204);
     let api_deleted = format!("q/old:{q_digest}");
-    let token = berth_net::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(server.url("/service/token?service=berth"))
-        .header("Authorization", basic("maint", "maint-password"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(token.status(), 200);
+    let token = As::user(&server, "maint", "maint-password")
+        .get(TOKEN)
+        .await;
+    assert_eq!(token.status, 200);
     let wrong = As::user(&server, "maint", "wrong-password");
     assert_eq!(wrong.v2(Method::GET, "/v2/").await, 401);
     assert_eq!(wrong.get("/api/v1/projects").await.status, 401);

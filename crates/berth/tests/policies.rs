@@ -114,13 +114,7 @@ async fn quota_denies_pushes_past_the_limit() {
     assert_eq!(streamed.status(), 403);
     let text = streamed.text().await.unwrap();
     assert!(text.contains("DENIED") && text.contains("quota"), "{text}");
-    let status = c
-        .http
-        .get(&url)
-        .header("Authorization", &c.auth)
-        .send()
-        .await
-        .unwrap();
+    let status = c.request(Method::GET, &url).send().await.unwrap();
     assert_eq!(status.status(), 404, "the refused upload is cancelled");
     assert_eq!(
         c.get(&format!("/v2/q/app/blobs/{}", sha256(&big))).await.0,

@@ -5,24 +5,25 @@ mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use common::{basic, sha256, Server, ADMIN_PASSWORD};
-use reqwest::StatusCode;
+use common::Who::{self, Anonymous, Basic, Bearer};
+use common::{basic, claims as claims_of, sha256, Server, ADMIN_PASSWORD};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+const ADMIN: Who = Basic("admin", ADMIN_PASSWORD);
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
 
 fn http() -> reqwest::Client {
     berth_net::builder().no_proxy().build().unwrap()
 }
 
-async fn token(server: &Server, auth: Option<(&str, &str)>, scopes: &[&str]) -> String {
-    let mut url = format!("{}?service=berth", server.url("/service/token"));
+async fn token(server: &Server, who: Who<'_>, scopes: &[&str]) -> String {
+    let mut path = "/service/token?service=berth".to_owned();
     for s in scopes {
-        url.push_str(&format!("&scope={s}"));
+        path.push_str(&format!("&scope={s}"));
     }
-    let mut req = http().get(url);
-    if let Some((u, p)) = auth {
-        req = req.header("Authorization", basic(u, p));
-    }
-    let resp = req.send().await.unwrap();
+    let resp = server.call(GET, &path, who).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["token"], body["access_token"]);
@@ -30,35 +31,30 @@ async fn token(server: &Server, auth: Option<(&str, &str)>, scopes: &[&str]) -> 
     body["token"].as_str().unwrap().to_owned()
 }
 
-fn claims_of(token: &str) -> Value {
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&B64.decode(part).unwrap()).unwrap()
+/// A form POST of `fields` to the token service (the OAuth2 password
+/// grant).
+async fn password_grant(server: &Server, fields: &[(&str, &str)]) -> reqwest::Response {
+    http()
+        .post(server.url("/service/token"))
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Pushes a one-layer image as admin (which creates the project, private).
 async fn push_image(server: &Server, repo: &str, tag: &str) -> String {
-    let c = common::admin_client();
     let layer = format!("layer of {repo}").into_bytes();
-    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
-    for blob in [&layer, &config] {
-        common::put_blob(&c, server, repo, blob).await;
-    }
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
-    })
-    .to_string();
-    let r = c
-        .put(server.url(&format!("/v2/{repo}/manifests/{tag}")))
-        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    manifest
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    common::push_image(
+        &common::admin_client(),
+        server,
+        repo,
+        tag,
+        config,
+        &[&layer],
+    )
+    .await
 }
 
 fn challenge(resp: &reqwest::Response) -> String {
@@ -82,7 +78,7 @@ async fn assert_unauthorized(resp: reqwest::Response) -> String {
 async fn no_credentials_get_a_bearer_challenge_naming_the_scope() {
     let server = Server::start();
     push_image(&server, "private/app", "v1").await;
-    let c = assert_unauthorized(http().get(server.url("/v2/")).send().await.unwrap()).await;
+    let c = assert_unauthorized(server.call(GET, "/v2/", Anonymous).await).await;
     assert_eq!(
         c,
         format!(
@@ -91,27 +87,23 @@ async fn no_credentials_get_a_bearer_challenge_naming_the_scope() {
         )
     );
     let c = assert_unauthorized(
-        http()
-            .get(server.url("/v2/private/app/manifests/v1"))
-            .send()
-            .await
-            .unwrap(),
+        server
+            .call(GET, "/v2/private/app/manifests/v1", Anonymous)
+            .await,
     )
     .await;
     assert!(c.contains("scope=\"repository:private/app:pull\""), "{c}");
     let c = assert_unauthorized(
-        http()
-            .post(server.url("/v2/private/app/blobs/uploads/"))
-            .send()
-            .await
-            .unwrap(),
+        server
+            .call(POST, "/v2/private/app/blobs/uploads/", Anonymous)
+            .await,
     )
     .await;
     assert!(
         c.contains("scope=\"repository:private/app:pull,push\""),
         "{c}"
     );
-    let c = assert_unauthorized(http().get(server.url("/v2/_catalog")).send().await.unwrap()).await;
+    let c = assert_unauthorized(server.call(GET, "/v2/_catalog", Anonymous).await).await;
     assert!(c.contains("scope=\"registry:catalog:*\""), "{c}");
 }
 
@@ -119,18 +111,15 @@ async fn no_credentials_get_a_bearer_challenge_naming_the_scope() {
 async fn anonymous_token_grants_nothing_on_a_private_project() {
     let server = Server::start();
     push_image(&server, "private/app", "v1").await;
-    let t = token(&server, None, &["repository:private/app:pull"]).await;
+    let t = token(&server, Anonymous, &["repository:private/app:pull"]).await;
     assert_eq!(
         claims_of(&t)["access"],
         json!([]),
         "anonymous got access to a private project"
     );
-    let resp = http()
-        .get(server.url("/v2/private/app/manifests/v1"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let resp = server
+        .call(GET, "/v2/private/app/manifests/v1", Bearer(&t))
+        .await;
     let c = assert_unauthorized(resp).await;
     assert!(c.contains("error=\"insufficient_scope\""), "{c}");
 }
@@ -138,16 +127,11 @@ async fn anonymous_token_grants_nothing_on_a_private_project() {
 #[tokio::test]
 async fn wrong_passwords_are_refused_alike_for_known_and_unknown_users() {
     let server = Server::start();
-    let v2 = |user: &str, pass: &str| {
-        http()
-            .get(server.url("/v2/"))
-            .header("Authorization", basic(user, pass))
-            .send()
-    };
-    let known = v2("admin", "not-the-password").await.unwrap();
+    let v2 = |user, pass| server.call(GET, "/v2/", Basic(user, pass));
+    let known = v2("admin", "not-the-password").await;
     assert_eq!(known.status(), 401);
     let known_body = known.text().await.unwrap();
-    let unknown = v2("nobody", "not-the-password").await.unwrap();
+    let unknown = v2("nobody", "not-the-password").await;
     assert_eq!(unknown.status(), 401);
     assert_eq!(
         unknown.text().await.unwrap(),
@@ -161,39 +145,38 @@ async fn wrong_passwords_are_refused_alike_for_known_and_unknown_users() {
         .await
         .unwrap();
     assert_eq!(garbage.status(), 401);
-    let t = http()
-        .get(server.url("/service/token?service=berth"))
-        .header("Authorization", basic("admin", "not-the-password"))
-        .send()
-        .await
-        .unwrap();
+    let t = server
+        .call(
+            GET,
+            "/service/token?service=berth",
+            Basic("admin", "not-the-password"),
+        )
+        .await;
     assert_eq!(t.status(), 401);
-    let form = http()
-        .post(server.url("/service/token"))
-        .form(&[
+    let form = password_grant(
+        &server,
+        &[
             ("grant_type", "password"),
             ("username", "admin"),
             ("password", "nope"),
             ("service", "berth"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(form.status(), 401);
     // And the right password works both ways.
-    assert_eq!(v2("admin", ADMIN_PASSWORD).await.unwrap().status(), 200);
-    let form = http()
-        .post(server.url("/service/token"))
-        .form(&[
+    assert_eq!(v2("admin", ADMIN_PASSWORD).await.status(), 200);
+    let form = password_grant(
+        &server,
+        &[
             ("grant_type", "password"),
             ("username", "admin"),
             ("password", ADMIN_PASSWORD),
             ("service", "berth"),
             ("scope", "repository:x/y:pull,push"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(form.status(), 200);
     let body: Value = form.json().await.unwrap();
     let claims = claims_of(body["access_token"].as_str().unwrap());
@@ -206,55 +189,33 @@ async fn a_token_works_only_for_its_repository_and_actions() {
     let server = Server::start();
     push_image(&server, "team/a", "v1").await;
     push_image(&server, "team/b", "v1").await;
-    let t = token(
-        &server,
-        Some(("admin", ADMIN_PASSWORD)),
-        &["repository:team/a:pull"],
-    )
-    .await;
-    let ok = http()
-        .get(server.url("/v2/team/a/manifests/v1"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let t = token(&server, ADMIN, &["repository:team/a:pull"]).await;
+    let ok = server
+        .call(GET, "/v2/team/a/manifests/v1", Bearer(&t))
+        .await;
     assert_eq!(ok.status(), 200);
-    let other = http()
-        .get(server.url("/v2/team/b/manifests/v1"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let other = server
+        .call(GET, "/v2/team/b/manifests/v1", Bearer(&t))
+        .await;
     let c = assert_unauthorized(other).await;
     assert!(
         c.contains("insufficient_scope") && c.contains("repository:team/b:pull"),
         "{c}"
     );
-    let push = http()
-        .post(server.url("/v2/team/a/blobs/uploads/"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let push = server
+        .call(POST, "/v2/team/a/blobs/uploads/", Bearer(&t))
+        .await;
     assert!(assert_unauthorized(push)
         .await
         .contains("insufficient_scope"));
-    let delete = http()
-        .delete(server.url("/v2/team/a/manifests/v1"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let delete = server
+        .call(Method::DELETE, "/v2/team/a/manifests/v1", Bearer(&t))
+        .await;
     assert!(assert_unauthorized(delete)
         .await
         .contains("repository:team/a:delete"));
     // Unknown and malformed scopes grant nothing; the token still issues.
-    let t = token(
-        &server,
-        Some(("admin", ADMIN_PASSWORD)),
-        &["repository:BAD:pull", "foo:bar:baz"],
-    )
-    .await;
+    let t = token(&server, ADMIN, &["repository:BAD:pull", "foo:bar:baz"]).await;
     assert_eq!(claims_of(&t)["access"], json!([]));
 }
 
@@ -262,12 +223,7 @@ async fn a_token_works_only_for_its_repository_and_actions() {
 async fn tampered_unsigned_and_foreign_tokens_are_refused() {
     let server = Server::start();
     push_image(&server, "team/a", "v1").await;
-    let t = token(
-        &server,
-        Some(("admin", ADMIN_PASSWORD)),
-        &["repository:team/a:pull"],
-    )
-    .await;
+    let t = token(&server, ADMIN, &["repository:team/a:pull"]).await;
     let parts: Vec<&str> = t.split('.').collect();
     let mut claims = claims_of(&t);
     claims["access"][0]["name"] = json!("team/b");
@@ -292,12 +248,9 @@ async fn tampered_unsigned_and_foreign_tokens_are_refused() {
         String::new(),
     ];
     for f in forged {
-        let resp = http()
-            .get(server.url("/v2/team/a/manifests/v1"))
-            .bearer_auth(&f)
-            .send()
-            .await
-            .unwrap();
+        let resp = server
+            .call(GET, "/v2/team/a/manifests/v1", Bearer(&f))
+            .await;
         assert_eq!(resp.status(), 401, "accepted forged token {f:?}");
         let body = resp.text().await.unwrap();
         assert!(
@@ -307,18 +260,10 @@ async fn tampered_unsigned_and_foreign_tokens_are_refused() {
     }
     // A token from another berth (another signing key) is refused too.
     let other = Server::start();
-    let foreign = token(
-        &other,
-        Some(("admin", ADMIN_PASSWORD)),
-        &["repository:team/a:pull"],
-    )
-    .await;
-    let resp = http()
-        .get(server.url("/v2/team/a/manifests/v1"))
-        .bearer_auth(&foreign)
-        .send()
-        .await
-        .unwrap();
+    let foreign = token(&other, ADMIN, &["repository:team/a:pull"]).await;
+    let resp = server
+        .call(GET, "/v2/team/a/manifests/v1", Bearer(&foreign))
+        .await;
     assert_eq!(resp.status(), 401);
 }
 
@@ -326,27 +271,16 @@ async fn tampered_unsigned_and_foreign_tokens_are_refused() {
 async fn expired_tokens_are_refused() {
     let server = Server::start_with_config("[auth]\ntoken_ttl_secs = 1\nclock_skew_secs = 0\n");
     push_image(&server, "team/a", "v1").await;
-    let t = token(
-        &server,
-        Some(("admin", ADMIN_PASSWORD)),
-        &["repository:team/a:pull"],
-    )
-    .await;
-    let fresh = http()
-        .get(server.url("/v2/team/a/manifests/v1"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let t = token(&server, ADMIN, &["repository:team/a:pull"]).await;
+    let fresh = server
+        .call(GET, "/v2/team/a/manifests/v1", Bearer(&t))
+        .await;
     assert_eq!(fresh.status(), 200);
     // Waiting is the point here: the token must outlive its one second.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let stale = http()
-        .get(server.url("/v2/team/a/manifests/v1"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let stale = server
+        .call(GET, "/v2/team/a/manifests/v1", Bearer(&t))
+        .await;
     assert_eq!(stale.status(), 401);
 }
 
@@ -355,31 +289,24 @@ async fn failed_logins_are_rate_limited_and_secrets_stay_out_of_logs() {
     let server = Server::start_with_config("");
     let secret_guess = "Guessed-Secret-Passw0rd";
     for _ in 0..10 {
-        let r = http()
-            .get(server.url("/v2/"))
-            .header("Authorization", basic("admin", secret_guess))
-            .send()
-            .await
-            .unwrap();
+        let r = server.call(GET, "/v2/", Basic("admin", secret_guess)).await;
         assert_eq!(r.status(), 401);
     }
     // Now even the right password is refused for a while.
-    let r = http()
-        .get(server.url("/service/token?service=berth"))
-        .header("Authorization", basic("admin", ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = server
+        .call(
+            GET,
+            "/service/token?service=berth",
+            Basic("admin", ADMIN_PASSWORD),
+        )
+        .await;
     assert_eq!(r.status(), 429);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS");
     // Another user is not affected by admin's lockout (from a fresh cache).
-    let r = http()
-        .get(server.url("/v2/"))
-        .header("Authorization", basic("someone", "whatever-pass"))
-        .send()
-        .await
-        .unwrap();
+    let r = server
+        .call(GET, "/v2/", Basic("someone", "whatever-pass"))
+        .await;
     assert_eq!(r.status(), 401);
 
     let log = server.log();
@@ -393,13 +320,8 @@ async fn failed_logins_are_rate_limited_and_secrets_stay_out_of_logs() {
 async fn anonymous_and_unprivileged_catalogs_show_nothing_private() {
     let server = Server::start();
     push_image(&server, "private/app", "v1").await;
-    let anon = token(&server, None, &["registry:catalog:*"]).await;
-    let r = http()
-        .get(server.url("/v2/_catalog"))
-        .bearer_auth(&anon)
-        .send()
-        .await
-        .unwrap();
+    let anon = token(&server, Anonymous, &["registry:catalog:*"]).await;
+    let r = server.call(GET, "/v2/_catalog", Bearer(&anon)).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
@@ -407,18 +329,8 @@ async fn anonymous_and_unprivileged_catalogs_show_nothing_private() {
         json!([]),
         "anonymous sees a private repository"
     );
-    let admin = token(
-        &server,
-        Some(("admin", ADMIN_PASSWORD)),
-        &["registry:catalog:*"],
-    )
-    .await;
-    let r = http()
-        .get(server.url("/v2/_catalog"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let admin = token(&server, ADMIN, &["registry:catalog:*"]).await;
+    let r = server.call(GET, "/v2/_catalog", Bearer(&admin)).await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["repositories"], json!(["private/app"]));
 }
@@ -427,21 +339,10 @@ async fn anonymous_and_unprivileged_catalogs_show_nothing_private() {
 async fn password_changes_and_deletions_take_effect_at_once() {
     let server = Server::start();
     let admin = common::admin_client();
-    let r = admin
-        .post(server.url("/api/v1/users"))
-        .json(&json!({"name": "carol", "password": "carol-first-pw"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v2 = |pass: &'static str| {
-        http()
-            .get(server.url("/v2/"))
-            .header("Authorization", basic("carol", pass))
-            .send()
-    };
+    common::create_user(&server, "carol", "carol-first-pw").await;
+    let v2 = |pass| server.call(GET, "/v2/", Basic("carol", pass));
     // Verified once, so now cached.
-    assert_eq!(v2("carol-first-pw").await.unwrap().status(), 200);
+    assert_eq!(v2("carol-first-pw").await.status(), 200);
     let r = admin
         .put(server.url("/api/v1/users/carol"))
         .json(&json!({"password": "carol-second-pw"}))
@@ -450,11 +351,11 @@ async fn password_changes_and_deletions_take_effect_at_once() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     assert_eq!(
-        v2("carol-first-pw").await.unwrap().status(),
+        v2("carol-first-pw").await.status(),
         401,
         "the old password still works"
     );
-    assert_eq!(v2("carol-second-pw").await.unwrap().status(), 200);
+    assert_eq!(v2("carol-second-pw").await.status(), 200);
     let r = admin
         .delete(server.url("/api/v1/users/carol"))
         .send()
@@ -462,7 +363,7 @@ async fn password_changes_and_deletions_take_effect_at_once() {
         .unwrap();
     assert!(r.status().is_success());
     assert_eq!(
-        v2("carol-second-pw").await.unwrap().status(),
+        v2("carol-second-pw").await.status(),
         401,
         "a deleted user still logs in"
     );
@@ -487,13 +388,7 @@ async fn each_role_gets_exactly_its_registry_actions() {
         member(&server, "team", user, role).await;
     }
     // "outsider" exists but has no role in "team".
-    let r = common::admin_client()
-        .post(server.url("/api/v1/users"))
-        .json(&json!({"name": "outsider", "password": "outsider-password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    common::create_user(&server, "outsider", "outsider-password").await;
     let expected = [
         ("pa", vec!["pull", "push", "delete"]),
         ("ma", vec!["pull", "push", "delete"]),
@@ -505,40 +400,35 @@ async fn each_role_gets_exactly_its_registry_actions() {
         let pass = format!("{user}-password");
         let t = token(
             &server,
-            Some((user, &pass)),
+            Basic(user, &pass),
             &["repository:team/app:pull,push,delete"],
         )
         .await;
         let granted = &claims_of(&t)["access"][0]["actions"];
         assert_eq!(granted, &json!(actions), "{user}");
         // Basic straight to /v2 follows the same decision.
-        let push = http()
-            .post(server.url("/v2/team/app/blobs/uploads/"))
-            .header("Authorization", basic(user, &pass))
-            .send()
-            .await
-            .unwrap();
+        let push = server
+            .call(POST, "/v2/team/app/blobs/uploads/", Basic(user, &pass))
+            .await;
         let want = if actions.contains(&"push") { 202 } else { 403 };
         assert_eq!(push.status().as_u16(), want, "{user} push");
-        let pull = http()
-            .get(server.url("/v2/team/app/manifests/v1"))
-            .header("Authorization", basic(user, &pass))
-            .send()
-            .await
-            .unwrap();
+        let pull = server
+            .call(GET, "/v2/team/app/manifests/v1", Basic(user, &pass))
+            .await;
         assert_eq!(pull.status(), 200, "{user} pull");
     }
     // A user with no role in the project gets nothing, not even existence.
-    let r = http()
-        .get(server.url("/v2/team/app/manifests/v1"))
-        .header("Authorization", basic("outsider", "outsider-password"))
-        .send()
-        .await
-        .unwrap();
+    let r = server
+        .call(
+            GET,
+            "/v2/team/app/manifests/v1",
+            Basic("outsider", "outsider-password"),
+        )
+        .await;
     assert_eq!(r.status(), 403);
     let t = token(
         &server,
-        Some(("outsider", "outsider-password")),
+        Basic("outsider", "outsider-password"),
         &["repository:team/app:pull"],
     )
     .await;
@@ -548,50 +438,22 @@ async fn each_role_gets_exactly_its_registry_actions() {
 #[tokio::test]
 async fn a_public_project_is_pulled_anonymously_by_docker_but_not_pushed() {
     let server = Server::start();
-    let r = common::admin_client()
-        .post(server.url("/api/v1/projects"))
-        .json(&json!({"name": "pub", "public": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    common::create_project(&server, "pub", true).await;
     // Pushed by docker as admin, pulled by docker with no login at all.
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("f"), common::noise(3, 10_000)).unwrap();
     let tar = tmp.path().join("r.tar");
-    assert!(std::process::Command::new("tar")
-        .args([
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            "."
-        ])
-        .status()
-        .unwrap()
-        .success());
+    berth_test_kit::tar(&root, &tar);
     let image = format!("{}/pub/app:v1", server.addr);
     let admin_cfg = tmp.path().join("admin");
     let anon_cfg = tmp.path().join("anon");
     std::fs::create_dir_all(&admin_cfg).unwrap();
     std::fs::create_dir_all(&anon_cfg).unwrap();
-    let docker = |cfg: &std::path::Path, args: &[&str], stdin: Option<&str>| {
-        use std::io::Write;
-        let mut c = std::process::Command::new("docker")
-            .args(args)
-            .env("DOCKER_CONFIG", cfg)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(s) = stdin {
-            c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(c.stdin.take());
-        c.wait_with_output().unwrap()
+    let docker = |cfg: &std::path::Path, args: &[&str], stdin| {
+        let env = [("DOCKER_CONFIG", cfg.to_str().unwrap())];
+        berth_test_kit::run("docker", args, &env, stdin)
     };
     assert!(
         docker(&admin_cfg, &["import", tar.to_str().unwrap(), &image], None)
@@ -694,7 +556,7 @@ async fn path_traversal_in_names_digests_and_upload_ids_is_refused() {
 #[tokio::test]
 async fn behind_a_tls_proxy_external_url_drives_the_realm_and_locations() {
     let server = Server::start_with_config("external_url = \"https://registry.example.com/\"\n");
-    let r = http().get(server.url("/v2/")).send().await.unwrap();
+    let r = server.call(GET, "/v2/", Anonymous).await;
     assert_eq!(
         challenge(&r),
         "Bearer realm=\"https://registry.example.com/service/token\",service=\"berth\""

@@ -4,41 +4,9 @@
 
 mod common;
 
-use common::{Server, ADMIN_PASSWORD};
+use berth_test_kit::{run, run_ok, Docker};
+use common::{Berth, Binary, Server, ADMIN_PASSWORD};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
-fn run(
-    program: &str,
-    args: &[&str],
-    stdin: Option<&str>,
-    envs: &[(&str, &str)],
-) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Removes the Docker engine's trust directory for this server when dropped.
 struct DockerTrust(PathBuf);
@@ -53,27 +21,8 @@ impl Drop for DockerTrust {
 fn docker_skopeo_and_curl_over_tls_with_a_self_signed_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = tmp.path().join("tls");
-    let printed = ok(run(
-        env!("CARGO_BIN_EXE_berth"),
-        &[
-            "cert",
-            "self-signed",
-            "--domain",
-            "localhost",
-            "--ip",
-            "127.0.0.1",
-            "--out",
-            tls.to_str().unwrap(),
-        ],
-        None,
-        &[],
-    ));
+    let (server, printed) = Server::start_self_signed(&tls);
     assert!(printed.contains("/etc/docker/certs.d/"), "{printed}");
-    let server = Server::start_with_config(&format!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        tls.join("cert.pem").display(),
-        tls.join("key.pem").display()
-    ));
     assert_eq!(server.scheme, "https");
     let port = server.addr.rsplit(':').next().unwrap().to_owned();
     let host = format!("localhost:{port}");
@@ -85,7 +34,7 @@ fn docker_skopeo_and_curl_over_tls_with_a_self_signed_certificate() {
         (format!("https://{host}/v2/"), "--http2"),
         (format!("https://127.0.0.1:{port}/v2/"), "--http1.1"),
     ] {
-        let code = ok(run(
+        let code = run_ok(
             "curl",
             &[
                 "-s",
@@ -98,16 +47,16 @@ fn docker_skopeo_and_curl_over_tls_with_a_self_signed_certificate() {
                 "%{http_code}",
                 &url,
             ],
-            None,
             &[],
-        ));
+            None,
+        );
         assert_eq!(code, "401", "{url}");
     }
     let untrusted = run(
         "curl",
         &["-s", "-o", "/dev/null", &format!("https://{host}/v2/")],
-        None,
         &[],
+        None,
     );
     assert!(
         !untrusted.status.success(),
@@ -122,84 +71,46 @@ fn docker_skopeo_and_curl_over_tls_with_a_self_signed_certificate() {
         ("BERTH_PASSWORD", ADMIN_PASSWORD),
         ("NO_PROXY", "*"),
     ];
-    let listed = ok(run(
-        env!("CARGO_BIN_EXE_berth"),
+    let listed = run_ok(
+        Berth::PATH,
         &["user", "list", "--ca-file", ca.to_str().unwrap()],
-        None,
         &cli_env,
-    ));
-    assert!(listed.contains("admin"), "{listed}");
-    let refused = run(
-        env!("CARGO_BIN_EXE_berth"),
-        &["user", "list"],
         None,
-        &cli_env,
     );
+    assert!(listed.contains("admin"), "{listed}");
+    let refused = run(Berth::PATH, &["user", "list"], &cli_env, None);
     assert!(!refused.status.success(), "the CLI trusted an unknown CA");
 
     // The Docker engine, trusting the CA the way the command printed.
     let trust = DockerTrust(PathBuf::from(format!("/etc/docker/certs.d/{host}")));
     std::fs::create_dir_all(&trust.0).unwrap();
     std::fs::copy(&ca, trust.0.join("ca.crt")).unwrap();
-    let config = tmp.path().join("docker");
-    std::fs::create_dir_all(&config).unwrap();
-    let env = [("DOCKER_CONFIG", config.to_str().unwrap())];
-    let login = ok(run(
-        "docker",
-        &["login", "-u", "admin", "--password-stdin", &host],
-        Some(ADMIN_PASSWORD),
-        &env,
-    ));
+    let docker = Docker::new(&tmp.path().join("docker"));
+    let login = docker.login(&host, "admin", ADMIN_PASSWORD);
     assert!(login.contains("Login Succeeded"));
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("f"), common::noise(9, 100_000)).unwrap();
     let tar = tmp.path().join("r.tar");
-    ok(run(
-        "tar",
-        &[
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ],
-        None,
-        &[],
-    ));
+    berth_test_kit::tar(&root, &tar);
     let image = format!("{host}/tls/app:v1");
-    ok(run(
-        "docker",
-        &["import", tar.to_str().unwrap(), &image],
-        None,
-        &env,
-    ));
-    let id = ok(run(
-        "docker",
-        &["image", "inspect", "--format", "{{.Id}}", &image],
-        None,
-        &env,
-    ));
-    ok(run("docker", &["push", &image], None, &env));
-    ok(run("docker", &["rmi", &image], None, &env));
-    ok(run("docker", &["pull", &image], None, &env));
+    docker.ok(&["import", tar.to_str().unwrap(), &image]);
+    let id = docker.ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    docker.ok(&["push", &image]);
+    docker.ok(&["rmi", &image]);
+    docker.ok(&["pull", &image]);
     assert_eq!(
-        ok(run(
-            "docker",
-            &["image", "inspect", "--format", "{{.Id}}", &image],
-            None,
-            &env
-        )),
+        docker.ok(&["image", "inspect", "--format", "{{.Id}}", &image]),
         id
     );
-    let _ = run("docker", &["rmi", &image], None, &env);
+    let _ = docker.run(&["rmi", &image], None);
 
     // skopeo verifies TLS (no insecure flag) against the CA directory.
     let certs = tmp.path().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
     let creds = format!("admin:{ADMIN_PASSWORD}");
-    let raw = ok(run(
+    let raw = run_ok(
         "skopeo",
         &[
             "inspect",
@@ -210,8 +121,8 @@ fn docker_skopeo_and_curl_over_tls_with_a_self_signed_certificate() {
             &creds,
             &format!("docker://{image}"),
         ],
-        None,
         &[],
-    ));
+        None,
+    );
     assert!(raw.contains("schemaVersion"), "{raw}");
 }

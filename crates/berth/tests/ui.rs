@@ -11,48 +11,16 @@ mod common;
 /// Logins over plain HTTP: sessions, cookies, LDAP.
 #[path = "ui/sessions.rs"]
 mod sessions;
-#[path = "../../auth/tests/slapd/mod.rs"]
-mod slapd;
-mod webdriver;
 
+use berth_test_kit::webdriver::Browser;
+use berth_test_kit::Docker;
 use common::oci::{self, Image};
 use common::{admin_client, basic, noise, Server, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use webdriver::Browser;
 
 const GUEST: &str = "gail";
 const GUEST_PASSWORD: &str = "gail-guest-pw";
-
-fn run(program: &str, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} could not be run ({e}); scripts/test installs it"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("wait");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 /// A tar of a small root filesystem, made here (no image is downloaded).
 fn rootfs_tar(dir: &Path) -> PathBuf {
@@ -62,18 +30,7 @@ fn rootfs_tar(dir: &Path) -> PathBuf {
     std::fs::write(root.join("bin/app"), b"#!/bin/sh\necho hello from berth\n").unwrap();
     std::fs::write(root.join("etc/data.bin"), noise(6, 300_000)).unwrap();
     let tar = dir.join("rootfs.tar");
-    run(
-        "tar",
-        &[
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ],
-        &[],
-        None,
-    );
+    berth_test_kit::tar(&root, &tar);
     tar
 }
 
@@ -88,20 +45,6 @@ async fn screenshot(browser: &Browser, name: &str) {
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
-}
-
-async fn api(http: &reqwest::Client, server: &Server, method: &str, path: &str, body: Value) {
-    let url = server.url(path);
-    let req = match method {
-        "PUT" => http.put(&url),
-        _ => http.post(&url),
-    };
-    let resp = req.json(&body).send().await.unwrap();
-    assert!(
-        resp.status().is_success(),
-        "{method} {path}: {}",
-        resp.text().await.unwrap()
-    );
 }
 
 async fn log_in(browser: &Browser, server: &Server, user: &str, password: &str) {
@@ -140,26 +83,15 @@ async fn tags(server: &Server, repo: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn browse_copy_create_robot_delete_tag_and_guests_cannot() {
     let server = Server::start();
-    let admin = admin_client();
-    api(
-        &admin,
-        &server,
-        "POST",
-        "/api/v1/projects",
-        json!({"name": "demo"}),
-    )
-    .await;
+    common::create_project(&server, "demo", false).await;
 
     // The Docker engine pushes an image it made from a local tar.
     let tmp = tempfile::tempdir().unwrap();
-    let docker_config = tmp.path().join("docker-config");
-    std::fs::create_dir_all(&docker_config).unwrap();
-    let env = [("DOCKER_CONFIG", docker_config.to_str().unwrap())];
-    let docker = |args: &[&str]| run("docker", args, &env, None);
+    let docker = Docker::new(&tmp.path().join("docker-config"));
     let image = format!("{}/demo/web", server.addr);
     let (v1, old) = (format!("{image}:v1"), format!("{image}:old"));
     let tar = rootfs_tar(tmp.path());
-    docker(&[
+    docker.ok(&[
         "import",
         "--change",
         "ENV GREETING=hello-from-berth",
@@ -170,19 +102,14 @@ async fn browse_copy_create_robot_delete_tag_and_guests_cannot() {
         tar.to_str().unwrap(),
         &v1,
     ]);
-    docker(&["tag", &v1, &old]);
-    run(
-        "docker",
-        &["login", "-u", "admin", "--password-stdin", &server.addr],
-        &env,
-        Some(ADMIN_PASSWORD),
-    );
-    docker(&["push", &v1]);
-    docker(&["push", &old]);
+    docker.ok(&["tag", &v1, &old]);
+    docker.login(&server.addr, "admin", ADMIN_PASSWORD);
+    docker.ok(&["push", &v1]);
+    docker.ok(&["push", &old]);
     // Pulled back, so that the UI has a pull time to show.
-    docker(&["rmi", &v1, &old]);
-    docker(&["pull", &v1]);
-    docker(&["rmi", &v1]);
+    docker.ok(&["rmi", &v1, &old]);
+    docker.ok(&["pull", &v1]);
+    docker.ok(&["rmi", &v1]);
 
     // A signature of it, and a two-platform index elsewhere, pushed over
     // HTTP.

@@ -2,34 +2,26 @@
 //! https:// and requiring client certificates (`--client-cert-auth`), with a
 //! throwaway PKI made by openssl.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_core::kv::Kv;
 use berth_meta::{EtcdConfig, EtcdKv};
 
-mod etcd_cluster;
-#[path = "../../net/tests/pki/mod.rs"]
-mod pki;
-use etcd_cluster::{no_hang, random};
+use berth_test_kit::etcd::no_hang;
+use berth_test_kit::pki::Pki;
+use berth_test_kit::{random_u64, Killed};
 
 struct Etcd {
-    child: Child,
+    _process: Killed,
     endpoint: String,
     log: std::path::PathBuf,
 }
 
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, pki: &pki::Pki) -> Etcd {
+fn start(dir: &std::path::Path, pki: &Pki) -> Etcd {
     for _ in 0..10 {
-        let base = 14_000 + (random() % 1_000) as u16 * 2;
+        let base = 14_000 + (random_u64() % 1_000) as u16 * 2;
         let client = format!("https://127.0.0.1:{base}");
         let peer = format!("http://127.0.0.1:{}", base + 1);
         let log = dir.join(format!("etcd-{base}.log"));
@@ -64,7 +56,7 @@ fn start(dir: &std::path::Path, pki: &pki::Pki) -> Etcd {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             if std::net::TcpStream::connect(("127.0.0.1", base)).is_ok() {
                 return Etcd {
-                    child,
+                    _process: Killed(child),
                     endpoint: client,
                     log,
                 };
@@ -81,7 +73,7 @@ fn start(dir: &std::path::Path, pki: &pki::Pki) -> Etcd {
 
 fn config(etcd: &Etcd) -> EtcdConfig {
     let mut c = EtcdConfig::new([etcd.endpoint.clone()]);
-    c.prefix = format!("t{:x}/", random());
+    c.prefix = format!("t{:x}/", random_u64());
     c.timeout_secs = 3;
     c
 }
@@ -89,7 +81,7 @@ fn config(etcd: &Etcd) -> EtcdConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn speaks_tls_with_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::Pki::create(dir.path());
+    let pki = Pki::create(dir.path());
     let etcd = start(dir.path(), &pki);
 
     let mut good = config(&etcd);

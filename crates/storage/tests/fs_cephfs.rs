@@ -6,12 +6,13 @@
 use berth_core::blob_suite;
 use berth_storage::FsBlobStore;
 
-mod ceph;
+use berth_test_kit::ceph::Ceph;
+
 mod shared_dir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_cephfs_mounts_share_uploads_and_blobs() {
-    let fs = ceph::Ceph::start().await.cephfs(2);
+    let fs = Ceph::start().await.cephfs(2);
     let (a, b) = (fs.mount(0).join("berth"), fs.mount(1).join("berth"));
     std::fs::create_dir_all(&a).unwrap();
     shared_dir::two_nodes(&a, &b).await;

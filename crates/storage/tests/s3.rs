@@ -3,38 +3,20 @@
 //! rewinds and dead writers, the sweep of stale multipart uploads, and
 //! failures that must surface as `Unavailable` rather than hang.
 
-use berth_core::blob_suite::{self, content, read_all};
+use berth_core::blob_suite::{content, read_all};
 use berth_core::{BlobStore, StoreError};
 use berth_oci::Digest;
 use berth_storage::{S3BlobStore, S3Config};
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 
-mod garage;
 mod multipart;
-use garage::*;
+use berth_test_kit::garage::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_suite_on_garage() {
     let garage = Garage::start().await;
-    // Two nodes sharing the bucket, then a store under a key prefix.
-    for _ in 0..2 {
-        let node = garage.node();
-        let left = multipart::Leftovers {
-            store: &node,
-            uploads: "uploads/",
-        };
-        blob_suite::run_all_inspected(&node, &left).await;
-    }
-    let mut prefixed = garage.config();
-    prefixed.prefix = "tenant/berth/".into();
-    prefixed.part_size_mib = 5;
-    let store = S3BlobStore::new(&prefixed).unwrap();
-    let left = multipart::Leftovers {
-        store: &store,
-        uploads: "tenant/berth/uploads/",
-    };
-    blob_suite::run_all_inspected(&store, &left).await;
+    let store = multipart::suites([garage.node(), garage.node()], garage.config()).await;
 
     let data = content(100);
     let digest = Digest::sha256_of(&data);

@@ -3,32 +3,14 @@
 //! suite from two nodes and under a key prefix, and the sweep of abandoned
 //! multipart uploads.
 
-use berth_core::blob_suite;
-use berth_storage::S3BlobStore;
+use berth_test_kit::ceph::Ceph;
 
-mod ceph;
 mod multipart;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_suite_on_ceph_rgw() {
-    let ceph = ceph::Ceph::start().await;
-    for _ in 0..2 {
-        let node = ceph.node();
-        let left = multipart::Leftovers {
-            store: &node,
-            uploads: "uploads/",
-        };
-        blob_suite::run_all_inspected(&node, &left).await;
-    }
-    let mut prefixed = ceph.config();
-    prefixed.prefix = "tenant/berth/".into();
-    prefixed.part_size_mib = 5;
-    let store = S3BlobStore::new(&prefixed).unwrap();
-    let left = multipart::Leftovers {
-        store: &store,
-        uploads: "tenant/berth/uploads/",
-    };
-    blob_suite::run_all_inspected(&store, &left).await;
+    let ceph = Ceph::start().await;
+    multipart::suites([ceph.node(), ceph.node()], ceph.config()).await;
     // Every upload the suites made is gone, and no commit left a multipart
     // upload behind.
     multipart::nothing_left(&ceph.node(), &["uploads/"]).await;
@@ -36,6 +18,6 @@ async fn conformance_suite_on_ceph_rgw() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stale_multipart_uploads_are_aborted_on_ceph_rgw() {
-    let ceph = ceph::Ceph::start().await;
+    let ceph = Ceph::start().await;
     multipart::stale_uploads_are_aborted(&ceph.node()).await;
 }

@@ -6,25 +6,14 @@
 use berth_core::blob_suite;
 use berth_core::BlobStore;
 use berth_storage::S3BlobStore;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-mod garage;
-use garage::*;
-#[path = "../../net/tests/pki/mod.rs"]
-mod pki;
-
-struct Haproxy(Child);
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use berth_test_kit::garage::Garage;
+use berth_test_kit::pki::Pki;
+use berth_test_kit::{haproxy, random_u64, Killed};
 
 /// HAProxy on a free port, TLS in front of `backend`; returns it and the port.
-fn tls_proxy(dir: &std::path::Path, cert: &std::path::Path, backend: &str) -> (Haproxy, u16) {
+fn tls_proxy(dir: &std::path::Path, cert: &std::path::Path, backend: &str) -> (Killed, u16) {
     for _ in 0..10 {
         let port = 16_000 + (random_u64() % 2_000) as u16;
         let cfg = dir.join(format!("haproxy-{port}.cfg"));
@@ -39,27 +28,9 @@ fn tls_proxy(dir: &std::path::Path, cert: &std::path::Path, backend: &str) -> (H
             ),
         )
         .unwrap();
-        let mut child = Command::new("haproxy")
-            .arg("-f")
-            .arg(&cfg)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy (scripts/test installs it)");
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if child.try_wait().unwrap().is_some() {
-                break; // the port was taken
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return (Haproxy(child), port);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(proxy) = haproxy(&cfg, port) {
+            return (proxy, port);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
     panic!("could not start haproxy");
 }
@@ -68,7 +39,7 @@ fn tls_proxy(dir: &std::path::Path, cert: &std::path::Path, backend: &str) -> (H
 async fn conformance_suite_over_https() {
     let garage = Garage::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::Pki::create(dir.path());
+    let pki = Pki::create(dir.path());
     let plain = garage.config();
     let backend = plain.endpoint.trim_start_matches("http://").to_owned();
     let (_proxy, port) = tls_proxy(dir.path(), &pki.server_combined, &backend);

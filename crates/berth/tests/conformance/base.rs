@@ -204,11 +204,7 @@ async fn names_with_many_segments_work_everywhere() {
         .await;
     r.expect(202);
     let loc = r.must_header("Location").to_owned();
-    let r = reg
-        .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&data))))
-        .await;
-    r.expect(201);
-    reg.expect_blob(repo, &data).await;
+    reg.close_and_check(repo, &loc, &data).await;
 
     let r = reg.get(&format!("/v2/{repo}/tags/list")).await;
     r.expect(200);

@@ -48,18 +48,22 @@ fn upload_id(location: &str) -> String {
     path.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
-/// A body that sends `first`, then waits for `go` before sending `rest`.
-fn held_body(
-    first: Vec<u8>,
-    rest: Vec<u8>,
-    go: tokio::sync::oneshot::Receiver<()>,
-) -> reqwest::Body {
-    let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(first))]);
+/// `req` with `data` as its body: the first half sent at once, the rest
+/// held until the returned sender fires, so that the request stays inside
+/// its write for as long as the test needs.
+fn held(
+    req: reqwest::RequestBuilder,
+    data: &[u8],
+) -> (tokio::sync::oneshot::Sender<()>, reqwest::RequestBuilder) {
+    let (go, held) = tokio::sync::oneshot::channel::<()>();
+    let (first, rest) = data.split_at(data.len() / 2);
+    let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(first.to_vec()))]);
+    let rest = Bytes::from(rest.to_vec());
     let rest = futures_util::stream::once(async move {
-        let _ = go.await;
-        Ok::<_, std::io::Error>(Bytes::from(rest))
+        let _ = held.await;
+        Ok::<_, std::io::Error>(rest)
     });
-    reqwest::Body::wrap_stream(first.chain(rest))
+    (go, req.body(reqwest::Body::wrap_stream(first.chain(rest))))
 }
 
 /// Whether a request was accepted with `status`; a refusal must be a
@@ -90,21 +94,12 @@ async fn racing_patches_never_corrupt_the_upload() {
     let id = upload_id(&loc);
     let range = format!("0-{}", n - 1);
 
-    let (go, held) = tokio::sync::oneshot::channel();
-    let slow = reg.send(
-        reg.req(Method::PATCH, &loc)
-            .header("Content-Range", &range)
-            .body(held_body(a[..n / 2].to_vec(), a[n / 2..].to_vec(), held)),
-    );
+    let patch = reg.req(Method::PATCH, &loc).header("Content-Range", &range);
+    let (go, slow) = held(patch, &a);
+    let slow = reg.send(slow);
     let fast = async {
         wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
-        let r = reg
-            .send(
-                reg.req(Method::PATCH, &loc)
-                    .header("Content-Range", &range)
-                    .body(b.clone()),
-            )
-            .await;
+        let r = reg.send_range(Method::PATCH, &loc, &range, b.clone()).await;
         let _ = go.send(());
         r
     };
@@ -116,11 +111,7 @@ async fn racing_patches_never_corrupt_the_upload() {
         (false, false) => panic!("neither PATCH was accepted"),
     };
     assert_eq!(reg.upload_range(&loc).await, range);
-    let r = reg
-        .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(winner))))
-        .await;
-    r.expect(201);
-    reg.expect_blob("race", winner).await;
+    reg.close_and_check("race", &loc, winner).await;
 }
 
 /// A closing PUT with a last chunk racing a PATCH of the same range.
@@ -133,12 +124,8 @@ async fn a_closing_put_racing_a_patch_never_corrupts_the_blob() {
     let loc = reg.start_upload("race").await;
     let id = upload_id(&loc);
 
-    let (go, held) = tokio::sync::oneshot::channel();
-    let slow = reg.send(reg.req(Method::PATCH, &loc).body(held_body(
-        a[..n / 2].to_vec(),
-        a[n / 2..].to_vec(),
-        held,
-    )));
+    let (go, slow) = held(reg.req(Method::PATCH, &loc), &a);
+    let slow = reg.send(slow);
     let fast = async {
         wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
         let r = reg
@@ -162,11 +149,7 @@ async fn a_closing_put_racing_a_patch_never_corrupts_the_blob() {
         reg.head(&format!("/v2/race/blobs/{}", sha256(&b)))
             .await
             .expect(404);
-        let r = reg
-            .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&a))))
-            .await;
-        r.expect(201);
-        reg.expect_blob("race", &a).await;
+        reg.close_and_check("race", &loc, &a).await;
     }
 }
 
@@ -179,22 +162,14 @@ async fn a_busy_upload_refuses_other_writers_until_the_write_ends() {
     let a = random_bytes(5, n);
     let loc = reg.start_upload("busy").await;
     let id = upload_id(&loc);
-    let (go, held) = tokio::sync::oneshot::channel();
-    let slow = reg.send(reg.req(Method::PATCH, &loc).body(held_body(
-        a[..n / 2].to_vec(),
-        a[n / 2..].to_vec(),
-        held,
-    )));
+    let (go, slow) = held(reg.req(Method::PATCH, &loc), &a);
+    let slow = reg.send(slow);
     let probe = async {
         wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
         // Status answers during the write, with what was acknowledged.
         assert_eq!(reg.upload_range(&loc).await, "0-0");
         let small = reg
-            .send(
-                reg.req(Method::PATCH, &loc)
-                    .header("Content-Range", "0-3")
-                    .body(b"abcd".to_vec()),
-            )
+            .send_range(Method::PATCH, &loc, "0-3", b"abcd".to_vec())
             .await;
         small.expect_error(416, "BLOB_UPLOAD_INVALID");
         let close = reg
@@ -210,20 +185,12 @@ async fn a_busy_upload_refuses_other_writers_until_the_write_ends() {
     // The write is over: the next request proceeds at once.
     let tail = random_bytes(6, 10);
     let r = reg
-        .send(
-            reg.req(Method::PATCH, &loc)
-                .header("Content-Range", format!("{n}-{}", n + 9))
-                .body(tail.clone()),
-        )
+        .send_range(Method::PATCH, &loc, &format!("{n}-{}", n + 9), tail.clone())
         .await;
     r.expect(202);
     let mut all = a;
     all.extend_from_slice(&tail);
-    let r = reg
-        .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&all))))
-        .await;
-    r.expect(201);
-    reg.expect_blob("busy", &all).await;
+    reg.close_and_check("busy", &loc, &all).await;
 }
 
 /// A writer that fails (here: a body shorter than its range) gives the
@@ -249,11 +216,7 @@ async fn a_failed_write_does_not_block_the_upload() {
     assert_eq!(reg.upload_range(&loc).await, "0-0");
     let data = random_bytes(7, 100);
     let r = reg
-        .send(
-            reg.req(Method::PATCH, &loc)
-                .header("Content-Range", "0-99")
-                .body(data.clone()),
-        )
+        .send_range(Method::PATCH, &loc, "0-99", data.clone())
         .await;
     r.expect(202);
     let r = reg

@@ -257,6 +257,30 @@ impl Reg {
         assert_eq!(r.header("Docker-Content-Digest"), Some(digest.as_str()));
     }
 
+    /// `method` on `url` (a path or a `Location`) with `body` as the bytes
+    /// `range` (a `Content-Range` such as `0-99`).
+    pub async fn send_range(&self, method: Method, url: &str, range: &str, body: Vec<u8>) -> Resp {
+        let req = self.req(method, url).header("Content-Range", range);
+        self.send(req.body(body)).await
+    }
+
+    /// `r` stored the blob `data` in `repo`: a 201 naming its digest, and
+    /// the blob reads back.
+    pub async fn expect_created(&self, r: &Resp, repo: &str, data: &[u8]) {
+        r.expect(201);
+        let digest = sha256(data);
+        assert_eq!(r.header("Docker-Content-Digest"), Some(digest.as_str()));
+        self.expect_blob(repo, data).await;
+    }
+
+    /// Closes the upload at `location` (a `PUT ?digest=` without a body),
+    /// whose bytes are `data`, and checks the blob is stored in `repo`.
+    pub async fn close_and_check(&self, repo: &str, location: &str, data: &[u8]) {
+        let url = with_query(location, "digest", &sha256(data));
+        self.send(self.req(Method::PUT, &url)).await.expect(201);
+        self.expect_blob(repo, data).await;
+    }
+
     /// The status of an upload: `(status, Range header)`.
     pub async fn upload_range(&self, location: &str) -> String {
         let r = self.get(location).await;
@@ -369,18 +393,9 @@ pub fn sha256(data: &[u8]) -> String {
     crate::common::sha256(data)
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
+/// Deterministic pseudo-random bytes, distinct per seed.
 pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    crate::common::noise(seed, len)
 }
 
 /// Appends `key=value` to a URL that may already carry a query.

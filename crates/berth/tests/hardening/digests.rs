@@ -1,7 +1,7 @@
 //! sha512 is handled the same by every reader (issue 14, item 8). See
 //! ../hardening.rs.
 
-use crate::common::{self, fsck, sha256, Server};
+use crate::common::{self, sha256, Server};
 use serde_json::json;
 use std::time::Duration;
 
@@ -57,11 +57,11 @@ async fn a_large_manifest_pushed_by_sha512_survives_fsck_and_repair() {
     // fsck works offline on the data directory.
     server.terminate();
     assert!(server.wait_exit(Duration::from_secs(30)).is_some());
-    let (ok, out) = fsck(&server.data, &[]);
+    let (ok, out) = Server::fsck(&server.data, &[]);
     assert!(ok, "{out}");
     assert!(out.contains(" 0 problems"), "{out}");
     assert!(!out.contains("PROBLEM"), "{out}");
-    let (ok, out) = fsck(&server.data, &["--repair"]);
+    let (ok, out) = Server::fsck(&server.data, &["--repair"]);
     assert!(ok, "{out}");
     assert!(out.contains(" 0 repaired"), "{out}");
 

@@ -22,14 +22,25 @@ fn from(source: Ipv4Addr) -> reqwest::Client {
 
 /// `/service/token` with Basic credentials: what the docker CLI sends.
 async fn token_status(client: &reqwest::Client, server: &Server, pass: &str) -> u16 {
-    client
+    token_request(client, server, pass, None).await
+}
+
+/// `/service/token` as `client` with the administrator's name and `pass`,
+/// and `X-Forwarded-For: forwarded` if given; the status.
+async fn token_request(
+    client: &reqwest::Client,
+    server: &Server,
+    pass: &str,
+    forwarded: Option<&str>,
+) -> u16 {
+    let mut req = client
         .get(server.url("/service/token?service=berth"))
-        .header("Authorization", basic("admin", pass))
-        .send()
-        .await
-        .expect("token request")
-        .status()
-        .as_u16()
+        .header("Authorization", basic("admin", pass));
+    if let Some(forwarded) = forwarded {
+        req = req.header("X-Forwarded-For", forwarded);
+    }
+    let resp = req.send().await.expect("token request");
+    resp.status().as_u16()
 }
 
 #[tokio::test]
@@ -115,15 +126,7 @@ async fn forwarded_status(
     forwarded: &str,
     pass: &str,
 ) -> u16 {
-    client
-        .get(server.url("/service/token?service=berth"))
-        .header("Authorization", basic("admin", pass))
-        .header("X-Forwarded-For", forwarded)
-        .send()
-        .await
-        .expect("token request")
-        .status()
-        .as_u16()
+    token_request(client, server, pass, Some(forwarded)).await
 }
 
 /// Behind a load balancer every client has the balancer's address: with

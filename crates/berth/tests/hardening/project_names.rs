@@ -115,22 +115,13 @@ async fn the_management_api_answers_a_hidden_project_as_a_missing_one() {
             _ => None,
         };
         for (who, auth) in callers {
-            let hidden = raw(
-                &server,
-                auth,
-                method.clone(),
-                &fill(route.path, HIDDEN),
-                body,
-            )
-            .await;
-            let missing = raw(
-                &server,
-                auth,
-                method.clone(),
-                &fill(route.path, MISSING),
-                body,
-            )
-            .await;
+            let call = |project| {
+                let (method, path) = (method.clone(), fill(route.path, project));
+                let server = &server;
+                async move { raw(server, auth, method, &path, body).await }
+            };
+            let hidden = call(HIDDEN).await;
+            let missing = call(MISSING).await;
             let what = format!("{who} {} {}", route.method, route.path);
             // Deleting a project is for administrators before anything
             // else: refused alike, whether the project exists or not.
@@ -151,26 +142,15 @@ async fn the_management_api_answers_a_hidden_project_as_a_missing_one() {
     // A project admin naming another project in a robot's permissions
     // learns nothing either.
     let owner = basic("owner", "owner-password");
-    let robot = |project: &str| {
-        json!({"name": "x", "permissions": [{"project": project, "actions": ["pull"]}]}).to_string()
+    let robot = |project| {
+        let permissions = json!([{"project": project, "actions": ["pull"]}]);
+        let body = json!({"name": "x", "permissions": permissions}).to_string();
+        let (server, owner) = (&server, owner.as_str());
+        let robots = "/api/v1/projects/mine/robots";
+        async move { raw(server, Some(owner), Method::POST, robots, Some(&body)).await }
     };
-    let robots = "/api/v1/projects/mine/robots";
-    let hidden = raw(
-        &server,
-        Some(owner.as_str()),
-        Method::POST,
-        robots,
-        Some(&robot(HIDDEN)),
-    )
-    .await;
-    let missing = raw(
-        &server,
-        Some(owner.as_str()),
-        Method::POST,
-        robots,
-        Some(&robot(MISSING)),
-    )
-    .await;
+    let hidden = robot(HIDDEN).await;
+    let missing = robot(MISSING).await;
     assert_eq!(missing.0, 400, "{}", missing.1);
     assert_eq!(hidden, missing);
 

@@ -3,10 +3,7 @@
 //! over berth's own TLS), sessions kept in the metadata store (they outlive
 //! a restart), logging out, and LDAP users with their groups' roles.
 
-use super::common::{admin_client, Server, ADMIN_PASSWORD};
-use super::{api, slapd};
-use serde_json::json;
-use std::process::Command;
+use super::common::{self, Server, ADMIN_PASSWORD};
 
 /// The `name=value` of a `Set-Cookie` header, and the whole header.
 fn set_cookie(resp: &reqwest::Response, name: &str) -> (String, String) {
@@ -148,29 +145,7 @@ async fn sessions_live_in_the_metadata_store_behind_strict_cookies() {
     let ok = form_login(&http, &behind_proxy.url(""), ADMIN_PASSWORD).await;
     assert!(set_cookie(&ok, "berth_session").1.contains("; Secure"));
     let tls_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args([
-            "cert",
-            "self-signed",
-            "--domain",
-            "localhost",
-            "--ip",
-            "127.0.0.1",
-            "--out",
-        ])
-        .arg(tls_dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tls = Server::start_with_config(&format!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        tls_dir.path().join("cert.pem").display(),
-        tls_dir.path().join("key.pem").display()
-    ));
+    let (tls, _) = Server::start_self_signed(tls_dir.path());
     assert_eq!(tls.scheme, "https");
     let https = berth_net::client_builder(
         &berth_net::TlsClient::with_ca(Some(&tls_dir.path().join("ca.crt"))),
@@ -192,42 +167,12 @@ async fn sessions_live_in_the_metadata_store_behind_strict_cookies() {
 
 #[tokio::test]
 async fn directory_users_log_in_and_see_the_projects_of_their_groups() {
-    use slapd::{Slapd, BASE, READER_DN, READER_PW};
+    use berth_test_kit::slapd::Slapd;
     let ldap = Slapd::start().await;
-    let server = Server::start_with_config(&format!(
-        r#"
-[ldap]
-url = "ldap://127.0.0.1:{port}"
-bind_dn = "{READER_DN}"
-bind_password = "{READER_PW}"
-base_dn = "ou=people,{BASE}"
-group_base_dn = "ou=groups,{BASE}"
-user_filter = "(objectClass=inetOrgPerson)"
-
-[[ldap.group_roles]]
-group = "developers"
-project = "team"
-role = "developer"
-"#,
-        port = ldap.port
-    ));
-    let admin = admin_client();
-    api(
-        &admin,
-        &server,
-        "POST",
-        "/api/v1/projects",
-        json!({"name": "team"}),
-    )
-    .await;
-    api(
-        &admin,
-        &server,
-        "POST",
-        "/api/v1/projects",
-        json!({"name": "hidden"}),
-    )
-    .await;
+    let server =
+        Server::start_with_config(&ldap.berth_toml(&[("developers", "team", "developer")]));
+    common::create_project(&server, "team", false).await;
+    common::create_project(&server, "hidden", false).await;
     let http = berth_net::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

@@ -2,12 +2,35 @@
 //! an upload is left behind, on any S3 server (Garage and Ceph RGW run
 //! them).
 
-use berth_core::blob_suite::{content, Inspect};
-use berth_storage::S3BlobStore;
+use berth_core::blob_suite::{self, content, Inspect};
+use berth_storage::{S3BlobStore, S3Config};
 use bytes::Bytes;
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
+
+/// The shared suite from the two `nodes` (stores sharing one bucket), then
+/// on a store of `config` under the key prefix `tenant/berth/` with 5 MiB
+/// parts, each run checking that it leaves nothing behind; that last store.
+pub async fn suites(nodes: [S3BlobStore; 2], config: S3Config) -> S3BlobStore {
+    for node in &nodes {
+        let left = Leftovers {
+            store: node,
+            uploads: "uploads/",
+        };
+        blob_suite::run_all_inspected(node, &left).await;
+    }
+    let mut prefixed = config;
+    prefixed.prefix = "tenant/berth/".into();
+    prefixed.part_size_mib = 5;
+    let store = S3BlobStore::new(&prefixed).unwrap();
+    let left = Leftovers {
+        store: &store,
+        uploads: "tenant/berth/uploads/",
+    };
+    blob_suite::run_all_inspected(&store, &left).await;
+    store
+}
 
 /// Commits that died after starting their multipart upload are aborted by
 /// the sweep once old enough, and young ones (commits in progress on other

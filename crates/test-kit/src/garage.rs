@@ -1,8 +1,8 @@
 //! A real single-node Garage (S3) server for tests, in a temporary
-//! directory, on ports retried until free, killed on drop. Shared by
-//! berth-storage's S3 tests and the registry's cluster tests.
-#![allow(dead_code)]
+//! directory, on ports retried until free, killed on drop: for
+//! berth-storage's S3 tests, the registry's cluster tests and the benchmark.
 
+use crate::{random_u64, stdout_ok};
 use berth_storage::{S3BlobStore, S3Config};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -25,18 +25,6 @@ pub fn garage_bin() -> String {
     std::env::var("GARAGE_BIN").unwrap_or_else(|_| "garage".into())
 }
 
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
 impl Garage {
     pub async fn start() -> Garage {
         Garage::start_at(None).await
@@ -56,21 +44,7 @@ impl Garage {
             let conf = dir.path().join("garage.toml");
             std::fs::write(&conf, config(dir.path(), rpc, s3, admin)).unwrap();
             let log = std::fs::File::create(dir.path().join("garage.log")).unwrap();
-            let child = Command::new(garage_bin())
-                .arg("-c")
-                .arg(&conf)
-                .arg("server")
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot run {:?} ({e}); scripts/test installs it with `cargo install garage`",
-                        garage_bin()
-                    )
-                });
+            let child = server(&conf, log);
             let mut garage = Garage {
                 child,
                 dir,
@@ -142,14 +116,7 @@ impl Garage {
     }
 
     pub fn cli_ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "garage {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_ok(self.cli(args), &format!("garage {args:?}"))
     }
 
     /// Polls until the node answers on RPC and S3; false when it exited or
@@ -231,16 +198,7 @@ impl Garage {
             .append(true)
             .open(self.dir.path().join("garage.log"))
             .unwrap();
-        self.child = Command::new(garage_bin())
-            .arg("-c")
-            .arg(self.conf())
-            .arg("server")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        self.child = server(&self.conf(), log);
         assert!(
             self.wait_ready(),
             "garage did not come back:\n{}",
@@ -259,6 +217,25 @@ impl Drop for Garage {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `garage server` on the configuration `conf`, logging into `log`.
+fn server(conf: &Path, log: std::fs::File) -> Child {
+    Command::new(garage_bin())
+        .arg("-c")
+        .arg(conf)
+        .arg("server")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {:?} ({e}); scripts/test installs it with `cargo install garage`",
+                garage_bin()
+            )
+        })
 }
 
 pub fn config(dir: &Path, rpc: u16, s3: u16, admin: u16) -> String {

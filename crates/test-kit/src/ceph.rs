@@ -5,8 +5,8 @@
 //! radosgw on 127.0.0.1, pool size 1, no cephx, and an S3 user. Everything
 //! lives in a temporary directory; every daemon runs in the foreground as
 //! our child and is killed by PID on drop.
-#![allow(dead_code)]
 
+use crate::{random_u64, stdout_ok};
 use berth_storage::{S3BlobStore, S3Config};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -78,33 +78,11 @@ impl Drop for Ceph {
     }
 }
 
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish()
-}
-
 fn uuid() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/uuid")
         .unwrap()
         .trim()
         .to_owned()
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn free(port: u16) -> bool {
@@ -122,7 +100,7 @@ impl Ceph {
     pub async fn start_on(store: Objectstore) -> Ceph {
         let mut failures = Vec::new();
         for _ in 0..10 {
-            let base = 17_000 + (random() % 2_000) as u16 * 2;
+            let base = 17_000 + (random_u64() % 2_000) as u16 * 2;
             if free(base) && free(base + 1) {
                 match Ceph::start_at(base, base + 1, store).await {
                     Ok(ceph) => return ceph,
@@ -136,34 +114,58 @@ impl Ceph {
         panic!("could not start ceph:\n{}", failures.join("\n"));
     }
 
-    /// Waits until the OSD is up and in; an error when it exited first.
-    fn wait_osd_up(&self, osd: &mut Child) -> Result<(), String> {
+    /// Polls `ceph <args>` until `ready` accepts its output, for 30 s at
+    /// most; an error naming `what`, with the end of its `log`, when the
+    /// daemon `child` exited first or was never ready.
+    fn wait_for(
+        &self,
+        child: &mut Child,
+        what: &str,
+        log: &str,
+        args: &[&str],
+        ready: impl Fn(&Output) -> bool,
+    ) -> Result<(), String> {
         let started = Instant::now();
         loop {
-            if let Ok(Some(status)) = osd.try_wait() {
-                return Err(format!(
-                    "the OSD exited ({status}): {}",
-                    self.log("osd.0.log")
-                ));
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("{what} exited ({status}): {}", self.log(log)));
             }
             let out = Command::new("ceph")
                 .arg("-c")
                 .arg(self.conf())
-                .args(["osd", "stat", "--format", "json", "--connect-timeout", "5"])
+                .args(args)
+                .args(["--connect-timeout", "5"])
                 .output()
                 .map_err(|e| e.to_string())?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if text.contains("\"num_up_osds\":1") {
+            if ready(&out) {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(30) {
                 return Err(format!(
-                    "the OSD did not come up: {text} {}",
-                    self.log("osd.0.log")
+                    "{what} was not ready: {}{} {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr),
+                    self.log(log)
                 ));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Waits until the OSD is up and in; an error when it exited first.
+    fn wait_osd_up(&self, osd: &mut Child) -> Result<(), String> {
+        let args = ["osd", "stat", "--format", "json"];
+        self.wait_for(osd, "the OSD", "osd.0.log", &args, |out| {
+            String::from_utf8_lossy(&out.stdout).contains("\"num_up_osds\":1")
+        })
+    }
+
+    /// Waits until the monitor answers a command; an error when it exited
+    /// or stayed silent for 30 s.
+    fn wait_mon(&self, mon: &mut Child) -> Result<(), String> {
+        self.wait_for(mon, "the monitor", "mon.a.log", &["mon", "stat"], |out| {
+            out.status.success()
+        })
     }
 
     fn conf(&self) -> PathBuf {
@@ -187,10 +189,13 @@ impl Ceph {
 
     fn cli(&self, program: &str, args: &[&str]) -> String {
         let run = || {
-            Command::new(program)
-                .arg("-c")
-                .arg(self.conf())
-                .args(args)
+            let mut command = Command::new(program);
+            command.arg("-c").arg(self.conf()).args(args);
+            if program == "ceph" {
+                // Fail in a minute, not the CLI's default five.
+                command.args(["--connect-timeout", "60"]);
+            }
+            command
                 .output()
                 .unwrap_or_else(|e| panic!("{program}: {e}"))
         };
@@ -206,7 +211,7 @@ impl Ceph {
             std::thread::sleep(Duration::from_millis(500));
             out = run();
         }
-        ok(out, &format!("{program} {args:?}"))
+        stdout_ok(out, &format!("{program} {args:?}"))
     }
 
     async fn start_at(mon_port: u16, rgw_port: u16, store: Objectstore) -> Result<Ceph, String> {
@@ -290,7 +295,7 @@ rgw gc processor period = 5
             rgw: None,
         };
         let monmap = ceph.dir.path().join("monmap");
-        ok(
+        stdout_ok(
             Command::new("monmaptool")
                 .args(["--create", "--add", "a"])
                 .arg(format!("v1:127.0.0.1:{mon_port}"))
@@ -300,7 +305,7 @@ rgw gc processor period = 5
                 .expect("monmaptool (scripts/test installs Ceph)"),
             "monmaptool",
         );
-        ok(
+        stdout_ok(
             Command::new("ceph-mon")
                 .args(["--mkfs", "-i", "a", "--monmap"])
                 .arg(&monmap)
@@ -310,14 +315,19 @@ rgw gc processor period = 5
                 .unwrap(),
             "ceph-mon --mkfs",
         );
-        let mon = ceph.daemon("ceph-mon", &["-i", "a"]);
+        let mut mon = ceph.daemon("ceph-mon", &["-i", "a"]);
+        // A monitor that never answers (seen once in CI: every command
+        // hunted for it until the CLI's 300 s timeout) is a failed start,
+        // retried with a fresh cluster on other ports.
+        let answered = ceph.wait_mon(&mut mon);
         ceph.children.push(mon);
+        answered?;
         let mgr = ceph.daemon("ceph-mgr", &["-i", "x"]);
         ceph.children.push(mgr);
         let osd_uuid = uuid();
         let id = ceph.cli("ceph", &["osd", "create", &osd_uuid]);
         let id = id.trim().to_owned();
-        ok(
+        stdout_ok(
             Command::new("ceph-osd")
                 .args(["-i", &id, "--mkfs", "--osd-uuid", &osd_uuid, "-c"])
                 .arg(ceph.conf())

@@ -1,16 +1,15 @@
 //! A real three-member etcd cluster (Debian's etcd-server) for tests, started
 //! as child processes on 127.0.0.1 with ports retried until free, and killed
-//! on drop. Shared by berth-meta's etcd tests and the registry's cluster test.
-#![allow(dead_code)]
+//! on drop: for berth-meta's etcd tests, the registry's cluster tests and
+//! the benchmark.
 
-use std::collections::hash_map::RandomState;
 use std::fs::File;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::random_u64;
 use berth_meta::{EtcdConfig, EtcdKv};
 use serde_json::{json, Value};
 
@@ -18,18 +17,6 @@ pub const MEMBERS: usize = 3;
 
 /// Only to catch a hang; nothing is asserted about how long things take.
 pub const HANG: Duration = Duration::from_secs(90);
-
-pub fn random() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
-}
 
 pub async fn no_hang<T>(what: &str, f: impl Future<Output = T>) -> T {
     match tokio::time::timeout(HANG, f).await {
@@ -67,7 +54,7 @@ impl Cluster {
         for _ in 0..10 {
             // Below Linux's ephemeral range, so outgoing connections of
             // parallel tests cannot be holding these ports.
-            let base = 12_000 + (random() % 2_000) as u16 * 10;
+            let base = 12_000 + (random_u64() % 2_000) as u16 * 10;
             match Cluster::try_start(base).await {
                 Ok(cluster) => return cluster,
                 Err(why) => failures.push(why),
@@ -77,7 +64,7 @@ impl Cluster {
     }
 
     pub async fn try_start(base: u16) -> Result<Cluster, String> {
-        let token = format!("berth-test-{:x}", random());
+        let token = format!("berth-test-{:x}", random_u64());
         let members = (0..MEMBERS)
             .map(|i| Member {
                 name: format!("m{i}"),

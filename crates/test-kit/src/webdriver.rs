@@ -3,7 +3,6 @@
 //! headless Chromium session and speaks the W3C protocol as plain JSON over
 //! HTTP. A missing driver or browser fails the test; scripts/test installs
 //! them.
-#![allow(dead_code)]
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};

@@ -1,14 +1,15 @@
 //! A real OpenLDAP server (Debian's `slapd` and `ldap-utils`) for tests,
-//! configured from a temporary directory with its own CA for LDAPS and
-//! StartTLS, and killed on drop. Shared by berth-auth's LDAP tests and the
-//! registry's end-to-end LDAP test.
-#![allow(dead_code)]
+//! configured from a temporary directory with its own CA ([`Pki`]) for LDAPS
+//! and StartTLS, and killed on drop: for berth-auth's LDAP tests and the
+//! registry's end-to-end LDAP and UI tests.
 
+use crate::pki::Pki;
+use crate::{random_u64, stdout_ok, Killed};
 use berth_auth::ldap::LdapConfig;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub const BASE: &str = "dc=example,dc=org";
 pub const ROOT_DN: &str = "cn=admin,dc=example,dc=org";
@@ -17,7 +18,7 @@ pub const READER_DN: &str = "cn=reader,ou=services,dc=example,dc=org";
 pub const READER_PW: &str = "reader-secret";
 pub const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
 
-pub const SLAPD_CONF: &str = r#"
+const SLAPD_CONF: &str = r#"
 include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
@@ -28,8 +29,8 @@ moduleload back_mdb
 # A DN with an empty password then binds as anonymous with success, as some
 # servers do: the client must refuse empty passwords itself.
 allow bind_anon_dn
-TLSCACertificateFile @DIR@/ca.pem
-TLSCertificateFile @DIR@/server.pem
+TLSCACertificateFile @DIR@/ca.crt
+TLSCertificateFile @DIR@/server.crt
 TLSCertificateKeyFile @DIR@/server.key
 database mdb
 maxsize 10485760
@@ -45,7 +46,7 @@ access to dn.subtree="ou=groups,dc=example,dc=org"
 access to * by users read by * none
 "#;
 
-pub const DATA: &str = r#"dn: dc=example,dc=org
+const DATA: &str = r#"dn: dc=example,dc=org
 objectClass: dcObject
 objectClass: organization
 dc: example
@@ -123,77 +124,26 @@ cn: ops
 member: cn=Dave (ops)\2C Jr,ou=people,dc=example,dc=org
 "#;
 
-/// A child process, killed on drop (also when a test panics).
-pub struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A running slapd. Fields drop in order: the process, then its directory.
 pub struct Slapd {
     _process: Killed,
     pub dir: tempfile::TempDir,
+    /// Its CA (`pki.ca`) signed the server certificate; `pki.other_ca`
+    /// signed nothing here.
+    pub pki: Pki,
     pub port: u16,
     pub tls_port: u16,
 }
 
-pub fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+fn run(cmd: &mut Command) {
+    let what = format!("{cmd:?}");
+    stdout_ok(
+        cmd.output().unwrap_or_else(|e| panic!("{what}: {e}")),
+        &what,
     );
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, as `<name>.pem`
-/// and `<name>.key`.
-pub fn make_ca(dir: &Path, name: &str) {
-    run(Command::new("openssl")
-        .current_dir(dir)
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
-        .args([
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-        ])
-        .args(["-subj", &format!("/CN=berth test {name}")])
-        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
-        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]));
-}
-
-pub fn make_server_cert(dir: &Path) {
-    make_ca(dir, "ca");
-    make_ca(dir, "other-ca");
-    run(Command::new("openssl")
-        .current_dir(dir)
-        .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:P-256", "-nodes"])
-        .args(["-keyout", "server.key", "-out", "server.csr"])
-        .args(["-subj", "/CN=127.0.0.1"]));
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
-         basicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(Command::new("openssl")
-        .current_dir(dir)
-        .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem"])
-        .args(["-CAkey", "ca.key", "-set_serial", "2", "-days", "2"])
-        .args(["-extfile", "server.ext", "-out", "server.pem"]));
-}
-
-pub fn slapd_binary() -> PathBuf {
+fn slapd_binary() -> PathBuf {
     // Debian puts it in /usr/sbin, often not on a user's PATH.
     let sbin = PathBuf::from("/usr/sbin/slapd");
     if sbin.exists() {
@@ -205,7 +155,7 @@ pub fn slapd_binary() -> PathBuf {
 
 /// True once slapd answers a bind on its unix socket; false if it exited
 /// because a port was taken; panics on any other failure.
-pub async fn wait_ready(child: &mut Child, ldapi: &str, log: &Path) -> bool {
+async fn wait_ready(child: &mut Child, ldapi: &str, log: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     // slapd opens every listener before serving any, so an answer on the
     // socket means both TCP ports are its own.
@@ -245,22 +195,12 @@ pub async fn wait_ready(child: &mut Child, ldapi: &str, log: &Path) -> bool {
     }
 }
 
-/// Somewhere in 20000..60000, different per process and per call.
-pub fn candidate_port(attempt: u32) -> u16 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mix = nanos ^ std::process::id().wrapping_mul(2_654_435_761) ^ attempt.wrapping_mul(7919);
-    20_000 + (mix % 20_000) as u16 * 2
-}
-
 impl Slapd {
     pub async fn start() -> Slapd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join("db")).unwrap();
-        make_server_cert(d);
+        let pki = Pki::create(d);
         let conf = d.join("slapd.conf");
         let dir_str = d.to_str().unwrap();
         std::fs::write(&conf, SLAPD_CONF.replace("@DIR@", dir_str)).unwrap();
@@ -273,7 +213,8 @@ impl Slapd {
         // Ports are tried, not reserved: slapd exits when one is taken, and
         // we then try others.
         for attempt in 0..30 {
-            let port = candidate_port(attempt);
+            // Somewhere in 20000..60000.
+            let port = 20_000 + (random_u64() % 20_000) as u16 * 2;
             let tls_port = port + 1;
             let log = d.join(format!("slapd-{attempt}.log"));
             let child = Command::new(slapd_binary())
@@ -297,6 +238,7 @@ impl Slapd {
                 return Slapd {
                     _process: process,
                     dir,
+                    pki,
                     port,
                     tls_port,
                 };
@@ -327,17 +269,43 @@ impl Slapd {
         c
     }
 
-    pub fn ldaps_config(&self, ca: Option<&str>) -> LdapConfig {
+    /// The `[ldap]` section of a berth configuration on this server, as
+    /// [`Slapd::config`], giving each `(group, project, role)` of
+    /// `group_roles`.
+    pub fn berth_toml(&self, group_roles: &[(&str, &str, &str)]) -> String {
+        let mut toml = format!(
+            r#"
+[ldap]
+url = "ldap://127.0.0.1:{port}"
+bind_dn = "{READER_DN}"
+bind_password = "{READER_PW}"
+base_dn = "ou=people,{BASE}"
+group_base_dn = "ou=groups,{BASE}"
+user_filter = "(objectClass=inetOrgPerson)"
+"#,
+            port = self.port
+        );
+        for (group, project, role) in group_roles {
+            toml.push_str(&format!(
+                "\n[[ldap.group_roles]]\ngroup = \"{group}\"\nproject = \"{project}\"\nrole = \"{role}\"\n"
+            ));
+        }
+        toml
+    }
+
+    /// LDAPS, trusting `ca` (or the system's CAs).
+    pub fn ldaps_config(&self, ca: Option<&Path>) -> LdapConfig {
         let mut c = self.config();
         c.url = format!("ldaps://127.0.0.1:{}", self.tls_port);
-        c.ca_file = ca.map(|name| self.path(name));
+        c.ca_file = ca.map(Path::to_path_buf);
         c
     }
 
-    pub fn start_tls_config(&self, ca: &str) -> LdapConfig {
+    /// StartTLS on the plain port, trusting `ca`.
+    pub fn start_tls_config(&self, ca: &Path) -> LdapConfig {
         let mut c = self.config();
         c.start_tls = true;
-        c.ca_file = Some(self.path(ca));
+        c.ca_file = Some(ca.to_path_buf());
         c
     }
 }

@@ -1,7 +1,6 @@
 //! A small registry client over `/v2` for tests: pushes images made of
 //! given layers (monolithic blob uploads, then the manifest), pulls them
 //! back and checks every byte.
-#![allow(dead_code)]
 
 use super::{basic, sha256};
 use serde_json::{json, Value};
@@ -31,12 +30,7 @@ impl Image {
     pub fn new(seed: &str, layers: Vec<Vec<u8>>, subject: Option<(&str, usize)>) -> Image {
         let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":\"{seed}\"}}")
             .into_bytes();
-        let mut m = json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-            "layers": layers.iter().map(|l| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(l), "size": l.len()})).collect::<Vec<_>>(),
-        });
+        let mut m = manifest(&config, &layers);
         if let Some((digest, size)) = subject {
             m["subject"] = json!({"mediaType": MANIFEST, "digest": digest, "size": size});
             m["artifactType"] = json!("application/vnd.example.signature");
@@ -53,6 +47,17 @@ impl Image {
     pub fn blobs(&self) -> impl Iterator<Item = &Vec<u8>> {
         std::iter::once(&self.config).chain(self.layers.iter())
     }
+}
+
+/// The OCI manifest of an image of `config` and `layers` (uncompressed
+/// tars).
+pub fn manifest<L: AsRef<[u8]>>(config: &[u8], layers: &[L]) -> Value {
+    json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len()},
+        "layers": layers.iter().map(|l| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(l.as_ref()), "size": l.as_ref().len()})).collect::<Vec<_>>(),
+    })
 }
 
 /// An index of `children` (manifest digest and size).
