@@ -10,8 +10,11 @@ use berth_oci::{media, Digest, Reference, RepoName, Tag};
 use berth_registry_client::{
     referrers_tag, AuthKind, Client, ClientError, Credentials, Endpoint, Mount, TlsVerify,
 };
+use berth_test_kit::distribution::{Distribution, Setup};
+use berth_test_kit::pki::Pki;
+use berth_test_kit::server::noise;
 use bytes::Bytes;
-use common::{collect, image_index, image_manifest, noise, stream_of, Distribution, Setup};
+use common::{collect, image_index, image_manifest, stream_of};
 
 fn repo(s: &str) -> RepoName {
     RepoName::parse(s).unwrap()
@@ -483,10 +486,7 @@ async fn referrers_through_the_tag_schema() {
 
 #[tokio::test]
 async fn basic_auth() {
-    let reg = Distribution::start_with(Setup {
-        users: vec![("alice", "s3cret-pass")],
-        ..Setup::default()
-    });
+    let reg = Distribution::start_with(Setup::default().user("alice", "s3cret-pass"));
     let app = repo("alice/app");
 
     // No credentials.
@@ -560,11 +560,9 @@ async fn basic_auth() {
 #[tokio::test]
 async fn tls_verification_modes() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = common::pki(dir.path());
-    let reg = Distribution::start_with(Setup {
-        tls: Some((cert, key)),
-        ..Setup::default()
-    });
+    let pki = Pki::create(dir.path());
+    let ca = pki.ca.clone();
+    let reg = Distribution::start_with(Setup::default().tls(&pki.server_cert, &pki.server_key));
     assert!(reg.url.starts_with("https://"), "{}", reg.url);
 
     let with = |tls: TlsVerify| Client::new(&Endpoint::new(&reg.url).with_tls(tls)).unwrap();
@@ -582,9 +580,10 @@ async fn tls_verification_modes() {
     );
 
     // Another CA does not verify it either.
-    let other = tempfile::tempdir().unwrap();
-    let (other_ca, _, _) = common::pki(other.path());
-    let err = with(TlsVerify::CaFile(other_ca)).ping().await.unwrap_err();
+    let err = with(TlsVerify::CaFile(pki.other_ca.clone()))
+        .ping()
+        .await
+        .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
 }
 

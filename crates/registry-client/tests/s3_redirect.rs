@@ -7,19 +7,20 @@ mod common;
 
 use berth_oci::{Digest, RepoName};
 use berth_registry_client::{Client, Credentials, Endpoint};
-use common::garage::Garage;
-use common::haproxy::Recorder;
-use common::{collect, noise, stream_of, Distribution, Setup};
+use berth_test_kit::distribution::{Distribution, Recorder, Setup, Storage, S3};
+use berth_test_kit::garage::Garage;
+use berth_test_kit::server::noise;
+use common::{collect, stream_of};
 
 #[tokio::test]
 async fn s3_redirects_carry_no_registry_credentials() {
-    let garage = Garage::start();
+    let garage = Garage::start().await;
     let storage_host = Recorder::start(garage.s3_port);
-    let reg = Distribution::start_with(Setup {
-        users: vec![("alice", "pass-of-alice")],
-        storage: Some(garage.distribution_storage(storage_host.port)),
-        ..Setup::default()
-    });
+    let reg = Distribution::start_with(
+        Setup::default()
+            .user("alice", "pass-of-alice")
+            .storage(Storage::S3(S3::garage(&garage).via_port(storage_host.port))),
+    );
     let mut ep =
         Endpoint::new(&reg.url).with_credentials(Credentials::new("alice", "pass-of-alice"));
     ep.chunk_size = 1 << 20;

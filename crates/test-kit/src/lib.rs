@@ -17,6 +17,7 @@
 //! installed by scripts/test; a missing one fails the test that needs it.
 
 pub mod ceph;
+pub mod distribution;
 pub mod etcd;
 pub mod garage;
 pub mod pki;
