@@ -35,7 +35,9 @@ for bars, values in ((emb, ratios), (clu, cluster)):
             ax.text(bar.get_width() * 1.05, bar.get_y() + bar.get_height() / 2,
                     f"{r:.2f}x", va="center", fontsize=8)
 ax.legend(loc="lower right", fontsize=8)
-ax.set_title("berth vs CNCF Distribution 2.8, same machine, same run")
+# Runs from before the bench drove berth with tokens have no berth_auth.
+auth = results.get("berth_auth", "Basic")
+ax.set_title(f"berth ({auth} auth) vs CNCF Distribution 2.8 (no auth), same machine, same run")
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=110)
 print(f"wrote {sys.argv[2]}")
