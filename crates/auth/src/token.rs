@@ -21,6 +21,11 @@ use std::sync::{Arc, RwLock};
 /// Default tolerance for clocks of nodes that differ a little.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 
+/// Verified tokens remembered at most (about 1 KiB each with their claims):
+/// far above the live tokens of a busy registry (docker fetches one per
+/// repository per push or pull, valid for `ttl_secs`).
+pub const VERIFIED_CACHE_ENTRIES: usize = 16_384;
+
 /// One `access` entry of the claims: what the token lets its bearer do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessEntry {
@@ -95,6 +100,13 @@ pub struct TokenService {
     pub leeway_secs: u64,
     signing: RwLock<Option<(String, SigningKey)>>,
     verifying: RwLock<HashMap<String, VerifyingKey>>,
+    /// Tokens whose signature, key, audience and issuer were checked,
+    /// by the SHA-256 of the token: a token's time window is still checked
+    /// on every use. Sound because a token has exactly one accepted
+    /// spelling (low-S signatures only) and signing keys are never revoked
+    /// while berth runs.
+    verified: RwLock<HashMap<[u8; 32], Arc<Claims>>>,
+    clock: Arc<dyn Clock>,
 }
 
 /// A key id derived from the public key, so equal keys have equal ids.
@@ -118,7 +130,15 @@ impl TokenService {
             leeway_secs: DEFAULT_LEEWAY_SECS,
             signing: RwLock::new(None),
             verifying: RwLock::new(HashMap::new()),
+            verified: RwLock::new(HashMap::new()),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads time from `clock` instead of the system's (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The cluster's active signing key, created on first use. Two nodes
@@ -144,7 +164,7 @@ impl TokenService {
             let kid = kid_of(key.verifying_key());
             let record = KeyRecord {
                 private: berth_oci::digest::hex(&key.to_bytes()),
-                created: SystemClock.now(),
+                created: self.clock.now(),
             };
             let txn = Txn::new()
                 .if_unchanged(ACTIVE_SIGNING_KEY, None)
@@ -193,7 +213,7 @@ impl TokenService {
         access: Vec<AccessEntry>,
     ) -> Result<(String, Claims), TokenError> {
         let (kid, key) = self.signing_key().await?;
-        let t = SystemClock.now();
+        let t = self.clock.now();
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: subject.to_owned(),
@@ -224,7 +244,61 @@ impl TokenService {
     }
 
     /// Checks algorithm, key, signature, time and audience, in that order.
+    /// A token verified before is found by its hash instead of checking
+    /// its signature again (ES256 verification is most of a Bearer
+    /// request's cost); its time window is checked every time.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .cloned();
+        let claims = match known {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_signed(token).await?);
+                self.remember(hash, claims.clone());
+                claims
+            }
+        };
+        self.check_time(&claims)?;
+        Ok((*claims).clone())
+    }
+
+    fn check_time(&self, claims: &Claims) -> Result<(), TokenError> {
+        let t = self.clock.now();
+        if claims.exp + self.leeway_secs < t || claims.nbf > t + self.leeway_secs {
+            return Err(TokenError::Expired);
+        }
+        Ok(())
+    }
+
+    /// Keeps a verified token, making room first by forgetting expired
+    /// ones (or, when all are live, all of them: they verify again).
+    fn remember(&self, hash: [u8; 32], claims: Arc<Claims>) {
+        let mut cache = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE_ENTRIES {
+            let t = self.clock.now();
+            cache.retain(|_, c| c.exp + self.leeway_secs >= t);
+            if cache.len() >= VERIFIED_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(hash, claims);
+    }
+
+    /// How many verified tokens are remembered.
+    pub fn remembered(&self) -> usize {
+        self.verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// The checks of [`TokenService::verify`] but time, from scratch.
+    async fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(c), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -253,10 +327,8 @@ impl TokenService {
         let claims: Claims =
             serde_json::from_slice(&B64.decode(c).map_err(|_| TokenError::Malformed)?)
                 .map_err(|_| TokenError::Malformed)?;
-        let t = SystemClock.now();
-        if claims.exp + self.leeway_secs < t || claims.nbf > t + self.leeway_secs {
-            return Err(TokenError::Expired);
-        }
+        // Checked here too: an expired token is an error before audience.
+        self.check_time(&claims)?;
         if claims.aud != self.service || claims.iss != self.issuer {
             return Err(TokenError::Audience);
         }
@@ -292,6 +364,29 @@ mod tests {
         // Both nodes sign with the same key.
         let (t2, _) = b.issue("bob", vec![]).await.unwrap();
         assert_eq!(t2.split('.').next(), token.split('.').next());
+    }
+
+    /// A remembered token is not verified again, but it still expires,
+    /// and a token altered in any byte is not the remembered one.
+    #[tokio::test]
+    async fn remembered_tokens_still_expire() {
+        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
+        let clock = Arc::new(berth_core::ManualClock::default());
+        let mut s = service(kv).with_clock(clock.clone());
+        s.leeway_secs = 0;
+        let (token, _) = s.issue("alice", vec![]).await.unwrap();
+        assert_eq!(s.verify(&token).await.unwrap().sub, "alice");
+        assert_eq!(s.remembered(), 1);
+        assert_eq!(s.verify(&token).await.unwrap().sub, "alice");
+        assert_eq!(s.remembered(), 1);
+        let mut altered = token.clone().into_bytes();
+        let last = altered.len() - 2;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert!(s.verify(&altered).await.is_err());
+        assert_eq!(s.remembered(), 1, "a forgery is not remembered");
+        clock.advance(std::time::Duration::from_secs(301));
+        assert!(matches!(s.verify(&token).await, Err(TokenError::Expired)));
     }
 
     #[tokio::test]
