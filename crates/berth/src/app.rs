@@ -110,12 +110,14 @@ impl App {
         if tls.is_some() {
             auth.scheme = "https";
         }
+        let replication = Arc::new(replication(config, &kv, &registry, &locks, etcd.is_some())?);
         let state = AppState {
             registry,
             auth: Arc::new(auth),
             audit: AuditLog::start(kv.clone()),
             base_url: config.base_url().into(),
             gc,
+            replication,
         };
         Ok(App {
             state,
@@ -190,6 +192,13 @@ impl App {
             self.locks.clone(),
             cluster::node_name(),
         );
+        // Replication: push policies with event triggers follow the outbox;
+        // every node runs task workers and the cron scheduler.
+        let replication = self.state.replication.clone();
+        let outbox = outbox.subscribe(Arc::new(berth_replication::EventTrigger(
+            replication.clone(),
+        )));
+        tasks.extend(replication.start());
         tasks.push(outbox.run(OUTBOX_INTERVAL));
         if let Some(etcd) = self.etcd.clone() {
             tasks.push(cluster::register(
@@ -237,6 +246,50 @@ impl App {
         }));
         Ok(Serving { addr, stop, task })
     }
+}
+
+/// The replication service `config` describes. The key that seals endpoint
+/// secrets comes from `[replication] secret_key_file`; on the embedded
+/// backend, without one, from `<data_dir>/replication.key`, made once. On
+/// etcd there is no default (each node would make its own): without a
+/// configured key, endpoints with secrets are refused.
+fn replication(
+    config: &Config,
+    kv: &Arc<dyn Kv>,
+    registry: &Registry,
+    locks: &Arc<dyn berth_core::Locks>,
+    clustered: bool,
+) -> Result<berth_replication::Replication, String> {
+    use berth_replication::SecretKey;
+    let r = &config.replication;
+    let key = match (&r.secret_key_file, clustered) {
+        (Some(path), _) => Some(SecretKey::read(path).map_err(|e| format!("[replication]: {e}"))?),
+        (None, false) => Some(
+            SecretKey::read_or_create(&config.data_dir.join("replication.key"))
+                .map_err(|e| format!("[replication]: {e}"))?,
+        ),
+        (None, true) => None,
+    };
+    let settings = berth_replication::Settings {
+        workers: r.workers,
+        poll_interval: r.poll_interval,
+        task_timeout: r.task_timeout,
+        attempts: r.attempts,
+        backoff: r.retry_backoff,
+        keep_executions: r.keep_executions,
+        work_dir: config.data_dir.clone(),
+    };
+    // Host and process: nodes in containers may share a host name, and a
+    // task's record says which process runs it.
+    let node = format!("{}-{}", cluster::node_name(), std::process::id());
+    Ok(berth_replication::Replication::new(
+        kv.clone(),
+        registry.clone(),
+        locks.clone(),
+        node,
+        key,
+        settings,
+    ))
 }
 
 /// An application serving on a task of its own: [`App::spawn`].

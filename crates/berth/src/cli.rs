@@ -555,3 +555,401 @@ impl Api {
         }
     }
 }
+
+/// `berth replication ...`: endpoints, policies, runs and executions.
+#[derive(Subcommand, Debug)]
+pub enum ReplicationCommand {
+    /// Remote registries.
+    Endpoints {
+        #[command(subcommand)]
+        command: EndpointCommand,
+    },
+    /// What to copy, which way, where to, when.
+    Policies {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Run a policy now; with --wait, until its execution ends.
+    Run {
+        policy: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Executions and their tasks.
+    Executions {
+        #[command(subcommand)]
+        command: ExecutionCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCommand {
+    List,
+    /// Add an endpoint. Its secret (password or token) is read from
+    /// standard input (--secret-stdin) or BERTH_ENDPOINT_SECRET.
+    Add {
+        name: String,
+        /// The registry's scheme://host[:port] (`--url` is berth's own).
+        #[arg(long)]
+        endpoint_url: String,
+        /// distribution, harbor, berth or docker-hub.
+        #[arg(long, default_value = "distribution")]
+        kind: String,
+        /// The user at the registry (`--username` is berth's own).
+        #[arg(long)]
+        endpoint_username: Option<String>,
+        #[arg(long)]
+        secret_stdin: bool,
+        /// Accept any TLS certificate.
+        #[arg(long)]
+        insecure: bool,
+        /// Trust only the CA certificates of this PEM file (`--ca-file` is
+        /// berth's own).
+        #[arg(long)]
+        endpoint_ca_file: Option<std::path::PathBuf>,
+    },
+    Remove {
+        name: String,
+    },
+    /// Ping the endpoint with its credentials.
+    Test {
+        name: String,
+    },
+}
+
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    List,
+    Show {
+        name: String,
+    },
+    /// Add a policy (the body of POST /api/v1/replication/policies is
+    /// also accepted whole with --file).
+    Add {
+        name: String,
+        /// push (berth to the endpoint) or pull.
+        #[arg(long, default_value = "push")]
+        direction: String,
+        #[arg(long)]
+        endpoint: String,
+        /// Repository glob.
+        #[arg(long, default_value = "**")]
+        repository: String,
+        /// Tag glob.
+        #[arg(long, default_value = "**")]
+        tag: String,
+        /// image, index or artifact (repeatable; all when absent).
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Replace the first path segment with this.
+        #[arg(long, conflicts_with = "flatten")]
+        replace_namespace: Option<String>,
+        /// Drop this many leading path segments.
+        #[arg(long)]
+        flatten: Option<usize>,
+        /// Five-field cron schedule (UTC).
+        #[arg(long)]
+        cron: Option<String>,
+        /// Copy on every push (push policies).
+        #[arg(long)]
+        event: bool,
+        #[arg(long)]
+        replicate_deletes: bool,
+        /// Leave destination tags that name another manifest.
+        #[arg(long)]
+        no_overwrite: bool,
+        #[arg(long, default_value_t = 0)]
+        bandwidth_kib: u64,
+        #[arg(long, default_value_t = 1)]
+        concurrency: u32,
+        #[arg(long)]
+        disabled: bool,
+        /// A JSON file with the whole policy (other flags ignored).
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExecutionCommand {
+    List {
+        #[arg(long)]
+        policy: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+    Stop {
+        id: String,
+    },
+}
+
+const REPLICATION: &str = "/api/v1/replication";
+
+pub fn replication(conn: Connection, cmd: ReplicationCommand) -> Result<(), String> {
+    let api = Api::new(conn)?;
+    run(async {
+        match cmd {
+            ReplicationCommand::Endpoints { command } => endpoint_command(&api, command).await,
+            ReplicationCommand::Policies { command } => policy_command(&api, command).await,
+            ReplicationCommand::Run { policy, wait } => {
+                let path = format!("{REPLICATION}/policies/{}/executions", encode(&policy));
+                let e = api.call(Method::POST, &path, None).await?;
+                let id = text(&e["id"]);
+                if !wait {
+                    api.show_one(&e, &format!("started execution {id}"));
+                    return Ok(());
+                }
+                let path = format!("{REPLICATION}/executions/{}", encode(&id));
+                loop {
+                    let d = api.call(Method::GET, &path, None).await?;
+                    let status = text(&d["status"]);
+                    if !matches!(status.as_str(), "running" | "pending") {
+                        api.show_one(&d, &format!("execution {id}: {status} {}", d["counts"]));
+                        return if status == "succeeded" {
+                            Ok(())
+                        } else {
+                            Err(format!("execution {id} {status}"))
+                        };
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+            ReplicationCommand::Executions { command } => match command {
+                ExecutionCommand::List { policy } => {
+                    let path = match policy {
+                        Some(p) => format!("{REPLICATION}/executions?policy={}", encode(&p)),
+                        None => format!("{REPLICATION}/executions"),
+                    };
+                    let list = api.call(Method::GET, &path, None).await?;
+                    api.show(
+                        list.as_array().map(Vec::as_slice).unwrap_or_default(),
+                        &["ID", "POLICY", "TRIGGER", "STATUS", "TASKS", "MESSAGE"],
+                        &["id", "policy", "trigger", "status", "tasks", "message"],
+                    );
+                    Ok(())
+                }
+                ExecutionCommand::Show { id } => {
+                    let path = format!("{REPLICATION}/executions/{}", encode(&id));
+                    let d = api.call(Method::GET, &path, None).await?;
+                    if !api.conn.json {
+                        println!(
+                            "execution {id}: {} ({} bytes) {}",
+                            text(&d["status"]),
+                            d["bytes"],
+                            d["counts"]
+                        );
+                    }
+                    api.show(
+                        d["task_list"]
+                            .as_array()
+                            .map(Vec::as_slice)
+                            .unwrap_or_default(),
+                        &[
+                            "SEQ",
+                            "OP",
+                            "REPOSITORY",
+                            "DESTINATION",
+                            "TAGS",
+                            "STATUS",
+                            "BYTES",
+                            "MESSAGE",
+                        ],
+                        &[
+                            "seq",
+                            "op",
+                            "repository",
+                            "destination",
+                            "tags",
+                            "status",
+                            "bytes",
+                            "message",
+                        ],
+                    );
+                    Ok(())
+                }
+                ExecutionCommand::Stop { id } => {
+                    let path = format!("{REPLICATION}/executions/{}/stop", encode(&id));
+                    let e = api.call(Method::POST, &path, None).await?;
+                    api.show_one(&e, &format!("stopping execution {id}"));
+                    Ok(())
+                }
+            },
+        }
+    })
+}
+
+async fn endpoint_command(api: &Api, command: EndpointCommand) -> Result<(), String> {
+    match command {
+        EndpointCommand::List => {
+            let list = api
+                .call(Method::GET, &format!("{REPLICATION}/endpoints"), None)
+                .await?;
+            api.show(
+                list.as_array().map(Vec::as_slice).unwrap_or_default(),
+                &["NAME", "URL", "KIND", "USERNAME", "SECRET"],
+                &["name", "url", "kind", "username", "has_secret"],
+            );
+        }
+        EndpointCommand::Add {
+            name,
+            endpoint_url: url,
+            kind,
+            endpoint_username: username,
+            secret_stdin,
+            insecure,
+            endpoint_ca_file: ca_file,
+        } => {
+            let secret = if secret_stdin {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .map_err(|e| format!("reading the secret: {e}"))?;
+                Some(s.trim_end_matches(['\n', '\r']).to_owned())
+            } else {
+                std::env::var("BERTH_ENDPOINT_SECRET").ok()
+            };
+            let ca_pem = match ca_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| format!("reading {}: {e}", p.display()))?,
+                ),
+                None => None,
+            };
+            let body = json!({
+                "name": name, "url": url, "kind": kind, "username": username,
+                "secret": secret, "tls": {"insecure": insecure, "ca_pem": ca_pem},
+            });
+            let e = api
+                .call(
+                    Method::POST,
+                    &format!("{REPLICATION}/endpoints"),
+                    Some(body),
+                )
+                .await?;
+            api.show_one(&e, &format!("created endpoint {name}"));
+        }
+        EndpointCommand::Remove { name } => {
+            let path = format!("{REPLICATION}/endpoints/{}", encode(&name));
+            api.call(Method::DELETE, &path, None).await?;
+            if !api.conn.json {
+                println!("removed endpoint {name}");
+            }
+        }
+        EndpointCommand::Test { name } => {
+            let path = format!("{REPLICATION}/endpoints/{}/test", encode(&name));
+            let r = api.call(Method::POST, &path, None).await?;
+            if api.conn.json {
+                println!("{r:#}");
+            } else if r["ok"].as_bool() == Some(true) {
+                println!("{name}: ok (auth {})", text(&r["auth"]));
+            } else {
+                return Err(format!("{name}: {}", text(&r["message"])));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn policy_command(api: &Api, command: PolicyCommand) -> Result<(), String> {
+    match command {
+        PolicyCommand::List => {
+            let list = api
+                .call(Method::GET, &format!("{REPLICATION}/policies"), None)
+                .await?;
+            let mut items = list.as_array().cloned().unwrap_or_default();
+            for p in &mut items {
+                p["repo"] = p["filters"]["repository"].clone();
+                p["cron"] = p["triggers"]["cron"].clone();
+                p["on_push"] = p["triggers"]["event"].clone();
+            }
+            api.show(
+                &items,
+                &[
+                    "NAME",
+                    "DIRECTION",
+                    "ENDPOINT",
+                    "REPOSITORIES",
+                    "CRON",
+                    "ON PUSH",
+                    "ENABLED",
+                ],
+                &[
+                    "name",
+                    "direction",
+                    "endpoint",
+                    "repo",
+                    "cron",
+                    "on_push",
+                    "enabled",
+                ],
+            );
+        }
+        PolicyCommand::Show { name } => {
+            let path = format!("{REPLICATION}/policies/{}", encode(&name));
+            println!("{:#}", api.call(Method::GET, &path, None).await?);
+        }
+        PolicyCommand::Add {
+            name,
+            direction,
+            endpoint,
+            repository,
+            tag,
+            kinds,
+            replace_namespace,
+            flatten,
+            cron,
+            event,
+            replicate_deletes,
+            no_overwrite,
+            bandwidth_kib,
+            concurrency,
+            disabled,
+            file,
+        } => {
+            let body = match file {
+                Some(f) => {
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|e| format!("reading {}: {e}", f.display()))?;
+                    let mut v: Value =
+                        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+                    v["name"] = json!(name);
+                    v
+                }
+                None => {
+                    let namespace = match (replace_namespace, flatten) {
+                        (Some(with), _) => json!({"mode": "replace", "with": with}),
+                        (None, Some(levels)) => json!({"mode": "flatten", "levels": levels}),
+                        (None, None) => json!({"mode": "keep"}),
+                    };
+                    json!({
+                        "name": name, "direction": direction, "endpoint": endpoint,
+                        "filters": {"repository": repository, "tag": tag, "kinds": kinds},
+                        "namespace": namespace,
+                        "triggers": {"cron": cron, "event": event},
+                        "replicate_deletes": replicate_deletes, "overwrite": !no_overwrite,
+                        "bandwidth_kib": bandwidth_kib, "concurrency": concurrency,
+                        "enabled": !disabled,
+                    })
+                }
+            };
+            let p = api
+                .call(Method::POST, &format!("{REPLICATION}/policies"), Some(body))
+                .await?;
+            api.show_one(&p, &format!("created policy {name}"));
+        }
+        PolicyCommand::Remove { name } => {
+            let path = format!("{REPLICATION}/policies/{}", encode(&name));
+            api.call(Method::DELETE, &path, None).await?;
+            if !api.conn.json {
+                println!("removed policy {name}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -135,7 +135,8 @@ pub async fn status(config: &Config) -> Result<(), String> {
             Arc::new(berth_storage::S3BlobStore::new(s3).map_err(|e| e.to_string())?)
         }
         _ => Arc::new(
-            berth_storage::FsBlobStore::open(config.blob_path()).map_err(|e| e.to_string())?,
+            berth_storage::FsBlobStore::open_with_layout(config.blob_path(), config.blob_layout())
+                .map_err(|e| e.to_string())?,
         ),
     };
     let probe = berth_oci::Digest::sha256_of(b"berth cluster status probe");

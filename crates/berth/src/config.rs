@@ -38,6 +38,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub uploads: UploadsConfig,
+    #[serde(default)]
+    pub replication: ReplicationConfig,
 }
 
 /// `[server]`: how long slow and idle clients are held, and how many.
@@ -160,6 +162,46 @@ fn default_gc_interval() -> Duration {
 
 fn default_upload_expiry() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+
+/// `[replication]`: copying to and from other registries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// The 32-byte key (raw, or 64 hex digits) that seals endpoint secrets.
+    /// Unset on the embedded backend: `<data_dir>/replication.key`, made
+    /// on first start (mode 0600). Required on etcd for endpoints with
+    /// secrets: every node must have the same key.
+    pub secret_key_file: Option<PathBuf>,
+    /// Tasks at once on this node, all executions together.
+    pub workers: usize,
+    /// How often each node looks for pending tasks.
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: Duration,
+    /// The longest one attempt of a task may take.
+    #[serde(deserialize_with = "duration")]
+    pub task_timeout: Duration,
+    /// Attempts of a task before it fails (with exponential backoff).
+    pub attempts: u32,
+    /// The wait after the first failed attempt; doubled after each.
+    #[serde(deserialize_with = "duration")]
+    pub retry_backoff: Duration,
+    /// Finished executions kept per policy.
+    pub keep_executions: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            secret_key_file: None,
+            workers: 4,
+            poll_interval: Duration::from_secs(1),
+            task_timeout: Duration::from_secs(3600),
+            attempts: 3,
+            retry_backoff: Duration::from_secs(2),
+            keep_executions: 50,
+        }
+    }
 }
 
 /// "90s", "15m", "1h", "7d", or a combination such as "1h30m".
@@ -312,6 +354,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             server: ServerConfig::default(),
             uploads: UploadsConfig::default(),
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -342,6 +385,12 @@ impl Config {
         }
         if s.max_connections == 0 {
             return Err("[server] max_connections must be at least 1".into());
+        }
+        let r = &self.replication;
+        if r.workers == 0 || r.attempts == 0 || r.poll_interval.is_zero() {
+            return Err(
+                "[replication] workers, attempts and poll_interval must be more than 0".into(),
+            );
         }
         if let Some(url) = &self.external_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -13,6 +13,7 @@ use berth_auth::Directory;
 use berth_core::import::{ImportOptions, ImportReport, Importer, Projects, Tree};
 use berth_storage::tree::{FsTree, S3Tree};
 use berth_storage::BlobLayout;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,7 +50,13 @@ pub async fn import(config: &Config, args: &ImportArgs) -> Result<ImportReport, 
     let app = App::build(config, admin_password.as_deref())
         .await
         .map_err(|e| {
-            format!("{e}\n(an embedded data directory must not be in use: stop berth serve first)")
+            if e.starts_with("opening metadata") {
+                format!(
+                    "{e}\n(an embedded data directory must not be in use: stop berth serve first)"
+                )
+            } else {
+                e
+            }
         })?;
     if let Some(generated) = &app.generated_admin_password {
         println!("created user admin with password: {generated}");
@@ -76,14 +83,26 @@ pub async fn import(config: &Config, args: &ImportArgs) -> Result<ImportReport, 
     let registry = &app.state.registry;
     let importer = Importer::new(registry, source.tree.as_ref(), &projects, options);
     let progress = importer.progress();
+    // On a terminal one line is rewritten in place; into a file or a pipe
+    // a line a second at most, only when something moved.
+    let tty = std::io::stderr().is_terminal();
     let shown = tokio::spawn(async move {
         let mut last = String::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let every = if tty { 250 } else { 1000 };
+        let mut tick = tokio::time::interval(Duration::from_millis(every));
         loop {
             tick.tick().await;
-            let line = progress.line();
+            let line = if progress.repositories.total() == 0 {
+                "listing the repositories".to_owned()
+            } else {
+                progress.line()
+            };
             if line != last {
-                eprintln!("import: {line}");
+                if tty {
+                    eprint!("\r\x1b[Kimport: {line}");
+                } else {
+                    eprintln!("import: {line}");
+                }
                 last = line;
             }
         }
@@ -91,6 +110,9 @@ pub async fn import(config: &Config, args: &ImportArgs) -> Result<ImportReport, 
     let ran = importer.run().await;
     shown.abort();
     let report = ran.map_err(|e| format!("import of {}: {e}", source.describe))?;
+    if tty {
+        eprint!("\r\x1b[K");
+    }
     eprintln!("import: {}", importer.progress().line());
     print!("{report}");
     if !report.failures.is_empty() {
@@ -198,7 +220,7 @@ impl Projects for DirectoryProjects<'_> {
         }
         match self.directory.create_project(project, self.public).await {
             Ok(_) => {
-                tracing::info!(project, public = self.public, "project created by import");
+                tracing::debug!(project, public = self.public, "project created by import");
                 Ok(true)
             }
             Err(DirectoryError::Exists(_)) => Ok(false),

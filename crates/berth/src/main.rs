@@ -93,6 +93,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::RobotCommand,
     },
+    /// Replicate to and from other registries on a running server:
+    /// endpoints, policies, runs and executions.
+    Replication {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(subcommand)]
+        command: cli::ReplicationCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -218,6 +226,7 @@ fn main() -> ExitCode {
         Command::Project { conn, command } => cli::project(conn, command),
         Command::Robot { conn, command } => cli::robot(conn, command),
         Command::Gc { conn, args } => cli::gc(conn, args),
+        Command::Replication { conn, command } => cli::replication(conn, command),
         Command::Import(args) => import(args),
         Command::Fsck {
             data,

@@ -14,8 +14,11 @@ use std::path::Path;
 
 // The suites' shared helpers; this file uses some of them.
 #[allow(dead_code)]
+mod fs_common;
+#[allow(dead_code)]
 mod multipart;
 use berth_test_kit::garage::Garage;
+use fs_common::{put_content, write_part, FilesIn};
 
 fn store(dir: &Path) -> FsBlobStore {
     FsBlobStore::open_with_layout(dir.to_path_buf(), BlobLayout::Distribution)
@@ -28,36 +31,14 @@ fn distribution_path(digest: &Digest) -> String {
     format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2])
 }
 
-fn entries(dir: &Path) -> Vec<String> {
-    match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Uploads and temporary files, and no `blobs/` of berth's own layout.
-struct Leftovers<'a>(&'a Path);
-
-#[async_trait::async_trait]
-impl Inspect for Leftovers<'_> {
-    async fn leftovers(&self) -> Vec<String> {
-        ["uploads", "tmp", "blobs"]
-            .iter()
-            .flat_map(|sub| {
-                entries(&self.0.join(sub))
-                    .into_iter()
-                    .map(move |e| format!("{sub}/{e}"))
-            })
-            .collect()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_directory_in_distribution_layout_passes_the_blob_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let left = Leftovers(dir.path());
+    // Uploads and temporary files, and no `blobs/` of berth's own layout.
+    let left = FilesIn {
+        root: dir.path(),
+        subs: &["uploads", "tmp", "blobs"],
+    };
     // Twice on the same directory: two nodes sharing it.
     blob_suite::run_all_inspected(&store(dir.path()), &left).await;
     blob_suite::run_all_inspected(&store(dir.path()), &left).await;
@@ -75,16 +56,12 @@ async fn blobs_live_where_distribution_keeps_them() {
     assert_eq!(s.layout(), BlobLayout::Distribution);
 
     // Written by berth: at Distribution's path, through put and upload.
-    let data = blob_suite::content(1000);
-    let digest = Digest::sha256_of(&data);
-    s.put(&digest, Bytes::from(data.clone())).await.unwrap();
+    let (data, digest) = put_content(&s, 1000).await;
     let path = dir.path().join(distribution_path(&digest));
     assert_eq!(std::fs::read(&path).unwrap(), data);
     let uploaded = blob_suite::content(3000);
     let udigest = Digest::sha256_of(&uploaded);
-    let mut w = s.upload_writer("u-1", 0).await.unwrap();
-    w.write(Bytes::from(uploaded.clone())).await.unwrap();
-    w.finish().await.unwrap();
+    write_part(&s, "u-1", 0, &uploaded).await;
     s.commit_upload("u-1", &udigest, 3000).await.unwrap();
     let upath = dir.path().join(distribution_path(&udigest));
     assert_eq!(std::fs::read(&upath).unwrap(), uploaded);
@@ -112,9 +89,7 @@ async fn blobs_live_where_distribution_keeps_them() {
 async fn the_tree_reader_sees_what_the_store_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
-    let data = blob_suite::content(500);
-    let digest = Digest::sha256_of(&data);
-    s.put(&digest, Bytes::from(data.clone())).await.unwrap();
+    let (data, digest) = put_content(&s, 500).await;
     let tree = FsTree::open(dir.path()).unwrap();
     let rel = berth_core::import::tree::blob_data(&digest);
     assert_eq!(tree.size(&rel).await.unwrap(), Some(500));

@@ -8,6 +8,8 @@ use berth_storage::FsBlobStore;
 
 use berth_test_kit::ceph::Ceph;
 
+#[allow(dead_code)]
+mod fs_common;
 mod shared_dir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

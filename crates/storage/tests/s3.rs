@@ -172,6 +172,13 @@ async fn stale_multipart_uploads_are_aborted() {
     multipart::stale_uploads_are_aborted(&garage.node()).await;
 }
 
+/// Puts `data` into `store`, which must succeed; its digest.
+async fn put_static(store: &S3BlobStore, data: &'static [u8]) -> Digest {
+    let digest = Digest::sha256_of(data);
+    store.put(&digest, Bytes::from_static(data)).await.unwrap();
+    digest
+}
+
 fn assert_unavailable<T>(what: &str, r: Result<T, StoreError>) {
     match r {
         Err(StoreError::Unavailable(_)) => {}
@@ -197,11 +204,7 @@ async fn unreachable_store_is_unavailable_not_a_hang() {
     // A store that went down: connections are refused.
     let garage = Garage::start().await;
     let store = garage.node();
-    let digest = Digest::sha256_of(b"kept");
-    store
-        .put(&digest, Bytes::from_static(b"kept"))
-        .await
-        .unwrap();
+    let digest = put_static(&store, b"kept").await;
     let mut w = store.upload_writer("writer-open", 0).await.unwrap();
     drop(garage);
     let started = Instant::now();
@@ -253,11 +256,7 @@ async fn harness_moves_off_taken_ports() {
     let garage = Garage::start_at(Some(port - 1)).await;
     assert_ne!(garage.s3_port, port);
     let store = garage.node();
-    let digest = Digest::sha256_of(b"moved");
-    store
-        .put(&digest, Bytes::from_static(b"moved"))
-        .await
-        .unwrap();
+    let digest = put_static(&store, b"moved").await;
     assert_eq!(store.stat(&digest).await.unwrap(), Some(5));
     drop(taken);
 }

@@ -7,7 +7,7 @@ use crate::common::{Server, ADMIN_PASSWORD};
 async fn a_distribution_elsewhere_is_copied_verified_and_left_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("old-registry");
-    let dist = Distribution::on_dir(tmp.path(), &root);
+    let dist = distribution_on_dir(&root);
     fill(&dist, tmp.path()).await;
     let before = content(&dist.url, None).await;
     dist.stop();

@@ -1,17 +1,17 @@
 //! What the import tests share: a real CNCF Distribution registry (Debian's
-//! `docker-registry` 2.8) on a directory or on Garage, filled by real
-//! clients (skopeo, and plain HTTP for what skopeo does not push); `berth
+//! `docker-registry` 2.8, the kit's fixture) on a directory or on Garage,
+//! filled by real clients (skopeo, and plain HTTP for what skopeo does not push); `berth
 //! import` run as a user runs it; and a walk of a registry's whole content
 //! over `/v2`, to compare two registries byte for byte.
 
 use crate::common::{noise, sha256, ADMIN_PASSWORD};
-use berth_test_kit::garage::{Garage, BUCKET, REGION};
-use berth_test_kit::Killed;
+pub use berth_test_kit::distribution::Distribution;
+use berth_test_kit::distribution::{Setup, Storage, S3};
+use berth_test_kit::garage::Garage;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -20,87 +20,19 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
-/// A running `docker-registry serve`, killed on drop.
-pub struct Distribution {
-    _child: Killed,
-    /// `http://127.0.0.1:<port>`.
-    pub url: String,
-    /// `127.0.0.1:<port>`.
-    pub addr: String,
+/// A Distribution with filesystem storage under `root` (its
+/// `rootdirectory`).
+pub fn distribution_on_dir(root: &Path) -> Distribution {
+    let storage = Storage::Filesystem(Some(root.to_path_buf()));
+    Distribution::start_with(Setup::default().storage(storage))
 }
 
-impl Distribution {
-    /// With filesystem storage under `root` (its `rootdirectory`), its
-    /// configuration in `dir`.
-    pub fn on_dir(dir: &Path, root: &Path) -> Distribution {
-        let storage = format!(
-            "storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
-            root.display()
-        );
-        Distribution::start(dir, &storage)
-    }
-
-    /// With S3 storage in Garage's bucket under `root` (its
-    /// `rootdirectory`, e.g. `/dist`), blobs served through the registry
-    /// (no redirects to the bucket).
-    pub fn on_s3(dir: &Path, garage: &Garage, root: &str) -> Distribution {
-        let storage = format!(
-            "storage:\n  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {REGION}\n    \
-             regionendpoint: http://127.0.0.1:{}\n    bucket: {BUCKET}\n    secure: false\n    \
-             v4auth: true\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
-             redirect:\n    disable: true\n",
-            garage.key_id, garage.secret, garage.s3_port
-        );
-        Distribution::start(dir, &storage)
-    }
-
-    fn start(dir: &Path, storage: &str) -> Distribution {
-        let config = dir.join("distribution.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n{storage}\
-                 http:\n  addr: 127.0.0.1:0\n  secret: berth-import-test\n"
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .env_remove("AWS_CA_BUNDLE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("docker-registry could not be run ({e}): install it"));
-        let mut reader = BufReader::new(child.stderr.take().unwrap());
-        let mut seen = String::new();
-        let addr = loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap() == 0 {
-                let _ = child.kill();
-                panic!("docker-registry exited before listening:\n{seen}");
-            }
-            seen.push_str(&line);
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr: String = rest
-                    .chars()
-                    .take_while(|c| !matches!(c, ',' | '"' | ' ' | '\n'))
-                    .collect();
-                break addr;
-            }
-        };
-        // Drained, so that the registry never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        Distribution {
-            _child: Killed(child),
-            url: format!("http://{addr}"),
-            addr,
-        }
-    }
-
-    /// Stops it (as the migration guide says to, before the import).
-    pub fn stop(self) {}
+/// A Distribution with S3 storage in Garage's bucket under `root` (its
+/// `rootdirectory`, e.g. `/dist`), blobs served through the registry (no
+/// redirects to the bucket).
+pub fn distribution_on_s3(garage: &Garage, root: &str) -> Distribution {
+    let s3 = S3::garage(garage).under(root).without_redirect();
+    Distribution::start_with(Setup::default().storage(Storage::S3(s3)))
 }
 
 /// Runs a program, which must succeed; its standard output.
@@ -327,10 +259,22 @@ pub async fn content(base: &str, auth: Option<(&str, &str)>) -> BTreeMap<String,
         r.json::<Value>().await.unwrap()
     };
     let mut seen = BTreeMap::new();
-    let catalog = json_of(get("/v2/_catalog?n=10000".into()).send().await.unwrap()).await;
+    // Pages of 100: Distribution refuses larger ones.
+    let mut repos: Vec<String> = Vec::new();
+    loop {
+        let mut path = "/v2/_catalog?n=100".to_owned();
+        if let Some(last) = repos.last() {
+            path.push_str(&format!("&last={last}"));
+        }
+        let page = json_of(get(path).send().await.unwrap()).await;
+        let names = page["repositories"].as_array().cloned().unwrap_or_default();
+        repos.extend(names.iter().map(|n| n.as_str().unwrap().to_owned()));
+        if names.len() < 100 {
+            break;
+        }
+    }
     let mut pending = Vec::new();
-    for repo in catalog["repositories"].as_array().unwrap() {
-        let repo = repo.as_str().unwrap().to_owned();
+    for repo in repos {
         let tags = json_of(get(format!("/v2/{repo}/tags/list")).send().await.unwrap()).await;
         for tag in tags["tags"].as_array().into_iter().flatten() {
             let tag = tag.as_str().unwrap();

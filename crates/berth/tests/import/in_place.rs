@@ -41,10 +41,10 @@ fn add_what_berth_cannot_serve(root: &Path) {
 async fn a_distribution_directory_is_served_in_place_byte_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("registry");
-    let dist = Distribution::on_dir(tmp.path(), &root);
+    let dist = distribution_on_dir(&root);
     let filled = fill(&dist, tmp.path()).await;
     let before = content(&dist.url, None).await;
-    assert!(before.len() > 20, "{before:?}");
+    assert!(before.len() > 15, "{before:?}");
     dist.stop();
     add_what_berth_cannot_serve(&root);
     let blobs_dir = root.join("docker/registry/v2/blobs");

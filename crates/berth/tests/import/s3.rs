@@ -8,7 +8,7 @@ use berth_test_kit::garage::Garage;
 async fn a_distribution_bucket_is_served_in_place() {
     let garage = Garage::start().await;
     let tmp = tempfile::tempdir().unwrap();
-    let dist = Distribution::on_s3(tmp.path(), &garage, "/dist");
+    let dist = distribution_on_s3(&garage, "/dist");
     let filled = fill(&dist, tmp.path()).await;
     let before = content(&dist.url, None).await;
     dist.stop();
@@ -73,4 +73,24 @@ async fn a_distribution_bucket_is_served_in_place() {
         client.head_object(&key).await.unwrap(),
         Some(pushed.len() as u64)
     );
+    drop(server);
+
+    // Another berth, in its own layout under another prefix of the bucket,
+    // copies the same Distribution from s3://.
+    let copy_dir = tmp.path().join("copy");
+    std::fs::create_dir_all(&copy_dir).unwrap();
+    let storage = garage.storage_toml("prefix = \"copy\"\n");
+    let copy_config = berth_config(&copy_dir, &copy_dir.join("data"), &storage);
+    let copy_config = copy_config.to_str().unwrap();
+    let from = format!("s3://{}/dist", berth_test_kit::garage::BUCKET);
+    let copied = berth_import_ok(&["--config", copy_config, "--from", &from]);
+    assert!(copied.stderr.contains("copying"), "{}", copied.stderr);
+    assert!(
+        copied.stdout.contains(" 0 adopted in place (0 B)"),
+        "{}",
+        copied.stdout
+    );
+    assert!(!client.list_keys("copy/blobs/").await.unwrap().is_empty());
+    let server = Server::start_in(&copy_dir.join("data"), &["--config", copy_config]);
+    assert_eq!(content(&server.url(""), admin).await, before);
 }

@@ -18,6 +18,8 @@
 //!   links whose data is gone, invalid names) is skipped and reported, with
 //!   why; only berth's own failures (storage, metadata) fail the import.
 
+mod blobs;
+mod manifests;
 mod memory;
 mod report;
 mod run;

@@ -428,6 +428,13 @@ async fn what_berth_cannot_serve_is_skipped_saying_why() {
     );
     let (bad_name, _) = image_in(t, "proj/Bad_Name", &[b"x"], json!({}));
     t.tag("proj/Bad_Name", "v1", &bad_name);
+    // A repository of nothing but a schema 1 manifest.
+    let (legacy, _) = manifest_in(
+        t,
+        "proj/legacy",
+        json!({"schemaVersion": 1, "fsLayers": []}),
+    );
+    t.tag("proj/legacy", "1.0", &legacy);
 
     let report = fx.run(false).await;
     assert_eq!(report.failures, Vec::<(String, String)>::new(), "{report}");
@@ -452,6 +459,9 @@ async fn what_berth_cannot_serve_is_skipped_saying_why() {
     assert!(why("tag proj/app:dangling").contains("dangling"));
     assert!(why("tag proj/app:junk").contains("no valid digest"));
     assert!(why("repository proj/Bad_Name").contains("not a valid repository name"));
+    assert!(why("repository proj/legacy").contains("nothing in it that berth can serve"));
+    assert_eq!(report.repositories.imported, 1, "{report}");
+    assert_eq!(report.repositories.skipped, 2, "{report}");
     assert_eq!(report.manifests.imported, 1, "{report}");
     assert_eq!(report.tags.imported, 1, "{report}");
     assert_eq!(

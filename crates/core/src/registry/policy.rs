@@ -420,6 +420,23 @@ impl Registry {
     }
 }
 
+/// The bytes a project's quota counts (see [`Registry::quota_usage`]).
+pub(super) struct QuotaUsage {
+    /// Digest -> size of every blob linked into the project.
+    pub links: HashMap<Digest, u64>,
+    /// Bytes received by its open uploads.
+    pub pending: u64,
+}
+
+impl QuotaUsage {
+    pub fn used(&self) -> u64 {
+        self.links
+            .values()
+            .sum::<u64>()
+            .saturating_add(self.pending)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,22 +486,5 @@ mod tests {
         let empty_rule: ProjectPolicy =
             serde_json::from_str(r#"{"retention": [{"repositories": "a"}]}"#).unwrap();
         assert!(empty_rule.validate().is_err());
-    }
-}
-
-/// The bytes a project's quota counts (see [`Registry::quota_usage`]).
-pub(super) struct QuotaUsage {
-    /// Digest -> size of every blob linked into the project.
-    pub links: HashMap<Digest, u64>,
-    /// Bytes received by its open uploads.
-    pub pending: u64,
-}
-
-impl QuotaUsage {
-    pub fn used(&self) -> u64 {
-        self.links
-            .values()
-            .sum::<u64>()
-            .saturating_add(self.pending)
     }
 }

@@ -15,14 +15,21 @@
 //!     └── <uuid>                 a `put` being written, renamed when complete
 //! ```
 //!
+//! With [`BlobLayout::Distribution`], committed blobs live at
+//! `<root>/docker/registry/v2/blobs/sha256/ab/ab12…ef/data` instead, where
+//! a CNCF Distribution registry with `rootdirectory = <root>` keeps them;
+//! `uploads/` and `tmp/` stay, on the same filesystem, so commits are
+//! still renames.
+//!
 //! A blob appears only by `rename(2)` of a complete, fsynced file, so a
 //! reader on any node sees all of it or nothing. Files left in `tmp/` by a
 //! process that crashed mid-`put` are garbage; nothing reads them. Once
 //! in `blobs/`, a file is never written or truncated in place, which is
 //! what lets pulls map it ([`read`]).
 
-mod read;
+pub(crate) mod read;
 
+use crate::layout::BlobLayout;
 use async_trait::async_trait;
 use berth_core::blob::check_upload_id;
 use berth_core::{BlobStore, ByteStream, StoreError, UploadWriter};
@@ -50,31 +57,39 @@ const WRITE_QUEUE: usize = 4;
 pub struct FsBlobStore {
     root: PathBuf,
     read_mode: ReadMode,
+    layout: BlobLayout,
 }
 
 impl FsBlobStore {
-    /// Opens the store at `root`, creating its directories as needed.
+    /// Opens the store at `root` in berth's layout, creating its
+    /// directories as needed.
     pub fn open(root: PathBuf) -> io::Result<Self> {
-        for dir in ["blobs", "uploads", "tmp"] {
+        Self::open_with_layout(root, BlobLayout::Berth)
+    }
+
+    /// Opens the store at `root` with committed blobs in `layout`.
+    pub fn open_with_layout(root: PathBuf, layout: BlobLayout) -> io::Result<Self> {
+        for dir in [layout.blobs_dir(), "uploads", "tmp"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
         let read_mode = ReadMode::for_root(&root);
-        Ok(FsBlobStore { root, read_mode })
+        Ok(FsBlobStore {
+            root,
+            read_mode,
+            layout,
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    pub fn layout(&self) -> BlobLayout {
+        self.layout
+    }
+
     fn blob_path(&self, digest: &Digest) -> PathBuf {
-        // The digest is validated (lowercase hex of fixed length), so its
-        // parts are safe path components.
-        let hex = digest.encoded();
-        self.root
-            .join("blobs")
-            .join(digest.algorithm())
-            .join(&hex[..2])
-            .join(hex)
+        self.root.join(self.layout.blob_path(digest))
     }
 
     fn upload_path(&self, id: &str) -> Result<PathBuf, StoreError> {
@@ -118,13 +133,59 @@ fn ensure_parent(path: &Path) -> io::Result<&Path> {
     let parent = path
         .parent()
         .ok_or_else(|| io::Error::other("blob path without parent"))?;
-    if !parent.is_dir() {
-        std::fs::create_dir_all(parent)?;
-        if let Some(grandparent) = parent.parent() {
-            sync_dir(grandparent)?;
+    if parent.is_dir() {
+        return Ok(parent);
+    }
+    // In Distribution's layout each blob has a directory of its own, so
+    // two levels may be new: every new one's entry must be made durable.
+    let mut missing = Vec::new();
+    let mut dir = parent;
+    while !dir.is_dir() {
+        missing.push(dir);
+        dir = match dir.parent() {
+            Some(up) => up,
+            None => break,
+        };
+    }
+    std::fs::create_dir_all(parent)?;
+    for new in missing.iter().rev() {
+        if let Some(up) = new.parent() {
+            sync_dir(up)?;
         }
     }
     Ok(parent)
+}
+
+/// Renames the complete file `from` to the blob path `to`, creating its
+/// directory and making the rename durable. In Distribution's layout a
+/// delete of the same digest removes the blob's directory, which may
+/// happen between creating it and the rename: then it is made again.
+fn rename_into(from: &Path, to: &Path) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        let parent = ensure_parent(to)?;
+        match std::fs::rename(from, to) {
+            Ok(()) => return sync_dir(parent),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 && from.exists() => {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Removes a blob file and, where each blob has a directory of its own,
+/// that directory when it is empty (a concurrent commit into it keeps it,
+/// or makes it again: see [`rename_into`]).
+fn remove_blob(path: &Path, dir_per_blob: bool) -> io::Result<()> {
+    remove_if_present(path)?;
+    if dir_per_blob {
+        if let Some(dir) = path.parent() {
+            // Not empty, or gone already: either way nothing to do.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    Ok(())
 }
 
 fn remove_if_present(path: &Path) -> io::Result<()> {
@@ -141,9 +202,7 @@ fn put_blocking(tmp_dir: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         file.write_all(data)?;
         file.sync_all()?;
-        let parent = ensure_parent(path)?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(parent)
+        rename_into(&tmp, path)
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -167,12 +226,9 @@ fn commit_blocking(upload: &Path, blob: &Path, size: u64) -> Result<(), StoreErr
     }
     file.sync_all()?;
     drop(file);
-    let parent = ensure_parent(blob)?;
     // Another node may commit the same digest concurrently; rename replaces
     // atomically and both files hold the same bytes.
-    std::fs::rename(upload, blob)?;
-    sync_dir(parent)?;
-    Ok(())
+    Ok(rename_into(upload, blob)?)
 }
 
 /// Opens an upload for writing at `offset`, cutting what lies past it.
@@ -316,9 +372,11 @@ impl BlobStore for FsBlobStore {
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
         // The fan-out directory stays: removing it could race with another
-        // node's commit into it, and there are only 256 of them.
+        // node's commit into it, and there are only 256 of them. A
+        // Distribution layout's directory per blob goes with the blob.
         let path = self.blob_path(digest);
-        Ok(blocking(move || Ok(remove_if_present(&path)?)).await?)
+        let dir_per_blob = self.layout.dir_per_blob();
+        Ok(blocking(move || Ok(remove_blob(&path, dir_per_blob)?)).await?)
     }
 
     async fn put(&self, digest: &Digest, data: Bytes) -> Result<(), StoreError> {

@@ -376,23 +376,57 @@ impl S3Client {
         prefix: &str,
     ) -> Result<Vec<(String, Option<u64>)>, StoreError> {
         let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut call = Call::new("ListObjectsV2", Method::GET, "").query("list-type", "2");
-            if !prefix.is_empty() {
-                call = call.query("prefix", prefix);
-            }
-            if let Some(t) = &token {
-                call = call.query("continuation-token", t.clone());
-            }
-            let (_, body) = self.text(call).await?;
-            for contents in xml::elements(&body, "Contents") {
+        self.list_pages(prefix, None, |body| {
+            for contents in xml::elements(body, "Contents") {
                 if let Some(k) = xml::first(contents, "Key") {
                     let modified =
                         xml::first(contents, "LastModified").and_then(|t| sigv4::parse_iso8601(&t));
                     keys.push((k, modified));
                 }
             }
+        })
+        .await?;
+        Ok(keys)
+    }
+
+    /// The "directories" right under `prefix` (which ends in `/`): the
+    /// distinct key prefixes up to the next `/`, each ending in `/`, all
+    /// pages.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut dirs = Vec::new();
+        self.list_pages(prefix, Some("/"), |body| {
+            for common in xml::elements(body, "CommonPrefixes") {
+                if let Some(p) = xml::first(common, "Prefix") {
+                    dirs.push(p);
+                }
+            }
+        })
+        .await?;
+        Ok(dirs)
+    }
+
+    /// ListObjectsV2 of `prefix` (grouped by `delimiter`), every page's
+    /// body given to `page`.
+    async fn list_pages(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut page: impl FnMut(&str),
+    ) -> Result<(), StoreError> {
+        let mut token: Option<String> = None;
+        loop {
+            let mut call = Call::new("ListObjectsV2", Method::GET, "").query("list-type", "2");
+            if !prefix.is_empty() {
+                call = call.query("prefix", prefix);
+            }
+            if let Some(d) = delimiter {
+                call = call.query("delimiter", d);
+            }
+            if let Some(t) = &token {
+                call = call.query("continuation-token", t.clone());
+            }
+            let (_, body) = self.text(call).await?;
+            page(&body);
             let truncated = xml::first(&body, "IsTruncated").as_deref() == Some("true");
             match xml::first(&body, "NextContinuationToken") {
                 Some(t) if truncated && !t.is_empty() => token = Some(t),
@@ -401,7 +435,7 @@ impl S3Client {
                         "S3 ListObjectsV2: truncated without a continuation token".into(),
                     ))
                 }
-                _ => return Ok(keys),
+                _ => return Ok(()),
             }
         }
     }
@@ -463,6 +497,34 @@ impl S3Client {
                 }
             },
         )))
+    }
+
+    /// The whole object `key` when it has at most `max` bytes: `Ok(None)`
+    /// when there is none, `Err(size)` inside when it is larger (its body
+    /// is not read).
+    pub async fn get_small(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> Result<Option<Result<Bytes, u64>>, StoreError> {
+        let work = async {
+            let resp = match self.send(Call::new("GetObject", Method::GET, key)).await {
+                Ok(r) => r,
+                Err(StoreError::NotFound) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if let Some(len) = content_length(resp.headers()).filter(|l| *l > max) {
+                return Ok(Some(Err(len)));
+            }
+            let body = resp.bytes().await.map_err(|e| transport("GetObject", e))?;
+            if body.len() as u64 > max {
+                return Ok(Some(Err(body.len() as u64)));
+            }
+            Ok(Some(Ok(body)))
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| timed_out("GetObject"))?
     }
 
     /// Reads `len` bytes of `key` from `offset` into memory; for the small

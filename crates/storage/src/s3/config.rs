@@ -3,6 +3,7 @@
 //! environment variables, in that order.
 
 use super::sigv4::Credentials;
+use crate::layout::BlobLayout;
 use serde::Deserialize;
 use std::io;
 use std::path::PathBuf;
@@ -53,6 +54,13 @@ pub struct S3Config {
     /// longest wait for the next bytes.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Where committed blobs live under `prefix`: `"berth"`
+    /// (`blobs/<alg>/<2 hex>/<hex>`) or `"distribution"`
+    /// (`docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data`, where a CNCF
+    /// Distribution registry whose S3 `rootdirectory` is `prefix` keeps
+    /// them).
+    #[serde(default)]
+    pub layout: BlobLayout,
 }
 
 fn default_region() -> String {
@@ -88,6 +96,7 @@ impl std::fmt::Debug for S3Config {
             .field("prefix", &self.prefix)
             .field("part_size_mib", &self.part_size_mib)
             .field("timeout_secs", &self.timeout_secs)
+            .field("layout", &self.layout)
             .finish()
     }
 }
@@ -111,6 +120,7 @@ impl S3Config {
             prefix: String::new(),
             part_size_mib: default_part_size(),
             timeout_secs: default_timeout(),
+            layout: BlobLayout::Berth,
         }
     }
 
@@ -204,7 +214,11 @@ mod tests {
         assert_eq!(c.part_size_mib, 16);
         assert_eq!(c.timeout_secs, 30);
         assert_eq!(c.key_prefix(), "");
+        assert_eq!(c.layout, BlobLayout::Berth);
         c.validate().unwrap();
+        let c = parse("layout = \"distribution\"").unwrap();
+        assert_eq!(c.layout, BlobLayout::Distribution);
+        assert!(parse("layout = \"flat\"").is_err());
         assert!(parse("bogus = 1").is_err());
         let c = parse("prefix = \"/berth\"\npart_size_mib = 4").unwrap();
         assert_eq!(c.key_prefix(), "berth/");

@@ -14,6 +14,11 @@
 //!         └── c-<gen>-<start>-<end>         bytes [start, end) written by session <gen>
 //! ```
 //!
+//! With `layout = "distribution"` committed blobs are the keys
+//! `<prefix>docker/registry/v2/blobs/sha256/ab/ab12…ef/data` instead, where
+//! CNCF Distribution's S3 driver with `rootdirectory = <prefix>` keeps them
+//! (see [`crate::layout`]); uploads stay under `<prefix>uploads/`.
+//!
 //! Each `upload_writer` call is a session: it lists the upload's objects,
 //! stores its marker, and writes its bytes as chunk objects of `part_size`
 //! (the last one shorter), keeping at most two chunks in memory. Bytes of a

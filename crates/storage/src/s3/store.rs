@@ -5,6 +5,7 @@
 use super::client::S3Client;
 use super::config::{S3Config, MIN_PART};
 use super::layout::{self, Part, Piece};
+use crate::layout::BlobLayout;
 use async_trait::async_trait;
 use berth_core::blob::check_upload_id;
 use berth_core::{BlobStore, ByteStream, StoreError, UploadWriter};
@@ -29,6 +30,7 @@ pub struct S3BlobStore {
     /// Key prefix: empty or ending in `/`.
     prefix: String,
     part_size: u64,
+    layout: BlobLayout,
 }
 
 impl S3BlobStore {
@@ -40,6 +42,7 @@ impl S3BlobStore {
             client: Arc::new(client),
             prefix: config.key_prefix(),
             part_size: config.part_size_mib * 1024 * 1024,
+            layout: config.layout,
         })
     }
 
@@ -48,15 +51,18 @@ impl S3BlobStore {
         &self.client
     }
 
+    /// Where committed blobs live under the prefix.
+    pub fn layout(&self) -> BlobLayout {
+        self.layout
+    }
+
+    /// The key prefix (the bucket's root when empty), ending in `/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn blob_key(&self, digest: &Digest) -> String {
-        // The digest is validated (lowercase hex of fixed length).
-        let hex = digest.encoded();
-        format!(
-            "{}blobs/{}/{}/{hex}",
-            self.prefix,
-            digest.algorithm(),
-            &hex[..2]
-        )
+        format!("{}{}", self.prefix, self.layout.blob_path(digest))
     }
 
     /// `<prefix>uploads/<id>/`, the directory of an upload's objects.
@@ -96,7 +102,7 @@ impl S3BlobStore {
         let now = super::sigv4::unix_now();
         let uploads = self
             .client
-            .list_multipart(&format!("{}blobs/", self.prefix))
+            .list_multipart(&format!("{}{}", self.prefix, self.layout.blobs_dir()))
             .await?;
         let mut aborted = 0;
         for u in uploads {

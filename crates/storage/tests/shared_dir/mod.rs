@@ -1,6 +1,7 @@
 //! Two filesystem stores on one shared directory, as two nodes see it: the
 //! same directory twice on one machine, or two CephFS mounts.
 
+use super::fs_common::write_part;
 use berth_core::blob_suite;
 use berth_core::BlobStore;
 use berth_oci::Digest;
@@ -20,17 +21,9 @@ pub async fn two_nodes(a: &Path, b: &Path) {
 
     let data = blob_suite::content(100_000);
     let digest = Digest::sha256_of(&data);
-    let mut w = a.upload_writer("shared-1", 0).await.unwrap();
-    w.write(Bytes::copy_from_slice(&data[..40_000]))
-        .await
-        .unwrap();
-    w.finish().await.unwrap();
+    write_part(&a, "shared-1", 0, &data[..40_000]).await;
     // The next request of the same upload lands on the other node.
-    let mut w = b.upload_writer("shared-1", 40_000).await.unwrap();
-    w.write(Bytes::copy_from_slice(&data[40_000..]))
-        .await
-        .unwrap();
-    w.finish().await.unwrap();
+    write_part(&b, "shared-1", 40_000, &data[40_000..]).await;
     b.commit_upload("shared-1", &digest, 100_000).await.unwrap();
     assert_eq!(a.stat(&digest).await.unwrap(), Some(100_000));
     assert_eq!(blob_suite::read_all(&a, &digest, 0, 100_000).await, data);
