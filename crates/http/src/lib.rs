@@ -30,6 +30,9 @@ pub struct AppState {
     pub base_url: Arc<str>,
     /// Garbage collection, on demand and scheduled.
     pub gc: Arc<berth_core::registry::gc::Collector>,
+    /// Replication to and from other registries: endpoints, policies,
+    /// executions.
+    pub replication: Arc<berth_replication::Replication>,
 }
 
 impl AppState {

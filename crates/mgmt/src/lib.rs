@@ -26,6 +26,7 @@ mod members;
 pub mod openapi;
 mod policy;
 mod projects;
+mod replication;
 mod repositories;
 mod robots;
 mod schemas;
@@ -51,6 +52,11 @@ pub use policy::{
     QuotaChange, RetentionChange,
 };
 pub use projects::{create_project, delete_project, update_project, ProjectChange, ProjectCreate};
+pub use replication::{
+    create_endpoint, create_policy, delete_endpoint, delete_policy, execution_detail,
+    replication_overview, run_policy, stop_execution, update_endpoint, update_policy,
+    ReplicationOverview,
+};
 pub use repositories::{delete_artifact, delete_repository, delete_tag};
 pub use robots::{create_project_robot, revoke_project_robot, CreatedRobot, RobotCreate};
 pub use users::{create_user, delete_user, update_user, UserChange, UserCreate};
@@ -115,6 +121,15 @@ pub const ROUTES: &[Route] = routes! {
     paths::RETENTION => GET policy::retention, PUT policy::set_retention;
     paths::RETENTION_RUN => POST policy::run_retention;
     "/api/v1/gc" => POST gc::run, GET gc::history;
+    paths::REPL_ENDPOINTS => GET replication::endpoints, POST replication::endpoint_create;
+    paths::REPL_ENDPOINT => GET replication::endpoint, PUT replication::endpoint_update, DELETE replication::endpoint_delete;
+    paths::REPL_ENDPOINT_TEST => POST replication::endpoint_test;
+    paths::REPL_POLICIES => GET replication::policies, POST replication::policy_create;
+    paths::REPL_POLICY => GET replication::policy, PUT replication::policy_update, DELETE replication::policy_delete;
+    paths::REPL_POLICY_EXECUTIONS => GET replication::policy_executions, POST replication::policy_run;
+    paths::REPL_EXECUTIONS => GET replication::executions;
+    paths::REPL_EXECUTION => GET replication::execution;
+    paths::REPL_EXECUTION_STOP => POST replication::execution_stop;
 };
 
 /// The longer path templates (`concat!` cannot join constants).
@@ -140,6 +155,15 @@ mod paths {
     pub const IMMUTABLE: &str = "/api/v1/projects/{project}/immutable-rules";
     pub const RETENTION: &str = "/api/v1/projects/{project}/retention";
     pub const RETENTION_RUN: &str = "/api/v1/projects/{project}/retention/run";
+    pub const REPL_ENDPOINTS: &str = "/api/v1/replication/endpoints";
+    pub const REPL_ENDPOINT: &str = "/api/v1/replication/endpoints/{endpoint}";
+    pub const REPL_ENDPOINT_TEST: &str = "/api/v1/replication/endpoints/{endpoint}/test";
+    pub const REPL_POLICIES: &str = "/api/v1/replication/policies";
+    pub const REPL_POLICY: &str = "/api/v1/replication/policies/{policy}";
+    pub const REPL_POLICY_EXECUTIONS: &str = "/api/v1/replication/policies/{policy}/executions";
+    pub const REPL_EXECUTIONS: &str = "/api/v1/replication/executions";
+    pub const REPL_EXECUTION: &str = "/api/v1/replication/executions/{execution}";
+    pub const REPL_EXECUTION_STOP: &str = "/api/v1/replication/executions/{execution}/stop";
 }
 
 /// The management routes, behind the authentication middleware. Merge into

@@ -68,6 +68,22 @@ fn operations() -> Vec<Operation> {
         doc("post", p("/retention/run"), "policies", "Apply the retention rules now (dry_run=true only lists what would go)", PROJECT_ADMIN, &["dry_run"], None, (200, Some("RetentionReport")), &[400, 401, 403, 404]),
         doc("post", "/api/v1/gc", "gc", "Run a garbage collection now and answer with its report (one run at a time, cluster-wide: 409 while one runs)", SYSADMIN, &["dry_run"], None, (200, Some("GcReport")), &[400, 401, 403, 409, 503]),
         doc("get", "/api/v1/gc", "gc", "Past garbage collections, newest first, and the one running", SYSADMIN, &[], None, (200, Some("GcHistory")), &[401, 403]),
+        doc("get", "/api/v1/replication/endpoints", "replication", "List replication endpoints (secrets are never returned: has_secret says whether one is set)", SYSADMIN, &[], None, (200, Some("[ReplicationEndpoint]")), &[401, 403]),
+        doc("post", "/api/v1/replication/endpoints", "replication", "Create an endpoint: a remote registry; its secret is sealed at rest (ChaCha20-Poly1305)", SYSADMIN, &[], Some("NewReplicationEndpoint"), (201, Some("ReplicationEndpoint")), &[400, 401, 403, 409]),
+        doc("get", "/api/v1/replication/endpoints/{endpoint}", "replication", "Get an endpoint", SYSADMIN, &[], None, (200, Some("ReplicationEndpoint")), &[401, 403, 404]),
+        doc("put", "/api/v1/replication/endpoints/{endpoint}", "replication", "Change an endpoint (no secret: kept; an empty one: removed)", SYSADMIN, &[], Some("NewReplicationEndpoint"), (200, Some("ReplicationEndpoint")), &[400, 401, 403, 404, 409]),
+        doc("delete", "/api/v1/replication/endpoints/{endpoint}", "replication", "Delete an endpoint no policy uses", SYSADMIN, &[], None, (204, None), &[401, 403, 404, 409]),
+        doc("post", "/api/v1/replication/endpoints/{endpoint}/test", "replication", "Ping the endpoint with its credentials", SYSADMIN, &[], None, (200, Some("EndpointTest")), &[401, 403, 404]),
+        doc("get", "/api/v1/replication/policies", "replication", "List replication policies", SYSADMIN, &[], None, (200, Some("[ReplicationPolicy]")), &[401, 403]),
+        doc("post", "/api/v1/replication/policies", "replication", "Create a replication policy", SYSADMIN, &[], Some("ReplicationPolicy"), (201, Some("ReplicationPolicy")), &[400, 401, 403, 409]),
+        doc("get", "/api/v1/replication/policies/{policy}", "replication", "Get a replication policy", SYSADMIN, &[], None, (200, Some("ReplicationPolicy")), &[401, 403, 404]),
+        doc("put", "/api/v1/replication/policies/{policy}", "replication", "Replace a replication policy", SYSADMIN, &[], Some("ReplicationPolicy"), (200, Some("ReplicationPolicy")), &[400, 401, 403, 404, 409]),
+        doc("delete", "/api/v1/replication/policies/{policy}", "replication", "Delete a policy (its running executions are stopped)", SYSADMIN, &[], None, (204, None), &[401, 403, 404]),
+        doc("get", "/api/v1/replication/policies/{policy}/executions", "replication", "The policy's executions, newest first", SYSADMIN, &[], None, (200, Some("[ReplicationExecution]")), &[401, 403, 404]),
+        doc("post", "/api/v1/replication/policies/{policy}/executions", "replication", "Run the policy now (manual trigger); the execution started", SYSADMIN, &[], None, (201, Some("ReplicationExecution")), &[401, 403, 404, 409]),
+        doc("get", "/api/v1/replication/executions", "replication", "Executions, newest first", SYSADMIN, &["policy"], None, (200, Some("[ReplicationExecution]")), &[401, 403]),
+        doc("get", "/api/v1/replication/executions/{execution}", "replication", "An execution with its tasks, their status and progress", SYSADMIN, &[], None, (200, Some("ReplicationExecutionDetail")), &[401, 403, 404]),
+        doc("post", "/api/v1/replication/executions/{execution}/stop", "replication", "Stop an execution: pending tasks never start, running transfers are cancelled", SYSADMIN, &[], None, (200, Some("ReplicationExecution")), &[401, 403, 404]),
         doc("get", p("/audit-logs"), "audit", "The project's audit log (resources under `<project>/`), newest first", "project admins, maintainers and system administrators", AUDIT, None, (200, Some("[AuditEvent]")), &[400, 401, 403, 404]),
     ]
 }
@@ -87,6 +103,9 @@ fn parameter(name: &str, location: &str) -> Value {
         "kind" => (json!({"type": "string", "enum": ["user", "group"]}), "member kind"),
         "robot" => (json!({"type": "string"}), "robot name, e.g. `robot$ci` or `robot$project+ci`"),
         "dry_run" => (json!({"type": "boolean", "default": false}), "only report what would be deleted"),
+        "endpoint" => (json!({"type": "string"}), "replication endpoint name"),
+        "policy" => (json!({"type": "string"}), "replication policy name"),
+        "execution" => (json!({"type": "string"}), "execution id"),
         _ => (json!({"type": "string"}), ""),
     };
     json!({

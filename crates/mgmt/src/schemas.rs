@@ -32,7 +32,7 @@ pub fn schemas() -> Value {
     let mut created_props = robot_props.clone();
     created_props["secret"] =
         json!({"type": "string", "description": "the robot's password; returned only here"});
-    json!({
+    let mut all = json!({
         "Errors": object(&["errors"], json!({
             "errors": {"type": "array", "items": object(&["code", "message"], json!({
                 "code": string(), "message": string(), "detail": string(),
@@ -179,5 +179,95 @@ pub fn schemas() -> Value {
             "upload_expiry_secs": {"type": "integer"},
             "runs": {"type": "array", "items": {"$ref": "#/components/schemas/GcReport"}},
         })),
+    });
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), replication()) {
+        all.extend(more);
+    }
+    all
+}
+
+/// Replication's schemas (`/api/v1/replication/...`).
+fn replication() -> Value {
+    let status =
+        json!({"type": "string", "enum": ["pending", "running", "succeeded", "failed", "stopped"]});
+    let kind = json!({"type": "string", "enum": ["distribution", "harbor", "berth", "docker-hub"], "default": "distribution"});
+    let tls = object(
+        &[],
+        json!({
+            "insecure": {"type": "boolean", "default": false, "description": "accept any certificate"},
+            "ca_pem": {"type": "string", "description": "trust only these CA certificates (PEM)"},
+        }),
+    );
+    let execution = json!({
+        "id": string(),
+        "policy": string(),
+        "trigger": {"type": "string", "enum": ["manual", "cron", "event"]},
+        "status": status,
+        "stop_requested": {"type": "boolean"},
+        "tasks": {"type": "integer"},
+        "started_ms": {"type": "integer"},
+        "finished_ms": {"type": "integer"},
+        "message": string(),
+    });
+    let mut detail = execution.clone();
+    detail["counts"] = json!({"type": "object", "additionalProperties": {"type": "integer"}, "description": "tasks by status"});
+    detail["bytes"] = json!({"type": "integer", "description": "blob bytes sent"});
+    detail["task_list"] = json!({"type": "array", "items": object(&["seq", "op", "status"], json!({
+        "seq": {"type": "integer"},
+        "op": {"type": "string", "enum": ["copy", "delete_manifest", "delete_tags", "delete_repository"]},
+        "repository": string(),
+        "destination": string(),
+        "digest": string(),
+        "tags": {"type": "array", "items": string()},
+        "status": status,
+        "attempts": {"type": "integer"},
+        "bytes": {"type": "integer"},
+        "node": string(),
+        "message": string(),
+    }))});
+    json!({
+        "ReplicationEndpoint": object(&["name", "url", "kind", "has_secret"], json!({
+            "name": string(), "url": string(), "kind": kind, "username": string(),
+            "has_secret": {"type": "boolean"}, "tls": tls, "description": string(),
+            "created_ms": {"type": "integer"},
+        })),
+        "NewReplicationEndpoint": object(&["name", "url"], json!({
+            "name": string(),
+            "url": {"type": "string", "example": "https://registry.example.com"},
+            "kind": kind, "username": string(),
+            "secret": {"type": "string", "description": "password or token; sealed at rest, never returned"},
+            "tls": tls, "description": string(),
+        })),
+        "EndpointTest": object(&["ok"], json!({
+            "ok": {"type": "boolean"}, "auth": string(), "api_version": string(), "message": string(),
+        })),
+        "ReplicationPolicy": object(&["name", "direction", "endpoint"], json!({
+            "name": string(),
+            "direction": {"type": "string", "enum": ["push", "pull"]},
+            "endpoint": string(),
+            "filters": object(&[], json!({
+                "repository": {"type": "string", "default": "**"},
+                "tag": {"type": "string", "default": "**"},
+                "kinds": {"type": "array", "items": {"type": "string", "enum": ["image", "index", "artifact"]}},
+            })),
+            "namespace": object(&["mode"], json!({
+                "mode": {"type": "string", "enum": ["keep", "replace", "flatten"]},
+                "with": {"type": "string", "description": "replace: the new first segment"},
+                "levels": {"type": "integer", "description": "flatten: leading segments dropped"},
+                "prefix": {"type": "string", "description": "flatten: put in front"},
+            })),
+            "triggers": object(&[], json!({
+                "cron": {"type": "string", "description": "five fields, UTC"},
+                "event": {"type": "boolean", "description": "on push (and delete, with replicate_deletes); push policies"},
+            })),
+            "replicate_deletes": {"type": "boolean", "default": false},
+            "overwrite": {"type": "boolean", "default": true},
+            "bandwidth_kib": {"type": "integer", "default": 0, "description": "KiB/s per blob stream, 0 = unlimited"},
+            "concurrency": {"type": "integer", "default": 1},
+            "enabled": {"type": "boolean", "default": true},
+            "description": string(),
+        })),
+        "ReplicationExecution": object(&["id", "policy", "status"], execution),
+        "ReplicationExecutionDetail": object(&["id", "policy", "status", "task_list"], detail),
     })
 }

@@ -22,6 +22,7 @@ mod members;
 mod page;
 mod policy;
 mod projects;
+mod replication;
 mod repository;
 mod robots;
 mod session;
@@ -77,6 +78,19 @@ pub fn router() -> Router<AppState> {
         .route("/ui/users/{name}", post(admin::change_user))
         .route("/ui/gc", get(admin::gc).post(admin::run_gc))
         .route("/ui/nodes", get(admin::nodes))
+        .route("/ui/replication", get(replication::overview))
+        .route(
+            "/ui/replication/policies/{name}/run",
+            post(replication::run),
+        )
+        .route(
+            "/ui/replication/executions/{id}",
+            get(replication::execution),
+        )
+        .route(
+            "/ui/replication/executions/{id}/stop",
+            post(replication::stop),
+        )
         .route("/ui/audit", get(admin::audit))
         .layer(axum::middleware::map_response(security_headers))
 }

@@ -15,6 +15,7 @@ pub enum Section {
     Users,
     Gc,
     Nodes,
+    Replication,
     Audit,
 }
 
@@ -44,6 +45,7 @@ pub fn render(viewer: &Viewer, title: &str, section: Section, body: Markup) -> R
                             (link(Section::Users, "/ui/users", "Users"))
                             (link(Section::Gc, "/ui/gc", "Garbage collection"))
                             (link(Section::Nodes, "/ui/nodes", "Nodes"))
+                            (link(Section::Replication, "/ui/replication", "Replication"))
                             (link(Section::Audit, "/ui/audit", "Audit log"))
                         }
                     }

@@ -1,0 +1,786 @@
+//! Replication against the real things: the berth binary on both ends or
+//! CNCF Distribution (Debian's `docker-registry` 2.8, htpasswd Basic auth)
+//! on the other. Each test drives the management API as an administrator
+//! would and checks the destination byte by byte.
+
+mod common;
+
+use berth_oci::{Digest, Reference, RepoName};
+use berth_test_kit::distribution::{Distribution, Setup};
+use berth_test_kit::server::oci::{self, Image, INDEX, MANIFEST};
+use common::{Server, ADMIN_PASSWORD};
+use futures_util::TryStreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const USER: &str = "repl";
+const PASSWORD: &str = "repl-secret-1";
+
+fn dist() -> Distribution {
+    Distribution::start_with(Setup::default().user(USER, PASSWORD))
+}
+
+/// The management API as admin: status and JSON body.
+async fn api(server: &Server, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let http = berth_net::builder().no_proxy().build().unwrap();
+    let mut req = http
+        .request(method, server.url(path))
+        .header("Authorization", common::basic("admin", ADMIN_PASSWORD));
+    if let Some(b) = body {
+        req = req
+            .header("Content-Type", "application/json")
+            .body(b.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let bytes = r.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn ok(server: &Server, method: Method, path: &str, body: Option<Value>) -> Value {
+    let (s, v) = api(server, method.clone(), path, body).await;
+    assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
+    v
+}
+
+async fn endpoint(server: &Server, name: &str, url: &str, kind: &str, user: &str, secret: &str) {
+    let body = json!({"name": name, "url": url, "kind": kind, "username": user, "secret": secret});
+    ok(
+        server,
+        Method::POST,
+        "/api/v1/replication/endpoints",
+        Some(body),
+    )
+    .await;
+}
+
+async fn policy(server: &Server, body: Value) {
+    ok(
+        server,
+        Method::POST,
+        "/api/v1/replication/policies",
+        Some(body),
+    )
+    .await;
+}
+
+/// Polls `check` every 200 ms until it is true, for at most `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for execution `id` to end; its detail.
+async fn finished(server: &Server, id: &str, limit: Duration) -> Value {
+    let path = format!("/api/v1/replication/executions/{id}");
+    let start = Instant::now();
+    loop {
+        let d = ok(server, Method::GET, &path, None).await;
+        if !matches!(d["status"].as_str(), Some("running" | "pending")) {
+            return d;
+        }
+        assert!(start.elapsed() < limit, "execution {id} still {d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn run(server: &Server, policy: &str) -> String {
+    let path = format!("/api/v1/replication/policies/{policy}/executions");
+    let e = ok(server, Method::POST, &path, None).await;
+    e["id"].as_str().unwrap().to_owned()
+}
+
+fn berth_client(server: &Server) -> oci::Client {
+    oci::Client::new(&server.url(""), "admin", ADMIN_PASSWORD)
+}
+
+/// berth's outbound client of the Distribution registry: it sends the
+/// `Accept` header Distribution needs to serve OCI manifests at all.
+fn remote(d: &Distribution) -> berth_registry_client::Client {
+    let endpoint = berth_registry_client::Endpoint::new(d.url.clone())
+        .with_credentials(berth_registry_client::Credentials::new(USER, PASSWORD));
+    berth_registry_client::Client::new(&endpoint).unwrap()
+}
+
+fn name(s: &str) -> RepoName {
+    RepoName::parse(s).unwrap()
+}
+
+/// The manifest `reference` of `repo` at Distribution, if there.
+async fn remote_manifest(
+    c: &berth_registry_client::Client,
+    repo: &str,
+    reference: &str,
+) -> Option<Vec<u8>> {
+    match c
+        .manifest_get(&name(repo), &Reference::parse(reference).unwrap())
+        .await
+    {
+        Ok(m) => Some(m.bytes.to_vec()),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => panic!("{repo}:{reference}: {e}"),
+    }
+}
+
+/// Asserts Distribution serves `image` as `repo:reference`, every byte.
+async fn assert_remote(
+    c: &berth_registry_client::Client,
+    repo: &str,
+    reference: &str,
+    image: &Image,
+) {
+    let got = remote_manifest(c, repo, reference).await;
+    assert_eq!(
+        got.as_deref(),
+        Some(&image.manifest[..]),
+        "{repo}:{reference}"
+    );
+    for blob in image.blobs() {
+        let d: Digest = common::sha256(blob).parse().unwrap();
+        let stream = c.blob_get(&name(repo), &d, 0).await.unwrap();
+        let parts: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+        assert!(parts.concat() == *blob, "blob {d} of {repo}:{reference}");
+    }
+}
+
+/// Pushes `image` to Distribution as `reference` (a tag or its digest).
+async fn push_remote(
+    c: &berth_registry_client::Client,
+    repo: &str,
+    reference: &str,
+    image: &Image,
+) {
+    for blob in image.blobs() {
+        let d: Digest = common::sha256(blob).parse().unwrap();
+        let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(
+            blob.clone(),
+        ))]);
+        c.blob_put(&name(repo), &d, blob.len() as u64, body)
+            .await
+            .unwrap();
+    }
+    c.manifest_put(
+        &name(repo),
+        &Reference::parse(reference).unwrap(),
+        MANIFEST,
+        bytes::Bytes::from(image.manifest.clone()),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_push_replicates_to_distribution_and_so_do_deletes() {
+    let registry = dist();
+    let server = Server::start();
+    common::create_project(&server, "lib", false).await;
+    endpoint(
+        &server,
+        "dist",
+        &registry.url,
+        "distribution",
+        USER,
+        PASSWORD,
+    )
+    .await;
+    // The secret is never shown.
+    let shown = ok(&server, Method::GET, "/api/v1/replication/endpoints", None).await;
+    assert!(!shown.to_string().contains(PASSWORD), "{shown}");
+    assert_eq!(shown[0]["has_secret"], true);
+    let t = ok(
+        &server,
+        Method::POST,
+        "/api/v1/replication/endpoints/dist/test",
+        None,
+    )
+    .await;
+    assert_eq!(t["ok"], true, "{t}");
+    policy(
+        &server,
+        json!({
+            "name": "to-dist", "direction": "push", "endpoint": "dist",
+            "filters": {"repository": "lib/**"},
+            "triggers": {"event": true}, "replicate_deletes": true,
+        }),
+    )
+    .await;
+
+    let b = berth_client(&server);
+    let d = remote(&registry);
+    let v1 = Image::new(
+        "v1",
+        vec![b"layer-one".to_vec(), b"layer-shared".to_vec()],
+        None,
+    );
+    let v2 = Image::new(
+        "v2",
+        vec![b"layer-two".to_vec(), b"layer-shared".to_vec()],
+        None,
+    );
+    b.push("lib/app", "v1", &v1).await.unwrap();
+    b.push("lib/app", "v2", &v2).await.unwrap();
+    // Outside the filter: not copied.
+    common::create_project(&server, "other", false).await;
+    b.push("other/app", "v1", &v1).await.unwrap();
+
+    for tag in ["v1", "v2"] {
+        let start = Instant::now();
+        while remote_manifest(&d, "lib/app", tag).await.is_none() {
+            if start.elapsed() > Duration::from_secs(30) {
+                let execs = ok(&server, Method::GET, "/api/v1/replication/executions", None).await;
+                let mut details = Vec::new();
+                for e in execs.as_array().unwrap() {
+                    let path = format!(
+                        "/api/v1/replication/executions/{}",
+                        e["id"].as_str().unwrap()
+                    );
+                    details.push(ok(&server, Method::GET, &path, None).await);
+                }
+                panic!("lib/app:{tag} never reached Distribution: {details:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_remote(&d, "lib/app", "v1", &v1).await;
+    assert_remote(&d, "lib/app", "v2", &v2).await;
+    let execs = ok(
+        &server,
+        Method::GET,
+        "/api/v1/replication/executions?policy=to-dist",
+        None,
+    )
+    .await;
+    let execs = execs.as_array().unwrap();
+    assert_eq!(execs.len(), 2, "{execs:?}");
+    for e in execs {
+        let e = finished(&server, e["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+        assert_eq!(e["status"], "succeeded", "{e}");
+        assert_eq!(e["trigger"], "event");
+    }
+
+    // A tag delete: Distribution cannot delete a tag alone, so the
+    // manifest it named goes (it has no other tag there).
+    assert_eq!(b.delete("/v2/lib/app/manifests/v2").await, 202);
+    eventually(
+        "v2 deleted at Distribution",
+        Duration::from_secs(30),
+        || async { remote_manifest(&d, "lib/app", "v2").await.is_none() },
+    )
+    .await;
+    // A manifest delete by digest.
+    assert_eq!(
+        b.delete(&format!("/v2/lib/app/manifests/{}", v1.digest))
+            .await,
+        202
+    );
+    eventually(
+        "v1 deleted at Distribution",
+        Duration::from_secs(30),
+        || async { remote_manifest(&d, "lib/app", &v1.digest).await.is_none() },
+    )
+    .await;
+    assert!(remote_manifest(&d, "other/app", "v1").await.is_none());
+}
+
+#[tokio::test]
+async fn a_pull_brings_an_index_with_every_platform_and_its_referrer() {
+    let registry = dist();
+    let d = remote(&registry);
+    let amd = Image::new("amd64", vec![b"amd64-layer".to_vec()], None);
+    let arm = Image::new("arm64", vec![b"arm64-layer".to_vec()], None);
+    push_remote(&d, "team/app", &amd.digest, &amd).await;
+    push_remote(&d, "team/app", &arm.digest, &arm).await;
+    let index = oci::index(&[&amd, &arm]);
+    let index_digest = common::sha256(&index);
+    d.manifest_put(
+        &name("team/app"),
+        &Reference::parse("multi").unwrap(),
+        INDEX,
+        bytes::Bytes::from(index.clone()),
+    )
+    .await
+    .unwrap();
+    // A signature of the index. Distribution has no referrers API: the
+    // client also writes the tag schema's index (`sha256-<hex>`).
+    let sig = Image::new(
+        "sig",
+        vec![b"signature-bytes".to_vec()],
+        Some((&index_digest, index.len())),
+    );
+    push_remote(&d, "team/app", &sig.digest, &sig).await;
+    assert!(
+        remote_manifest(&d, "team/app", &format!("sha256-{}", &index_digest[7..]))
+            .await
+            .is_some()
+    );
+
+    let server = Server::start();
+    common::create_project(&server, "mirror", false).await;
+    endpoint(
+        &server,
+        "dist",
+        &registry.url,
+        "distribution",
+        USER,
+        PASSWORD,
+    )
+    .await;
+    policy(
+        &server,
+        json!({
+            "name": "from-dist", "direction": "pull", "endpoint": "dist",
+            "filters": {"repository": "team/**", "tag": "multi"},
+            "namespace": {"mode": "replace", "with": "mirror"},
+        }),
+    )
+    .await;
+    let id = run(&server, "from-dist").await;
+    let e = finished(&server, &id, Duration::from_secs(60)).await;
+    assert_eq!(e["status"], "succeeded", "{e}");
+    // One task: the tag schema's `sha256-...` tag is no artifact of its own.
+    assert_eq!(e["tasks"], 1, "{e}");
+
+    let b = berth_client(&server);
+    let (s, got) = b.get("/v2/mirror/app/manifests/multi").await;
+    assert_eq!(s, 200);
+    assert_eq!(got, index, "the index, byte-identical");
+    b.assert_pulls("mirror/app", &amd.digest, &amd).await;
+    b.assert_pulls("mirror/app", &arm.digest, &arm).await;
+    b.assert_pulls("mirror/app", &sig.digest, &sig).await;
+    let (s, refs) = b
+        .get(&format!("/v2/mirror/app/referrers/{index_digest}"))
+        .await;
+    assert_eq!(s, 200);
+    let refs: Value = serde_json::from_slice(&refs).unwrap();
+    assert_eq!(refs["manifests"][0]["digest"], sig.digest, "{refs}");
+
+    // Again: nothing to send, still a success.
+    let id = run(&server, "from-dist").await;
+    let e = finished(&server, &id, Duration::from_secs(60)).await;
+    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["bytes"], 0, "{e}");
+}
+
+#[tokio::test]
+async fn berth_to_berth_with_token_auth() {
+    let source = Server::start();
+    let target = Server::start();
+    common::create_project(&source, "lib", false).await;
+    common::create_project(&target, "lib", false).await;
+    let img = Image::new("b2b", vec![b"b2b-layer".to_vec()], None);
+    berth_client(&source)
+        .push("lib/tool", "1.0", &img)
+        .await
+        .unwrap();
+    endpoint(
+        &source,
+        "peer",
+        &target.url(""),
+        "berth",
+        "admin",
+        ADMIN_PASSWORD,
+    )
+    .await;
+    let t = ok(
+        &source,
+        Method::POST,
+        "/api/v1/replication/endpoints/peer/test",
+        None,
+    )
+    .await;
+    assert_eq!(t["ok"], true, "{t}");
+    assert_eq!(
+        t["auth"], "bearer",
+        "berth answers with a token challenge: {t}"
+    );
+    assert!(
+        t["realm"].as_str().unwrap().ends_with("/service/token"),
+        "{t}"
+    );
+    policy(
+        &source,
+        json!({"name": "to-peer", "direction": "push", "endpoint": "peer"}),
+    )
+    .await;
+    let id = run(&source, "to-peer").await;
+    let e = finished(&source, &id, Duration::from_secs(60)).await;
+    assert_eq!(e["status"], "succeeded", "{e}");
+    berth_client(&target)
+        .assert_pulls("lib/tool", "1.0", &img)
+        .await;
+}
+
+#[tokio::test]
+async fn a_stop_stops_a_long_transfer() {
+    let registry = dist();
+    let server = Server::start();
+    common::create_project(&server, "big", false).await;
+    // 8 MiB at 256 KiB/s: half a minute, unless stopped.
+    let layer = common::noise(7, 8 << 20);
+    let img = Image::new("big", vec![layer], None);
+    berth_client(&server)
+        .push("big/blob", "v1", &img)
+        .await
+        .unwrap();
+    endpoint(
+        &server,
+        "dist",
+        &registry.url,
+        "distribution",
+        USER,
+        PASSWORD,
+    )
+    .await;
+    policy(
+        &server,
+        json!({
+            "name": "slow", "direction": "push", "endpoint": "dist", "bandwidth_kib": 256,
+        }),
+    )
+    .await;
+    let id = run(&server, "slow").await;
+    let path = format!("/api/v1/replication/executions/{id}");
+    eventually("bytes flowing", Duration::from_secs(30), || async {
+        let d = ok(&server, Method::GET, &path, None).await;
+        d["bytes"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let stopped_at = Instant::now();
+    ok(&server, Method::POST, &format!("{path}/stop"), None).await;
+    let e = finished(&server, &id, Duration::from_secs(15)).await;
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        stopped_at.elapsed()
+    );
+    assert_eq!(e["status"], "stopped", "{e}");
+    assert_eq!(e["task_list"][0]["status"], "stopped", "{e}");
+    assert!(e["bytes"].as_u64().unwrap() < 8 << 20, "{e}");
+    assert!(remote_manifest(&remote(&registry), "big/blob", "v1")
+        .await
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_cron_pull_fires_on_its_minute() {
+    let registry = dist();
+    let d = remote(&registry);
+    let img = Image::new("cron", vec![b"cron-layer".to_vec()], None);
+    push_remote(&d, "nightly/app", "v1", &img).await;
+    let server = Server::start();
+    common::create_project(&server, "nightly", false).await;
+    endpoint(
+        &server,
+        "dist",
+        &registry.url,
+        "distribution",
+        USER,
+        PASSWORD,
+    )
+    .await;
+    policy(
+        &server,
+        json!({
+            "name": "every-minute", "direction": "pull", "endpoint": "dist",
+            "triggers": {"cron": "* * * * *"},
+        }),
+    )
+    .await;
+    // The next minute boundary, plus the scheduler's 5-second tick.
+    eventually("a cron execution", Duration::from_secs(80), || async {
+        let list = ok(&server, Method::GET, "/api/v1/replication/executions", None).await;
+        list.as_array().is_some_and(|l| !l.is_empty())
+    })
+    .await;
+    let list = ok(&server, Method::GET, "/api/v1/replication/executions", None).await;
+    let e = &list[0];
+    assert_eq!(e["trigger"], "cron", "{e}");
+    let e = finished(&server, e["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(e["status"], "succeeded", "{e}");
+    berth_client(&server)
+        .assert_pulls("nightly/app", "v1", &img)
+        .await;
+}
+
+/// Three nodes on a real etcd cluster and one blob directory: the node
+/// running a task is killed mid-transfer, its lock's lease expires, and
+/// another node takes the task up and completes the execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_whose_node_dies_completes_on_another_node() {
+    use berth_test_kit::etcd;
+    let registry = dist();
+    let etcd = etcd::Cluster::start().await;
+    let blobs = tempfile::tempdir().unwrap();
+    let key = blobs.path().join("replication.key");
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    let endpoints: Vec<String> = (0..3)
+        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
+        .collect();
+    let config = format!(
+        "[metadata]\nbackend = \"etcd\"\nendpoints = [{}]\nprefix = \"berth-repl-{}/\"\n\n\
+         [storage]\nbackend = \"filesystem\"\npath = \"{}\"\n\n\
+         [replication]\nsecret_key_file = \"{}\"\n",
+        endpoints.join(", "),
+        std::process::id(),
+        blobs.path().join("blobs").display(),
+        key.display(),
+    );
+    let mut nodes: Vec<Option<Server>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| sc.spawn(|| Server::start_with_config(&config)))
+            .collect();
+        hs.into_iter().map(|h| Some(h.join().unwrap())).collect()
+    });
+    let first = nodes[0].as_ref().unwrap();
+    common::create_project(first, "big", false).await;
+    // 4 MiB at 256 KiB/s: 16 s a run, so the kill lands mid-transfer.
+    let img = Image::new("cluster", vec![common::noise(11, 4 << 20)], None);
+    berth_client(first)
+        .push("big/app", "v1", &img)
+        .await
+        .unwrap();
+    endpoint(first, "dist", &registry.url, "distribution", USER, PASSWORD).await;
+    policy(
+        first,
+        json!({
+            "name": "slow", "direction": "push", "endpoint": "dist", "bandwidth_kib": 256,
+        }),
+    )
+    .await;
+    let id = run(first, "slow").await;
+    let path = format!("/api/v1/replication/executions/{id}");
+    let start = Instant::now();
+    let runner = loop {
+        let d = ok(first, Method::GET, &path, None).await;
+        let t = &d["task_list"][0];
+        if t["status"] == "running" && t["bytes"].as_u64().unwrap_or(0) > 0 {
+            break t["node"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never running: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let victim = nodes
+        .iter()
+        .position(|n| {
+            n.as_ref()
+                .is_some_and(|n| runner.ends_with(&format!("-{}", n.pid())))
+        })
+        .unwrap_or_else(|| panic!("no node runs {runner}"));
+    nodes[victim].take().unwrap().kill();
+    let survivor = nodes.iter().flatten().next().unwrap();
+    // The lease (15 s) expires, another node runs the task again (16 s).
+    let e = finished(survivor, &id, Duration::from_secs(90)).await;
+    assert_eq!(e["status"], "succeeded", "{e}");
+    let t = &e["task_list"][0];
+    assert_ne!(t["node"].as_str().unwrap(), runner, "{e}");
+    assert!(t["attempts"].as_u64().unwrap() >= 2, "{e}");
+    assert_remote(&remote(&registry), "big/app", "v1", &img).await;
+}
+
+/// The value of the hidden `name` input of a page.
+fn hidden(html: &str, name: &str) -> String {
+    let at = html
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no {name} field"));
+    let rest = &html[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+fn cookie(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The web UI's replication page lists endpoints and policies, runs a
+/// policy and shows the execution's tasks.
+#[tokio::test]
+async fn the_ui_shows_policies_and_runs_them() {
+    let registry = dist();
+    let server = Server::start();
+    common::create_project(&server, "web", false).await;
+    let img = Image::new("web", vec![b"web-layer".to_vec()], None);
+    berth_client(&server)
+        .push("web/app", "v1", &img)
+        .await
+        .unwrap();
+    endpoint(
+        &server,
+        "dist",
+        &registry.url,
+        "distribution",
+        USER,
+        PASSWORD,
+    )
+    .await;
+    policy(
+        &server,
+        json!({"name": "web-push", "direction": "push", "endpoint": "dist"}),
+    )
+    .await;
+
+    let http = berth_net::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = server.url("");
+    let page = http.get(format!("{base}/ui/login")).send().await.unwrap();
+    let login = cookie(&page, "berth_login");
+    let csrf = hidden(&page.text().await.unwrap(), "csrf");
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .header("Cookie", login)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("next", "/"),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let session = cookie(&r, "berth_session");
+
+    let r = http
+        .get(format!("{base}/ui/replication"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("data-endpoint=\"dist\"") && html.contains("data-policy=\"web-push\""),
+        "{html}"
+    );
+    assert!(!html.contains(PASSWORD));
+    let csrf = hidden(&html, "csrf");
+    let r = http
+        .post(format!("{base}/ui/replication/policies/web-push/run"))
+        .header("Cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with("/ui/replication/executions/"), "{to}");
+    let id = to.rsplit('/').next().unwrap();
+    let e = finished(&server, id, Duration::from_secs(60)).await;
+    assert_eq!(e["status"], "succeeded", "{e}");
+    let r = http
+        .get(format!("{base}{to}"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("web/app@") && html.contains("succeeded"),
+        "{html}"
+    );
+    assert_remote(&remote(&registry), "web/app", "v1", &img).await;
+}
+
+/// `berth replication ...` as a script would use it.
+fn cli(server: &Server, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("replication")
+        .args(args)
+        .env("BERTH_URL", server.url(""))
+        .env("BERTH_PASSWORD", ADMIN_PASSWORD)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_cli_adds_endpoints_and_policies_and_runs_them() {
+    let registry = dist();
+    let server = Server::start();
+    common::create_project(&server, "cli", false).await;
+    let img = Image::new("cli", vec![b"cli-layer".to_vec()], None);
+    berth_client(&server)
+        .push("cli/app", "v1", &img)
+        .await
+        .unwrap();
+    let (ok_, out) = cli(
+        &server,
+        &[
+            "endpoints",
+            "add",
+            "dist",
+            "--endpoint-url",
+            &registry.url,
+            "--endpoint-username",
+            USER,
+        ],
+        &[("BERTH_ENDPOINT_SECRET", PASSWORD)],
+    );
+    assert!(ok_, "{out}");
+    let (ok_, out) = cli(&server, &["endpoints", "test", "dist"], &[]);
+    assert!(ok_ && out.contains("ok (auth basic)"), "{out}");
+    let (ok_, out) = cli(&server, &["endpoints", "list"], &[]);
+    assert!(
+        ok_ && out.contains("dist") && !out.contains(PASSWORD),
+        "{out}"
+    );
+    let (ok_, out) = cli(
+        &server,
+        &[
+            "policies",
+            "add",
+            "cli-push",
+            "--endpoint",
+            "dist",
+            "--repository",
+            "cli/**",
+            "--replace-namespace",
+            "copied",
+        ],
+        &[],
+    );
+    assert!(ok_, "{out}");
+    let (ok_, out) = cli(&server, &["run", "cli-push", "--wait"], &[]);
+    assert!(ok_ && out.contains("succeeded"), "{out}");
+    let (ok_, out) = cli(
+        &server,
+        &["executions", "list", "--policy", "cli-push"],
+        &[],
+    );
+    assert!(ok_ && out.contains("manual"), "{out}");
+    assert_remote(&remote(&registry), "copied/app", "v1", &img).await;
+    // An endpoint in use cannot go.
+    let (ok_, out) = cli(&server, &["endpoints", "remove", "dist"], &[]);
+    assert!(!ok_ && out.contains("used by policies cli-push"), "{out}");
+}
