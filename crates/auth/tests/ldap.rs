@@ -26,6 +26,19 @@ async fn login(
         .map(|i| (i.name, i.email, i.groups))
 }
 
+/// The error of a login under `config` that cannot be decided.
+async fn login_error(config: LdapConfig, user: &str, password: &str) -> String {
+    directory(config)
+        .authenticate(user, password)
+        .await
+        .unwrap_err()
+}
+
+/// A login's answer: the name, e-mail and groups of the identity found.
+fn found(name: &str, email: &str, groups_of: &[&str]) -> Option<(String, String, Vec<String>)> {
+    Some((name.into(), email.into(), groups(groups_of)))
+}
+
 fn groups(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
@@ -36,11 +49,7 @@ async fn password_login_reads_email_and_groups() {
     let d = directory(slapd.config());
     assert_eq!(
         login(&d, "alice", "alice-secret").await,
-        Some((
-            "alice".into(),
-            "alice@example.org".into(),
-            groups(&["admins", "developers"])
-        ))
+        found("alice", "alice@example.org", &["admins", "developers"])
     );
     // The directory matches uid without case; the name is its spelling.
     assert_eq!(
@@ -50,17 +59,10 @@ async fn password_login_reads_email_and_groups() {
     // A DN with parentheses and a comma, escaped in the group filter.
     assert_eq!(
         login(&d, "dave", "dave-secret").await,
-        Some((
-            "dave".into(),
-            "dave@example.org".into(),
-            groups(&["developers", "ops"])
-        ))
+        found("dave", "dave@example.org", &["developers", "ops"])
     );
     // No mail, no groups.
-    assert_eq!(
-        login(&d, "bob", "bob-secret").await,
-        Some(("bob".into(), String::new(), Vec::new()))
-    );
+    assert_eq!(login(&d, "bob", "bob-secret").await, found("bob", "", &[]));
     // Without group_base_dn, groups are searched under base_dn.
     let mut c = slapd.config();
     c.base_dn = BASE.into();
@@ -142,10 +144,7 @@ async fn ldaps_trusts_ca_file_only() {
         slapd.ldaps_config(Some(&slapd.pki.other_ca)),
         slapd.ldaps_config(None),
     ] {
-        let e = directory(c)
-            .authenticate("alice", "alice-secret")
-            .await
-            .unwrap_err();
+        let e = login_error(c, "alice", "alice-secret").await;
         assert!(e.contains("connect"), "{e}");
     }
 }
@@ -159,10 +158,12 @@ async fn start_tls_trusts_ca_file_only() {
         Some("dave@example.org".into())
     );
     assert_eq!(login(&d, "dave", "alice-secret").await, None);
-    let e = directory(slapd.start_tls_config(&slapd.pki.other_ca))
-        .authenticate("dave", "dave-secret")
-        .await
-        .unwrap_err();
+    let e = login_error(
+        slapd.start_tls_config(&slapd.pki.other_ca),
+        "dave",
+        "dave-secret",
+    )
+    .await;
     assert!(e.contains("connect"), "{e}");
 }
 
@@ -171,18 +172,12 @@ async fn misconfiguration_is_an_error_not_a_failed_login() {
     let slapd = Slapd::start().await;
     let mut c = slapd.config();
     c.bind_password = "not-the-password".into();
-    let e = directory(c)
-        .authenticate("alice", "alice-secret")
-        .await
-        .unwrap_err();
+    let e = login_error(c, "alice", "alice-secret").await;
     assert!(e.contains("service account"), "{e}");
 
     let mut c = slapd.config();
     c.base_dn = format!("ou=nowhere,{BASE}");
-    let e = directory(c)
-        .authenticate("alice", "alice-secret")
-        .await
-        .unwrap_err();
+    let e = login_error(c, "alice", "alice-secret").await;
     assert!(e.contains("does not exist"), "{e}");
 
     // The service account's password from a file.
@@ -229,7 +224,7 @@ async fn unreachable_server_is_an_error_within_the_timeout() {
             c.ca_file = Some(pki.ca.clone());
         }
         let started = Instant::now();
-        let e = directory(c).authenticate("alice", "pw").await.unwrap_err();
+        let e = login_error(c, "alice", "pw").await;
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(900) && took < Duration::from_secs(3),

@@ -41,6 +41,17 @@ async fn push_blob(
     .await
 }
 
+/// Starts an upload into `repo`, which must be accepted; its `Location`.
+async fn start_upload(c: &reqwest::Client, base: &str, repo: &str) -> String {
+    let resp = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    resp.headers()["location"].to_str().unwrap().to_owned()
+}
+
 /// Pushes a whole image; `Ok(true)` once the manifest PUT was acknowledged.
 async fn push_image(c: &reqwest::Client, base: &str, img: &Image) -> reqwest::Result<bool> {
     for b in &img.blobs {
@@ -125,13 +136,7 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
 
     // A chunked upload with two acknowledged chunks.
     let chunked = noise(999, 3 * 1024 * 1024);
-    let resp = c
-        .post(format!("{base}/v2/crash/chunked/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let mut location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let mut location = start_upload(&c, &base, "crash/chunked").await;
     for part in chunked[..2 * 1024 * 1024].chunks(1024 * 1024) {
         let start = if location.contains("://") {
             String::new()
@@ -338,13 +343,7 @@ async fn two_gib_blob_push_and_pull_keep_server_memory_under_100_mib() {
         format!("sha256:{}", berth_oci::digest::hex(&h.finalize()))
     };
 
-    let resp = c
-        .post(format!("{base}/v2/big/blob/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let location = start_upload(&c, &base, "big/blob").await;
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(
         (0..CHUNKS).map(move |i| Ok::<_, std::io::Error>(chunk(i))),
     ));
@@ -400,13 +399,7 @@ async fn sigterm_lets_an_upload_in_flight_finish_before_exiting() {
     let base = server.url("");
     let c = client();
     let data = noise(11, 2 * 1024 * 1024);
-    let resp = c
-        .post(format!("{base}/v2/drain/app/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let location = start_upload(&c, &base, "drain/app").await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let patch = tokio::spawn({
         let c = c.clone();

@@ -27,15 +27,44 @@ async fn api(c: &Client, method: Method, path: &str, body: Option<Value>) -> (u1
     (s, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+/// A fresh server, its administrator's client, and the project `name`.
+async fn with_project(name: &str) -> (Server, Client) {
+    let server = Server::start();
+    let c = admin(&server);
+    create_project(&c, name).await;
+    (server, c)
+}
+
 async fn create_project(c: &Client, name: &str) {
-    let (s, body) = api(
+    expect(
         c,
         Method::POST,
         "/api/v1/projects",
         Some(json!({"name": name})),
+        201,
     )
     .await;
-    assert_eq!(s, 201, "{body}");
+}
+
+/// `method` on `path` with `body`, which must answer `status`; the JSON
+/// answer.
+async fn expect(c: &Client, method: Method, path: &str, body: Option<Value>, status: u16) -> Value {
+    let what = format!("{method} {path}");
+    let (s, answer) = api(c, method, path, body).await;
+    assert_eq!(s, status, "{what}: {answer}");
+    answer
+}
+
+/// Creates `user` (password `<user>-password-1`) and makes it a member of
+/// `project` with `role`; a client with its credentials.
+async fn member(server: &Server, c: &Client, project: &str, user: &str, role: &str) -> Client {
+    let password = format!("{user}-password-1");
+    let new_user = json!({"name": user, "password": password});
+    expect(c, Method::POST, "/api/v1/users", Some(new_user), 201).await;
+    let membership = json!({"kind": "user", "name": user, "role": role});
+    let members = format!("/api/v1/projects/{project}/members");
+    expect(c, Method::POST, &members, Some(membership), 201).await;
+    Client::new(&server.url(""), user, &password)
 }
 
 fn error_code(body: &[u8]) -> String {
@@ -48,26 +77,19 @@ fn error_code(body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quota_denies_pushes_past_the_limit() {
-    let server = Server::start();
-    let c = admin(&server);
-    create_project(&c, "q").await;
-    let (s, body) = api(
-        &c,
-        Method::PUT,
-        "/api/v1/projects/q/quota",
-        Some(json!({"limit_bytes": 10_000})),
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
+    let (server, c) = with_project("q").await;
+    let quota_api = "/api/v1/projects/q/quota";
+    let limit = json!({"limit_bytes": 10_000});
+    expect(&c, Method::PUT, quota_api, Some(limit), 200).await;
 
     let first = Image::new("first", vec![noise(1, 6000)], None);
     c.push("q/app", "1", &first).await.unwrap();
     let used = (6000 + first.config.len()) as u64;
-    let (_, quota) = api(&c, Method::GET, "/api/v1/projects/q/quota", None).await;
+    let (_, quota) = api(&c, Method::GET, quota_api, None).await;
     assert_eq!(quota, json!({"limit_bytes": 10_000, "used_bytes": used}));
     // The same layer in a second repository of the project counts once.
     c.push("q/other", "1", &first).await.unwrap();
-    let (_, quota) = api(&c, Method::GET, "/api/v1/projects/q/quota", None).await;
+    let (_, quota) = api(&c, Method::GET, quota_api, None).await;
     assert_eq!(quota["used_bytes"], used);
     let (_, project) = api(&c, Method::GET, "/api/v1/projects/q", None).await;
     assert_eq!(project["used_bytes"], used, "{project}");
@@ -122,39 +144,23 @@ async fn quota_denies_pushes_past_the_limit() {
     );
 
     // Only a system administrator sets quotas; raising it lets the push in.
-    let (s, _) = api(
-        &c,
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "qa", "password": "qa-password-1"})),
-    )
-    .await;
-    assert_eq!(s, 201);
-    let (s, _) = api(
-        &c,
-        Method::POST,
-        "/api/v1/projects/q/members",
-        Some(json!({"kind": "user", "name": "qa", "role": "project_admin"})),
-    )
-    .await;
-    assert_eq!(s, 201);
-    let qa = Client::new(&server.url(""), "qa", "qa-password-1");
-    let (s, _) = api(
+    let qa = member(&server, &c, "q", "qa", "project_admin").await;
+    expect(
         &qa,
         Method::PUT,
-        "/api/v1/projects/q/quota",
+        quota_api,
         Some(json!({"limit_bytes": null})),
+        403,
     )
     .await;
-    assert_eq!(s, 403);
-    let (s, _) = api(
+    expect(
         &c,
         Method::PUT,
-        "/api/v1/projects/q/quota",
+        quota_api,
         Some(json!({"limit_bytes": 20_000})),
+        200,
     )
     .await;
-    assert_eq!(s, 200);
     let second = Image::new("second", vec![big], None);
     c.push("q/app", "2", &second).await.unwrap();
     c.assert_pulls("q/app", "2", &second).await;
@@ -162,18 +168,11 @@ async fn quota_denies_pushes_past_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn immutable_tags_cannot_move_or_go() {
-    let server = Server::start();
-    let c = admin(&server);
-    create_project(&c, "im").await;
-    let (s, body) = api(
-        &c,
-        Method::PUT,
-        "/api/v1/projects/im/immutable-rules",
-        Some(json!([{"tags": "v*"}])),
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
-    let (_, rules) = api(&c, Method::GET, "/api/v1/projects/im/immutable-rules", None).await;
+    let (server, c) = with_project("im").await;
+    let rules_api = "/api/v1/projects/im/immutable-rules";
+    let rules = json!([{"tags": "v*"}]);
+    expect(&c, Method::PUT, rules_api, Some(rules), 200).await;
+    let (_, rules) = api(&c, Method::GET, rules_api, None).await;
     assert_eq!(rules, json!([{"repositories": "**", "tags": "v*"}]));
 
     let one = Image::new("one", vec![noise(1, 100)], None);
@@ -200,63 +199,40 @@ async fn immutable_tags_cannot_move_or_go() {
             .await,
         403
     );
-    let (s, _) = api(
+    expect(
         &c,
         Method::DELETE,
         "/api/v1/projects/im/repositories/app/tags/v1",
         None,
+        403,
     )
     .await;
-    assert_eq!(s, 403);
-    let (s, _) = api(
+    expect(
         &c,
         Method::DELETE,
         "/api/v1/projects/im/repositories/app",
         None,
+        403,
     )
     .await;
-    assert_eq!(s, 403);
     c.assert_pulls("im/app", "v1", &one).await;
     assert_eq!(c.delete("/v2/im/app/manifests/latest").await, 202);
 
     // Rules can be scoped to repositories.
-    let (s, _) = api(
+    expect(
         &c,
         Method::PUT,
-        "/api/v1/projects/im/immutable-rules",
+        rules_api,
         Some(json!([{"repositories": "web", "tags": "*"}])),
+        200,
     )
     .await;
-    assert_eq!(s, 200);
     assert_eq!(c.delete("/v2/im/app/manifests/v1").await, 202);
     c.push("im/web", "x", &one).await.unwrap();
     assert_eq!(c.delete("/v2/im/web/manifests/x").await, 403);
     // Only project admins change the rules.
-    let (s, _) = api(
-        &c,
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "dev", "password": "dev-password-1"})),
-    )
-    .await;
-    assert_eq!(s, 201);
-    let (s, _) = api(
-        &c,
-        Method::POST,
-        "/api/v1/projects/im/members",
-        Some(json!({"kind": "user", "name": "dev", "role": "developer"})),
-    )
-    .await;
-    assert_eq!(s, 201);
-    let dev = Client::new(&server.url(""), "dev", "dev-password-1");
-    let (s, _) = api(
-        &dev,
-        Method::PUT,
-        "/api/v1/projects/im/immutable-rules",
-        Some(json!([])),
-    )
-    .await;
-    assert_eq!(s, 403);
+    let dev = member(&server, &c, "im", "dev", "developer").await;
+    expect(&dev, Method::PUT, rules_api, Some(json!([])), 403).await;
 }
 
 async fn tags(c: &Client, repo: &str) -> Vec<String> {
@@ -273,9 +249,8 @@ async fn tags(c: &Client, repo: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_keeps_what_a_rule_keeps() {
-    let server = Server::start();
-    let c = admin(&server);
-    create_project(&c, "rt").await;
+    let (_server, c) = with_project("rt").await;
+    let retention_api = "/api/v1/projects/rt/retention";
     // Pushed a second apart, oldest first, so "most recent" is well defined.
     for (i, tag) in ["a1", "a2", "release-1", "a3", "a4", "v1"]
         .iter()
@@ -287,24 +262,24 @@ async fn retention_keeps_what_a_rule_keeps() {
     }
     let other = Image::new("other", vec![noise(99, 100)], None);
     c.push("rt/other", "old", &other).await.unwrap();
-    let (s, _) = api(
+    expect(
         &c,
         Method::PUT,
         "/api/v1/projects/rt/immutable-rules",
         Some(json!([{"tags": "v*"}])),
+        200,
     )
     .await;
-    assert_eq!(s, 200);
 
     // Recent pushes only: nothing is old enough to go.
-    let (s, body) = api(
+    expect(
         &c,
         Method::PUT,
-        "/api/v1/projects/rt/retention",
+        retention_api,
         Some(json!({"rules": [{"pushed_within_days": 7}]})),
+        200,
     )
     .await;
-    assert_eq!(s, 200, "{body}");
     let (_, report) = api(&c, Method::POST, "/api/v1/projects/rt/retention/run", None).await;
     assert_eq!(report["deleted"], json!([]), "{report}");
 
@@ -313,14 +288,7 @@ async fn retention_keeps_what_a_rule_keeps() {
         {"repositories": "app", "latest_pushed": 2},
         {"tags": "release-*"},
     ]});
-    let (s, body) = api(
-        &c,
-        Method::PUT,
-        "/api/v1/projects/rt/retention",
-        Some(rules.clone()),
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
+    let body = expect(&c, Method::PUT, retention_api, Some(rules.clone()), 200).await;
     assert_eq!(body["rules"].as_array().unwrap().len(), 2);
     let (_, dry) = api(
         &c,
@@ -349,19 +317,25 @@ async fn retention_keeps_what_a_rule_keeps() {
         "a dry run deletes nothing"
     );
 
-    let (s, report) = api(&c, Method::POST, "/api/v1/projects/rt/retention/run", None).await;
-    assert_eq!(s, 200, "{report}");
+    let report = expect(
+        &c,
+        Method::POST,
+        "/api/v1/projects/rt/retention/run",
+        None,
+        200,
+    )
+    .await;
     assert_eq!(report["deleted"].as_array().unwrap().len(), 4);
     assert_eq!(tags(&c, "rt/app").await, ["a4", "release-1", "v1"]);
     assert_eq!(tags(&c, "rt/other").await, Vec::<String>::new());
 
     // Invalid rules are refused with a clear message.
-    let (s, body) = api(
+    expect(
         &c,
         Method::PUT,
-        "/api/v1/projects/rt/retention",
+        retention_api,
         Some(json!({"rules": [{"repositories": "x"}]})),
+        400,
     )
     .await;
-    assert_eq!(s, 400, "{body}");
 }

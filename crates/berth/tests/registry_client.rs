@@ -6,12 +6,12 @@
 mod common;
 
 use berth_oci::{media, Digest, Reference, RepoName, Tag};
-use berth_registry_client::{
-    referrers_tag, AuthKind, BlobStream, Client, ClientError, Credentials, Endpoint, Mount,
+use berth_registry_client::{referrers_tag, AuthKind, Client, ClientError, Credentials, Endpoint};
+use berth_test_kit::registry_client::{
+    assert_blob, assert_mounts, assert_no_referrers, image_manifest, push_blob, push_blob_in,
+    push_image, put_by_digest, put_manifest, sorted_tags,
 };
-use bytes::Bytes;
-use common::{Server, ADMIN_PASSWORD};
-use futures_util::StreamExt;
+use common::{noise, Server, ADMIN_PASSWORD};
 use serde_json::json;
 
 fn repo(s: &str) -> RepoName {
@@ -22,59 +22,12 @@ fn tag(s: &str) -> Reference {
     Reference::Tag(Tag::parse(s).unwrap())
 }
 
-/// `len` pseudo-random bytes from `seed`.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn stream_of(data: &[u8]) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
-    let items: Vec<_> = data
-        .chunks(70_001)
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
-    futures_util::stream::iter(items)
-}
-
-async fn collect(mut s: BlobStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(chunk) = s.next().await {
-        out.extend_from_slice(&chunk.unwrap());
-    }
-    out
-}
-
 fn admin(server: &Server) -> Client {
     let mut ep =
         Endpoint::new(server.url("")).with_credentials(Credentials::new("admin", ADMIN_PASSWORD));
     ep.chunk_size = 256 << 10;
     ep.page_size = Some(1);
     Client::new(&ep).unwrap()
-}
-
-fn manifest(config: (&str, &[u8]), layers: &[&[u8]], subject: Option<(&Digest, usize)>) -> Vec<u8> {
-    let mut m = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": {"mediaType": config.0, "digest": Digest::sha256_of(config.1), "size": config.1.len()},
-        "layers": layers.iter().map(|l| json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": Digest::sha256_of(l),
-            "size": l.len(),
-        })).collect::<Vec<_>>(),
-    });
-    if let Some((d, size)) = subject {
-        m["subject"] = json!({"mediaType": media::OCI_MANIFEST, "digest": d, "size": size});
-    }
-    serde_json::to_vec_pretty(&m).unwrap()
 }
 
 #[tokio::test]
@@ -104,10 +57,7 @@ async fn bearer_tokens_and_credentials() {
     // Anonymous: a private project's repository is out of reach.
     let app = repo("private/app");
     let config = br#"{"os":"linux"}"#;
-    let d = Digest::sha256_of(config);
-    c.blob_put(&app, &d, config.len() as u64, stream_of(config))
-        .await
-        .unwrap();
+    let d = push_blob(&c, &app, config).await;
     let anonymous = Client::new(&Endpoint::new(server.url(""))).unwrap();
     let err = anonymous.blob_head(&app, &d).await.unwrap_err();
     assert!(err.is_auth(), "{err}");
@@ -121,55 +71,23 @@ async fn push_pull_mount_list_and_delete_with_tokens() {
 
     // 3 MiB in 256 KiB chunks, each PATCH with a cached token.
     let big = noise(1, (3 << 20) + 17);
-    let big_digest = Digest::sha256_of(&big);
-    c.blob_put(&app, &big_digest, big.len() as u64, stream_of(&big))
-        .await
-        .unwrap();
-    assert_eq!(
-        c.blob_head(&app, &big_digest).await.unwrap(),
-        Some(big.len() as u64)
-    );
-    assert!(collect(c.blob_get(&app, &big_digest, 0).await.unwrap()).await == big);
-    let from = (1 << 20) + 5;
-    let part = c.blob_get(&app, &big_digest, from).await.unwrap();
-    assert_eq!(part.total_len(), Some(big.len() as u64));
-    assert!(collect(part).await == big[from as usize..]);
+    let big_digest = push_blob_in(&c, &app, &big, 70_001).await;
+    assert_blob(&c, &app, &big_digest, &big, (1 << 20) + 5).await;
 
     // Mount within the project: needs pull on the source in the token.
     let other = repo("proj/other");
-    assert_eq!(
-        c.blob_mount(&other, &big_digest, &app).await.unwrap(),
-        Mount::Mounted
-    );
-    assert_eq!(
-        c.blob_head(&other, &big_digest).await.unwrap(),
-        Some(big.len() as u64)
-    );
+    assert_mounts(&c, &other, &big_digest, &app, big.len() as u64).await;
 
     // An image by tag, an index by digest.
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    c.blob_put(
-        &app,
-        &Digest::sha256_of(config),
-        config.len() as u64,
-        stream_of(config),
-    )
-    .await
-    .unwrap();
-    let image = manifest(
+    push_blob(&c, &app, config).await;
+    let image = image_manifest(
         ("application/vnd.oci.image.config.v1+json", config),
         &[&big],
         None,
+        None,
     );
-    let image_digest = c
-        .manifest_put(
-            &app,
-            &tag("v1"),
-            media::OCI_MANIFEST,
-            Bytes::from(image.clone()),
-        )
-        .await
-        .unwrap();
+    let image_digest = put_manifest(&c, &app, &tag("v1"), media::OCI_MANIFEST, &image).await;
     let got = c.manifest_get(&app, &tag("v1")).await.unwrap();
     assert_eq!((&got.bytes[..], &got.digest), (&image[..], &image_digest));
     let head = c.manifest_head(&app, &tag("v1")).await.unwrap().unwrap();
@@ -188,37 +106,15 @@ async fn push_pull_mount_list_and_delete_with_tokens() {
     }))
     .unwrap();
     let index_ref = Reference::Digest(Digest::sha256_of(&index));
-    c.manifest_put(
-        &app,
-        &index_ref,
-        media::OCI_INDEX,
-        Bytes::from(index.clone()),
-    )
-    .await
-    .unwrap();
+    put_manifest(&c, &app, &index_ref, media::OCI_INDEX, &index).await;
     assert_eq!(
         &c.manifest_get(&app, &index_ref).await.unwrap().bytes[..],
         &index[..]
     );
-    c.manifest_put(
-        &app,
-        &tag("v2"),
-        media::OCI_INDEX,
-        Bytes::from(index.clone()),
-    )
-    .await
-    .unwrap();
+    put_manifest(&c, &app, &tag("v2"), media::OCI_INDEX, &index).await;
 
     // Listings, one item per page; the catalog needs `registry:catalog:*`.
-    let mut tags: Vec<String> = c
-        .tags(&app)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
-    tags.sort();
-    assert_eq!(tags, ["v1", "v2"]);
+    assert_eq!(sorted_tags(&c, &app).await, ["v1", "v2"]);
     let catalog = c.catalog().await.unwrap();
     assert!(catalog.contains(&app), "{catalog:?}");
 
@@ -239,34 +135,8 @@ async fn referrers_through_the_api() {
     let server = Server::start();
     let c = admin(&server);
     let app = repo("signed/app");
-    let config = br#"{"os":"linux"}"#;
-    c.blob_put(
-        &app,
-        &Digest::sha256_of(config),
-        config.len() as u64,
-        stream_of(config),
-    )
-    .await
-    .unwrap();
-    let image = manifest(
-        ("application/vnd.oci.image.config.v1+json", config),
-        &[],
-        None,
-    );
-    let image_digest = c
-        .manifest_put(
-            &app,
-            &tag("v1"),
-            media::OCI_MANIFEST,
-            Bytes::from(image.clone()),
-        )
-        .await
-        .unwrap();
-    assert!(c
-        .referrers(&app, &image_digest, None)
-        .await
-        .unwrap()
-        .is_empty());
+    let (image, image_digest) = push_image(&c, &app, &tag("v1"), br#"{"os":"linux"}"#, &[]).await;
+    assert_no_referrers(&c, &app, &image_digest).await;
 
     let mut artifacts = Vec::new();
     for (kind, seed) in [
@@ -274,24 +144,10 @@ async fn referrers_through_the_api() {
         ("application/vnd.example.sig", 2),
     ] {
         let blob = noise(seed, 1000);
-        c.blob_put(
-            &app,
-            &Digest::sha256_of(&blob),
-            blob.len() as u64,
-            stream_of(&blob),
-        )
-        .await
-        .unwrap();
-        let m = manifest((kind, &blob), &[], Some((&image_digest, image.len())));
-        let d = Digest::sha256_of(&m);
-        c.manifest_put(
-            &app,
-            &Reference::Digest(d.clone()),
-            media::OCI_MANIFEST,
-            Bytes::from(m),
-        )
-        .await
-        .unwrap();
+        push_blob(&c, &app, &blob).await;
+        let subject = (media::OCI_MANIFEST, &image_digest, image.len());
+        let m = image_manifest((kind, &blob), &[], None, Some(subject));
+        let d = put_by_digest(&c, &app, &m).await;
         artifacts.push((kind, d));
     }
 

@@ -4,17 +4,18 @@
 //! pagination, deletes, and referrers through the tag schema (Distribution
 //! 2.8 has no referrers API).
 
-mod common;
-
 use berth_oci::{media, Digest, Reference, RepoName, Tag};
 use berth_registry_client::{
     referrers_tag, AuthKind, Client, ClientError, Credentials, Endpoint, Mount, TlsVerify,
 };
 use berth_test_kit::distribution::{Distribution, Setup};
 use berth_test_kit::pki::Pki;
+use berth_test_kit::registry_client::{
+    assert_mounts, assert_no_referrers, collect, fetch_blob, image_index, image_manifest,
+    push_blob, push_blob_in, push_image, put_by_digest, put_manifest, sorted_tags, stream_of,
+};
 use berth_test_kit::server::noise;
 use bytes::Bytes;
-use common::{collect, image_index, image_manifest, stream_of};
 
 fn repo(s: &str) -> RepoName {
     RepoName::parse(s).unwrap()
@@ -28,14 +29,6 @@ fn client(url: &str, chunk_size: usize) -> Client {
     let mut ep = Endpoint::new(url);
     ep.chunk_size = chunk_size;
     Client::new(&ep).unwrap()
-}
-
-async fn push_blob(c: &Client, r: &RepoName, data: &[u8]) -> Digest {
-    let d = Digest::sha256_of(data);
-    c.blob_put(r, &d, data.len() as u64, stream_of(data, 64 << 10))
-        .await
-        .unwrap();
-    d
 }
 
 #[tokio::test]
@@ -52,14 +45,7 @@ async fn blobs_chunked_and_whole_head_get_resume_and_mount() {
     let big_digest = Digest::sha256_of(&big);
     assert_eq!(c.blob_head(&app, &big_digest).await.unwrap(), None);
     // Pieces that do not line up with chunks.
-    c.blob_put(
-        &app,
-        &big_digest,
-        big.len() as u64,
-        stream_of(&big, 100_003),
-    )
-    .await
-    .unwrap();
+    push_blob_in(&c, &app, &big, 100_003).await;
     assert_eq!(
         c.blob_head(&app, &big_digest).await.unwrap(),
         Some(big.len() as u64)
@@ -111,10 +97,7 @@ async fn blobs_chunked_and_whole_head_get_resume_and_mount() {
     let small = noise(2, 1000);
     let small_digest = push_blob(&c, &app, &small).await;
     assert_eq!(c.blob_head(&app, &small_digest).await.unwrap(), Some(1000));
-    let got = collect(c.blob_get(&app, &small_digest, 0).await.unwrap())
-        .await
-        .unwrap();
-    assert_eq!(got, small);
+    assert_eq!(fetch_blob(&c, &app, &small_digest, 0).await, small);
 
     // An empty blob.
     let empty_digest = push_blob(&c, &app, b"").await;
@@ -122,14 +105,7 @@ async fn blobs_chunked_and_whole_head_get_resume_and_mount() {
 
     // Mount into another repository, and a blob the source lacks.
     let other = repo("team/other");
-    assert_eq!(
-        c.blob_mount(&other, &big_digest, &app).await.unwrap(),
-        Mount::Mounted
-    );
-    assert_eq!(
-        c.blob_head(&other, &big_digest).await.unwrap(),
-        Some(big.len() as u64)
-    );
+    assert_mounts(&c, &other, &big_digest, &app, big.len() as u64).await;
     let unknown = Digest::sha256_of(b"nowhere");
     assert_eq!(
         c.blob_mount(&other, &unknown, &app).await.unwrap(),
@@ -232,15 +208,7 @@ async fn manifests_indexes_tags_catalog_and_delete() {
     let manifest_digest = Digest::sha256_of(&manifest);
 
     // By tag.
-    let pushed = c
-        .manifest_put(
-            &app,
-            &tag("v1"),
-            media::OCI_MANIFEST,
-            Bytes::from(manifest.clone()),
-        )
-        .await
-        .unwrap();
+    let pushed = put_manifest(&c, &app, &tag("v1"), media::OCI_MANIFEST, &manifest).await;
     assert_eq!(pushed, manifest_digest);
     let head = c.manifest_head(&app, &tag("v1")).await.unwrap().unwrap();
     assert_eq!(head.digest, manifest_digest);
@@ -260,14 +228,7 @@ async fn manifests_indexes_tags_catalog_and_delete() {
     let index = image_index(&[(media::OCI_MANIFEST, &manifest)]);
     let index_digest = Digest::sha256_of(&index);
     let index_ref = Reference::Digest(index_digest.clone());
-    c.manifest_put(
-        &app,
-        &index_ref,
-        media::OCI_INDEX,
-        Bytes::from(index.clone()),
-    )
-    .await
-    .unwrap();
+    put_manifest(&c, &app, &index_ref, media::OCI_INDEX, &index).await;
     let head = c.manifest_head(&app, &index_ref).await.unwrap().unwrap();
     assert_eq!(
         (head.digest.clone(), head.media_type.as_str(), head.size),
@@ -294,37 +255,17 @@ async fn manifests_indexes_tags_catalog_and_delete() {
         } else {
             (&manifest, media::OCI_MANIFEST)
         };
-        c.manifest_put(&app, &tag(t), mt, Bytes::from(bytes.clone()))
-            .await
-            .unwrap();
+        put_manifest(&c, &app, &tag(t), mt, bytes).await;
     }
     // Five tags, two per page.
-    let mut tags: Vec<String> = c
-        .tags(&app)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
-    tags.sort();
-    assert_eq!(tags, ["latest", "multi", "v1", "v2", "v3"]);
+    assert_eq!(
+        sorted_tags(&c, &app).await,
+        ["latest", "multi", "v1", "v2", "v3"]
+    );
 
     // Five repositories, two per page.
     for name in ["a", "b/c", "d-e", "f.g"] {
-        push_blob(&c, &repo(name), b"x").await;
-        c.manifest_put(
-            &repo(name),
-            &tag("t"),
-            media::OCI_MANIFEST,
-            Bytes::from(image_manifest(
-                ("application/vnd.oci.image.config.v1+json", b"x"),
-                &[],
-                None,
-                None,
-            )),
-        )
-        .await
-        .unwrap();
+        push_image(&c, &repo(name), &tag("t"), b"x", &[]).await;
     }
     let catalog: Vec<String> = c
         .catalog()
@@ -363,28 +304,8 @@ async fn referrers_through_the_tag_schema() {
     let c = client(&reg.url, 1 << 20);
     let app = repo("signed/app");
 
-    let config = br#"{"os":"linux"}"#;
-    push_blob(&c, &app, config).await;
-    let image = image_manifest(
-        ("application/vnd.oci.image.config.v1+json", config),
-        &[],
-        None,
-        None,
-    );
-    let image_digest = c
-        .manifest_put(
-            &app,
-            &tag("v1"),
-            media::OCI_MANIFEST,
-            Bytes::from(image.clone()),
-        )
-        .await
-        .unwrap();
-    assert!(c
-        .referrers(&app, &image_digest, None)
-        .await
-        .unwrap()
-        .is_empty());
+    let (image, image_digest) = push_image(&c, &app, &tag("v1"), br#"{"os":"linux"}"#, &[]).await;
+    assert_no_referrers(&c, &app, &image_digest).await;
 
     // Two artifacts about the image: an SBOM (explicit artifactType) and a
     // signature (artifact type taken from its config's media type).
@@ -398,15 +319,7 @@ async fn referrers_through_the_tag_schema() {
         Some("application/vnd.example.sbom"),
         subject,
     );
-    let sbom_digest = Digest::sha256_of(&sbom);
-    c.manifest_put(
-        &app,
-        &Reference::Digest(sbom_digest.clone()),
-        media::OCI_MANIFEST,
-        Bytes::from(sbom.clone()),
-    )
-    .await
-    .unwrap();
+    let sbom_digest = put_by_digest(&c, &app, &sbom).await;
     let sig_config = br#"{"sig":true}"#;
     push_blob(&c, &app, sig_config).await;
     let sig = image_manifest(
@@ -415,24 +328,9 @@ async fn referrers_through_the_tag_schema() {
         None,
         subject,
     );
-    let sig_digest = Digest::sha256_of(&sig);
-    c.manifest_put(
-        &app,
-        &Reference::Digest(sig_digest.clone()),
-        media::OCI_MANIFEST,
-        Bytes::from(sig.clone()),
-    )
-    .await
-    .unwrap();
+    let sig_digest = put_by_digest(&c, &app, &sig).await;
     // Pushing the same one again adds no duplicate.
-    c.manifest_put(
-        &app,
-        &Reference::Digest(sig_digest.clone()),
-        media::OCI_MANIFEST,
-        Bytes::from(sig.clone()),
-    )
-    .await
-    .unwrap();
+    put_by_digest(&c, &app, &sig).await;
 
     // The client maintained the tag schema's index.
     let schema_tag = referrers_tag(&image_digest);
@@ -529,26 +427,14 @@ async fn basic_auth() {
     assert_eq!(c.ping().await.unwrap().auth, AuthKind::Basic);
     let data = noise(6, 1 << 20);
     let d = push_blob(&c, &app, &data).await;
-    assert_eq!(
-        collect(c.blob_get(&app, &d, 1000).await.unwrap())
-            .await
-            .unwrap(),
-        data[1000..]
-    );
+    assert_eq!(fetch_blob(&c, &app, &d, 1000).await, data[1000..]);
     let m = image_manifest(
         ("application/vnd.oci.image.config.v1+json", &data),
         &[],
         None,
         None,
     );
-    c.manifest_put(
-        &app,
-        &tag("v1"),
-        media::OCI_MANIFEST,
-        Bytes::from(m.clone()),
-    )
-    .await
-    .unwrap();
+    put_manifest(&c, &app, &tag("v1"), media::OCI_MANIFEST, &m).await;
     assert_eq!(
         &c.manifest_get(&app, &tag("v1")).await.unwrap().bytes[..],
         &m[..]

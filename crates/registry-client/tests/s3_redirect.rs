@@ -3,14 +3,12 @@
 //! request that reaches the storage host): the client follows them, keeps
 //! `Range`, and never carries the registry's credentials there.
 
-mod common;
-
-use berth_oci::{Digest, RepoName};
+use berth_oci::RepoName;
 use berth_registry_client::{Client, Credentials, Endpoint};
 use berth_test_kit::distribution::{Distribution, Recorder, Setup, Storage, S3};
 use berth_test_kit::garage::Garage;
+use berth_test_kit::registry_client::{assert_blob, push_blob_in};
 use berth_test_kit::server::noise;
-use common::{collect, stream_of};
 
 #[tokio::test]
 async fn s3_redirects_carry_no_registry_credentials() {
@@ -27,25 +25,9 @@ async fn s3_redirects_carry_no_registry_credentials() {
     let c = Client::new(&ep).unwrap();
     let app = RepoName::parse("team/app").unwrap();
     let data = noise(9, (3 << 20) + 99);
-    let digest = Digest::sha256_of(&data);
-    c.blob_put(&app, &digest, data.len() as u64, stream_of(&data, 50_000))
-        .await
-        .unwrap();
+    let digest = push_blob_in(&c, &app, &data, 50_000).await;
 
-    assert_eq!(
-        c.blob_head(&app, &digest).await.unwrap(),
-        Some(data.len() as u64)
-    );
-    assert!(
-        collect(c.blob_get(&app, &digest, 0).await.unwrap())
-            .await
-            .unwrap()
-            == data
-    );
-    let from = 2_000_001;
-    let part = c.blob_get(&app, &digest, from).await.unwrap();
-    assert_eq!(part.total_len(), Some(data.len() as u64));
-    assert!(collect(part).await.unwrap() == data[from as usize..]);
+    assert_blob(&c, &app, &digest, &data, 2_000_001).await;
 
     // The registry redirected the HEAD and both GETs.
     let redirects = reg

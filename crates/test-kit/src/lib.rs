@@ -9,6 +9,8 @@
 //! - [`pki`]: a throwaway CA with server and client certificates;
 //! - [`server`]: the `berth` binary itself (its path given by the test
 //!   crate, see [`server::Binary`]) and a small registry client;
+//! - [`registry_client`]: manifests, streams and pushes for the tests of
+//!   berth's outbound client;
 //! - [`webdriver`]: a headless Chromium driven over WebDriver;
 //! - at the top: children killed on drop ([`Killed`]), commands that must
 //!   succeed ([`run_ok`]), `tar`, HAProxy and the Docker CLI ([`Docker`]).
@@ -22,6 +24,7 @@ pub mod etcd;
 pub mod garage;
 pub mod pki;
 mod process;
+pub mod registry_client;
 pub mod server;
 pub mod slapd;
 pub mod webdriver;

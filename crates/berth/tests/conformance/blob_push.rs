@@ -291,12 +291,7 @@ async fn out_of_order_and_overlapping_chunks_are_416() {
         .expect_error(416, "BLOB_UPLOAD_INVALID");
     // An out-of-order final chunk on the closing PUT.
     let r = reg
-        .send_range(
-            Method::PUT,
-            &with_query(&loc, "digest", &digest),
-            "2000-2999",
-            data[2_000..].to_vec(),
-        )
+        .close_range(&loc, &digest, "2000-2999", data[2_000..].to_vec())
         .await;
     r.expect_error(416, "BLOB_UPLOAD_INVALID");
 
@@ -329,9 +324,7 @@ async fn malformed_content_range_is_rejected_without_harm() {
         "18446744073709551615-18446744073709551615",
         "0-18446744073709551616",
     ] {
-        let r = reg
-            .send_range(Method::PATCH, &loc, bad, b"hello".to_vec())
-            .await;
+        let r = reg.patch_range(&loc, bad, b"hello".to_vec()).await;
         assert!(
             r.status.as_u16() == 400 || r.status.as_u16() == 416,
             "Content-Range {bad:?}: {} {}",
@@ -353,18 +346,11 @@ async fn chunk_length_must_match_its_content_range() {
     let reg = Reg::start();
     let loc = reg.start_upload("len").await;
     // The range announces 10 bytes, the body has 5.
-    let r = reg
-        .send_range(Method::PATCH, &loc, "0-9", b"hello".to_vec())
-        .await;
+    let r = reg.patch_range(&loc, "0-9", b"hello".to_vec()).await;
     r.expect_error(400, "SIZE_INVALID");
     // And on the closing PUT.
     let r = reg
-        .send_range(
-            Method::PUT,
-            &with_query(&loc, "digest", &sha256(b"hello")),
-            "0-9",
-            b"hello".to_vec(),
-        )
+        .close_range(&loc, &sha256(b"hello"), "0-9", b"hello".to_vec())
         .await;
     r.expect_error(400, "SIZE_INVALID");
     assert_eq!(reg.upload_range(&loc).await, "0-0");
@@ -580,12 +566,7 @@ async fn mount_that_cannot_be_done_falls_back_to_an_upload() {
         .await;
     r.expect(202);
     let loc = r.must_header("Location").to_owned();
-    let r = reg
-        .send(
-            reg.req(Method::PUT, &with_query(&loc, "digest", &digest))
-                .body(data.clone()),
-        )
-        .await;
+    let r = reg.close_with(&loc, &digest, data.clone()).await;
     r.expect(201);
     reg.expect_blob("fb", &data).await;
 }

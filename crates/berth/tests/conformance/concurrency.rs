@@ -99,7 +99,7 @@ async fn racing_patches_never_corrupt_the_upload() {
     let slow = reg.send(slow);
     let fast = async {
         wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
-        let r = reg.send_range(Method::PATCH, &loc, &range, b.clone()).await;
+        let r = reg.patch_range(&loc, &range, b.clone()).await;
         let _ = go.send(());
         r
     };
@@ -168,9 +168,7 @@ async fn a_busy_upload_refuses_other_writers_until_the_write_ends() {
         wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
         // Status answers during the write, with what was acknowledged.
         assert_eq!(reg.upload_range(&loc).await, "0-0");
-        let small = reg
-            .send_range(Method::PATCH, &loc, "0-3", b"abcd".to_vec())
-            .await;
+        let small = reg.patch_range(&loc, "0-3", b"abcd".to_vec()).await;
         small.expect_error(416, "BLOB_UPLOAD_INVALID");
         let close = reg
             .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&a))))
@@ -185,7 +183,7 @@ async fn a_busy_upload_refuses_other_writers_until_the_write_ends() {
     // The write is over: the next request proceeds at once.
     let tail = random_bytes(6, 10);
     let r = reg
-        .send_range(Method::PATCH, &loc, &format!("{n}-{}", n + 9), tail.clone())
+        .patch_range(&loc, &format!("{n}-{}", n + 9), tail.clone())
         .await;
     r.expect(202);
     let mut all = a;
@@ -215,9 +213,7 @@ async fn a_failed_write_does_not_block_the_upload() {
     }
     assert_eq!(reg.upload_range(&loc).await, "0-0");
     let data = random_bytes(7, 100);
-    let r = reg
-        .send_range(Method::PATCH, &loc, "0-99", data.clone())
-        .await;
+    let r = reg.patch_range(&loc, "0-99", data.clone()).await;
     r.expect(202);
     let r = reg
         .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(b"wrong"))))

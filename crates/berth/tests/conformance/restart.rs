@@ -19,7 +19,7 @@ async fn an_upload_continues_after_a_crash_and_restart() {
     let loc = reg.start_upload("resume/me").await;
     // Two chunks, one with Content-Range and one streamed without length.
     let r = reg
-        .send_range(Method::PATCH, &loc, "0-199999", data[..200_000].to_vec())
+        .patch_range(&loc, "0-199999", data[..200_000].to_vec())
         .await;
     r.expect(202);
     let loc = r.must_header("Location").to_owned();
@@ -48,31 +48,16 @@ async fn an_upload_continues_after_a_crash_and_restart() {
     let loc = r.must_header("Location").to_owned();
     // A chunk that overlaps what was stored before the crash is refused.
     let r = reg
-        .send_range(
-            Method::PATCH,
-            &loc,
-            "450000-450009",
-            data[450_000..450_010].to_vec(),
-        )
+        .patch_range(&loc, "450000-450009", data[450_000..450_010].to_vec())
         .await;
     r.expect_error(416, "BLOB_UPLOAD_INVALID");
     let r = reg
-        .send_range(
-            Method::PATCH,
-            &loc,
-            "450001-600000",
-            data[450_001..600_001].to_vec(),
-        )
+        .patch_range(&loc, "450001-600000", data[450_001..600_001].to_vec())
         .await;
     r.expect(202);
     let loc = r.must_header("Location").to_owned();
     let r = reg
-        .send_range(
-            Method::PUT,
-            &with_query(&loc, "digest", &digest),
-            "600001-700000",
-            data[600_001..].to_vec(),
-        )
+        .close_range(&loc, &digest, "600001-700000", data[600_001..].to_vec())
         .await;
     reg.expect_created(&r, "resume/me", &data).await;
 }
@@ -194,12 +179,7 @@ async fn a_crash_mid_write_leaves_the_upload_usable() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let loc = loop {
         let r = reg
-            .send_range(
-                Method::PATCH,
-                &loc,
-                &format!("{m}-{m}"),
-                data[m..=m].to_vec(),
-            )
+            .patch_range(&loc, &format!("{m}-{m}"), data[m..=m].to_vec())
             .await;
         if r.status.as_u16() == 202 {
             break r.must_header("Location").to_owned();
@@ -220,12 +200,7 @@ async fn a_crash_mid_write_leaves_the_upload_usable() {
         .await;
     r.expect(202);
     let loc = r.must_header("Location").to_owned();
-    let r = reg
-        .send(
-            reg.req(Method::PUT, &with_query(&loc, "digest", &digest))
-                .body(data[2 * m..].to_vec()),
-        )
-        .await;
+    let r = reg.close_with(&loc, &digest, data[2 * m..].to_vec()).await;
     r.expect(201);
     reg.expect_blob("midwrite", &data).await;
 }

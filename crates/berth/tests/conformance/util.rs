@@ -264,6 +264,32 @@ impl Reg {
         self.send(req.body(body)).await
     }
 
+    /// A `PATCH` of the upload at `location` (a path or a `Location`) with
+    /// `body` as the bytes `range`.
+    pub async fn patch_range(&self, location: &str, range: &str, body: Vec<u8>) -> Resp {
+        self.send_range(Method::PATCH, location, range, body).await
+    }
+
+    /// The closing `PUT ?digest=` of the upload at `location` (a path or a
+    /// `Location`), carrying its last chunk `body` without a range.
+    pub async fn close_with(&self, location: &str, digest: &str, body: Vec<u8>) -> Resp {
+        let url = with_query(location, "digest", digest);
+        self.send(self.req(Method::PUT, &url).body(body)).await
+    }
+
+    /// The closing `PUT ?digest=` of the upload at `location` (a path or a
+    /// `Location`), carrying its last chunk `body` as the bytes `range`.
+    pub async fn close_range(
+        &self,
+        location: &str,
+        digest: &str,
+        range: &str,
+        body: Vec<u8>,
+    ) -> Resp {
+        let url = with_query(location, "digest", digest);
+        self.send_range(Method::PUT, &url, range, body).await
+    }
+
     /// `r` stored the blob `data` in `repo`: a 201 naming its digest, and
     /// the blob reads back.
     pub async fn expect_created(&self, r: &Resp, repo: &str, data: &[u8]) {

@@ -43,6 +43,16 @@ async fn token_request(
     resp.status().as_u16()
 }
 
+/// GET `path` as `client` with the administrator's Basic credentials.
+async fn admin_get(client: &reqwest::Client, server: &Server, path: &str) -> reqwest::Response {
+    client
+        .get(server.url(path))
+        .header("Authorization", basic("admin", ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn wrong_passwords_from_one_address_do_not_lock_out_another() {
     let server = Server::start();
@@ -60,24 +70,14 @@ async fn wrong_passwords_from_one_address_do_not_lock_out_another() {
     // From there even the right password is refused for a while: the
     // attacker learns nothing more from that address.
     assert_eq!(token_status(&attacker, &server, ADMIN_PASSWORD).await, 429);
-    let r = attacker
-        .get(server.url("/v2/"))
-        .header("Authorization", basic("admin", ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = admin_get(&attacker, &server, "/v2/").await;
     assert_eq!(r.status(), 429);
 
     // From another address admin's right password works, for a token and
     // for Basic on /v2 and on the management API.
     assert_eq!(token_status(&admin, &server, ADMIN_PASSWORD).await, 200);
     for path in ["/v2/", "/api/v1/users"] {
-        let r = admin
-            .get(server.url(path))
-            .header("Authorization", basic("admin", ADMIN_PASSWORD))
-            .send()
-            .await
-            .unwrap();
+        let r = admin_get(&admin, &server, path).await;
         assert_eq!(r.status(), 200, "{path}");
     }
 
@@ -85,12 +85,12 @@ async fn wrong_passwords_from_one_address_do_not_lock_out_another() {
     // the login from 127.0.0.2 (the audit log is written asynchronously).
     let deadline = Instant::now() + Duration::from_secs(10);
     let seen = loop {
-        let r = admin
-            .get(server.url("/api/v1/audit-logs?user=admin&page_size=100"))
-            .header("Authorization", basic("admin", ADMIN_PASSWORD))
-            .send()
-            .await
-            .unwrap();
+        let r = admin_get(
+            &admin,
+            &server,
+            "/api/v1/audit-logs?user=admin&page_size=100",
+        )
+        .await;
         assert_eq!(r.status(), 200);
         let events: Value = r.json().await.unwrap();
         let seen: Vec<(String, String)> = events

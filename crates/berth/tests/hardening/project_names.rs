@@ -59,6 +59,13 @@ async fn setup(server: &Server) -> Image {
     image
 }
 
+/// The tags of the hidden project's repository through the management
+/// API, as `auth` sees them: status and body.
+async fn hidden_tags(server: &Server, auth: &str) -> (u16, Value) {
+    let path = format!("/api/v1/projects/{HIDDEN}/repositories/app/tags");
+    api(server, auth, Method::GET, &path, None).await
+}
+
 /// `template` with `{project}` as `project` and the other parameters
 /// filled in.
 fn fill(template: &str, project: &str) -> String {
@@ -180,14 +187,7 @@ async fn the_management_api_answers_a_hidden_project_as_a_missing_one() {
         .filter_map(|m| m["name"].as_str())
         .collect();
     assert_eq!(names, ["agent"]);
-    let (status, _) = api(
-        &server,
-        &admin,
-        Method::GET,
-        &format!("/api/v1/projects/{HIDDEN}/repositories/app/tags"),
-        None,
-    )
-    .await;
+    let (status, _) = hidden_tags(&server, &admin).await;
     assert_eq!(status, 200);
 
     // Who may see the project still gets 403 for what their role lacks,
@@ -302,14 +302,7 @@ async fn the_ui_answers_a_hidden_project_as_a_missing_one() {
             "POST {template}: a private project answers unlike a missing one"
         );
     }
-    let (status, tags): (u16, Value) = api(
-        &server,
-        &admin,
-        Method::GET,
-        &format!("/api/v1/projects/{HIDDEN}/repositories/app/tags"),
-        None,
-    )
-    .await;
+    let (status, tags) = hidden_tags(&server, &admin).await;
     assert_eq!((status, tags.as_array().map(Vec::len)), (200, Some(1)));
 
     // A member still sees the project's pages.

@@ -165,6 +165,45 @@ fn to_login(answer: &(u16, String, String)) -> bool {
     answer.0 == 303 && answer.1.starts_with("/ui/login")
 }
 
+/// Logs `user` in and checks the session works: the home page answers
+/// 200; the session cookie.
+async fn working_session(
+    http: &reqwest::Client,
+    server: &Server,
+    user: &str,
+    password: &str,
+) -> String {
+    let cookie = session(http, server, user, password).await;
+    assert_eq!(page(http, server, &cookie, "/").await.0, 200);
+    cookie
+}
+
+/// Asserts that the session `cookie` is over (its home page sends the
+/// browser to the login page) after `what`.
+async fn assert_ended(http: &reqwest::Client, server: &Server, cookie: &str, what: &str) {
+    let after = page(http, server, cookie, "/").await;
+    assert!(
+        to_login(&after),
+        "the session outlived {what}: {} {}",
+        after.0,
+        after.1
+    );
+}
+
+/// Changes the account alice through the management API as `auth`,
+/// which must succeed.
+async fn set_alice(server: &Server, auth: &str, change: Value) {
+    let (status, body) = api(
+        server,
+        auth,
+        reqwest::Method::PUT,
+        "/api/v1/users/alice",
+        Some(change),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn a_changed_password_ends_the_sessions_opened_with_the_old_one() {
     let server = Server::start();
@@ -183,49 +222,19 @@ async fn a_changed_password_ends_the_sessions_opened_with_the_old_one() {
     let admin_session = session(&http, &server, "admin", ADMIN_PASSWORD).await;
 
     // Alice changes her own password (with the old one, as she must).
-    let first = session(&http, &server, "alice", "alice-password-1").await;
-    assert_eq!(page(&http, &server, &first, "/").await.0, 200);
+    let first = working_session(&http, &server, "alice", "alice-password-1").await;
     let change = json!({"old_password": "alice-password-1", "password": "alice-password-2"});
-    let (status, body) = api(
-        &server,
-        &basic("alice", "alice-password-1"),
-        reqwest::Method::PUT,
-        "/api/v1/users/alice",
-        Some(change),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let after = page(&http, &server, &first, "/").await;
-    assert!(
-        to_login(&after),
-        "the session outlived her own password change: {} {}",
-        after.0,
-        after.1
-    );
+    let alice = basic("alice", "alice-password-1");
+    set_alice(&server, &alice, change).await;
+    assert_ended(&http, &server, &first, "her own password change").await;
 
     // An administrator resets it through the API.
-    let second = session(&http, &server, "alice", "alice-password-2").await;
-    assert_eq!(page(&http, &server, &second, "/").await.0, 200);
-    let (status, body) = api(
-        &server,
-        &admin,
-        reqwest::Method::PUT,
-        "/api/v1/users/alice",
-        Some(json!({"password": "alice-password-3"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let after = page(&http, &server, &second, "/").await;
-    assert!(
-        to_login(&after),
-        "the session outlived a reset by an administrator: {} {}",
-        after.0,
-        after.1
-    );
+    let second = working_session(&http, &server, "alice", "alice-password-2").await;
+    set_alice(&server, &admin, json!({"password": "alice-password-3"})).await;
+    assert_ended(&http, &server, &second, "a reset by an administrator").await;
 
     // And through the users page of the UI.
-    let third = session(&http, &server, "alice", "alice-password-3").await;
-    assert_eq!(page(&http, &server, &third, "/").await.0, 200);
+    let third = working_session(&http, &server, "alice", "alice-password-3").await;
     let (status, body) = post(
         &http,
         &server,
@@ -235,7 +244,7 @@ async fn a_changed_password_ends_the_sessions_opened_with_the_old_one() {
     )
     .await;
     assert_eq!(status, 303, "{body}");
-    assert!(to_login(&page(&http, &server, &third, "/").await));
+    assert_ended(&http, &server, &third, "a reset on the users page").await;
 
     // The administrator's own session was not touched, and the current
     // password opens a session that works.
@@ -243,8 +252,7 @@ async fn a_changed_password_ends_the_sessions_opened_with_the_old_one() {
         page(&http, &server, &admin_session, "/ui/users").await.0,
         200
     );
-    let fourth = session(&http, &server, "alice", "alice-password-4").await;
-    assert_eq!(page(&http, &server, &fourth, "/").await.0, 200);
+    working_session(&http, &server, "alice", "alice-password-4").await;
 }
 
 #[tokio::test]
@@ -257,8 +265,7 @@ async fn an_account_created_again_under_the_same_name_inherits_no_session() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let http = browser();
-    let old = session(&http, &server, "bob", "bob-password-1").await;
-    assert_eq!(page(&http, &server, &old, "/").await.0, 200);
+    let old = working_session(&http, &server, "bob", "bob-password-1").await;
     assert_eq!(
         page(&http, &server, &old, "/ui/users").await.0,
         403,
@@ -284,7 +291,7 @@ async fn an_account_created_again_under_the_same_name_inherits_no_session() {
         "the old bob's session opened the new bob's users page: {}",
         users.0
     );
-    assert!(to_login(&page(&http, &server, &old, "/").await));
+    assert_ended(&http, &server, &old, "the account's deletion").await;
     // The new bob logs in with his own password, and has his rights.
     let new = session(&http, &server, "bob", "bob-password-2").await;
     assert_eq!(page(&http, &server, &new, "/ui/users").await.0, 200);

@@ -28,6 +28,11 @@ fn hidden(html: &str, name: &str) -> String {
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
+/// Sends `request` with the session cookie `session`; the response.
+async fn with_cookie(session: &str, request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.header("Cookie", session).send().await.unwrap()
+}
+
 /// Logs in over plain HTTP (no browser); the answer to the login form.
 async fn form_login(http: &reqwest::Client, base: &str, password: &str) -> reqwest::Response {
     form_login_as(http, base, "admin", password).await
@@ -97,40 +102,28 @@ async fn sessions_live_in_the_metadata_store_behind_strict_cookies() {
     let tmp = server.kill();
     let server = Server::start_in(&data, &[]);
     let base = server.url("");
-    let home = http
-        .get(format!("{base}/"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let home = with_cookie(&session, http.get(format!("{base}/"))).await;
     assert_eq!(home.status(), 200);
     let html = home.text().await.unwrap();
     assert!(html.contains("Signed in as <strong>admin</strong>"));
     let csrf = hidden(&html, "csrf");
 
     // Every POST needs the session's token; logging out ends the session.
-    let without = http
-        .post(format!("{base}/ui/logout"))
-        .header("Cookie", &session)
-        .form(&[("csrf", "not-the-token")])
-        .send()
-        .await
-        .unwrap();
+    let without = with_cookie(
+        &session,
+        http.post(format!("{base}/ui/logout"))
+            .form(&[("csrf", "not-the-token")]),
+    )
+    .await;
     assert_eq!(without.status(), 403);
-    let out = http
-        .post(format!("{base}/ui/logout"))
-        .header("Cookie", &session)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let out = with_cookie(
+        &session,
+        http.post(format!("{base}/ui/logout"))
+            .form(&[("csrf", csrf.as_str())]),
+    )
+    .await;
     assert_eq!(out.status(), 303);
-    let after = http
-        .get(format!("{base}/"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let after = with_cookie(&session, http.get(format!("{base}/"))).await;
     assert_eq!(after.status(), 303, "the old cookie no longer works");
     assert!(after.headers()["location"]
         .to_str()
@@ -186,12 +179,8 @@ async fn directory_users_log_in_and_see_the_projects_of_their_groups() {
     let (session, _) = set_cookie(&ok, "berth_session");
     // Her role in "team" comes from her directory group, kept with the
     // session; the private project she has no role in is not listed.
-    let home = http
-        .get(format!("{base}/"))
-        .header("Cookie", &session)
-        .send()
+    let home = with_cookie(&session, http.get(format!("{base}/")))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -202,19 +191,9 @@ async fn directory_users_log_in_and_see_the_projects_of_their_groups() {
     assert!(home.contains("href=\"/ui/projects/team\""), "{home}");
     assert!(home.contains("<td>developer</td>"), "{home}");
     assert!(!home.contains("/ui/projects/hidden"), "{home}");
-    let team = http
-        .get(format!("{base}/ui/projects/team"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let team = with_cookie(&session, http.get(format!("{base}/ui/projects/team"))).await;
     assert_eq!(team.status(), 200);
-    let hidden = http
-        .get(format!("{base}/ui/projects/hidden"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let hidden = with_cookie(&session, http.get(format!("{base}/ui/projects/hidden"))).await;
     // A private project she cannot see answers as a missing one.
     assert_eq!(hidden.status(), 404);
 }

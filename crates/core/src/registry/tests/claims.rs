@@ -282,8 +282,7 @@ async fn a_dropped_put_releases_its_claim_at_once() {
 /// or may not land) still gives up the claim it holds, and only that.
 #[tokio::test]
 async fn a_patch_dropped_while_recording_progress_releases_its_claim() {
-    let ix = Arc::new(Interposer::default());
-    let fx = Fixture::on(ix.clone());
+    let (ix, fx) = Fixture::interposed();
     let id = start(&fx).await;
     // The progress write never completes, as on a store that hangs.
     ix.before(

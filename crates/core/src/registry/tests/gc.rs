@@ -178,11 +178,7 @@ async fn idle_uploads_expire_with_the_clock() {
     fx.advance_secs(EXPIRY - 1);
     assert_eq!(collect(&fx.reg).await.uploads_deleted, 0);
     fx.advance_secs(1);
-    let (feed, stream) = feed();
-    let writer = {
-        let (reg, r, busy) = (fx.reg.clone(), r.clone(), busy.clone());
-        tokio::spawn(async move { reg.upload_append(&r, &busy, None, None, stream).await })
-    };
+    let (feed, writer) = fed_append(&fx.reg, &r, &busy);
     feed.send(b"x");
     until("writing", || async {
         fx.blobs.upload_len(&busy) == Some(1)

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// pushes an image that uses it again: the claim must fail, the bytes stay.
 #[tokio::test]
 async fn a_blob_linked_during_collection_survives() {
-    let ix = Arc::new(Interposer::default());
-    let fx = Fixture::on(ix.clone());
+    let (ix, fx) = Fixture::interposed();
     let layer = push_blob(&fx.reg, &repo("p/old"), b"layer").await;
     fx.reg.blob_delete(&repo("p/old"), &layer).await.unwrap();
     fx.advance_secs(GRACE + 1);
@@ -36,8 +35,7 @@ async fn a_blob_linked_during_collection_survives() {
 /// the next run, which sees the new manifest.
 #[tokio::test]
 async fn a_push_during_collection_keeps_its_repository() {
-    let ix = Arc::new(Interposer::default());
-    let fx = Fixture::on(ix.clone());
+    let (ix, fx) = Fixture::interposed();
     let r = repo("p/app");
     push_image(&fx.reg, &r, "v1", b"layer").await;
     fx.reg.manifest_delete(&r, &reference("v1")).await.unwrap();

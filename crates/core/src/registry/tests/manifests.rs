@@ -76,8 +76,7 @@ async fn an_index_needs_its_children() {
 /// check on the link fails it, and the retry finds the blob gone.
 #[tokio::test]
 async fn a_blob_unlinked_during_a_push_fails_the_push() {
-    let ix = Arc::new(Interposer::default());
-    let fx = Fixture::on(ix.clone());
+    let (ix, fx) = Fixture::interposed();
     let r = repo("p/app");
     let config = push_blob(&fx.reg, &r, b"{}").await;
     let layer = push_blob(&fx.reg, &r, b"layer").await;
@@ -140,18 +139,9 @@ async fn deletes_by_tag_and_by_digest() {
         .await
         .unwrap();
     let unknown = |e: crate::CoreError| assert_eq!(e.code, ErrorCode::ManifestUnknown);
-    unknown(
-        fx.reg
-            .manifest_get(&r, &reference("latest"))
-            .await
-            .unwrap_err(),
-    );
-    unknown(
-        fx.reg
-            .manifest_delete(&r, &reference("latest"))
-            .await
-            .unwrap_err(),
-    );
+    let latest = reference("latest");
+    unknown(fx.reg.manifest_get(&r, &latest).await.unwrap_err());
+    unknown(fx.reg.manifest_delete(&r, &latest).await.unwrap_err());
     fx.reg.manifest_get(&r, &reference("v1")).await.unwrap();
     fx.reg.record_pull(&r, &digest).await.unwrap();
 
@@ -236,8 +226,7 @@ async fn sound_registry(reg: &Registry) {
 /// digest: the delete must not take the tag with it.
 #[tokio::test]
 async fn a_tag_moved_during_a_delete_of_its_old_manifest_survives() {
-    let ix = Arc::new(Interposer::default());
-    let fx = Fixture::on(ix.clone());
+    let (ix, fx) = Fixture::interposed();
     let r = repo("p/app");
     let old = push_image(&fx.reg, &r, "latest", b"one").await;
     let other = fx.node();
@@ -258,8 +247,7 @@ async fn a_tag_moved_during_a_delete_of_its_old_manifest_survives() {
 /// it, the other is refused instead of overwriting it.
 #[tokio::test]
 async fn an_immutable_tag_raced_by_two_pushes_keeps_the_first() {
-    let ix = Arc::new(Interposer::default());
-    let fx = Fixture::on(ix.clone());
+    let (ix, fx) = Fixture::interposed();
     let r = repo("p/app");
     fx.reg
         .set_project_policy("p", &immutable("v*"))
@@ -298,13 +286,8 @@ async fn immutable_tags_neither_move_nor_go() {
             .await
             .unwrap_err(),
     );
-    denied(
-        fx.reg
-            .manifest_delete(&r, &reference("v1"))
-            .await
-            .unwrap_err(),
-    );
-    let by_digest = Reference::Digest(v1.clone());
+    let (by_tag, by_digest) = (reference("v1"), Reference::Digest(v1.clone()));
+    denied(fx.reg.manifest_delete(&r, &by_tag).await.unwrap_err());
     denied(fx.reg.manifest_delete(&r, &by_digest).await.unwrap_err());
     denied(fx.reg.repository_delete(&r).await.unwrap_err());
     // The same content again is no move; other tags move freely.

@@ -19,9 +19,10 @@ mod quota_races;
 mod referrers;
 mod uploads;
 
-use super::Registry;
+use super::{Registry, UploadStatus};
 use crate::blob::{BlobStore, ByteStream};
 use crate::clock::ManualClock;
+use crate::error::CoreError;
 use crate::keys;
 use crate::kv::{Kv, KvError, Op, Txn, Versioned};
 use crate::registry::records::{RepoBlobRecord, UploadSession};
@@ -34,6 +35,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// One registry over in-memory stores, with the clock both read.
 pub(crate) struct Fixture {
@@ -46,6 +48,14 @@ pub(crate) struct Fixture {
 impl Fixture {
     pub fn new() -> Self {
         Self::on(Arc::new(MemoryKv::new()))
+    }
+
+    /// A fixture whose metadata goes through a fresh [`Interposer`], and
+    /// that interposer.
+    pub fn interposed() -> (Arc<Interposer>, Self) {
+        let ix = Arc::new(Interposer::default());
+        let fx = Self::on(ix.clone());
+        (ix, fx)
     }
 
     /// A fixture whose metadata goes through `kv` (an [`Interposer`]).
@@ -131,6 +141,19 @@ impl Feed {
     pub fn fail(self) {
         let _ = self.0.send(Err(io::Error::other("connection reset")));
     }
+}
+
+/// An append to the upload `id` of `repo` running in a spawned task, its
+/// body fed by the test chunk by chunk: the feed, and the task.
+pub(crate) fn fed_append(
+    reg: &Registry,
+    repo: &RepoName,
+    id: &str,
+) -> (Feed, JoinHandle<Result<UploadStatus, CoreError>>) {
+    let (feed, stream) = feed();
+    let (reg, repo, id) = (reg.clone(), repo.clone(), id.to_owned());
+    let task = tokio::spawn(async move { reg.upload_append(&repo, &id, None, None, stream).await });
+    (feed, task)
 }
 
 /// Lets spawned tasks run until `done` holds. The tests run on a

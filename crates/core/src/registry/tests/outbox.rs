@@ -24,7 +24,7 @@ async fn pushes_and_deletes_are_recorded_in_order() {
     fx.reg
         .manifest_put(&r, &reference("v3"), Some(IMAGE), {
             let m = fx.reg.manifest_get(&r, &reference("v1")).await.unwrap();
-            Bytes::from(m.body)
+            m.body
         })
         .await
         .unwrap();

@@ -34,15 +34,22 @@ async fn append(
     Ok(status.await?.offset)
 }
 
+/// A fixture whose project `p` holds at most `bytes`, and an upload alice
+/// started in `p/app`.
+async fn upload_under_quota(bytes: u64) -> (Fixture, String) {
+    let fx = Fixture::new();
+    with_quota(&fx, "p", bytes).await;
+    let id = start(&fx.reg, "p/app", "alice").await.unwrap();
+    (fx, id)
+}
+
 fn denied(e: crate::CoreError) {
     assert_eq!(e.code, ErrorCode::Denied, "{e}");
 }
 
 #[tokio::test]
 async fn an_announced_chunk_past_the_quota_is_refused_before_its_bytes() {
-    let fx = Fixture::new();
-    with_quota(&fx, "p", 100).await;
-    let id = start(&fx.reg, "p/app", "alice").await.unwrap();
+    let (fx, id) = upload_under_quota(100).await;
     denied(
         append(&fx.reg, "p/app", &id, Some(101), &[&[0; 101]])
             .await
@@ -74,14 +81,7 @@ async fn bytes_count_toward_the_quota_as_they_arrive() {
     let fx = Fixture::new();
     with_quota(&fx, "p", 1000).await;
     let a = start(&fx.reg, "p/a", "alice").await.unwrap();
-    let (feed, stream) = feed();
-    let writer = {
-        let (reg, a) = (fx.reg.clone(), a.clone());
-        tokio::spawn(async move {
-            reg.upload_append(&repo("p/a"), &a, None, None, stream)
-                .await
-        })
-    };
+    let (feed, writer) = fed_append(&fx.reg, &repo("p/a"), &a);
     feed.send(&[7; 600]);
     until("600 bytes", || async {
         fx.blobs.upload_len(&a) == Some(600)
@@ -125,9 +125,7 @@ async fn bytes_count_toward_the_quota_as_they_arrive() {
 /// and the upload it was writing is cancelled, bytes and all.
 #[tokio::test]
 async fn a_write_past_the_quota_is_refused_midway_and_cancelled() {
-    let fx = Fixture::new();
-    with_quota(&fx, "p", 100).await;
-    let id = start(&fx.reg, "p/app", "alice").await.unwrap();
+    let (fx, id) = upload_under_quota(100).await;
     denied(
         append(&fx.reg, "p/app", &id, None, &[&[1; 60], &[2; 60]])
             .await

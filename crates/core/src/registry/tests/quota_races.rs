@@ -29,8 +29,7 @@ async fn monolithic(reg: &Registry, r: &str, data: &[u8]) -> Result<(), crate::C
 /// project, and no upload is left behind.
 #[tokio::test]
 async fn links_racing_past_the_quota_are_refused_not_both_taken() {
-    let ix = Arc::new(Interposer::default());
-    let fx = Fixture::on(ix.clone());
+    let (ix, fx) = Fixture::interposed();
     with_quota(&fx.reg, "p", 100).await;
     let other = fx.node();
     ix.before(|call| call.puts("rblob:p/a@", ""), async move {
@@ -51,8 +50,7 @@ async fn links_racing_past_the_quota_are_refused_not_both_taken() {
 /// A mount moves no bytes, and raced the same way it is refused too.
 #[tokio::test]
 async fn mounts_racing_past_the_quota_are_refused() {
-    let ix = Arc::new(Interposer::default());
-    let fx = Fixture::on(ix.clone());
+    let (ix, fx) = Fixture::interposed();
     let a = push_blob(&fx.reg, &repo("src/a"), &[1; 60]).await;
     let b = push_blob(&fx.reg, &repo("src/b"), &[2; 60]).await;
     with_quota(&fx.reg, "p", 100).await;
@@ -105,14 +103,7 @@ async fn bytes_of_a_broken_patch_count_until_they_are_cut() {
     let fx = Fixture::new();
     with_quota(&fx.reg, "p", 1000).await;
     let a = fx.reg.upload_start(&repo("p/a"), "alice").await.unwrap().id;
-    let (feed, stream) = feed();
-    let writer = {
-        let (reg, a) = (fx.reg.clone(), a.clone());
-        tokio::spawn(async move {
-            reg.upload_append(&repo("p/a"), &a, None, None, stream)
-                .await
-        })
-    };
+    let (feed, writer) = fed_append(&fx.reg, &repo("p/a"), &a);
     feed.send(&[1; 600]);
     until("the chunk is written", || {
         let blobs = fx.blobs.clone();

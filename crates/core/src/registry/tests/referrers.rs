@@ -2,6 +2,7 @@
 //! artifact type, per repository, and leave the list when deleted.
 
 use super::*;
+use serde_json::json;
 
 const SIG: &str = "application/vnd.example.signature";
 const SBOM: &str = "application/vnd.example.sbom";
@@ -15,7 +16,7 @@ async fn refer(
     extra: serde_json::Value,
 ) -> (Digest, u64) {
     let config = push_blob(reg, r, b"{}").await;
-    let mut fields = serde_json::json!({
+    let mut fields = json!({
         "subject": {"mediaType": IMAGE, "digest": subject, "size": 1},
     });
     if let (Some(fields), serde_json::Value::Object(extra)) = (fields.as_object_mut(), extra) {
@@ -38,18 +39,12 @@ async fn referrers_are_listed_by_subject_and_filtered_by_type() {
         &fx.reg,
         &r,
         &subject,
-        serde_json::json!({"artifactType": SIG, "annotations": {"signer": "ci"}}),
+        json!({"artifactType": SIG, "annotations": {"signer": "ci"}}),
     )
     .await;
-    let (sbom, _) = refer(
-        &fx.reg,
-        &r,
-        &subject,
-        serde_json::json!({"artifactType": SBOM}),
-    )
-    .await;
+    let (sbom, _) = refer(&fx.reg, &r, &subject, json!({"artifactType": SBOM})).await;
     // Without an artifactType, the config's media type stands for it.
-    let (plain, _) = refer(&fx.reg, &r, &subject, serde_json::json!({})).await;
+    let (plain, _) = refer(&fx.reg, &r, &subject, json!({})).await;
 
     let all = fx.reg.referrers(&r, &subject, None).await.unwrap();
     let mut listed: Vec<&Digest> = all.iter().map(|d| &d.digest).collect();
@@ -91,15 +86,9 @@ async fn a_referrer_may_come_before_its_subject() {
     let r = repo("p/app");
     let config = push_blob(&fx.reg, &r, b"{}").await;
     let layer = push_blob(&fx.reg, &r, b"layer").await;
-    let subject_body = image(&config, &[&layer], serde_json::json!({}));
+    let subject_body = image(&config, &[&layer], json!({}));
     let subject = Digest::sha256_of(&subject_body);
-    let (sig, _) = refer(
-        &fx.reg,
-        &r,
-        &subject,
-        serde_json::json!({"artifactType": SIG}),
-    )
-    .await;
+    let (sig, _) = refer(&fx.reg, &r, &subject, json!({"artifactType": SIG})).await;
     fx.reg
         .manifest_put(&r, &reference("v1"), Some(IMAGE), subject_body)
         .await
