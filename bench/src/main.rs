@@ -227,11 +227,17 @@ async fn run(args: Args) -> Res<()> {
     );
     let mono = results
         .get(&Workload::PushMonolithic)
-        .map_or(0.0, |r| median(r[0].iter().map(|m| m.0).collect()));
-    println!(
-        "\nSHA-256 on this machine (openssl speed -evp sha256, 1 MiB blocks): {sha_speed:.0} MB/s; berth's single-stream monolithic push reaches {:.0}% of it.",
-        100.0 * mono / sha_speed
+        .map(|r| median(r[0].iter().map(|m| m.0).collect()));
+    print!(
+        "\nSHA-256 on this machine (openssl speed -evp sha256, 1 MiB blocks): {sha_speed:.0} MB/s"
     );
+    match mono {
+        Some(mono) => println!(
+            "; berth's single-stream monolithic push reaches {:.0}% of it.",
+            100.0 * mono / sha_speed
+        ),
+        None => println!("."),
+    }
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
             "rounds": rounds,
