@@ -58,6 +58,19 @@ async fn endpoint(server: &Server, name: &str, url: &str, kind: &str, user: &str
     .await;
 }
 
+/// Endpoint `dist`: `registry` with the test's htpasswd user.
+async fn dist_endpoint(server: &Server, registry: &Distribution) {
+    endpoint(
+        server,
+        "dist",
+        &registry.url,
+        "distribution",
+        USER,
+        PASSWORD,
+    )
+    .await;
+}
+
 async fn policy(server: &Server, body: Value) {
     ok(
         server,
@@ -185,15 +198,7 @@ async fn a_push_replicates_to_distribution_and_so_do_deletes() {
     let registry = dist();
     let server = Server::start();
     common::create_project(&server, "lib", false).await;
-    endpoint(
-        &server,
-        "dist",
-        &registry.url,
-        "distribution",
-        USER,
-        PASSWORD,
-    )
-    .await;
+    dist_endpoint(&server, &registry).await;
     // The secret is never shown.
     let shown = ok(&server, Method::GET, "/api/v1/replication/endpoints", None).await;
     assert!(!shown.to_string().contains(PASSWORD), "{shown}");
@@ -327,15 +332,7 @@ async fn a_pull_brings_an_index_with_every_platform_and_its_referrer() {
 
     let server = Server::start();
     common::create_project(&server, "mirror", false).await;
-    endpoint(
-        &server,
-        "dist",
-        &registry.url,
-        "distribution",
-        USER,
-        PASSWORD,
-    )
-    .await;
+    dist_endpoint(&server, &registry).await;
     policy(
         &server,
         json!({
@@ -433,15 +430,7 @@ async fn a_stop_stops_a_long_transfer() {
         .push("big/blob", "v1", &img)
         .await
         .unwrap();
-    endpoint(
-        &server,
-        "dist",
-        &registry.url,
-        "distribution",
-        USER,
-        PASSWORD,
-    )
-    .await;
+    dist_endpoint(&server, &registry).await;
     policy(
         &server,
         json!({
@@ -480,15 +469,7 @@ async fn a_cron_pull_fires_on_its_minute() {
     push_remote(&d, "nightly/app", "v1", &img).await;
     let server = Server::start();
     common::create_project(&server, "nightly", false).await;
-    endpoint(
-        &server,
-        "dist",
-        &registry.url,
-        "distribution",
-        USER,
-        PASSWORD,
-    )
-    .await;
+    dist_endpoint(&server, &registry).await;
     policy(
         &server,
         json!({
@@ -625,15 +606,7 @@ async fn the_ui_shows_policies_and_runs_them() {
         .push("web/app", "v1", &img)
         .await
         .unwrap();
-    endpoint(
-        &server,
-        "dist",
-        &registry.url,
-        "distribution",
-        USER,
-        PASSWORD,
-    )
-    .await;
+    dist_endpoint(&server, &registry).await;
     policy(
         &server,
         json!({"name": "web-push", "direction": "push", "endpoint": "dist"}),
@@ -664,14 +637,15 @@ async fn the_ui_shows_policies_and_runs_them() {
     assert_eq!(r.status(), 303);
     let session = cookie(&r, "berth_session");
 
-    let r = http
-        .get(format!("{base}/ui/replication"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let html = r.text().await.unwrap();
+    let page = |path: String| {
+        let request = http.get(format!("{base}{path}")).header("Cookie", &session);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+    let html = page("/ui/replication".into()).await;
     assert!(
         html.contains("data-endpoint=\"dist\"") && html.contains("data-policy=\"web-push\""),
         "{html}"
@@ -691,14 +665,7 @@ async fn the_ui_shows_policies_and_runs_them() {
     let id = to.rsplit('/').next().unwrap();
     let e = finished(&server, id, Duration::from_secs(60)).await;
     assert_eq!(e["status"], "succeeded", "{e}");
-    let r = http
-        .get(format!("{base}{to}"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let html = r.text().await.unwrap();
+    let html = page(to.clone()).await;
     assert!(
         html.contains("web/app@") && html.contains("succeeded"),
         "{html}"
