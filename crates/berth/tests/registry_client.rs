@@ -118,6 +118,16 @@ async fn push_pull_mount_list_and_delete_with_tokens() {
     let catalog = c.catalog().await.unwrap();
     assert!(catalog.contains(&app), "{catalog:?}");
 
+    // berth deletes a tag alone: the manifest stays, by digest and by its
+    // other tag; deleting it again is no error.
+    put_manifest(&c, &app, &tag("v3"), media::OCI_INDEX, &index).await;
+    let v3 = Tag::parse("v3").unwrap();
+    assert!(c.tag_delete(&app, &v3).await.unwrap());
+    assert_eq!(c.manifest_head(&app, &tag("v3")).await.unwrap(), None);
+    assert!(c.manifest_head(&app, &tag("v2")).await.unwrap().is_some());
+    assert!(c.manifest_head(&app, &index_ref).await.unwrap().is_some());
+    assert!(c.tag_delete(&app, &v3).await.unwrap());
+
     // Delete the index: the tag pointing at it goes with it.
     let Reference::Digest(index_digest) = &index_ref else {
         unreachable!()

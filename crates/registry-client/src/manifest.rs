@@ -9,7 +9,7 @@ use crate::error::ClientError;
 use crate::transport::{content_length, header_str, read_limited, Request};
 use crate::Client;
 use berth_oci::manifest::{ParsedManifest, MAX_MANIFEST_BYTES};
-use berth_oci::{media, Digest, Reference, RepoName};
+use berth_oci::{media, Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
@@ -238,6 +238,32 @@ impl Client {
             }
         }
         Ok(resp.headers().contains_key("oci-subject"))
+    }
+
+    /// Deletes tag `tag` of `repo`, leaving its manifest (`DELETE
+    /// /v2/<name>/manifests/<tag>`, which the spec lets registries
+    /// support). `Ok(false)` when the registry has no tag deletion (405,
+    /// `UNSUPPORTED`, or, as CNCF Distribution 2.8 answers, 400
+    /// `DIGEST_INVALID`: it takes only digests there); `Ok(true)` when the
+    /// tag is gone, or was not there.
+    pub async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<bool, ClientError> {
+        let reference = Reference::Tag(tag.clone());
+        let req = Request::new(
+            Method::DELETE,
+            manifest_url(self, repo, &reference),
+            vec![Scope::delete(repo)],
+        );
+        match self.expect(&req, &[200, 202, 204]).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(true),
+            Err(e)
+                if e.status() == Some(405)
+                    || matches!(e.code(), Some("UNSUPPORTED" | "DIGEST_INVALID")) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `DELETE /v2/<name>/manifests/<digest>`. When the manifest had a

@@ -290,6 +290,16 @@ async fn manifests_indexes_tags_catalog_and_delete() {
     let err = c.tags(&repo("missing")).await.unwrap_err();
     assert_eq!(err.code(), Some("NAME_UNKNOWN"));
 
+    // Distribution deletes by digest only: a tag delete says so, and
+    // leaves the tag and its manifest.
+    let multi = berth_oci::Tag::parse("multi").unwrap();
+    assert!(!c.tag_delete(&app, &multi).await.unwrap());
+    assert!(c
+        .manifest_head(&app, &tag("multi"))
+        .await
+        .unwrap()
+        .is_some());
+
     // Delete the index: gone by digest and by its tag.
     c.manifest_delete(&app, &index_digest).await.unwrap();
     assert_eq!(c.manifest_head(&app, &index_ref).await.unwrap(), None);

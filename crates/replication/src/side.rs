@@ -299,9 +299,10 @@ impl Side for Remote {
         }
     }
 
-    async fn delete_tag(&self, _repo: &RepoName, _tag: &Tag) -> Result<bool> {
-        // The client has no tag delete: Distribution 2.8 has none either.
-        Ok(false)
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        // `false` where the registry has no tag deletion: the caller then
+        // deletes the manifest the tag named, if it still does.
+        Ok(self.0.tag_delete(repo, tag).await?)
     }
 
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
