@@ -24,10 +24,15 @@
 //! - [`workloads`]: what is measured;
 //! - [`stats`]: how (concurrent loops, medians, waiting for an idle
 //!   machine, SHA-256 speed);
-//! - [`rgw`]: the `--rgw` comparison.
+//! - [`rgw`]: the `--rgw` comparison;
+//! - [`import`]: `--import`, the time `berth import` takes;
+//! - [`replication`]: `--replication`, replication's throughput against
+//!   `skopeo sync`.
 
+mod import;
 mod oci;
 mod process;
+mod replication;
 mod rgw;
 mod stats;
 mod token;
@@ -87,6 +92,15 @@ struct Args {
     /// Bearer tokens from its token service.
     #[arg(long)]
     basic: bool,
+    /// Also times `berth import` of a Distribution tree (1,000 small
+    /// images; 8 of a 64 MiB layer): in place, copying, a second run.
+    #[arg(long)]
+    import: bool,
+    /// Also measures replication: Distribution → berth (pull policy),
+    /// berth → berth (push policy) and `skopeo sync` Distribution → berth,
+    /// with 200 images of a 4 MiB layer (50 with --quick).
+    #[arg(long)]
+    replication: bool,
 }
 
 fn main() {
@@ -116,12 +130,44 @@ async fn run(args: Args) -> Res<()> {
         ClientAuth::Bearer
     };
 
-    eprintln!("preparing blobs...");
-    let w = Workloads::new(quick);
+    let workloads = Workload::selected(args.only.as_deref());
     if args.rgw {
+        eprintln!("preparing blobs...");
+        let w = Workloads::new(quick);
         return rgw::rgw_against_rados(&args.berth, auth, &w, rounds).await;
     }
-    let workloads = Workload::selected(args.only.as_deref());
+    let extras = args.import || args.replication;
+    // `--only` matching no workload with --import or --replication: those
+    // alone.
+    let mut doc = if workloads.is_empty() && extras {
+        serde_json::json!({"rounds": rounds, "quick": quick})
+    } else {
+        compare(&args, &workloads, auth, rounds).await?
+    };
+    if args.import {
+        doc["import"] = import::run(&args.berth, &args.registry).await?;
+    }
+    if args.replication {
+        let images = if quick { 50 } else { 200 };
+        doc["replication"] = replication::run(&args.berth, &args.registry, images).await?;
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The side-by-side comparison of `workloads`: prints its table; its JSON.
+async fn compare(
+    args: &Args,
+    workloads: &[Workload],
+    auth: ClientAuth,
+    rounds: usize,
+) -> Res<serde_json::Value> {
+    let quick = args.quick;
+    eprintln!("preparing blobs...");
+    let w = Workloads::new(quick);
     let berth = process::start_berth(&args.berth, "berth", None, auth).await?;
     let dist = process::start_distribution(&args.registry)?;
     eprintln!("berth is driven with {}", auth.describe());
@@ -137,7 +183,7 @@ async fn run(args: Args) -> Res<()> {
     // Columns: 0 berth, 1 distribution, 2 berth in cluster mode.
     let mut results: BTreeMap<Workload, [Vec<Measure>; 3]> = BTreeMap::new();
     for round in 0..rounds {
-        for &workload in &workloads {
+        for &workload in workloads {
             // Alternate which server goes first.
             let order: [(usize, &Server); 2] = if round % 2 == 0 {
                 [(0, &berth), (1, &dist)]
@@ -180,7 +226,7 @@ async fn run(args: Args) -> Res<()> {
         auth.label()
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    for &workload in &workloads {
+    for &workload in workloads {
         let name = workload.name();
         let r = &results[&workload];
         let value =
@@ -238,20 +284,15 @@ async fn run(args: Args) -> Res<()> {
         ),
         None => println!("."),
     }
-    if let Some(path) = &args.json {
-        let doc = serde_json::json!({
-            "rounds": rounds,
-            "quick": quick,
-            "berth_auth": auth.label(),
-            "rows": rows,
-            "peak_rss_mib": {"berth": rb, "distribution": rd},
-            "sha256_mb_s": sha_speed,
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(())
+    Ok(serde_json::json!({
+        "rounds": rounds,
+        "quick": quick,
+        "berth_auth": auth.label(),
+        "rows": rows,
+        "peak_rss_mib": {"berth": rb, "distribution": rd},
+        "sha256_mb_s": sha_speed,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    }))
 }
 
 /// One measurement of `workload` on `s`, once the machine is idle, in a

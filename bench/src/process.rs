@@ -38,6 +38,22 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(0.0, |kib| kib / 1024.0)
     }
+
+    /// Kills the server; its data directory stays until it is dropped.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Distribution's storage (its `rootdirectory`).
+    pub fn distribution_root(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
+    /// The server's temporary directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
 }
 
 /// A data directory in the temporary directory (`--dir` sets `TMPDIR`).
