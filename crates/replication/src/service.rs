@@ -64,6 +64,10 @@ pub struct Replication {
     pub(crate) clock: Arc<dyn Clock>,
     /// Task keys running on this node.
     pub(crate) running: Mutex<HashSet<String>>,
+    /// Wakes this node's scheduler before its next tick: a task of this
+    /// node ended, or an execution was created here, so the next pending
+    /// task starts at once instead of on the tick.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Replication {
@@ -104,6 +108,7 @@ impl Replication {
             settings,
             clock: Arc::new(SystemClock),
             running: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -539,6 +544,8 @@ impl Replication {
         self.kv.commit(txn).await?;
         if status.is_final() {
             self.prune(&policy.name).await?;
+        } else {
+            self.wake.notify_one();
         }
         Ok(execution)
     }

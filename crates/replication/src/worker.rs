@@ -27,7 +27,12 @@ impl Replication {
         vec![
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(workers.settings.poll_interval).await;
+                    // On the tick, or at once when a task of this node ends
+                    // (other nodes' tasks are seen on the tick).
+                    tokio::select! {
+                        _ = tokio::time::sleep(workers.settings.poll_interval) => {}
+                        _ = workers.wake.notified() => {}
+                    }
                     if let Err(e) = workers.tick().await {
                         tracing::warn!(error = %e, "replication: scheduling tasks");
                     }
@@ -143,6 +148,7 @@ impl Replication {
                 if let Ok(mut r) = this.running.lock() {
                     r.remove(&key);
                 }
+                this.wake.notify_one();
             });
         }
         Ok(())
