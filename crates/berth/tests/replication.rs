@@ -8,6 +8,7 @@ mod common;
 use berth_oci::{Digest, Reference, RepoName};
 use berth_test_kit::distribution::{Distribution, Setup};
 use berth_test_kit::server::oci::{self, Image, INDEX, MANIFEST};
+use berth_test_kit::web;
 use common::{Server, ADMIN_PASSWORD};
 use futures_util::TryStreamExt;
 use reqwest::Method;
@@ -572,28 +573,6 @@ async fn a_task_whose_node_dies_completes_on_another_node() {
     assert_remote(&remote(&registry), "big/app", "v1", &img).await;
 }
 
-/// The value of the hidden `name` input of a page.
-fn hidden(html: &str, name: &str) -> String {
-    let at = html
-        .find(&format!("name=\"{name}\" value=\""))
-        .unwrap_or_else(|| panic!("no {name} field"));
-    let rest = &html[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_owned()
-}
-
-fn cookie(resp: &reqwest::Response, name: &str) -> String {
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} cookie"))
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// The web UI's replication page lists endpoints and policies, runs a
 /// policy and shows the execution's tasks.
 #[tokio::test]
@@ -613,29 +592,11 @@ async fn the_ui_shows_policies_and_runs_them() {
     )
     .await;
 
-    let http = berth_net::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = web::browser();
     let base = server.url("");
-    let page = http.get(format!("{base}/ui/login")).send().await.unwrap();
-    let login = cookie(&page, "berth_login");
-    let csrf = hidden(&page.text().await.unwrap(), "csrf");
-    let r = http
-        .post(format!("{base}/ui/login"))
-        .header("Cookie", login)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("next", "/"),
-            ("username", "admin"),
-            ("password", ADMIN_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = web::log_in(&http, &base, "admin", ADMIN_PASSWORD, "/").await;
     assert_eq!(r.status(), 303);
-    let session = cookie(&r, "berth_session");
+    let session = web::cookie(&r, "berth_session");
 
     let page = |path: String| {
         let request = http.get(format!("{base}{path}")).header("Cookie", &session);
@@ -651,7 +612,7 @@ async fn the_ui_shows_policies_and_runs_them() {
         "{html}"
     );
     assert!(!html.contains(PASSWORD));
-    let csrf = hidden(&html, "csrf");
+    let csrf = web::hidden(&html, "csrf");
     let r = http
         .post(format!("{base}/ui/replication/policies/web-push/run"))
         .header("Cookie", &session)

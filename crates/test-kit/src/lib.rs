@@ -27,6 +27,7 @@ mod process;
 pub mod registry_client;
 pub mod server;
 pub mod slapd;
+pub mod web;
 pub mod webdriver;
 
 pub use process::{haproxy, run, run_ok, stdout_ok, tar, Docker, Killed};

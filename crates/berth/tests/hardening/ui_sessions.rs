@@ -11,38 +11,7 @@
 use crate::common::{admin_client, basic, Server, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 
-/// A client that reports redirects instead of following them.
-pub(super) fn browser() -> reqwest::Client {
-    berth_net::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The value of the hidden input `name` of a page.
-pub(super) fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let at = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} field in {html}"));
-    let rest = &html[at + marker.len()..];
-    rest[..rest.find('"').unwrap()].to_owned()
-}
-
-/// The `name=value` of the cookie `name` that `resp` sets.
-pub(super) fn cookie(resp: &reqwest::Response, name: &str) -> String {
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} cookie set"))
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
+pub(super) use berth_test_kit::web::{browser, cookie, hidden};
 
 /// Opens the login form at `path` (`/ui/login`, maybe with `?next=`): the
 /// form's cookie and the page.

@@ -5,28 +5,7 @@
 
 use super::common::{self, Server, ADMIN_PASSWORD};
 
-/// The `name=value` of a `Set-Cookie` header, and the whole header.
-fn set_cookie(resp: &reqwest::Response, name: &str) -> (String, String) {
-    let header = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} cookie set"))
-        .to_owned();
-    let pair = header.split(';').next().unwrap().to_owned();
-    (pair, header)
-}
-
-/// The value of the hidden `name` input of a page.
-fn hidden(html: &str, name: &str) -> String {
-    let at = html
-        .find(&format!("name=\"{name}\" value=\""))
-        .unwrap_or_else(|| panic!("no {name} field"));
-    let rest = &html[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_owned()
-}
+use berth_test_kit::web::{hidden, set_cookie};
 
 /// Sends `request` with the session cookie `session`; the response.
 async fn with_cookie(session: &str, request: reqwest::RequestBuilder) -> reqwest::Response {
@@ -44,20 +23,7 @@ async fn form_login_as(
     user: &str,
     password: &str,
 ) -> reqwest::Response {
-    let page = http.get(format!("{base}/ui/login")).send().await.unwrap();
-    let (login_cookie, _) = set_cookie(&page, "berth_login");
-    let csrf = hidden(&page.text().await.unwrap(), "csrf");
-    http.post(format!("{base}/ui/login"))
-        .header("Cookie", login_cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("next", "/"),
-            ("username", user),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .unwrap()
+    berth_test_kit::web::log_in(http, base, user, password, "/").await
 }
 
 #[tokio::test]
