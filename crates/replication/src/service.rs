@@ -212,15 +212,8 @@ impl Replication {
             created_ms: self.now_ms(),
         };
         let key = keys::endpoint(&record.name);
-        let txn = Txn::new()
-            .if_unchanged(&key, None)
-            .put(&key, serde_json::to_vec(&record)?);
-        if !self.kv.commit(txn).await? {
-            return Err(ReplError::conflict(format!(
-                "endpoint {} already exists",
-                record.name
-            )));
-        }
+        self.create(&key, &record, || format!("endpoint {}", record.name))
+            .await?;
         Ok(record.public())
     }
 
@@ -369,16 +362,26 @@ impl Replication {
     pub async fn create_policy(&self, p: Policy) -> Result<Policy, ReplError> {
         self.check_policy(&p).await?;
         let key = keys::policy(&p.name);
-        let txn = Txn::new()
-            .if_unchanged(&key, None)
-            .put(&key, serde_json::to_vec(&p)?);
-        if !self.kv.commit(txn).await? {
-            return Err(ReplError::conflict(format!(
-                "policy {} already exists",
-                p.name
-            )));
-        }
+        self.create(&key, &p, || format!("policy {}", p.name))
+            .await?;
         Ok(p)
+    }
+
+    /// Writes `value` at `key` unless something is there: a conflict
+    /// naming `what` then.
+    async fn create<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), ReplError> {
+        let txn = Txn::new()
+            .if_unchanged(key, None)
+            .put(key, serde_json::to_vec(value)?);
+        if !self.kv.commit(txn).await? {
+            return Err(ReplError::conflict(format!("{} already exists", what())));
+        }
+        Ok(())
     }
 
     pub async fn update_policy(&self, name: &str, mut p: Policy) -> Result<Policy, ReplError> {

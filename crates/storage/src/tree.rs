@@ -4,6 +4,7 @@
 //! [`S3Tree`] under an S3 driver's `rootdirectory` in a bucket. Both read
 //! only; nothing is ever written to the tree through them.
 
+use crate::fs::blocking;
 use crate::fs::read::{open_range, read_stream, ReadMode};
 use crate::layout::DISTRIBUTION_TREE;
 use crate::s3::{S3Client, S3Config};
@@ -41,16 +42,6 @@ impl FsTree {
     fn path(&self, relative: &str) -> PathBuf {
         self.tree.join(relative)
     }
-}
-
-async fn blocking<T, F>(f: F) -> Result<T, StoreError>
-where
-    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Io(format!("blocking task failed: {e}")))?
 }
 
 /// Entries of `dir`, none when it does not exist.

@@ -55,6 +55,7 @@ pub async fn log_in(
         .send()
         .await
         .expect("the login form");
+    assert_eq!(page.status(), 200, "the login form");
     let form_cookie = cookie(&page, "berth_login");
     let csrf = hidden(&page.text().await.expect("the form's page"), "csrf");
     http.post(format!("{base}/ui/login"))

@@ -34,18 +34,7 @@ pub(super) async fn submit_login(
     password: &str,
     next: &str,
 ) -> reqwest::Response {
-    let (form_cookie, html) = login_form(http, server, "/ui/login").await;
-    http.post(server.url("/ui/login"))
-        .header("cookie", form_cookie)
-        .form(&[
-            ("csrf", hidden(&html, "csrf").as_str()),
-            ("next", next),
-            ("username", user),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .expect("an answer to the login")
+    berth_test_kit::web::log_in(http, &server.url(""), user, password, next).await
 }
 
 /// Logs `user` in; their session cookie.

@@ -99,7 +99,7 @@ impl FsBlobStore {
 }
 
 /// Runs blocking filesystem work off the async threads.
-async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
 where
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
