@@ -240,6 +240,11 @@ osd pool default pg autoscale mode = off
 osd pool default pg num = 8
 osd pool default pgp num = 8
 mon warn on pool no redundancy = false
+# The monitor stops when its disk has less than 5% free: on a big shared
+# disk that is gigabytes, and a neighbouring test writing a 5 GiB blob
+# crossed it in CI. A test cluster runs until the disk is really full.
+mon data avail crit = 0
+mon data avail warn = 0
 paxos propose interval = 0.1
 osd crush chooseleaf type = 0
 osd class update on start = false
