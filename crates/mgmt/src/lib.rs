@@ -53,9 +53,9 @@ pub use policy::{
 };
 pub use projects::{create_project, delete_project, update_project, ProjectChange, ProjectCreate};
 pub use replication::{
-    create_endpoint, create_policy, delete_endpoint, delete_policy, execution_detail,
-    replication_overview, run_policy, stop_execution, update_endpoint, update_policy,
-    ReplicationOverview,
+    create_endpoint, create_policy, delete_endpoint, delete_policy, endpoint_view,
+    execution_detail, policy_named, replication_overview, run_policy, stop_execution,
+    test_endpoint, update_endpoint, update_policy, ReplicationOverview,
 };
 pub use repositories::{delete_artifact, delete_repository, delete_tag};
 pub use robots::{create_project_robot, revoke_project_robot, CreatedRobot, RobotCreate};

@@ -34,14 +34,14 @@ pub async fn endpoints(ctx: &Ctx) -> common::Result {
     common::ok(value(&list)?)
 }
 
-pub async fn endpoint(ctx: &Ctx) -> common::Result {
+/// One endpoint as shown (never its secret).
+pub async fn endpoint_view(ctx: &Ctx, name: &str) -> Result<EndpointView, Error> {
     ctx.require_admin()?;
-    common::ok(value(
-        &ctx.state
-            .replication
-            .endpoint(ctx.param("endpoint"))
-            .await?,
-    )?)
+    Ok(ctx.state.replication.endpoint(name).await?)
+}
+
+pub async fn endpoint(ctx: &Ctx) -> common::Result {
+    common::ok(value(&endpoint_view(ctx, ctx.param("endpoint")).await?)?)
 }
 
 /// Creates an endpoint; its secret is sealed and never shown again.
@@ -90,14 +90,15 @@ pub async fn endpoint_delete(ctx: &Ctx) -> common::Result {
     common::no_content()
 }
 
-pub async fn endpoint_test(ctx: &Ctx) -> common::Result {
+/// Pings an endpoint with its credentials: `ok`, and the auth it asked
+/// for or the message of what failed.
+pub async fn test_endpoint(ctx: &Ctx, name: &str) -> Result<serde_json::Value, Error> {
     ctx.require_admin()?;
-    common::ok(
-        ctx.state
-            .replication
-            .test_endpoint(ctx.param("endpoint"))
-            .await?,
-    )
+    Ok(ctx.state.replication.test_endpoint(name).await?)
+}
+
+pub async fn endpoint_test(ctx: &Ctx) -> common::Result {
+    common::ok(test_endpoint(ctx, ctx.param("endpoint")).await?)
 }
 
 // Policies.
@@ -107,11 +108,14 @@ pub async fn policies(ctx: &Ctx) -> common::Result {
     common::ok(value(&ctx.state.replication.policies().await?)?)
 }
 
-pub async fn policy(ctx: &Ctx) -> common::Result {
+/// One policy.
+pub async fn policy_named(ctx: &Ctx, name: &str) -> Result<Policy, Error> {
     ctx.require_admin()?;
-    common::ok(value(
-        &ctx.state.replication.policy(ctx.param("policy")).await?,
-    )?)
+    Ok(ctx.state.replication.policy(name).await?)
+}
+
+pub async fn policy(ctx: &Ctx) -> common::Result {
+    common::ok(value(&policy_named(ctx, ctx.param("policy")).await?)?)
 }
 
 pub async fn create_policy(ctx: &Ctx, input: impl Input<Policy>) -> Result<Policy, Error> {

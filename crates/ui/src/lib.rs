@@ -80,8 +80,38 @@ pub fn router() -> Router<AppState> {
         .route("/ui/nodes", get(admin::nodes))
         .route("/ui/replication", get(replication::overview))
         .route(
+            "/ui/replication/new/endpoint",
+            get(replication::new_endpoint),
+        )
+        .route("/ui/replication/new/policy", get(replication::new_policy))
+        .route(
+            "/ui/replication/endpoints",
+            post(replication::create_endpoint),
+        )
+        .route(
+            "/ui/replication/endpoints/{name}",
+            get(replication::show_endpoint).post(replication::update_endpoint),
+        )
+        .route(
+            "/ui/replication/endpoints/{name}/test",
+            post(replication::test_endpoint),
+        )
+        .route(
+            "/ui/replication/endpoints/{name}/delete",
+            post(replication::delete_endpoint),
+        )
+        .route("/ui/replication/policies", post(replication::create_policy))
+        .route(
+            "/ui/replication/policies/{name}",
+            get(replication::show_policy).post(replication::update_policy),
+        )
+        .route(
             "/ui/replication/policies/{name}/run",
             post(replication::run),
+        )
+        .route(
+            "/ui/replication/policies/{name}/delete",
+            post(replication::delete_policy),
         )
         .route(
             "/ui/replication/executions/{id}",

@@ -177,6 +177,10 @@ pub enum Notice {
     UserChanged,
     UserDeleted,
     GcRan,
+    EndpointSaved,
+    EndpointDeleted,
+    PolicySaved,
+    ReplicationPolicyDeleted,
     LoggedOut,
 }
 
@@ -235,6 +239,26 @@ const NOTICES: &[(Notice, &str, &str)] = &[
         Notice::GcRan,
         "gc-ran",
         "The garbage collection ran; its report is the first in the history.",
+    ),
+    (
+        Notice::EndpointSaved,
+        "endpoint-saved",
+        "The endpoint was saved.",
+    ),
+    (
+        Notice::EndpointDeleted,
+        "endpoint-deleted",
+        "The endpoint was deleted.",
+    ),
+    (
+        Notice::PolicySaved,
+        "replication-policy-saved",
+        "The replication policy was saved.",
+    ),
+    (
+        Notice::ReplicationPolicyDeleted,
+        "replication-policy-deleted",
+        "The replication policy was deleted.",
     ),
     (Notice::LoggedOut, "logged-out", "You are logged out."),
 ];
