@@ -162,7 +162,12 @@ async fn stale_uploads_are_listed_by_age(store: &dyn BlobStore, ids: &Ids) {
 /// Distinct, non-periodic bytes: a periodic pattern would hide chunks written
 /// at the wrong position.
 pub fn content(len: usize) -> Vec<u8> {
-    let mut x = (uuid::Uuid::new_v4().as_u128() as u64) | 1;
+    noise(uuid::Uuid::new_v4().as_u128() as u64, len)
+}
+
+/// Deterministic non-periodic bytes: `len` of them, from `seed`.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         x ^= x << 13;
@@ -214,6 +219,21 @@ async fn commit(store: &dyn BlobStore, id: &str, digest: &Digest, size: u64) {
     if let Err(e) = store.commit_upload(id, digest, size).await {
         panic!("commit_upload({id}, {digest}, {size}): {e}");
     }
+}
+
+/// Commits upload `id` as `digest`, taking its first `expected.len()` bytes,
+/// and checks that the blob holds exactly `expected`.
+async fn commit_holding(
+    store: &dyn BlobStore,
+    id: &str,
+    digest: &Digest,
+    expected: &[u8],
+    what: &str,
+) {
+    let size = expected.len() as u64;
+    commit(store, id, digest, size).await;
+    assert_eq!(stat(store, digest).await, Some(size), "{what}: size");
+    assert_eq!(read_all(store, digest, 0, size).await, expected, "{what}");
 }
 
 async fn delete_upload(store: &dyn BlobStore, id: &str) {
@@ -292,13 +312,7 @@ async fn upload_resumes_at_recorded_offset(store: &dyn BlobStore, ids: &Ids) {
     // A later request, maybe on another node, continues at the recorded offset.
     write_upload(store, &id, 2000, &[&data[2000..2999], &data[2999..]]).await;
     let digest = Digest::sha256_of(&data);
-    commit(store, &id, &digest, 3000).await;
-    assert_eq!(stat(store, &digest).await, Some(3000));
-    assert_eq!(
-        read_all(store, &digest, 0, 3000).await,
-        data,
-        "resumed upload"
-    );
+    commit_holding(store, &id, &digest, &data, "resumed upload").await;
 }
 
 async fn upload_at_smaller_offset_discards_tail(store: &dyn BlobStore, ids: &Ids) {
@@ -312,13 +326,7 @@ async fn upload_at_smaller_offset_discards_tail(store: &dyn BlobStore, ids: &Ids
     // The discarded tail is gone, not merely hidden by a later commit.
     assert_writer_not_found(store, &id, 1500).await;
     let digest = Digest::sha256_of(&data[..1200]);
-    commit(store, &id, &digest, 1200).await;
-    assert_eq!(stat(store, &digest).await, Some(1200));
-    assert_eq!(
-        read_all(store, &digest, 0, 1200).await,
-        &data[..1200],
-        "tail discarded"
-    );
+    commit_holding(store, &id, &digest, &data[..1200], "tail discarded").await;
 
     // A rewind without writes cuts the tail too.
     let id = ids.new_id();
@@ -333,13 +341,7 @@ async fn upload_at_smaller_offset_discards_tail(store: &dyn BlobStore, ids: &Ids
     let data = content(800);
     write_upload(store, &id, 0, &[&data]).await;
     let digest = Digest::sha256_of(&data[..300]);
-    commit(store, &id, &digest, 300).await;
-    assert_eq!(stat(store, &digest).await, Some(300));
-    assert_eq!(
-        read_all(store, &digest, 0, 300).await,
-        &data[..300],
-        "commit of a prefix"
-    );
+    commit_holding(store, &id, &digest, &data[..300], "commit of a prefix").await;
     assert_writer_not_found(store, &id, 300).await;
 }
 
@@ -365,13 +367,7 @@ async fn commit_makes_blob_and_removes_upload(store: &dyn BlobStore, ids: &Ids) 
     let digest = Digest::sha256_of(&data);
     assert_eq!(stat(store, &digest).await, None);
     write_upload(store, &id, 0, &[&data]).await;
-    commit(store, &id, &digest, 4321).await;
-    assert_eq!(stat(store, &digest).await, Some(4321));
-    assert_eq!(
-        read_all(store, &digest, 0, 4321).await,
-        data,
-        "committed bytes"
-    );
+    commit_holding(store, &id, &digest, &data, "committed bytes").await;
     assert_writer_not_found(store, &id, 4321).await;
     assert_writer_not_found(store, &id, 1).await;
 }
@@ -385,13 +381,7 @@ async fn commit_onto_existing_blob_removes_upload(store: &dyn BlobStore, ids: &I
     // Two clients pushing the same layer: the second commit finds it there.
     let id = ids.new_id();
     write_upload(store, &id, 0, &[&data[..200], &data[200..]]).await;
-    commit(store, &id, &digest, 600).await;
-    assert_eq!(stat(store, &digest).await, Some(600));
-    assert_eq!(
-        read_all(store, &digest, 0, 600).await,
-        data,
-        "existing blob kept"
-    );
+    commit_holding(store, &id, &digest, &data, "existing blob kept").await;
     assert_writer_not_found(store, &id, 600).await;
 }
 

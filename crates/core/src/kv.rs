@@ -1,11 +1,14 @@
 //! The `Kv` port: a small transactional key-value store holding all metadata.
-//! Backends (memory here; redb and etcd elsewhere) implement five operations
+//! Backends (memory here; redb and etcd elsewhere) implement `get`,
+//! `scan_range` and `commit` (and may override the other provided methods),
 //! and must pass the shared suite in [`crate::kv_suite`].
 //!
 //! Every stored value carries a `version` that changes on every write of that
 //! key (etcd's mod revision; a counter in redb). A [`Txn`] commits only if
 //! every [`Check`] still holds, which is how tag moves, upload progress and
 //! quota updates stay correct with many nodes writing at once.
+
+use std::ops::Bound;
 
 use async_trait::async_trait;
 
@@ -64,6 +67,35 @@ impl Txn {
     }
 }
 
+/// Which keys a scan reads: those starting with `prefix`, in byte order,
+/// strictly after `start_after` when given, at most `limit` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRange<'a> {
+    pub prefix: &'a str,
+    pub start_after: Option<&'a str>,
+    pub limit: usize,
+}
+
+impl<'a> KeyRange<'a> {
+    pub fn new(prefix: &'a str, start_after: Option<&'a str>, limit: usize) -> Self {
+        Self {
+            prefix,
+            start_after,
+            limit,
+        }
+    }
+
+    /// Where the range starts in byte order: just after `start_after` when
+    /// that is not before `prefix`, else at `prefix` itself. (A range has no
+    /// upper bound: it ends at the first key not starting with `prefix`.)
+    pub fn lower_bound(&self) -> Bound<&'a str> {
+        match self.start_after {
+            Some(after) if after >= self.prefix => Bound::Excluded(after),
+            _ => Bound::Included(self.prefix),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
     /// The store cannot be reached or has no quorum; the caller may retry.
@@ -77,6 +109,16 @@ pub enum KvError {
 pub trait Kv: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, KvError>;
 
+    /// The entries whose keys are in `range`, in byte order of key.
+    async fn scan_range(&self, range: KeyRange<'_>) -> Result<Vec<(String, Versioned)>, KvError>;
+
+    /// The keys `scan_range` would return, without their values: for
+    /// listings (tags, catalog) that never read them.
+    async fn scan_range_keys(&self, range: KeyRange<'_>) -> Result<Vec<String>, KvError> {
+        let entries = self.scan_range(range).await?;
+        Ok(entries.into_iter().map(|(k, _)| k).collect())
+    }
+
     /// Keys starting with `prefix`, in byte order, strictly after
     /// `start_after` when given, at most `limit` of them.
     async fn scan(
@@ -84,18 +126,20 @@ pub trait Kv: Send + Sync + 'static {
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, KvError>;
+    ) -> Result<Vec<(String, Versioned)>, KvError> {
+        self.scan_range(KeyRange::new(prefix, start_after, limit))
+            .await
+    }
 
-    /// The keys `scan` would return, without their values: for listings
-    /// (tags, catalog) that never read them.
+    /// The keys `scan` would return, without their values.
     async fn scan_keys(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, KvError> {
-        let entries = self.scan(prefix, start_after, limit).await?;
-        Ok(entries.into_iter().map(|(k, _)| k).collect())
+        self.scan_range_keys(KeyRange::new(prefix, start_after, limit))
+            .await
     }
 
     /// Applies `txn` atomically. `Ok(false)` when a check failed and nothing

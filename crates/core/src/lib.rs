@@ -28,7 +28,7 @@ pub mod registry;
 pub use blob::{BlobStore, ByteStream, StoreError, UploadWriter};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
-pub use kv::{Check, Kv, KvError, Op, Txn, Versioned};
+pub use kv::{Check, KeyRange, Kv, KvError, Op, Txn, Versioned};
 pub use lock::{LocalLocks, LockGuard, Locks};
 pub use memory_blob::MemoryBlobStore;
 pub use memory_kv::MemoryKv;

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::kv::{Check, Kv, KvError, Op, Txn, Versioned};
+use crate::kv::{Check, KeyRange, Kv, KvError, Op, Txn, Versioned};
 
 #[derive(Debug, Default)]
 struct State {
@@ -40,22 +40,13 @@ impl Kv for MemoryKv {
         Ok(self.lock().entries.get(key).cloned())
     }
 
-    async fn scan(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, KvError> {
-        let lower = match start_after {
-            Some(after) if after >= prefix => Bound::Excluded(after),
-            _ => Bound::Included(prefix),
-        };
+    async fn scan_range(&self, range: KeyRange<'_>) -> Result<Vec<(String, Versioned)>, KvError> {
         let state = self.lock();
         Ok(state
             .entries
-            .range::<str, _>((lower, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
+            .range::<str, _>((range.lower_bound(), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(range.prefix))
+            .take(range.limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }

@@ -9,13 +9,14 @@ mod wire;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_core::kv::{Check, Kv, KvError, Op, Txn, Versioned};
+use berth_core::kv::{Check, KeyRange, Kv, KvError, Op, Txn, Versioned};
 use berth_net::TlsClient;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -240,14 +241,8 @@ impl EtcdKv {
     pub async fn lease_grant(&self, ttl_secs: u64) -> Result<i64, KvError> {
         let ttl = i64::try_from(ttl_secs)
             .map_err(|_| KvError::Internal(format!("lease TTL {ttl_secs} s is too long")))?;
-        let r: wire::LeaseGrantResponse = self
-            .call(
-                "/lease/grant",
-                json!({ "TTL": ttl.to_string() }),
-                true,
-                false,
-            )
-            .await?;
+        let body = json!({ "TTL": ttl.to_string() });
+        let r: wire::LeaseGrantResponse = self.call("/lease/grant", body, true, false).await?;
         if !r.error.is_empty() || r.id == 0 {
             return Err(KvError::Internal(format!(
                 "etcd granted no lease: {}",
@@ -260,14 +255,9 @@ impl EtcdKv {
     /// Renews lease `id` once. `Some(ttl)`: the seconds it now has left;
     /// `None`: it has expired (or never existed) and its keys are gone.
     pub async fn keepalive(&self, id: i64) -> Result<Option<u64>, KvError> {
-        let r: wire::LeaseKeepAliveResponse = self
-            .call(
-                "/lease/keepalive",
-                json!({ "ID": id.to_string() }),
-                true,
-                true,
-            )
-            .await?;
+        let body = json!({ "ID": id.to_string() });
+        let r: wire::LeaseKeepAliveResponse =
+            self.call("/lease/keepalive", body, true, true).await?;
         Ok(u64::try_from(r.ttl).ok().filter(|ttl| *ttl > 0))
     }
 
@@ -313,23 +303,20 @@ impl EtcdKv {
 }
 
 impl EtcdKv {
-    /// One range read of the keys under `prefix` after `start_after`, at
-    /// most `limit` of them, with or without their values.
+    /// One range read of the keys in `range`, with or without their values.
     async fn range(
         &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
+        range: KeyRange<'_>,
         keys_only: bool,
     ) -> Result<wire::RangeResponse, KvError> {
         // etcd reads a limit of 0 as "no limit".
-        if limit == 0 {
+        if range.limit == 0 {
             return Ok(wire::RangeResponse::default());
         }
-        let first = self.full_key(prefix);
+        let first = self.full_key(range.prefix);
         let end = prefix_end(&first);
-        let start = match start_after {
-            Some(after) if after >= prefix => {
+        let start = match range.lower_bound() {
+            Bound::Excluded(after) => {
                 // The smallest key after `after`.
                 let mut start = self.full_key(after);
                 start.push(0);
@@ -341,7 +328,7 @@ impl EtcdKv {
         if end != [0] && start >= end {
             return Ok(wire::RangeResponse::default());
         }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = i64::try_from(range.limit).unwrap_or(i64::MAX);
         let body = json!({
             "key": b64(&start),
             "range_end": b64(&end),
@@ -371,26 +358,16 @@ impl Kv for EtcdKv {
         r.kvs.first().map(versioned).transpose()
     }
 
-    async fn scan(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, KvError> {
-        let r = self.range(prefix, start_after, limit, false).await?;
+    async fn scan_range(&self, range: KeyRange<'_>) -> Result<Vec<(String, Versioned)>, KvError> {
+        let r = self.range(range, false).await?;
         r.kvs
             .iter()
             .map(|kv| Ok((self.caller_key(&kv.key)?, versioned(kv)?)))
             .collect()
     }
 
-    async fn scan_keys(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, KvError> {
-        let r = self.range(prefix, start_after, limit, true).await?;
+    async fn scan_range_keys(&self, range: KeyRange<'_>) -> Result<Vec<String>, KvError> {
+        let r = self.range(range, true).await?;
         r.kvs.iter().map(|kv| self.caller_key(&kv.key)).collect()
     }
 

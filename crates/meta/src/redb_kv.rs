@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_core::kv::{Check, Kv, KvError, Op, Txn, Versioned};
+use berth_core::kv::{Check, KeyRange, Kv, KvError, Op, Txn, Versioned};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 /// Key -> 8-byte big-endian version, then the value's bytes. Keeping the
@@ -154,33 +154,26 @@ fn apply(wtx: &WriteTransaction, txn: Txn) -> Result<bool, redb::Error> {
     Ok(true)
 }
 
-/// Maps the entries under `prefix` (after `start_after`, at most `limit`)
-/// through `f`, in one read transaction.
+/// Maps the entries in `range` through `f`, in one read transaction.
 fn scan_with<T>(
     db: &Database,
-    prefix: &str,
-    start_after: Option<&str>,
-    limit: usize,
+    range: KeyRange<'_>,
     mut f: impl FnMut(&str, &[u8]) -> Result<T, redb::Error>,
 ) -> Result<Vec<T>, redb::Error> {
     let mut out = Vec::new();
-    if limit == 0 {
+    if range.limit == 0 {
         return Ok(out);
     }
     let rtx = db.begin_read()?;
     let entries = rtx.open_table(ENTRIES)?;
-    let lower = match start_after {
-        Some(after) if after >= prefix => Bound::Excluded(after),
-        _ => Bound::Included(prefix),
-    };
-    for item in entries.range::<&str>((lower, Bound::Unbounded))? {
+    for item in entries.range::<&str>((range.lower_bound(), Bound::Unbounded))? {
         let (key, stored) = item?;
         let key = key.value();
-        if !key.starts_with(prefix) {
+        if !key.starts_with(range.prefix) {
             break;
         }
         out.push(f(key, stored.value())?);
-        if out.len() == limit {
+        if out.len() == range.limit {
             break;
         }
     }
@@ -198,26 +191,16 @@ impl Kv for RedbKv {
         })
     }
 
-    async fn scan(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, KvError> {
+    async fn scan_range(&self, range: KeyRange<'_>) -> Result<Vec<(String, Versioned)>, KvError> {
         self.read(|db| {
-            scan_with(db, prefix, start_after, limit, |key, stored| {
+            scan_with(db, range, |key, stored| {
                 Ok((key.to_owned(), decode(key, stored)?))
             })
         })
     }
 
-    async fn scan_keys(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, KvError> {
-        self.read(|db| scan_with(db, prefix, start_after, limit, |key, _| Ok(key.to_owned())))
+    async fn scan_range_keys(&self, range: KeyRange<'_>) -> Result<Vec<String>, KvError> {
+        self.read(|db| scan_with(db, range, |key, _| Ok(key.to_owned())))
     }
 
     async fn commit(&self, txn: Txn) -> Result<bool, KvError> {

@@ -2,7 +2,7 @@
 //! berth already, in berth's store where the old registry left them, or in
 //! the tree, copied and verified).
 
-use super::run::{refusal, store_failure, Importer, Refusal};
+use super::run::{refusal, store_failure, Importer, Order, Refusal};
 use super::tree;
 use super::ImportReport;
 use berth_oci::{Digest, ErrorCode, RepoName};
@@ -46,15 +46,12 @@ impl Importer<'_> {
         blobs: Vec<Digest>,
         report: &mut ImportReport,
     ) -> HashMap<Digest, BlobOutcome> {
-        let jobs = self.options.jobs.max(1);
-        let done: Vec<(Digest, BlobOutcome)> = futures_util::stream::iter(blobs)
-            .map(|digest| async move {
+        let done: Vec<(Digest, BlobOutcome)> = self
+            .each(blobs, Order::Finished, |digest| async move {
                 let outcome = self.import_blob(repo, &digest).await;
                 self.progress.blobs.add_done(1);
                 (digest, outcome)
             })
-            .buffer_unordered(jobs)
-            .collect()
             .await;
         let mut outcomes = HashMap::new();
         for (digest, outcome) in done {

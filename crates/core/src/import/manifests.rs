@@ -3,13 +3,12 @@
 //! then tagged.
 
 use super::blobs::BlobOutcome;
-use super::run::{refusal, store_failure, Importer, Refusal};
+use super::run::{refusal, store_failure, Importer, Order, Refusal};
 use super::tree::{self, FileRead, RepoLinks};
 use super::ImportReport;
 use berth_oci::manifest::{self, ParsedManifest, MAX_MANIFEST_BYTES};
 use berth_oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A manifest of the tree, read and parsed, not in berth yet.
@@ -45,16 +44,12 @@ impl Importer<'_> {
         states: &mut HashMap<Digest, ManifestState>,
         report: &mut ImportReport,
     ) -> Vec<Candidate> {
-        let jobs = self.options.jobs.max(1);
-        let loaded: Vec<(Digest, Result<Option<Candidate>, Refusal>)> =
-            futures_util::stream::iter(revisions.iter().cloned())
-                .map(|digest| async move {
-                    let loaded = self.load_manifest(repo, &digest).await;
-                    (digest, loaded)
-                })
-                .buffered(jobs)
-                .collect()
-                .await;
+        let loaded: Vec<(Digest, Result<Option<Candidate>, Refusal>)> = self
+            .each(revisions.to_vec(), Order::Kept, |digest| async move {
+                let loaded = self.load_manifest(repo, &digest).await;
+                (digest, loaded)
+            })
+            .await;
         let mut candidates = Vec::new();
         for (digest, loaded) in loaded {
             let what = format!("manifest {repo}@{digest}");
@@ -142,32 +137,28 @@ impl Importer<'_> {
         states: &mut HashMap<Digest, ManifestState>,
         report: &mut ImportReport,
     ) {
-        let jobs = self.options.jobs.max(1);
         for level in levels(candidates) {
             let decided: Vec<(Digest, Result<u64, Refusal>)> = {
                 let states = &*states;
-                futures_util::stream::iter(level)
-                    .map(|c| async move {
-                        let outcome = match check_references(&c, blobs, states) {
-                            Err(r) => Err(r),
-                            Ok(()) => self
-                                .registry
-                                .manifest_put(
-                                    repo,
-                                    &Reference::Digest(c.digest.clone()),
-                                    None,
-                                    c.body.clone(),
-                                )
-                                .await
-                                .map(|_| c.body.len() as u64)
-                                .map_err(refusal),
-                        };
-                        self.progress.manifests.add_done(1);
-                        (c.digest, outcome)
-                    })
-                    .buffer_unordered(jobs)
-                    .collect()
-                    .await
+                self.each(level, Order::Finished, |c| async move {
+                    let outcome = match check_references(&c, blobs, states) {
+                        Err(r) => Err(r),
+                        Ok(()) => self
+                            .registry
+                            .manifest_put(
+                                repo,
+                                &Reference::Digest(c.digest.clone()),
+                                None,
+                                c.body.clone(),
+                            )
+                            .await
+                            .map(|_| c.body.len() as u64)
+                            .map_err(refusal),
+                    };
+                    self.progress.manifests.add_done(1);
+                    (c.digest, outcome)
+                })
+                .await
             };
             for (digest, outcome) in decided {
                 let what = format!("manifest {repo}@{digest}");

@@ -196,9 +196,14 @@ mod tests {
 
     #[test]
     fn bytes_read_as_people_write_them() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        let cases = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1536, "1.5 KiB"),
+            (3 * 1024 * 1024 * 1024, "3.0 GiB"),
+        ];
+        for (n, shown) in cases {
+            assert_eq!(human_bytes(n), shown, "{n} bytes");
+        }
     }
 }

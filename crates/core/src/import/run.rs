@@ -79,6 +79,15 @@ pub(super) fn store_failure(e: StoreError) -> String {
     format!("reading the source: {e}")
 }
 
+/// The order of the results of [`Importer::each`].
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Order {
+    /// That of the items.
+    Kept,
+    /// As the work on them finishes: a slow item holds up no other.
+    Finished,
+}
+
 impl<'a> Importer<'a> {
     pub fn new(
         registry: &'a Registry,
@@ -100,6 +109,26 @@ impl<'a> Importer<'a> {
         self.progress.clone()
     }
 
+    /// Runs `work` on each of `items`, `jobs` (of the options) at a time;
+    /// the results in `order`.
+    pub(super) async fn each<I, T, Fut>(
+        &self,
+        items: I,
+        order: Order,
+        work: impl FnMut(I::Item) -> Fut,
+    ) -> Vec<T>
+    where
+        I: IntoIterator,
+        Fut: std::future::Future<Output = T>,
+    {
+        let jobs = self.options.jobs.max(1);
+        let started = futures_util::stream::iter(items).map(work);
+        match order {
+            Order::Kept => started.buffered(jobs).collect().await,
+            Order::Finished => started.buffer_unordered(jobs).collect().await,
+        }
+    }
+
     /// Imports everything; `Err` only when the tree cannot be listed at
     /// all. Anything else that goes wrong is in the report: skipped (the
     /// source's content) or failed (berth's side; rerun).
@@ -107,17 +136,13 @@ impl<'a> Importer<'a> {
         let names = tree::repositories(self.tree)
             .await
             .map_err(|e| CoreError::unavailable(store_failure(e)))?;
-        let jobs = self.options.jobs.max(1);
-        let listed: Vec<Result<RepoLinks, (String, StoreError)>> =
-            futures_util::stream::iter(names)
-                .map(|name| async move {
-                    tree::repo_links(self.tree, &name)
-                        .await
-                        .map_err(|e| (name, e))
-                })
-                .buffered(jobs)
-                .collect()
-                .await;
+        let listed: Vec<Result<RepoLinks, (String, StoreError)>> = self
+            .each(names, Order::Kept, |name| async move {
+                tree::repo_links(self.tree, &name)
+                    .await
+                    .map_err(|e| (name, e))
+            })
+            .await;
         let mut report = ImportReport::default();
         let mut repos = Vec::new();
         for entry in listed {

@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::blob::BlobStore;
-use crate::kv::{Kv, KvError, Txn, Versioned};
+use crate::kv::{KeyRange, Kv, KvError, Txn, Versioned};
 use crate::{MemoryBlobStore, MemoryKv, Registry};
 use async_trait::async_trait;
 use berth_oci::{Digest, Reference, RepoName};
@@ -319,13 +319,8 @@ impl Kv for Dying {
         self.inner.get(key).await
     }
 
-    async fn scan(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, KvError> {
-        self.inner.scan(prefix, start_after, limit).await
+    async fn scan_range(&self, range: KeyRange<'_>) -> Result<Vec<(String, Versioned)>, KvError> {
+        self.inner.scan_range(range).await
     }
 
     async fn commit(&self, txn: Txn) -> Result<bool, KvError> {

@@ -198,13 +198,7 @@ impl Registry {
             |repo: &str, digest: &Digest| manifests.get(repo).is_some_and(|m| m.contains(digest));
 
         // Tags and referrer entries.
-        let mut tags = Vec::new();
-        self.for_each_under(keys::TAG_PREFIX, |key, v| {
-            tags.push((key, v));
-            Ok(())
-        })
-        .await?;
-        for (key, v) in tags {
+        for (key, v) in self.all_under(keys::TAG_PREFIX).await? {
             report.tags_checked += 1;
             let tag: TagRecord = serde_json::from_slice(&v.value)?;
             let repo = key[keys::TAG_PREFIX.len()..]
@@ -218,13 +212,7 @@ impl Registry {
                 });
             }
         }
-        let mut refs = Vec::new();
-        self.for_each_under(keys::REFERRER_PREFIX, |key, v| {
-            refs.push((key, v));
-            Ok(())
-        })
-        .await?;
-        for (key, v) in refs {
+        for (key, v) in self.all_under(keys::REFERRER_PREFIX).await? {
             report.referrers_checked += 1;
             let mut parts = key[keys::REFERRER_PREFIX.len()..].splitn(3, '@');
             let (repo, referrer) = (parts.next(), parts.nth(1));

@@ -636,25 +636,8 @@ impl Collector {
         self: std::sync::Arc<Self>,
         interval: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                let last = match self.registry.gc_history().await {
-                    Ok(runs) => runs.first().map(|r| r.started),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "scheduled GC: reading the history");
-                        continue;
-                    }
-                };
-                if last.is_some_and(|t| self.registry.now().saturating_sub(t) < interval.as_secs())
-                {
-                    continue;
-                }
-                match self.run("schedule", false).await {
-                    Ok(_) | Err(NotRun::Busy(_)) => {}
-                    Err(NotRun::Failed(e)) => tracing::warn!(error = %e, "scheduled GC failed"),
-                }
-            }
+        self.every(interval, move |gc| async move {
+            gc.collect_unless_recent(interval).await
         })
     }
 
@@ -664,26 +647,63 @@ impl Collector {
         self: std::sync::Arc<Self>,
         interval: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
+        self.every(interval, |gc| async move { gc.apply_retention().await })
+    }
+
+    /// Spawns a task that waits `interval`, then runs `tick`, forever.
+    fn every<F, Fut>(
+        self: std::sync::Arc<Self>,
+        interval: std::time::Duration,
+        tick: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(std::sync::Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                let guard = match self.locks.try_lock("retention", &self.node).await {
-                    Ok(Some(guard)) => guard,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "scheduled retention: taking the lock");
-                        continue;
-                    }
-                };
-                match self.registry.apply_all_retention().await {
-                    Ok(reports) => {
-                        let deleted: usize = reports.iter().map(|r| r.deleted.len()).sum();
-                        tracing::info!(projects = reports.len(), deleted, "retention applied");
-                    }
-                    Err(e) => tracing::warn!(error = %e, "scheduled retention failed"),
-                }
-                drop(guard);
+                tick(self.clone()).await;
             }
         })
+    }
+
+    /// The scheduled collection: runs one unless one started less than
+    /// `interval` ago.
+    async fn collect_unless_recent(&self, interval: std::time::Duration) {
+        let last = match self.registry.gc_history().await {
+            Ok(runs) => runs.first().map(|r| r.started),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled GC: reading the history");
+                return;
+            }
+        };
+        if last.is_some_and(|t| self.registry.now().saturating_sub(t) < interval.as_secs()) {
+            return;
+        }
+        match self.run("schedule", false).await {
+            Ok(_) | Err(NotRun::Busy(_)) => {}
+            Err(NotRun::Failed(e)) => tracing::warn!(error = %e, "scheduled GC failed"),
+        }
+    }
+
+    /// The scheduled retention: applies every project's rules unless
+    /// another node holds the retention lock.
+    async fn apply_retention(&self) {
+        let _guard = match self.locks.try_lock("retention", &self.node).await {
+            Ok(Some(guard)) => guard,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled retention: taking the lock");
+                return;
+            }
+        };
+        match self.registry.apply_all_retention().await {
+            Ok(reports) => {
+                let deleted: usize = reports.iter().map(|r| r.deleted.len()).sum();
+                tracing::info!(projects = reports.len(), deleted, "retention applied");
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduled retention failed"),
+        }
     }
 }

@@ -134,26 +134,18 @@ impl Registry {
             // Every referenced blob and child manifest must be present now
             // and still be present when the transaction commits.
             for blob in &record.blobs {
-                let key = keys::repo_blob(repo, blob);
-                let seen = self.kv.get(&key).await?;
-                if seen.is_none() {
-                    return Err(CoreError::with_detail(
-                        ErrorCode::ManifestBlobUnknown,
-                        format!("blob {blob} is not in {repo}"),
-                    ));
-                }
-                txn = txn.if_unchanged(key, seen.as_ref());
+                txn = self
+                    .require_present(txn, keys::repo_blob(repo, blob), || {
+                        format!("blob {blob} is not in {repo}")
+                    })
+                    .await?;
             }
             for child in &record.children {
-                let key = keys::manifest(repo, child);
-                let seen = self.kv.get(&key).await?;
-                if seen.is_none() {
-                    return Err(CoreError::with_detail(
-                        ErrorCode::ManifestBlobUnknown,
-                        format!("manifest {child} is not in {repo}"),
-                    ));
-                }
-                txn = txn.if_unchanged(key, seen.as_ref());
+                txn = self
+                    .require_present(txn, keys::manifest(repo, child), || {
+                        format!("manifest {child} is not in {repo}")
+                    })
+                    .await?;
             }
             // The repository record is rewritten by every manifest push, so
             // its version tells garbage collection whether new references
@@ -285,6 +277,24 @@ impl Registry {
                 Err(contention())
             }
         }
+    }
+
+    /// `txn`, also requiring `key` to still be as it is now; fails with
+    /// `MANIFEST_BLOB_UNKNOWN` (saying `missing()`) when `key` is absent.
+    async fn require_present(
+        &self,
+        txn: Txn,
+        key: String,
+        missing: impl FnOnce() -> String,
+    ) -> Result<Txn, CoreError> {
+        let seen = self.kv.get(&key).await?;
+        if seen.is_none() {
+            return Err(CoreError::with_detail(
+                ErrorCode::ManifestBlobUnknown,
+                missing(),
+            ));
+        }
+        Ok(txn.if_unchanged(key, seen.as_ref()))
     }
 
     /// Commits `txn`, which deletes tags of `repo`, with the rewrite of the

@@ -143,6 +143,17 @@ impl Registry {
             }
         }
     }
+
+    /// Every entry under `prefix`, read a page at a time.
+    async fn all_under(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, CoreError> {
+        let mut all = Vec::new();
+        self.for_each_under(prefix, |key, v| {
+            all.push((key, v));
+            Ok(())
+        })
+        .await?;
+        Ok(all)
+    }
 }
 
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -133,20 +133,31 @@ impl EtcdKv {
 
     pub(super) async fn api(&self, deadline: Instant) -> Result<&'static str, KvError> {
         let api = self.inner.api.get_or_try_init(|| async {
-            let request = Request {
-                path: "/version",
-                body: None,
-                token: None,
-                retry_safe: true,
-                stream: false,
-            };
-            let version: wire::VersionResponse = self
-                .over_members(deadline, |idx| self.attempt(idx, request, deadline))
-                .await
-                .map_err(Failure::into_error)?;
+            let version: wire::VersionResponse =
+                self.without_token("/version", None, deadline).await?;
             Ok::<_, KvError>(gateway_prefix(&version.etcdserver))
         });
         api.await.copied()
+    }
+
+    /// One retry-safe request that carries no auth token (finding the
+    /// gateway, authenticating), failing over between members.
+    async fn without_token<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        deadline: Instant,
+    ) -> Result<R, KvError> {
+        let request = Request {
+            path,
+            body,
+            token: None,
+            retry_safe: true,
+            stream: false,
+        };
+        self.over_members(deadline, |idx| self.attempt(idx, request, deadline))
+            .await
+            .map_err(Failure::into_error)
     }
 
     /// Runs `run` with the current auth token (none without credentials),
@@ -191,17 +202,8 @@ impl EtcdKv {
         // wins and the others stay valid, so that race is harmless.
         let path = format!("{}/auth/authenticate", self.api(deadline).await?);
         let body = json!({ "name": user, "password": password });
-        let request = Request {
-            path: &path,
-            body: Some(&body),
-            token: None,
-            retry_safe: true,
-            stream: false,
-        };
-        let r: wire::AuthenticateResponse = self
-            .over_members(deadline, |idx| self.attempt(idx, request, deadline))
-            .await
-            .map_err(Failure::into_error)?;
+        let r: wire::AuthenticateResponse =
+            self.without_token(&path, Some(&body), deadline).await?;
         *self.lock_token() = Some(r.token.clone());
         Ok(Some(r.token))
     }
@@ -360,10 +362,15 @@ mod tests {
 
     #[test]
     fn gateway_prefixes() {
-        assert_eq!(gateway_prefix("3.2.32"), "/v3alpha");
-        assert_eq!(gateway_prefix("3.3.27"), "/v3beta");
-        assert_eq!(gateway_prefix("3.4.23"), "/v3");
-        assert_eq!(gateway_prefix("3.5.9"), "/v3");
-        assert_eq!(gateway_prefix(""), "/v3");
+        let cases = [
+            ("3.2.32", "/v3alpha"),
+            ("3.3.27", "/v3beta"),
+            ("3.4.23", "/v3"),
+            ("3.5.9", "/v3"),
+            ("", "/v3"),
+        ];
+        for (version, prefix) in cases {
+            assert_eq!(gateway_prefix(version), prefix, "etcd {version:?}");
+        }
     }
 }

@@ -46,14 +46,8 @@ impl Drop for EtcdRelease {
 impl EtcdKv {
     /// Revokes lease `id`, deleting its keys now.
     pub async fn lease_revoke(&self, id: i64) -> Result<(), KvError> {
-        let _: wire::Empty = self
-            .call(
-                "/lease/revoke",
-                json!({ "ID": id.to_string() }),
-                true,
-                false,
-            )
-            .await?;
+        let body = json!({ "ID": id.to_string() });
+        let _: wire::Empty = self.call("/lease/revoke", body, true, false).await?;
         Ok(())
     }
 

@@ -19,12 +19,11 @@ async fn start(fx: &Fixture) -> String {
     fx.reg.upload_start(&repo(REPO), "alice").await.unwrap().id
 }
 
+/// A PATCH running on its own: the offset it ends at, or why it failed.
+type Patch = JoinHandle<Result<u64, CoreError>>;
+
 /// A PATCH of a body the test feeds, running on its own.
-fn spawn_patch(
-    reg: &Registry,
-    id: &str,
-    start: Option<u64>,
-) -> (Feed, JoinHandle<Result<u64, CoreError>>) {
+fn spawn_patch(reg: &Registry, id: &str, start: Option<u64>) -> (Feed, Patch) {
     let (feed, stream) = feed();
     let (reg, id) = (reg.clone(), id.to_owned());
     let task = tokio::spawn(async move {
@@ -59,6 +58,48 @@ async fn released(fx: &Fixture, id: &str) {
     until("claim released", free).await;
 }
 
+/// Starts an upload and a PATCH of it, and waits until that PATCH has
+/// stored `first`; the test feeds the rest of its body.
+async fn writing(fx: &Fixture, first: &[u8]) -> (String, Feed, Patch) {
+    let id = start(fx).await;
+    let (feed, task) = spawn_patch(&fx.reg, &id, None);
+    feed.send(first);
+    stored(fx, &id, first.len() as u64).await;
+    (id, feed, task)
+}
+
+/// Drops the request `task` runs, as a client going away would, and waits
+/// until its claim on upload `id` is given up.
+async fn abort_and_release<T: std::fmt::Debug>(fx: &Fixture, id: &str, task: JoinHandle<T>) {
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    released(fx, id).await;
+}
+
+/// Ends the body the PATCH `task` is writing: the PATCH succeeds, and the
+/// upload commits as exactly `whole`.
+async fn finish_writing(fx: &Fixture, id: &str, feed: Feed, task: Patch, whole: &[u8]) {
+    drop(feed);
+    assert_eq!(task.await.unwrap().unwrap(), whole.len() as u64);
+    assert_eq!(commit_as_recorded(fx, id).await, whole);
+}
+
+/// After a dropped PATCH: upload `id` is as last recorded, at `offset`,
+/// and `rest` written there completes it as `whole`.
+async fn resumes_at(fx: &Fixture, id: &str, offset: u64, rest: &[u8], whole: &[u8]) {
+    assert_eq!(fx.session(id).await.unwrap().offset, offset);
+    let end = patch(&fx.reg, id, Some(offset), rest).await.unwrap();
+    assert_eq!(end, offset + rest.len() as u64);
+    assert_eq!(commit_as_recorded(fx, id).await, whole);
+}
+
+/// Asserts that a request was refused because another writer holds the
+/// upload (or took it over).
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, CoreError>) {
+    assert_eq!(result.unwrap_err().code, ErrorCode::BlobUploadRangeInvalid);
+}
+
 /// Commits upload `id` under the digest its stored hash state gives, and
 /// checks that the committed bytes have that digest: the invariant every
 /// claim exists for.
@@ -79,16 +120,12 @@ async fn commit_as_recorded(fx: &Fixture, id: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_second_writer_is_refused_while_the_first_writes() {
     let fx = Fixture::new();
-    let id = start(&fx).await;
-    let (feed, first) = spawn_patch(&fx.reg, &id, None);
-    feed.send(b"first ");
-    stored(&fx, &id, 6).await;
+    let (id, feed, first) = writing(&fx, b"first ").await;
     for start in [None, Some(0)] {
-        let e = patch(&fx.node(), &id, start, b"second").await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::BlobUploadRangeInvalid);
+        assert_refused(patch(&fx.node(), &id, start, b"second").await);
     }
     let digest = Digest::sha256_of(b"second");
-    let e = fx
+    let finished = fx
         .reg
         .upload_finish(
             &repo(REPO),
@@ -98,13 +135,10 @@ async fn a_second_writer_is_refused_while_the_first_writes() {
             None,
             Some(body(&[b"second"])),
         )
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadRangeInvalid);
+        .await;
+    assert_refused(finished);
     feed.send(b"writer");
-    drop(feed);
-    assert_eq!(first.await.unwrap().unwrap(), 12);
-    assert_eq!(commit_as_recorded(&fx, &id).await, b"first writer");
+    finish_writing(&fx, &id, feed, first, b"first writer").await;
 }
 
 /// Several writers racing for one upload, their bodies arriving in turns:
@@ -162,8 +196,7 @@ async fn a_crashed_writers_claim_expires_with_the_clock() {
         .unwrap();
 
     fx.clock.advance(Duration::from_millis(CLAIM_MS - 1));
-    let e = patch(&fx.reg, &id, Some(3), b"def").await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadRangeInvalid);
+    assert_refused(patch(&fx.reg, &id, Some(3), b"def").await);
     fx.clock.advance(Duration::from_millis(1));
     assert_eq!(patch(&fx.reg, &id, Some(3), b"def").await.unwrap(), 6);
     assert_eq!(commit_as_recorded(&fx, &id).await, b"abcdef");
@@ -174,21 +207,15 @@ async fn a_crashed_writers_claim_expires_with_the_clock() {
 #[tokio::test]
 async fn a_live_writer_keeps_its_claim() {
     let fx = Fixture::new();
-    let id = start(&fx).await;
-    let (feed, first) = spawn_patch(&fx.reg, &id, None);
-    feed.send(b"0");
-    stored(&fx, &id, 1).await;
+    let (id, feed, first) = writing(&fx, b"0").await;
     for n in 1..=4u64 {
         fx.clock.advance(Duration::from_millis(RENEW_AFTER_MS + 1));
         feed.send(b"1");
         stored(&fx, &id, n + 1).await;
     }
     // Twenty seconds in: longer than a claim lasts unrenewed.
-    let e = patch(&fx.node(), &id, None, b"x").await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadRangeInvalid);
-    drop(feed);
-    assert_eq!(first.await.unwrap().unwrap(), 5);
-    assert_eq!(commit_as_recorded(&fx, &id).await, b"01111");
+    assert_refused(patch(&fx.node(), &id, None, b"x").await);
+    finish_writing(&fx, &id, feed, first, b"01111").await;
 }
 
 /// A writer stalled past its claim's expiry loses the upload to the next
@@ -196,16 +223,12 @@ async fn a_live_writer_keeps_its_claim() {
 #[tokio::test]
 async fn a_writer_taken_over_writes_nothing_more() {
     let fx = Fixture::new();
-    let id = start(&fx).await;
-    let (feed, first) = spawn_patch(&fx.reg, &id, None);
-    feed.send(b"first");
-    stored(&fx, &id, 5).await;
+    let (id, feed, first) = writing(&fx, b"first").await;
     fx.clock.advance(Duration::from_millis(CLAIM_MS));
     assert_eq!(patch(&fx.node(), &id, Some(0), b"second").await.unwrap(), 6);
     feed.send(b"more");
     drop(feed);
-    let e = first.await.unwrap().unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadRangeInvalid);
+    assert_refused(first.await.unwrap());
     assert_eq!(commit_as_recorded(&fx, &id).await, b"second");
 }
 
@@ -220,12 +243,8 @@ async fn a_dropped_patch_releases_its_claim_at_once() {
     let (feed, task) = spawn_patch(&fx.reg, &id, Some(5));
     feed.send(b"lost bytes");
     stored(&fx, &id, 15).await;
-    task.abort();
-    assert!(task.await.unwrap_err().is_cancelled());
-    released(&fx, &id).await;
-    assert_eq!(fx.session(&id).await.unwrap().offset, 5);
-    assert_eq!(patch(&fx.reg, &id, Some(5), b"rest").await.unwrap(), 9);
-    assert_eq!(commit_as_recorded(&fx, &id).await, b"kept-rest");
+    abort_and_release(&fx, &id, task).await;
+    resumes_at(&fx, &id, 5, b"rest", b"kept-rest").await;
 }
 
 /// The same for a PATCH dropped before its body began.
@@ -238,9 +257,7 @@ async fn a_patch_dropped_before_its_body_releases_its_claim() {
         fx.session(&id).await.is_some_and(|s| s.writer.is_some())
     })
     .await;
-    task.abort();
-    assert!(task.await.unwrap_err().is_cancelled());
-    released(&fx, &id).await;
+    abort_and_release(&fx, &id, task).await;
     assert_eq!(patch(&fx.reg, &id, Some(0), b"ok").await.unwrap(), 2);
 }
 
@@ -260,9 +277,7 @@ async fn a_dropped_put_releases_its_claim_at_once() {
     });
     feed.send(b"ta");
     stored(&fx, &id, 7).await;
-    task.abort();
-    assert!(task.await.unwrap_err().is_cancelled());
-    released(&fx, &id).await;
+    abort_and_release(&fx, &id, task).await;
     let digest = Digest::sha256_of(b"head tail");
     fx.reg
         .upload_finish(
@@ -293,12 +308,8 @@ async fn a_patch_dropped_while_recording_progress_releases_its_claim() {
     feed.send(b"abc");
     drop(feed);
     until("progress being recorded", || async { ix.done() }).await;
-    task.abort();
-    assert!(task.await.unwrap_err().is_cancelled());
-    released(&fx, &id).await;
-    assert_eq!(fx.session(&id).await.unwrap().offset, 0);
-    assert_eq!(patch(&fx.reg, &id, Some(0), b"xyz").await.unwrap(), 3);
-    assert_eq!(commit_as_recorded(&fx, &id).await, b"xyz");
+    abort_and_release(&fx, &id, task).await;
+    resumes_at(&fx, &id, 0, b"xyz", b"xyz").await;
 }
 
 /// Cancelling an upload while a PATCH writes it ends that PATCH, and
@@ -306,10 +317,7 @@ async fn a_patch_dropped_while_recording_progress_releases_its_claim() {
 #[tokio::test]
 async fn a_cancel_mid_write_leaves_nothing() {
     let fx = Fixture::new();
-    let id = start(&fx).await;
-    let (feed, task) = spawn_patch(&fx.reg, &id, None);
-    feed.send(b"abc");
-    stored(&fx, &id, 3).await;
+    let (id, feed, task) = writing(&fx, b"abc").await;
     fx.reg.upload_cancel(&repo(REPO), &id).await.unwrap();
     feed.send(b"def");
     drop(feed);

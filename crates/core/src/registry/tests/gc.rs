@@ -21,6 +21,12 @@ pub(super) async fn collect(reg: &Registry) -> GcReport {
     reg.collect_garbage(opts, "test", None).await.unwrap()
 }
 
+/// No blob record is left, and what remains is sound.
+async fn all_blobs_gone(fx: &Fixture) {
+    assert!(fx.keys("blob:").await.is_empty());
+    sound(&fx.reg).await;
+}
+
 /// fsck finds nothing wrong: every tag, manifest, link and blob record
 /// names something that exists.
 pub(super) async fn sound(reg: &Registry) {
@@ -32,8 +38,7 @@ pub(super) async fn sound(reg: &Registry) {
 async fn an_unreferenced_blob_goes_once_the_grace_period_has_passed() {
     let fx = Fixture::new();
     let r = repo("p/app");
-    let digest = push_blob(&fx.reg, &r, b"garbage").await;
-    fx.reg.blob_delete(&r, &digest).await.unwrap();
+    let digest = push_garbage(&fx.reg, &r, b"garbage").await;
     fx.advance_secs(GRACE - 1);
     assert_eq!(
         collect(&fx.reg).await.blobs_deleted,
@@ -45,8 +50,7 @@ async fn an_unreferenced_blob_goes_once_the_grace_period_has_passed() {
     let report = collect(&fx.reg).await;
     assert_eq!((report.blobs_deleted, report.bytes_freed), (1, 7));
     assert_eq!(fx.blobs.stat(&digest).await.unwrap(), None);
-    assert!(fx.keys("blob:").await.is_empty());
-    sound(&fx.reg).await;
+    all_blobs_gone(&fx).await;
 }
 
 /// A blob uploaded a moment ago, that no manifest names yet (the client
@@ -55,13 +59,11 @@ async fn an_unreferenced_blob_goes_once_the_grace_period_has_passed() {
 async fn a_blob_uploaded_within_the_grace_period_survives() {
     let fx = Fixture::new();
     let r = repo("p/app");
-    let layer = push_blob(&fx.reg, &r, b"layer").await;
-    let config = push_blob(&fx.reg, &r, b"{}").await;
+    let (body, layer) = push_image_blobs(&fx.reg, &r, b"{}", b"layer").await;
     fx.advance_secs(GRACE - 1);
     let report = collect(&fx.reg).await;
     assert_eq!((report.blobs_deleted, report.blob_links_deleted), (0, 0));
     // The client pushes its manifest now: its blobs are still there.
-    let body = image(&config, &[&layer], serde_json::json!({}));
     fx.reg
         .manifest_put(&r, &reference("v1"), Some(IMAGE), body)
         .await
@@ -159,8 +161,7 @@ async fn a_tagged_index_keeps_its_children_and_referrers() {
     assert_eq!(report.manifests_deleted, 3);
     assert_eq!(report.blobs_deleted, 2, "the layer and the config");
     assert!(fx.keys("ref:").await.is_empty());
-    assert!(fx.keys("blob:").await.is_empty());
-    sound(&fx.reg).await;
+    all_blobs_gone(&fx).await;
 }
 
 /// Sessions idle for the upload expiry go with their bytes and index
@@ -260,8 +261,7 @@ async fn a_deletion_left_by_a_dead_collector_is_finished() {
     let r = repo("p/app");
     let mut digests = Vec::new();
     for data in [b"pushed again".as_slice(), b"left alone"] {
-        let digest = push_blob(&fx.reg, &r, data).await;
-        fx.reg.blob_delete(&r, &digest).await.unwrap();
+        let digest = push_garbage(&fx.reg, &r, data).await;
         let key = keys::blob(&digest);
         let record = fx.kv.get(&key).await.unwrap().unwrap();
         let mut record: BlobRecord = serde_json::from_slice(&record.value).unwrap();

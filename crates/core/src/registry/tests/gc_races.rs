@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[tokio::test]
 async fn a_blob_linked_during_collection_survives() {
     let (ix, fx) = Fixture::interposed();
-    let layer = push_blob(&fx.reg, &repo("p/old"), b"layer").await;
-    fx.reg.blob_delete(&repo("p/old"), &layer).await.unwrap();
+    let layer = push_garbage(&fx.reg, &repo("p/old"), b"layer").await;
     fx.advance_secs(GRACE + 1);
     let other = fx.node();
     ix.before(|call| call.puts("blob:", "\"deleting\""), async move {

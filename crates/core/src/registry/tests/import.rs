@@ -118,8 +118,7 @@ async fn adopted_blobs_are_collected_like_pushed_ones() {
 async fn a_blob_being_collected_is_not_a_recorded_one() {
     let fx = Fixture::new();
     let r = repo("p/app");
-    let digest = push_blob(&fx.reg, &r, b"old").await;
-    fx.reg.blob_delete(&r, &digest).await.unwrap();
+    let digest = push_garbage(&fx.reg, &r, b"old").await;
     assert_eq!(fx.reg.blob_recorded_size(&digest).await.unwrap(), Some(3));
     fx.advance_secs(GRACE + 1);
     collect(&fx.reg).await;
@@ -131,9 +130,7 @@ async fn a_tag_is_created_for_a_manifest_in_the_repository_and_never_moved() {
     let fx = Fixture::new();
     let r = repo("p/app");
     let first = push(&fx.reg, &r, "v1", b"one").await;
-    let config = push_blob(&fx.reg, &r, b"{}").await;
-    let layer = push_blob(&fx.reg, &r, b"two").await;
-    let body = image(&config, &[&layer], serde_json::json!({}));
+    let (body, _) = push_image_blobs(&fx.reg, &r, b"{}", b"two").await;
     let second = Digest::sha256_of(&body);
     let by_digest = Reference::Digest(second.clone());
     fx.reg

@@ -78,13 +78,11 @@ async fn an_index_needs_its_children() {
 async fn a_blob_unlinked_during_a_push_fails_the_push() {
     let (ix, fx) = Fixture::interposed();
     let r = repo("p/app");
-    let config = push_blob(&fx.reg, &r, b"{}").await;
-    let layer = push_blob(&fx.reg, &r, b"layer").await;
+    let (body, layer) = push_image_blobs(&fx.reg, &r, b"{}", b"layer").await;
     let (other, gone) = (fx.node(), layer.clone());
     ix.before(|call| call.puts("man:", ""), async move {
         other.blob_delete(&repo("p/app"), &gone).await.unwrap();
     });
-    let body = image(&config, &[&layer], serde_json::json!({}));
     let e = put(&fx.reg, &r, "v1", body).await.unwrap_err();
     assert!(ix.done());
     assert_eq!(e.code, ErrorCode::ManifestBlobUnknown);

@@ -24,11 +24,11 @@ use crate::blob::{BlobStore, ByteStream};
 use crate::clock::ManualClock;
 use crate::error::CoreError;
 use crate::keys;
-use crate::kv::{Kv, KvError, Op, Txn, Versioned};
+use crate::kv::{KeyRange, Kv, KvError, Op, Txn, Versioned};
 use crate::registry::records::{RepoBlobRecord, UploadSession};
 use crate::{MemoryBlobStore, MemoryKv};
 use async_trait::async_trait;
-use berth_oci::{Digest, Reference, RepoName};
+use berth_oci::{Digest, ErrorCode, Reference, RepoName};
 use bytes::Bytes;
 use std::future::Future;
 use std::io;
@@ -174,6 +174,20 @@ where
     panic!("never happened: {what}");
 }
 
+/// Asserts that `result` is an error with `code`.
+#[track_caller]
+pub(crate) fn assert_code<T: std::fmt::Debug>(result: Result<T, CoreError>, code: ErrorCode) {
+    assert_eq!(result.unwrap_err().code, code);
+}
+
+/// Pushes `data` to `repo` and unlinks it again: a blob no repository
+/// holds, garbage once the grace period has passed; its digest.
+pub(crate) async fn push_garbage(reg: &Registry, repo: &RepoName, data: &[u8]) -> Digest {
+    let digest = push_blob(reg, repo, data).await;
+    reg.blob_delete(repo, &digest).await.unwrap();
+    digest
+}
+
 /// Uploads `data` into `repo` in one request; its digest.
 pub(crate) async fn push_blob(reg: &Registry, repo: &RepoName, data: &[u8]) -> Digest {
     let digest = Digest::sha256_of(data);
@@ -217,12 +231,23 @@ pub(crate) async fn push_image_of(
     config: &[u8],
     layer: &[u8],
 ) -> Result<Digest, crate::CoreError> {
-    let config = push_blob(reg, repo, config).await;
-    let layer = push_blob(reg, repo, layer).await;
-    let body = image(&config, &[&layer], serde_json::json!({}));
+    let (body, _) = push_image_blobs(reg, repo, config, layer).await;
     let tag = reference(tag);
     let put = reg.manifest_put(repo, &tag, Some(IMAGE), body);
     Ok(put.await?.digest)
+}
+
+/// Uploads `config` and `layer` to `repo`, as a client does before it
+/// pushes their manifest; that manifest, and the layer's digest.
+pub(crate) async fn push_image_blobs(
+    reg: &Registry,
+    repo: &RepoName,
+    config: &[u8],
+    layer: &[u8],
+) -> (Bytes, Digest) {
+    let config = push_blob(reg, repo, config).await;
+    let layer = push_blob(reg, repo, layer).await;
+    (image(&config, &[&layer], serde_json::json!({})), layer)
 }
 
 /// Pushes a manifest naming `layer` with its blobs linked directly, no
@@ -341,14 +366,9 @@ impl Kv for Interposer {
         self.inner.get(key).await
     }
 
-    async fn scan(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, KvError> {
-        self.interpose(Call::Scan(prefix)).await;
-        self.inner.scan(prefix, start_after, limit).await
+    async fn scan_range(&self, range: KeyRange<'_>) -> Result<Vec<(String, Versioned)>, KvError> {
+        self.interpose(Call::Scan(range.prefix)).await;
+        self.inner.scan_range(range).await
     }
 
     async fn commit(&self, txn: Txn) -> Result<bool, KvError> {

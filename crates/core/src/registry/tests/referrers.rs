@@ -84,9 +84,7 @@ async fn referrers_are_listed_by_subject_and_filtered_by_type() {
 async fn a_referrer_may_come_before_its_subject() {
     let fx = Fixture::new();
     let r = repo("p/app");
-    let config = push_blob(&fx.reg, &r, b"{}").await;
-    let layer = push_blob(&fx.reg, &r, b"layer").await;
-    let subject_body = image(&config, &[&layer], json!({}));
+    let (subject_body, _) = push_image_blobs(&fx.reg, &r, b"{}", b"layer").await;
     let subject = Digest::sha256_of(&subject_body);
     let (sig, _) = refer(&fx.reg, &r, &subject, json!({"artifactType": SIG})).await;
     fx.reg

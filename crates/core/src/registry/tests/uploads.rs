@@ -17,6 +17,34 @@ async fn patch(reg: &Registry, id: &str, start: Option<u64>, chunks: &[&[u8]]) -
     status.await.unwrap().offset
 }
 
+/// A fixture with one upload of `REPO`, holding `first`.
+async fn upload_holding(first: &[u8]) -> (Fixture, String) {
+    let fx = Fixture::new();
+    let id = start(&fx).await;
+    patch(&fx.reg, &id, None, &[first]).await;
+    (fx, id)
+}
+
+/// Finishes upload `id` of `REPO` as `digest`, with no more bytes.
+async fn finish(reg: &Registry, id: &str, digest: &Digest) -> Result<(), CoreError> {
+    reg.upload_finish(&repo(REPO), id, digest, None, None, None)
+        .await
+}
+
+/// Finishes upload `id`, which holds `whole`, and reads the blob back.
+async fn finishes_as(fx: &Fixture, id: &str, whole: &[u8]) {
+    let digest = Digest::sha256_of(whole);
+    finish(&fx.reg, id, &digest).await.unwrap();
+    assert_eq!(fx.read_blob(&digest).await.unwrap(), whole);
+}
+
+/// Pushes a blob to `from` and mounts it into `to`; its digest.
+async fn push_and_mount(fx: &Fixture, from: &RepoName, to: &RepoName) -> Digest {
+    let digest = push_blob(&fx.reg, from, b"shared").await;
+    assert!(fx.reg.blob_mount(to, &digest, from).await.unwrap());
+    digest
+}
+
 /// Nothing of upload `id` is left: no session, no index entry, no bytes.
 async fn gone(fx: &Fixture, id: &str) {
     assert!(fx.session(id).await.is_none(), "session of {id}");
@@ -62,64 +90,41 @@ async fn chunked_upload_commits_the_bytes_it_hashed() {
 /// A chunk that does not start where the upload ends changes nothing.
 #[tokio::test]
 async fn a_misplaced_chunk_is_refused() {
-    let fx = Fixture::new();
-    let id = start(&fx).await;
-    patch(&fx.reg, &id, None, &[b"abc"]).await;
+    let (fx, id) = upload_holding(b"abc").await;
     for at in [0, 2, 4] {
-        let e = fx
+        let appended = fx
             .reg
             .upload_append(&repo(REPO), &id, Some(at), None, body(&[b"x"]))
-            .await
-            .unwrap_err();
-        assert_eq!(e.code, ErrorCode::BlobUploadRangeInvalid);
+            .await;
+        assert_code(appended, ErrorCode::BlobUploadRangeInvalid);
     }
     assert_eq!(patch(&fx.reg, &id, Some(3), &[b"d"]).await, 4);
-    let digest = Digest::sha256_of(b"abcd");
-    let r = repo(REPO);
-    fx.reg
-        .upload_finish(&r, &id, &digest, None, None, None)
-        .await
-        .unwrap();
+    finishes_as(&fx, &id, b"abcd").await;
 }
 
 /// A chunk shorter or longer than announced is refused; its bytes, stored
 /// past the recorded offset, are cut by the next writer.
 #[tokio::test]
 async fn a_chunk_of_the_wrong_length_is_refused_and_cut() {
-    let fx = Fixture::new();
-    let id = start(&fx).await;
-    patch(&fx.reg, &id, None, &[b"head"]).await;
+    let (fx, id) = upload_holding(b"head").await;
     for wrong in [3, 5] {
-        let e = fx
+        let appended = fx
             .reg
             .upload_append(&repo(REPO), &id, Some(4), Some(wrong), body(&[b"junk"]))
-            .await
-            .unwrap_err();
-        assert_eq!(e.code, ErrorCode::SizeInvalid);
+            .await;
+        assert_code(appended, ErrorCode::SizeInvalid);
         assert_eq!(fx.session(&id).await.unwrap().offset, 4);
         assert!(fx.session(&id).await.unwrap().writer.is_none(), "released");
     }
     patch(&fx.reg, &id, Some(4), &[b"-tail"]).await;
-    let digest = Digest::sha256_of(b"head-tail");
-    fx.reg
-        .upload_finish(&repo(REPO), &id, &digest, None, None, None)
-        .await
-        .unwrap();
-    assert_eq!(fx.read_blob(&digest).await.unwrap(), b"head-tail");
+    finishes_as(&fx, &id, b"head-tail").await;
 }
 
 #[tokio::test]
 async fn a_digest_mismatch_cancels_the_upload() {
-    let fx = Fixture::new();
-    let id = start(&fx).await;
-    patch(&fx.reg, &id, None, &[b"bytes"]).await;
+    let (fx, id) = upload_holding(b"bytes").await;
     let wrong = Digest::sha256_of(b"other");
-    let e = fx
-        .reg
-        .upload_finish(&repo(REPO), &id, &wrong, None, None, None)
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::DigestInvalid);
+    assert_code(finish(&fx.reg, &id, &wrong).await, ErrorCode::DigestInvalid);
     assert_eq!(fx.blobs.stat(&wrong).await.unwrap(), None);
     gone(&fx, &id).await;
 }
@@ -128,32 +133,22 @@ async fn a_digest_mismatch_cancels_the_upload() {
 /// is refused up front and the upload stays for a retry.
 #[tokio::test]
 async fn a_digest_of_another_algorithm_leaves_the_upload() {
-    let fx = Fixture::new();
-    let id = start(&fx).await;
-    patch(&fx.reg, &id, None, &[b"bytes"]).await;
+    let (fx, id) = upload_holding(b"bytes").await;
     let sha512 = Digest::sha512_of(b"bytes");
-    let e = fx
-        .reg
-        .upload_finish(&repo(REPO), &id, &sha512, None, None, None)
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::DigestInvalid);
-    let digest = Digest::sha256_of(b"bytes");
-    fx.reg
-        .upload_finish(&repo(REPO), &id, &digest, None, None, None)
-        .await
-        .unwrap();
+    assert_code(
+        finish(&fx.reg, &id, &sha512).await,
+        ErrorCode::DigestInvalid,
+    );
+    finishes_as(&fx, &id, b"bytes").await;
 }
 
 #[tokio::test]
 async fn cancel_removes_session_index_and_bytes() {
-    let fx = Fixture::new();
-    let id = start(&fx).await;
-    patch(&fx.reg, &id, None, &[b"bytes"]).await;
+    let (fx, id) = upload_holding(b"bytes").await;
     fx.reg.upload_cancel(&repo(REPO), &id).await.unwrap();
     gone(&fx, &id).await;
-    let e = fx.reg.upload_status(&repo(REPO), &id).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadUnknown);
+    let status = fx.reg.upload_status(&repo(REPO), &id).await;
+    assert_code(status, ErrorCode::BlobUploadUnknown);
 }
 
 #[tokio::test]
@@ -161,16 +156,15 @@ async fn an_upload_is_known_only_in_its_repository() {
     let fx = Fixture::new();
     let id = start(&fx).await;
     let other = repo("p/other");
-    let e = fx.reg.upload_status(&other, &id).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadUnknown);
-    let e = fx
+    let status = fx.reg.upload_status(&other, &id).await;
+    assert_code(status, ErrorCode::BlobUploadUnknown);
+    let appended = fx
         .reg
         .upload_append(&other, &id, None, None, body(&[b"x"]))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadUnknown);
-    let e = fx.reg.upload_cancel(&other, &id).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadUnknown);
+        .await;
+    assert_code(appended, ErrorCode::BlobUploadUnknown);
+    let cancel = fx.reg.upload_cancel(&other, &id).await;
+    assert_code(cancel, ErrorCode::BlobUploadUnknown);
     assert!(fx.session(&id).await.is_some());
 }
 
@@ -188,58 +182,43 @@ async fn a_failed_monolithic_upload_leaves_nothing() {
     let fx = Fixture::new();
     let r = repo(REPO);
     let digest = Digest::sha256_of(b"whole");
-    let e = fx
+    let short = fx
         .reg
         .upload_monolithic(&r, &digest, Some(4), body(&[b"whole"]))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::SizeInvalid);
-    let e = fx
+        .await;
+    assert_code(short, ErrorCode::SizeInvalid);
+    let altered = fx
         .reg
         .upload_monolithic(&r, &digest, None, body(&[b"wholx"]))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::DigestInvalid);
+        .await;
+    assert_code(altered, ErrorCode::DigestInvalid);
     let (feed, stream) = feed();
     feed.send(b"who");
     feed.fail();
-    let e = fx
-        .reg
-        .upload_monolithic(&r, &digest, None, stream)
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadInvalid);
+    let broken = fx.reg.upload_monolithic(&r, &digest, None, stream).await;
+    assert_code(broken, ErrorCode::BlobUploadInvalid);
     assert!(fx.uploads_stored().await.is_empty());
     assert_eq!(fx.blobs.stat(&digest).await.unwrap(), None);
-    let e = fx.reg.blob_size(&r, &digest).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUnknown);
+    assert_code(fx.reg.blob_size(&r, &digest).await, ErrorCode::BlobUnknown);
 }
 
 /// A body that breaks midway gives the claim up at once and leaves the
 /// upload where it was recorded.
 #[tokio::test]
 async fn a_body_that_breaks_leaves_the_upload_resumable() {
-    let fx = Fixture::new();
-    let id = start(&fx).await;
-    patch(&fx.reg, &id, None, &[b"one-"]).await;
+    let (fx, id) = upload_holding(b"one-").await;
     let (feed, stream) = feed();
     feed.send(b"lost bytes");
     feed.fail();
-    let e = fx
+    let appended = fx
         .reg
         .upload_append(&repo(REPO), &id, None, None, stream)
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUploadInvalid);
+        .await;
+    assert_code(appended, ErrorCode::BlobUploadInvalid);
     let session = fx.session(&id).await.unwrap();
     assert_eq!((session.offset, session.writer), (4, None));
     patch(&fx.reg, &id, Some(4), &[b"two"]).await;
-    let digest = Digest::sha256_of(b"one-two");
-    fx.reg
-        .upload_finish(&repo(REPO), &id, &digest, None, None, None)
-        .await
-        .unwrap();
-    assert_eq!(fx.read_blob(&digest).await.unwrap(), b"one-two");
+    finishes_as(&fx, &id, b"one-two").await;
 }
 
 /// Two clients pushing the same layer: both succeed, one copy is kept and
@@ -271,9 +250,7 @@ async fn an_upload_moves_between_nodes() {
     patch(&b, &id, Some(8), &[b"from b, "]).await;
     patch(&a, &id, Some(16), &[b"from a"]).await;
     let digest = Digest::sha256_of(b"from a, from b, from a");
-    b.upload_finish(&repo(REPO), &id, &digest, None, None, None)
-        .await
-        .unwrap();
+    finish(&b, &id, &digest).await.unwrap();
     assert_eq!(a.blob_size(&repo(REPO), &digest).await.unwrap(), 22);
 }
 
@@ -283,13 +260,11 @@ async fn an_upload_moves_between_nodes() {
 async fn a_mount_links_only_what_the_source_has() {
     let fx = Fixture::new();
     let (from, to) = (repo("p/from"), repo("q/to"));
-    let digest = push_blob(&fx.reg, &from, b"shared").await;
-    assert!(fx.reg.blob_mount(&to, &digest, &from).await.unwrap());
+    let digest = push_and_mount(&fx, &from, &to).await;
     assert_eq!(fx.reg.blob_size(&to, &digest).await.unwrap(), 6);
     let other = Digest::sha256_of(b"not there");
     assert!(!fx.reg.blob_mount(&to, &other, &from).await.unwrap());
-    let e = fx.reg.blob_size(&to, &other).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUnknown);
+    assert_code(fx.reg.blob_size(&to, &other).await, ErrorCode::BlobUnknown);
 }
 
 /// Deleting a blob unlinks it from one repository; the bytes stay for
@@ -298,13 +273,13 @@ async fn a_mount_links_only_what_the_source_has() {
 async fn a_blob_delete_unlinks_and_keeps_the_bytes() {
     let fx = Fixture::new();
     let (a, b) = (repo("p/a"), repo("p/b"));
-    let digest = push_blob(&fx.reg, &a, b"shared").await;
-    assert!(fx.reg.blob_mount(&b, &digest, &a).await.unwrap());
+    let digest = push_and_mount(&fx, &a, &b).await;
     fx.reg.blob_delete(&a, &digest).await.unwrap();
-    let e = fx.reg.blob_size(&a, &digest).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUnknown);
-    let e = fx.reg.blob_delete(&a, &digest).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::BlobUnknown);
+    assert_code(fx.reg.blob_size(&a, &digest).await, ErrorCode::BlobUnknown);
+    assert_code(
+        fx.reg.blob_delete(&a, &digest).await,
+        ErrorCode::BlobUnknown,
+    );
     assert_eq!(fx.reg.blob_size(&b, &digest).await.unwrap(), 6);
     assert_eq!(fx.read_blob(&digest).await.unwrap(), b"shared");
 }
@@ -322,16 +297,14 @@ async fn links_touch_a_blob_record_at_most_once_per_interval() {
         v.version
     };
     let first = version().await;
-    fx.advance_secs(59);
-    assert!(reg
-        .blob_mount(&repo("p/b"), &digest, &repo("p/a"))
-        .await
-        .unwrap());
-    assert_eq!(version().await, first, "touched recently: left alone");
-    fx.advance_secs(1);
-    assert!(reg
-        .blob_mount(&repo("p/c"), &digest, &repo("p/a"))
-        .await
-        .unwrap());
-    assert_ne!(version().await, first, "touched again");
+    let cases = [
+        (59, "p/b", false, "touched recently: left alone"),
+        (1, "p/c", true, "touched again"),
+    ];
+    for (wait, to, touched, why) in cases {
+        fx.advance_secs(wait);
+        let mounted = reg.blob_mount(&repo(to), &digest, &repo("p/a")).await;
+        assert!(mounted.unwrap());
+        assert_eq!(version().await != first, touched, "{why}");
+    }
 }
