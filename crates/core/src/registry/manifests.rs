@@ -26,6 +26,15 @@ pub struct ManifestContent {
     pub body: Bytes,
 }
 
+/// Where a stored manifest came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A client pushed it: everything it references is here.
+    Push,
+    /// A proxy cache fetched it from its upstream.
+    Upstream,
+}
+
 #[derive(Clone, Debug)]
 pub struct ManifestPut {
     pub digest: Digest,
@@ -77,6 +86,33 @@ impl Registry {
         reference: &Reference,
         content_type: Option<&str>,
         body: Bytes,
+    ) -> Result<ManifestPut, CoreError> {
+        self.manifest_store(repo, reference, content_type, body, Origin::Push)
+            .await
+    }
+
+    /// Keeps a manifest a proxy cache fetched from its upstream: checked
+    /// and stored as a push is, except that the blobs and child manifests
+    /// it references need not be here yet (they are fetched when they are
+    /// asked for), and no event goes out (nothing was pushed).
+    pub async fn manifest_cache(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<ManifestPut, CoreError> {
+        self.manifest_store(repo, reference, content_type, body, Origin::Upstream)
+            .await
+    }
+
+    async fn manifest_store(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        origin: Origin,
     ) -> Result<ManifestPut, CoreError> {
         if body.len() > MAX_MANIFEST_BYTES {
             return Err(CoreError::new(ErrorCode::ManifestTooLarge));
@@ -133,14 +169,22 @@ impl Registry {
             let mut txn = Txn::new();
             // Every referenced blob and child manifest must be present now
             // and still be present when the transaction commits.
-            for blob in &record.blobs {
+            let required: &[Digest] = match origin {
+                Origin::Push => &record.blobs,
+                Origin::Upstream => &[],
+            };
+            for blob in required {
                 txn = self
                     .require_present(txn, keys::repo_blob(repo, blob), || {
                         format!("blob {blob} is not in {repo}")
                     })
                     .await?;
             }
-            for child in &record.children {
+            let children: &[Digest] = match origin {
+                Origin::Push => &record.children,
+                Origin::Upstream => &[],
+            };
+            for child in children {
                 txn = self
                     .require_present(txn, keys::manifest(repo, child), || {
                         format!("manifest {child} is not in {repo}")
@@ -193,7 +237,10 @@ impl Registry {
             event.media_type = Some(record.media_type.clone());
             event.subject = record.subject.clone();
             event.size = Some(record.size);
-            let txn = with_event(txn, &event);
+            let txn = match origin {
+                Origin::Push => with_event(txn, &event),
+                Origin::Upstream => txn,
+            };
             let committed = if inline {
                 self.kv.commit(txn).await?
             } else {

@@ -40,6 +40,34 @@ async fn a_manifest_needs_its_blobs_in_its_repository() {
     put(&fx.reg, &r, "v1", body).await.unwrap();
 }
 
+/// A proxy cache keeps what its upstream sent before the blobs are asked
+/// for: the manifest is stored without them, tagged, and sends no event
+/// (nothing was pushed); the digest is still checked.
+#[tokio::test]
+async fn a_cached_manifest_waits_for_its_blobs_and_sends_no_event() {
+    let fx = Fixture::new();
+    let r = repo("hub/library/app");
+    let (config, layer) = (Digest::sha256_of(b"{}"), Digest::sha256_of(b"layer"));
+    let body = image(&config, &[&layer], serde_json::json!({}));
+    let e = put(&fx.reg, &r, "v1", body.clone()).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::ManifestBlobUnknown, "a push needs them");
+    let wrong = Reference::Digest(Digest::sha256_of(b"other"));
+    let e = fx
+        .reg
+        .manifest_cache(&r, &wrong, Some(IMAGE), body.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::DigestInvalid);
+    let cached = fx
+        .reg
+        .manifest_cache(&r, &reference("v1"), Some(IMAGE), body.clone())
+        .await
+        .unwrap();
+    let got = fx.reg.manifest_get(&r, &reference("v1")).await.unwrap();
+    assert_eq!((got.digest, got.body), (cached.digest, body));
+    assert!(fx.keys("outbox:").await.is_empty(), "no event");
+}
+
 #[tokio::test]
 async fn an_index_needs_its_children() {
     let fx = Fixture::new();
