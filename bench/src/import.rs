@@ -70,22 +70,14 @@ struct Times {
 /// `berth import ARGS`, which must succeed; its duration in seconds.
 fn timed_import(bin: &str, args: &[&str]) -> Res<f64> {
     let started = Instant::now();
-    let out = Command::new(bin)
+    let mut import = Command::new(bin);
+    import
         .arg("import")
         .args(args)
         .env("BERTH_ADMIN_PASSWORD", PASSWORD)
-        .env("BERTH_LOG", "warn")
-        .output()
-        .map_err(|e| format!("{bin}: {e}"))?;
+        .env("BERTH_LOG", "warn");
+    process::stdout_of(&mut import, &format!("berth import {args:?}"))?;
     let took = started.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(format!(
-            "berth import {args:?}: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
     eprintln!("  berth import {args:?}: {took:.2} s");
     Ok(took)
 }

@@ -265,17 +265,28 @@ pub async fn push_monolithic(
     blob: &Blob,
 ) -> Res<()> {
     let loc = open_upload(s, c, repo).await?;
-    let put = s
-        .req(
-            c,
-            Method::PUT,
-            &with_digest(&loc, &blob.digest),
-            Scope::Push(repo),
-        )
-        .await?
-        .header("Content-Type", "application/octet-stream")
-        .header("Content-Length", blob.len)
-        .body(blob.body());
+    let last = Some((blob.body(), blob.len));
+    close_upload(s, c, repo, &loc, &blob.digest, last).await
+}
+
+/// Ends the upload at `loc` (`PUT ?digest=`), with `last`, the bytes not
+/// sent yet and how many, if any.
+async fn close_upload(
+    s: &Endpoint,
+    c: &reqwest::Client,
+    repo: &str,
+    loc: &str,
+    digest: &str,
+    last: Option<(reqwest::Body, usize)>,
+) -> Res<()> {
+    let url = with_digest(loc, digest);
+    let mut put = s.req(c, Method::PUT, &url, Scope::Push(repo)).await?;
+    if let Some((body, len)) = last {
+        put = put
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", len)
+            .body(body);
+    }
     check(send(put).await?, 201, "PUT").await.map(|_| ())
 }
 
@@ -302,15 +313,7 @@ pub async fn push_chunked(
         loc = location(s, &check(send(patch).await?, 202, "PATCH").await?)?;
         start += n;
     }
-    let put = s
-        .req(
-            c,
-            Method::PUT,
-            &with_digest(&loc, &blob.digest),
-            Scope::Push(repo),
-        )
-        .await?;
-    check(send(put).await?, 201, "PUT").await.map(|_| ())
+    close_upload(s, c, repo, &loc, &blob.digest, None).await
 }
 
 /// `GET` of a blob, read to the end; its length.
@@ -359,17 +362,8 @@ pub fn manifest(config: &[u8], layers: &[(String, usize)]) -> Vec<u8> {
 /// `POST` then `PUT` of a small blob.
 pub async fn upload_small(s: &Endpoint, c: &reqwest::Client, repo: &str, data: &[u8]) -> Res<()> {
     let loc = open_upload(s, c, repo).await?;
-    let put = s
-        .req(
-            c,
-            Method::PUT,
-            &with_digest(&loc, &sha(data)),
-            Scope::Push(repo),
-        )
-        .await?
-        .header("Content-Type", "application/octet-stream")
-        .body(data.to_vec());
-    check(send(put).await?, 201, "PUT").await.map(|_| ())
+    let last = Some((data.to_vec().into(), data.len()));
+    close_upload(s, c, repo, &loc, &sha(data), last).await
 }
 
 /// Mounts blob `digest` of `from` into `repo` (a `201`, no upload).

@@ -12,6 +12,23 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs `cmd`, which must succeed (`what` names it in the error, with
+/// everything it printed); its standard output.
+pub fn stdout_of(cmd: &mut Command, what: &str) -> Res<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{}: {e}", cmd.get_program().to_string_lossy()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// One registry under test.
 pub struct Server {
     pub name: &'static str,

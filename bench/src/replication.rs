@@ -19,23 +19,59 @@ const LAYER: usize = 4 * MIB;
 
 /// `berth replication ARGS` against `server`, as `admin`; must succeed.
 fn cli(bin: &str, server: &Server, args: &[&str], env: &[(&str, &str)]) -> Res<String> {
-    let out = Command::new(bin)
-        .arg("replication")
+    let mut cmd = Command::new(bin);
+    cmd.arg("replication")
         .args(["--url", &server.ep.base])
         .args(args)
         .env("BERTH_PASSWORD", PASSWORD)
-        .envs(env.iter().copied())
-        .output()
-        .map_err(|e| format!("{bin}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "berth replication {args:?}: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        .envs(env.iter().copied());
+    process::stdout_of(&mut cmd, &format!("berth replication {args:?}"))
+}
+
+/// Adds endpoint `name` (`url`, a registry of `kind`) on berth `server`;
+/// `login` is the username and secret it takes, if any.
+fn add_endpoint(
+    bin: &str,
+    server: &Server,
+    name: &str,
+    url: &str,
+    kind: &str,
+    login: Option<(&str, &str)>,
+) -> Res<()> {
+    let mut args = vec![
+        "endpoints",
+        "add",
+        name,
+        "--endpoint-url",
+        url,
+        "--kind",
+        kind,
+    ];
+    let mut env = Vec::new();
+    if let Some((username, secret)) = login {
+        args.extend(["--endpoint-username", username]);
+        env.push(("BERTH_ENDPOINT_SECRET", secret));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    cli(bin, server, &args, &env).map(drop)
+}
+
+/// Adds policy `name` on berth `server`, copying every `rep/**`
+/// repository in `direction` with `endpoint`, [`CONCURRENCY`] tasks at once.
+fn add_policy(bin: &str, server: &Server, name: &str, direction: &str, endpoint: &str) -> Res<()> {
+    let args = [
+        "policies",
+        "add",
+        name,
+        "--direction",
+        direction,
+        "--endpoint",
+        endpoint,
+        "--repository",
+        "rep/**",
+        "--concurrency",
+        CONCURRENCY,
+    ];
+    cli(bin, server, &args, &[]).map(drop)
 }
 
 /// Creates project `name` on berth `server` (an existing one is fine).
@@ -82,78 +118,17 @@ pub async fn run(bin: &str, registry: &str, images: usize) -> Res<serde_json::Va
     // (a) Distribution → berth, a pull policy.
     let berth = process::start_berth(bin, "berth", None, ClientAuth::Bearer).await?;
     create_project(&berth, "rep").await?;
-    cli(
-        bin,
-        &berth,
-        &[
-            "endpoints",
-            "add",
-            "dist",
-            "--endpoint-url",
-            &dist.ep.base,
-            "--kind",
-            "distribution",
-        ],
-        &[],
-    )?;
-    cli(
-        bin,
-        &berth,
-        &[
-            "policies",
-            "add",
-            "from-dist",
-            "--direction",
-            "pull",
-            "--endpoint",
-            "dist",
-            "--repository",
-            "rep/**",
-            "--concurrency",
-            CONCURRENCY,
-        ],
-        &[],
-    )?;
+    add_endpoint(bin, &berth, "dist", &dist.ep.base, "distribution", None)?;
+    add_policy(bin, &berth, "from-dist", "pull", "dist")?;
     let pull = timed_run(bin, &berth, "from-dist")?;
 
     // (b) berth → berth, a push policy; the destination answers with
     // Bearer challenges, as berth does.
     let dest = process::start_berth(bin, "berth-dest", None, ClientAuth::Bearer).await?;
     create_project(&dest, "rep").await?;
-    cli(
-        bin,
-        &berth,
-        &[
-            "endpoints",
-            "add",
-            "dest",
-            "--endpoint-url",
-            &dest.ep.base,
-            "--kind",
-            "berth",
-            "--endpoint-username",
-            "admin",
-        ],
-        &[("BERTH_ENDPOINT_SECRET", PASSWORD)],
-    )?;
-    cli(
-        bin,
-        &berth,
-        &[
-            "policies",
-            "add",
-            "to-dest",
-            "--direction",
-            "push",
-            "--endpoint",
-            "dest",
-            "--repository",
-            "rep/**",
-            "--concurrency",
-            CONCURRENCY,
-        ],
-        &[],
-    )?;
+    let login = Some(("admin", PASSWORD));
+    add_endpoint(bin, &berth, "dest", &dest.ep.base, "berth", login)?;
+    add_policy(bin, &berth, "to-dest", "push", "dest")?;
     let push = timed_run(bin, &berth, "to-dest")?;
     drop(dest);
 
@@ -168,29 +143,21 @@ pub async fn run(bin: &str, registry: &str, images: usize) -> Res<serde_json::Va
     for r in 0..REPOS.min(images) {
         let src = format!("{src_host}/rep/r{r}");
         let dst = format!("{dest_host}/rep");
-        let out = Command::new("skopeo")
-            .args([
-                "sync",
-                "--src",
-                "docker",
-                "--dest",
-                "docker",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                &creds,
-                &src,
-                &dst,
-            ])
-            .output()
-            .map_err(|e| format!("skopeo: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "skopeo sync {src} {dst}: {}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        let mut sync = Command::new("skopeo");
+        sync.args([
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &src,
+            &dst,
+        ]);
+        process::stdout_of(&mut sync, &format!("skopeo sync {src} {dst}"))?;
     }
     let skopeo = t.elapsed().as_secs_f64();
     eprintln!("  skopeo sync: {skopeo:.1} s");

@@ -2,7 +2,7 @@
 //! berth on RGW, on one throwaway Ceph (the tests' fixture).
 
 use crate::oci::{Blob, ClientAuth};
-use crate::stats::median;
+use crate::stats::{median, share_out};
 use crate::workloads::{Workload, Workloads};
 use crate::{process, Res, MIB};
 use berth_test_kit::ceph::Ceph;
@@ -10,7 +10,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,19 +18,9 @@ use std::time::Instant;
 fn rados_bench(ceph: &Ceph, secs: u32) -> Res<(f64, f64)> {
     let conf = ceph.path().join("ceph.conf");
     let run = |program: &str, args: &[&str]| -> Res<String> {
-        let out = Command::new(program)
-            .arg("-c")
-            .arg(&conf)
-            .args(args)
-            .output()
-            .map_err(|e| format!("{program}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{program} {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let mut cmd = Command::new(program);
+        cmd.arg("-c").arg(&conf).args(args);
+        process::stdout_of(&mut cmd, &format!("{program} {args:?}"))
     };
     run("ceph", &["osd", "pool", "create", "bench", "8"])?;
     let bandwidth = |out: &str| {
@@ -67,7 +56,7 @@ fn rados_bench(ceph: &Ceph, secs: u32) -> Res<(f64, f64)> {
 /// by berth's own S3 client (no registry in between). MB/s each way.
 async fn rgw_direct(ceph: &Ceph, layers: &[Blob]) -> Res<(f64, f64)> {
     use berth_core::BlobStore;
-    let store = Arc::new(ceph.node());
+    let store = ceph.node();
     let blobs: Vec<(berth_oci::Digest, Bytes)> = layers
         .iter()
         .map(|l| {
@@ -76,43 +65,35 @@ async fn rgw_direct(ceph: &Ceph, layers: &[Blob]) -> Res<(f64, f64)> {
         })
         .collect::<Res<_>>()?;
     let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
-    let blobs = Arc::new(blobs);
+    let count = blobs.len();
+    let shared = Arc::new((store, blobs));
     let mut rates = Vec::new();
     for read in [false, true] {
-        let next = Arc::new(AtomicUsize::new(0));
         let t = Instant::now();
-        let mut hs = Vec::new();
-        for _ in 0..16 {
-            let (store, blobs, next) = (store.clone(), blobs.clone(), next.clone());
-            hs.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some((digest, data)) = blobs.get(i) else {
-                        return Ok::<_, String>(());
-                    };
-                    if read {
-                        let mut s = store
-                            .read(digest, 0, data.len() as u64)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        while let Some(chunk) = s.next().await {
-                            chunk.map_err(|e| e.to_string())?;
-                        }
-                    } else {
-                        store
-                            .put(digest, data.clone())
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
+        share_out(16, count, shared.clone(), move |shared, i| async move {
+            let (store, blobs) = &*shared;
+            let (digest, data) = &blobs[i];
+            if read {
+                let mut s = store
+                    .read(digest, 0, data.len() as u64)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                while let Some(chunk) = s.next().await {
+                    chunk.map_err(|e| e.to_string())?;
                 }
-            }));
-        }
-        for h in hs {
-            h.await.map_err(|e| e.to_string())??;
-        }
+            } else {
+                store
+                    .put(digest, data.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(0)
+        })
+        .await?;
         rates.push(total as f64 / 1e6 / t.elapsed().as_secs_f64());
     }
     // Out of berth's way: it pushes the same layers next.
+    let (store, blobs) = &*shared;
     let digests: Vec<berth_oci::Digest> = blobs.iter().map(|(d, _)| d.clone()).collect();
     store
         .delete_many(&digests)

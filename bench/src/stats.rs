@@ -3,6 +3,7 @@
 
 use crate::Res;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,38 @@ where
     all.sort_by(|a, b| a.total_cmp(b));
     let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or(0.0);
     Ok((all.len() as f64 / elapsed, p99))
+}
+
+/// Runs `job(shared, i)` for every `i` below `count` on `tasks` concurrent
+/// workers, each taking the next `i` as it finishes one; the sum of what
+/// the jobs return.
+pub async fn share_out<T, F, Fut>(tasks: usize, count: usize, shared: Arc<T>, job: F) -> Res<usize>
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Res<usize>> + Send,
+{
+    let job = Arc::new(job);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (job, next, shared) = (job.clone(), next.clone(), shared.clone());
+        handles.push(tokio::spawn(async move {
+            let mut sum = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= count {
+                    return Ok::<_, String>(sum);
+                }
+                sum += job(shared.clone(), i).await?;
+            }
+        }));
+    }
+    let mut total = 0;
+    for h in handles {
+        total += h.await.map_err(|e| e.to_string())??;
+    }
+    Ok(total)
 }
 
 /// The busy and total CPU time of the whole machine so far, in jiffies

@@ -2,10 +2,9 @@
 //! repositories the listings list.
 
 use crate::oci::{self, check, list_page, listed, Blob, Endpoint};
-use crate::stats::hammer;
+use crate::stats::{hammer, share_out};
 use crate::token::Scope;
 use crate::{Res, MIB};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -149,63 +148,26 @@ impl Workloads {
             }
             Workload::PushLayers => {
                 let t = Instant::now();
-                let repo = Arc::new(format!("layers/r{round}"));
-                let layers = Arc::new(self.layers.clone());
-                let next = Arc::new(AtomicUsize::new(0));
-                let mut hs = Vec::new();
-                for _ in 0..16 {
-                    let (layers, next, c, repo, s) = (
-                        layers.clone(),
-                        next.clone(),
-                        c.clone(),
-                        repo.clone(),
-                        s.clone(),
-                    );
-                    hs.push(tokio::spawn(async move {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::SeqCst);
-                            let Some(l) = layers.get(i) else {
-                                return Ok::<_, String>(());
-                            };
-                            oci::push_chunked(&s, &c, &repo, l, l.len).await?;
-                        }
-                    }));
-                }
-                for h in hs {
-                    h.await.map_err(|e| e.to_string())??;
-                }
+                let repo = format!("layers/r{round}");
+                let shared = Arc::new((s.clone(), c, repo, self.layers.clone()));
+                share_out(16, self.layers.len(), shared, |shared, i| async move {
+                    let (s, c, repo, layers) = &*shared;
+                    oci::push_chunked(s, c, repo, &layers[i], layers[i].len).await?;
+                    Ok(0)
+                })
+                .await?;
                 Ok((self.layers.len() as f64 / t.elapsed().as_secs_f64(), None))
             }
             Workload::PullLayers => {
                 let t = Instant::now();
-                let repo = Arc::new(format!("layers/r{round}"));
-                let digests: Arc<Vec<String>> =
-                    Arc::new(self.layers.iter().map(|l| l.digest.clone()).collect());
-                let next = Arc::new(AtomicUsize::new(0));
-                let mut hs = Vec::new();
-                for _ in 0..16 {
-                    let (digests, next, c, repo, s) = (
-                        digests.clone(),
-                        next.clone(),
-                        c.clone(),
-                        repo.clone(),
-                        s.clone(),
-                    );
-                    hs.push(tokio::spawn(async move {
-                        let mut n = 0;
-                        loop {
-                            let i = next.fetch_add(1, Ordering::SeqCst);
-                            let Some(d) = digests.get(i) else {
-                                return Ok::<_, String>(n);
-                            };
-                            n += oci::pull(&s, &c, &repo, d).await?;
-                        }
-                    }));
-                }
-                let mut total = 0;
-                for h in hs {
-                    total += h.await.map_err(|e| e.to_string())??;
-                }
+                let repo = format!("layers/r{round}");
+                let digests: Vec<String> = self.layers.iter().map(|l| l.digest.clone()).collect();
+                let shared = Arc::new((s.clone(), c, repo, digests));
+                let total = share_out(16, self.layers.len(), shared, |shared, i| async move {
+                    let (s, c, repo, digests) = &*shared;
+                    oci::pull(s, c, repo, &digests[i]).await
+                })
+                .await?;
                 Ok((mb(total, t), None))
             }
             Workload::ManifestGet | Workload::ManifestHead => {
@@ -304,37 +266,22 @@ impl Workloads {
         let c = oci::client();
         let config = b"{\"populate\":true}".to_vec();
         oci::upload_small(s, &c, "many/tags", &config).await?;
-        let body = Arc::new(oci::manifest(&config, &[]));
-        let digest = Arc::new(oci::sha(&config));
-        let next = Arc::new(AtomicUsize::new(0));
+        let body = oci::manifest(&config, &[]);
+        let digest = oci::sha(&config);
         let (tags, repos) = (self.tag_count(), self.repo_count());
-        let mut hs = Vec::new();
-        for _ in 0..16 {
-            let (c, body, s, next, digest) = (
-                c.clone(),
-                body.clone(),
-                s.clone(),
-                next.clone(),
-                digest.clone(),
-            );
-            hs.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i < tags {
-                        oci::put_manifest(&s, &c, "many/tags", &format!("t{i}"), &body).await?;
-                    } else if i < tags + repos {
-                        let repo = format!("catalog/r{:05}", i - tags);
-                        oci::mount(&s, &c, &repo, "many/tags", &digest).await?;
-                        oci::put_manifest(&s, &c, &repo, "latest", &body).await?;
-                    } else {
-                        return Ok::<_, String>(());
-                    }
-                }
-            }));
-        }
-        for h in hs {
-            h.await.map_err(|e| e.to_string())??;
-        }
+        let shared = Arc::new((s.clone(), c, body, digest));
+        share_out(16, tags + repos, shared, move |shared, i| async move {
+            let (s, c, body, digest) = &*shared;
+            if i < tags {
+                oci::put_manifest(s, c, "many/tags", &format!("t{i}"), body).await?;
+            } else {
+                let repo = format!("catalog/r{:05}", i - tags);
+                oci::mount(s, c, &repo, "many/tags", digest).await?;
+                oci::put_manifest(s, c, &repo, "latest", body).await?;
+            }
+            Ok(0)
+        })
+        .await?;
         Ok(())
     }
 }

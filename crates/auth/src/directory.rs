@@ -60,6 +60,16 @@ fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, DirectoryEr
         .map_err(|e| DirectoryError::Internal(format!("corrupt record {key}: {e}")))
 }
 
+/// Refuses a password shorter than 8 characters.
+fn check_password(pass: &str) -> Result<(), DirectoryError> {
+    if pass.len() < 8 {
+        return Err(DirectoryError::Invalid(
+            "password must have at least 8 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// User names: printable, no space, no `:` (Basic auth splits on it), no
 /// `$` (robot names), at most 255 bytes. `@` is allowed: directory users are
 /// often e-mail addresses.
@@ -256,11 +266,7 @@ impl Directory {
         if !valid_user_name(name) {
             return Err(DirectoryError::Invalid(format!("user name {name:?}")));
         }
-        if pass.len() < 8 {
-            return Err(DirectoryError::Invalid(
-                "password must have at least 8 characters".into(),
-            ));
-        }
+        check_password(pass)?;
         let record = UserRecord {
             name: name.to_owned(),
             password_hash: password::hash(pass).map_err(DirectoryError::Internal)?,
@@ -279,11 +285,7 @@ impl Directory {
         pass: Option<&str>,
         admin: Option<bool>,
     ) -> Result<UserRecord, DirectoryError> {
-        if pass.is_some_and(|p| p.len() < 8) {
-            return Err(DirectoryError::Invalid(
-                "password must have at least 8 characters".into(),
-            ));
-        }
+        pass.map(check_password).transpose()?;
         let hash = pass
             .map(password::hash)
             .transpose()

@@ -313,10 +313,7 @@ pub fn robot(conn: Connection, cmd: RobotCommand) -> Result<(), String> {
                     Some(p) => format!("/api/v1/projects/{}/robots/{}", encode(p), encode(&name)),
                     None => format!("/api/v1/robots/{}", encode(&name)),
                 };
-                api.call(Method::DELETE, &path, None).await?;
-                if !api.conn.json {
-                    println!("revoked {name}");
-                }
+                api.delete(&path, &format!("revoked {name}")).await?;
             }
         }
         Ok(())
@@ -483,6 +480,24 @@ impl Api {
             return Err(format!("{status}: {message}{hint}"));
         }
         Ok((headers, value))
+    }
+
+    /// `DELETE path`, then `done` (but for --json).
+    async fn delete(&self, path: &str, done: &str) -> Result<(), String> {
+        self.call(Method::DELETE, path, None).await?;
+        if !self.conn.json {
+            println!("{done}");
+        }
+        Ok(())
+    }
+
+    /// The items of an unpaged list (none where the answer is no list).
+    async fn items(&self, path: &str) -> Result<Vec<Value>, String> {
+        let list = self.call(Method::GET, path, None).await?;
+        Ok(match list {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        })
     }
 
     /// Every item of a paged list.
@@ -726,9 +741,8 @@ pub fn replication(conn: Connection, cmd: ReplicationCommand) -> Result<(), Stri
                         Some(p) => format!("{REPLICATION}/executions?policy={}", encode(&p)),
                         None => format!("{REPLICATION}/executions"),
                     };
-                    let list = api.call(Method::GET, &path, None).await?;
                     api.show(
-                        list.as_array().map(Vec::as_slice).unwrap_or_default(),
+                        &api.items(&path).await?,
                         &["ID", "POLICY", "TRIGGER", "STATUS", "TASKS", "MESSAGE"],
                         &["id", "policy", "trigger", "status", "tasks", "message"],
                     );
@@ -787,11 +801,8 @@ pub fn replication(conn: Connection, cmd: ReplicationCommand) -> Result<(), Stri
 async fn endpoint_command(api: &Api, command: EndpointCommand) -> Result<(), String> {
     match command {
         EndpointCommand::List => {
-            let list = api
-                .call(Method::GET, &format!("{REPLICATION}/endpoints"), None)
-                .await?;
             api.show(
-                list.as_array().map(Vec::as_slice).unwrap_or_default(),
+                &api.items(&format!("{REPLICATION}/endpoints")).await?,
                 &["NAME", "URL", "KIND", "USERNAME", "SECRET"],
                 &["name", "url", "kind", "username", "has_secret"],
             );
@@ -836,10 +847,8 @@ async fn endpoint_command(api: &Api, command: EndpointCommand) -> Result<(), Str
         }
         EndpointCommand::Remove { name } => {
             let path = format!("{REPLICATION}/endpoints/{}", encode(&name));
-            api.call(Method::DELETE, &path, None).await?;
-            if !api.conn.json {
-                println!("removed endpoint {name}");
-            }
+            api.delete(&path, &format!("removed endpoint {name}"))
+                .await?;
         }
         EndpointCommand::Test { name } => {
             let path = format!("{REPLICATION}/endpoints/{}/test", encode(&name));
@@ -859,10 +868,7 @@ async fn endpoint_command(api: &Api, command: EndpointCommand) -> Result<(), Str
 async fn policy_command(api: &Api, command: PolicyCommand) -> Result<(), String> {
     match command {
         PolicyCommand::List => {
-            let list = api
-                .call(Method::GET, &format!("{REPLICATION}/policies"), None)
-                .await?;
-            let mut items = list.as_array().cloned().unwrap_or_default();
+            let mut items = api.items(&format!("{REPLICATION}/policies")).await?;
             for p in &mut items {
                 p["repo"] = p["filters"]["repository"].clone();
                 p["cron"] = p["triggers"]["cron"].clone();
@@ -945,10 +951,7 @@ async fn policy_command(api: &Api, command: PolicyCommand) -> Result<(), String>
         }
         PolicyCommand::Remove { name } => {
             let path = format!("{REPLICATION}/policies/{}", encode(&name));
-            api.call(Method::DELETE, &path, None).await?;
-            if !api.conn.json {
-                println!("removed policy {name}");
-            }
+            api.delete(&path, &format!("removed policy {name}")).await?;
         }
     }
     Ok(())

@@ -9,7 +9,7 @@ mod cli;
 use berth::{cluster, App, Config};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -271,14 +271,21 @@ fn multi_thread_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("starting the runtime: {e}"))
 }
 
-fn import(cmd: ImportCommand) -> Result<(), String> {
-    let mut config = match &cmd.config {
+/// The configuration at `path` (the defaults without one), with `data`
+/// for its data directory if given.
+fn config_with(path: Option<&Path>, data: Option<PathBuf>) -> Result<Config, String> {
+    let mut config = match path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if let Some(data) = cmd.data {
+    if let Some(data) = data {
         config.data_dir = data;
     }
+    Ok(config)
+}
+
+fn import(cmd: ImportCommand) -> Result<(), String> {
+    let config = config_with(cmd.config.as_deref(), cmd.data)?;
     let args = berth::ImportArgs {
         from: cmd.from,
         verify: cmd.verify,
@@ -291,15 +298,9 @@ fn import(cmd: ImportCommand) -> Result<(), String> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let mut config = config_with(args.config.as_deref(), args.data)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
-    }
-    if let Some(data) = args.data {
-        config.data_dir = data;
     }
     multi_thread_runtime()?.block_on(run(config))
 }

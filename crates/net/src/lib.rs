@@ -125,13 +125,15 @@ mod tests {
         let _ = client();
     }
 
+    /// The error of a client configuration (`setting`) trusting only the
+    /// CA file at `path`.
+    fn ca_file_error(path: &str, setting: &str) -> String {
+        tls_config(&TlsClient::with_ca(Some(Path::new(path))), setting).unwrap_err()
+    }
+
     #[test]
     fn missing_ca_file_names_the_setting() {
-        let err = tls_config(
-            &TlsClient::with_ca(Some(Path::new("/nonexistent/ca.pem"))),
-            "storage",
-        )
-        .unwrap_err();
+        let err = ca_file_error("/nonexistent/ca.pem", "storage");
         assert!(
             err.starts_with("storage.ca_file /nonexistent/ca.pem"),
             "{err}"
@@ -140,11 +142,7 @@ mod tests {
 
     #[test]
     fn empty_ca_file_is_refused() {
-        let err = tls_config(
-            &TlsClient::with_ca(Some(Path::new("/dev/null"))),
-            "metadata",
-        )
-        .unwrap_err();
+        let err = ca_file_error("/dev/null", "metadata");
         assert!(err.contains("no PEM certificate"), "{err}");
     }
 }

@@ -146,11 +146,7 @@ impl Client {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, ClientError> {
-        let req = Request::new(
-            Method::HEAD,
-            blob_url(self, repo, digest),
-            vec![Scope::pull(repo)],
-        );
+        let req = Request::pulling(Method::HEAD, blob_url(self, repo, digest), repo);
         let resp = self.send(&req).await?;
         match resp.status().as_u16() {
             200 => content_length(resp.headers()).map(Some).ok_or_else(|| {
@@ -174,11 +170,7 @@ impl Client {
         digest: &Digest,
         from: u64,
     ) -> Result<BlobStream, ClientError> {
-        let mut req = Request::new(
-            Method::GET,
-            blob_url(self, repo, digest),
-            vec![Scope::pull(repo)],
-        );
+        let mut req = Request::pulling(Method::GET, blob_url(self, repo, digest), repo);
         if from > 0 {
             req = req.header(RANGE, &format!("bytes={from}-"));
         }

@@ -13,6 +13,26 @@ use std::collections::HashSet;
 /// Largest page of a listing read into memory.
 pub(crate) const MAX_PAGE: usize = 16 << 20;
 
+/// One of the listings of names: its name in messages, the field of a page
+/// that holds the names, and what one name is.
+struct Listing {
+    what: &'static str,
+    field: &'static str,
+    item: &'static str,
+}
+
+const CATALOG: Listing = Listing {
+    what: "catalog",
+    field: "repositories",
+    item: "repository name",
+};
+
+const TAGS: Listing = Listing {
+    what: "tags",
+    field: "tags",
+    item: "tag",
+};
+
 /// What [`Client::ping`] learned: the registry is reachable, speaks the v2
 /// API, and accepted the credentials (or needs none).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,46 +66,43 @@ impl Client {
     /// Every repository of the catalog (`GET /v2/_catalog`), all pages.
     /// Names that break the repository grammar are skipped with a warning.
     pub async fn catalog(&self) -> Result<Vec<RepoName>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            #[serde(default)]
-            repositories: Option<Vec<String>>,
-        }
-        let mut out = Vec::new();
-        let first = self.paged(self.api("/v2/_catalog"));
-        self.each_page(first, vec![Scope::catalog()], |body| {
-            let page: Page = serde_json::from_slice(body)
-                .map_err(|e| ClientError::Protocol(format!("catalog page: {e}")))?;
-            for name in page.repositories.unwrap_or_default() {
-                match RepoName::parse(&name) {
-                    Some(n) => out.push(n),
-                    None => tracing::warn!(name, "catalog: skipping an invalid repository name"),
-                }
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(out)
+        let first = self.api("/v2/_catalog");
+        self.names(first, vec![Scope::catalog()], &CATALOG, RepoName::parse)
+            .await
     }
 
     /// Every tag of `repo` (`GET /v2/<name>/tags/list`), all pages. Tags
     /// that break the tag grammar are skipped with a warning.
     pub async fn tags(&self, repo: &RepoName) -> Result<Vec<Tag>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            // Distribution sends `null` for a repository without tags.
-            #[serde(default)]
-            tags: Option<Vec<String>>,
-        }
+        let first = self.api(&format!("/v2/{repo}/tags/list"));
+        self.names(first, vec![Scope::pull(repo)], &TAGS, Tag::parse)
+            .await
+    }
+
+    /// Every name of `listing` from page `first` on; those `parse` refuses
+    /// are skipped with a warning.
+    async fn names<T>(
+        &self,
+        first: Url,
+        scopes: Vec<Scope>,
+        listing: &Listing,
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<Vec<T>, ClientError> {
+        let Listing { what, field, item } = listing;
+        let invalid = |e: serde_json::Error| ClientError::Protocol(format!("{what} page: {e}"));
         let mut out = Vec::new();
-        let first = self.paged(self.api(&format!("/v2/{repo}/tags/list")));
-        self.each_page(first, vec![Scope::pull(repo)], |body| {
-            let page: Page = serde_json::from_slice(body)
-                .map_err(|e| ClientError::Protocol(format!("tags page: {e}")))?;
-            for tag in page.tags.unwrap_or_default() {
-                match Tag::parse(&tag) {
-                    Some(t) => out.push(t),
-                    None => tracing::warn!(tag, "tags: skipping an invalid tag"),
+        self.each_page(self.paged(first), scopes, |body| {
+            let mut page: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(body).map_err(invalid)?;
+            // Distribution sends `null` for a repository without tags.
+            let names: Option<Vec<String>> = match page.remove(*field) {
+                Some(names) => serde_json::from_value(names).map_err(invalid)?,
+                None => None,
+            };
+            for name in names.unwrap_or_default() {
+                match parse(&name) {
+                    Some(n) => out.push(n),
+                    None => tracing::warn!(name, "{what}: skipping an invalid {item}"),
                 }
             }
             Ok(())

@@ -57,12 +57,8 @@ impl Client {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<ManifestMeta>, ClientError> {
-        let req = Request::new(
-            Method::HEAD,
-            manifest_url(self, repo, reference),
-            vec![Scope::pull(repo)],
-        )
-        .header(ACCEPT, MANIFEST_ACCEPT);
+        let req = Request::pulling(Method::HEAD, manifest_url(self, repo, reference), repo)
+            .header(ACCEPT, MANIFEST_ACCEPT);
         let resp = self.send(&req).await?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
@@ -110,12 +106,8 @@ impl Client {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Manifest, ClientError> {
-        let req = Request::new(
-            Method::GET,
-            manifest_url(self, repo, reference),
-            vec![Scope::pull(repo)],
-        )
-        .header(ACCEPT, MANIFEST_ACCEPT);
+        let req = Request::pulling(Method::GET, manifest_url(self, repo, reference), repo)
+            .header(ACCEPT, MANIFEST_ACCEPT);
         let resp = self.expect(&req, &[200]).await?;
         let header_digest =
             match header_str(resp.headers(), "docker-content-digest") {

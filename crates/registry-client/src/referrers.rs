@@ -119,10 +119,10 @@ impl Client {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<bool, ClientError> {
-        let req = Request::new(
+        let req = Request::pulling(
             Method::GET,
             self.api(&format!("/v2/{repo}/referrers/{digest}")),
-            vec![Scope::pull(repo)],
+            repo,
         )
         .header(reqwest::header::ACCEPT, media::OCI_INDEX);
         let resp = self.send(&req).await?;

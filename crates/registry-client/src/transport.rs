@@ -12,6 +12,7 @@
 use crate::auth::{Authorization, Scope};
 use crate::error::ClientError;
 use crate::Client;
+use berth_oci::RepoName;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, LOCATION};
@@ -43,6 +44,11 @@ impl Request {
             body: None,
             scopes,
         }
+    }
+
+    /// A request that needs only pull access to `repo`.
+    pub fn pulling(method: Method, url: Url, repo: &RepoName) -> Request {
+        Request::new(method, url, vec![Scope::pull(repo)])
     }
 
     /// With header `name: value`. Values are built from validated

@@ -307,21 +307,19 @@ mod tests {
     #[test]
     fn digest_goes_after_an_existing_query() {
         let d = Digest::sha256_of(b"x");
-        let u = Url::parse("https://r/v2/a/blobs/uploads/u?_state=a%2Bb%3D&x=1").unwrap();
-        assert_eq!(
-            with_digest(&u, &d).as_str(),
-            format!(
-                "https://r/v2/a/blobs/uploads/u?_state=a%2Bb%3D&x=1&digest=sha256%3A{}",
-                d.encoded()
-            )
-        );
-        let u = Url::parse("https://r/v2/a/blobs/uploads/u").unwrap();
-        assert_eq!(
-            with_digest(&u, &d).as_str(),
-            format!(
-                "https://r/v2/a/blobs/uploads/u?digest=sha256%3A{}",
-                d.encoded()
-            )
-        );
+        let digest = format!("sha256%3A{}", d.encoded());
+        for (upload, with) in [
+            (
+                "https://r/v2/a/blobs/uploads/u?_state=a%2Bb%3D&x=1",
+                "https://r/v2/a/blobs/uploads/u?_state=a%2Bb%3D&x=1&digest=",
+            ),
+            (
+                "https://r/v2/a/blobs/uploads/u",
+                "https://r/v2/a/blobs/uploads/u?digest=",
+            ),
+        ] {
+            let u = Url::parse(upload).unwrap();
+            assert_eq!(with_digest(&u, &d).as_str(), format!("{with}{digest}"));
+        }
     }
 }

@@ -262,9 +262,7 @@ impl<'a> Copier<'a> {
                     retryable: true,
                 })?;
         }
-        self.dst
-            .put_manifest(dst_repo, reference, &m.media_type, m.bytes.clone())
-            .await
+        self.dst.put_manifest(dst_repo, reference, m).await
     }
 
     async fn copy_referrers(
@@ -351,11 +349,9 @@ impl<'a> Copier<'a> {
                 return Ok(());
             }
         }
-        let (size, body) = self.src.blob_read(src_repo, digest).await?;
-        let result = self
-            .dst
-            .blob_write(dst_repo, digest, size, self.control.wrap(body))
-            .await;
+        let mut blob = self.src.blob_read(src_repo, digest).await?;
+        blob.body = self.control.wrap(blob.body);
+        let result = self.dst.blob_write(dst_repo, digest, blob).await;
         match result {
             Err(_) if self.control.is_stopped() => Err(SideError::fatal(STOPPED)),
             other => other,

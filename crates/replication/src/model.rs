@@ -106,6 +106,23 @@ pub struct EndpointInput {
     pub description: String,
 }
 
+impl EndpointInput {
+    /// The endpoint to store: the URL without a trailing slash, an empty
+    /// username as none, and the secret as `sealed_secret`.
+    pub(crate) fn into_record(self, sealed_secret: Option<String>, created_ms: u64) -> Endpoint {
+        Endpoint {
+            name: self.name,
+            url: self.url.trim_end_matches('/').to_owned(),
+            kind: self.kind,
+            username: self.username.filter(|u| !u.is_empty()),
+            sealed_secret,
+            tls: self.tls,
+            description: self.description,
+            created_ms,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {

@@ -201,16 +201,7 @@ impl Replication {
             Some(s) if !s.is_empty() => Some(self.seal(&input.name, s)?),
             _ => None,
         };
-        let record = Endpoint {
-            name: input.name.clone(),
-            url: input.url.trim_end_matches('/').to_owned(),
-            kind: input.kind,
-            username: input.username.filter(|u| !u.is_empty()),
-            sealed_secret: sealed,
-            tls: input.tls,
-            description: input.description,
-            created_ms: self.now_ms(),
-        };
+        let record = input.into_record(sealed, self.now_ms());
         let key = keys::endpoint(&record.name);
         self.create(&key, &record, || format!("endpoint {}", record.name))
             .await?;
@@ -232,21 +223,11 @@ impl Replication {
             Some("") => None,
             Some(s) => Some(self.seal(name, s)?),
         };
-        let record = Endpoint {
-            name: name.to_owned(),
-            url: input.url.trim_end_matches('/').to_owned(),
-            kind: input.kind,
-            username: input.username.filter(|u| !u.is_empty()),
-            sealed_secret: sealed,
-            tls: input.tls,
-            description: input.description,
-            created_ms: old.created_ms,
-        };
-        let key = keys::endpoint(name);
-        let txn = Txn::new()
-            .if_unchanged(&key, Some(&seen))
-            .put(&key, serde_json::to_vec(&record)?);
-        if !self.kv.commit(txn).await? {
+        let record = input.into_record(sealed, old.created_ms);
+        if !self
+            .write_if(&keys::endpoint(name), Some(&seen), &record)
+            .await?
+        {
             return Err(ReplError::conflict(
                 "the endpoint changed meanwhile; try again",
             ));
@@ -274,6 +255,15 @@ impl Replication {
     }
 
     /// The registry client of an endpoint, its secret opened.
+    /// A client of the endpoint `name`, with its secret opened, and the
+    /// endpoint as shown (for the proxy cache, which pulls through
+    /// endpoints).
+    pub async fn connect(&self, name: &str) -> Result<(EndpointView, Client), ReplError> {
+        let (e, _) = self.endpoint_record(name).await?;
+        let client = self.client(&e)?;
+        Ok((e.public(), client))
+    }
+
     pub(crate) fn client(&self, e: &Endpoint) -> Result<Client, ReplError> {
         let mut endpoint = berth_registry_client::Endpoint::new(e.url.clone());
         if let Some(user) = &e.username {
@@ -375,24 +365,31 @@ impl Replication {
         value: &T,
         what: impl FnOnce() -> String,
     ) -> Result<(), ReplError> {
-        let txn = Txn::new()
-            .if_unchanged(key, None)
-            .put(key, serde_json::to_vec(value)?);
-        if !self.kv.commit(txn).await? {
+        if !self.write_if(key, None, value).await? {
             return Err(ReplError::conflict(format!("{} already exists", what())));
         }
         Ok(())
+    }
+
+    /// Writes `value` at `key` if the key is still as `seen` (absent for
+    /// `None`); `false` where it changed meanwhile.
+    async fn write_if<T: Serialize>(
+        &self,
+        key: &str,
+        seen: Option<&Versioned>,
+        value: &T,
+    ) -> Result<bool, ReplError> {
+        let txn = Txn::new()
+            .if_unchanged(key, seen)
+            .put(key, serde_json::to_vec(value)?);
+        Ok(self.kv.commit(txn).await?)
     }
 
     pub async fn update_policy(&self, name: &str, mut p: Policy) -> Result<Policy, ReplError> {
         p.name = name.to_owned();
         self.check_policy(&p).await?;
         let (_, seen) = self.policy_record(name).await?;
-        let key = keys::policy(name);
-        let txn = Txn::new()
-            .if_unchanged(&key, Some(&seen))
-            .put(&key, serde_json::to_vec(&p)?);
-        if !self.kv.commit(txn).await? {
+        if !self.write_if(&keys::policy(name), Some(&seen), &p).await? {
             return Err(ReplError::conflict(
                 "the policy changed meanwhile; try again",
             ));
@@ -474,10 +471,7 @@ impl Replication {
                 return Ok(e);
             }
             e.stop_requested = true;
-            let txn = Txn::new()
-                .if_unchanged(&key, Some(&seen))
-                .put(&key, serde_json::to_vec(&e)?);
-            if self.kv.commit(txn).await? {
+            if self.write_if(&key, Some(&seen), &e).await? {
                 return Ok(e);
             }
         }

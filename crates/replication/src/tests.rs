@@ -14,16 +14,21 @@ use serde_json::json;
 use std::sync::Arc;
 
 fn service(key: bool) -> (Replication, Arc<MemoryKv>) {
+    let key = key.then(|| SecretKey::from_bytes(&[9; 32]).unwrap());
+    service_with(key, Settings::default())
+}
+
+/// A service on node `node-a` over memory stores, with `key` and `settings`.
+fn service_with(key: Option<SecretKey>, settings: Settings) -> (Replication, Arc<MemoryKv>) {
     let kv = Arc::new(MemoryKv::new());
     let registry = Registry::new(kv.clone(), Arc::new(MemoryBlobStore::new()));
-    let key = key.then(|| SecretKey::from_bytes(&[9; 32]).unwrap());
     let r = Replication::new(
         kv.clone(),
         registry,
         Arc::new(LocalLocks::default()),
         "node-a",
         key,
-        Settings::default(),
+        settings,
     );
     (r, kv)
 }
@@ -359,21 +364,13 @@ async fn copy_brings_index_children_blobs_and_referrers_byte_identical() {
 
 #[tokio::test]
 async fn a_failing_task_is_retried_with_backoff_then_fails() {
-    let kv = Arc::new(MemoryKv::new());
-    let registry = Registry::new(kv.clone(), Arc::new(MemoryBlobStore::new()));
     let settings = Settings {
         backoff: std::time::Duration::from_millis(50),
         attempts: 3,
         ..Settings::default()
     };
-    let r = Arc::new(Replication::new(
-        kv.clone(),
-        registry,
-        Arc::new(LocalLocks::default()),
-        "node-a",
-        None,
-        settings,
-    ));
+    let (r, kv) = service_with(None, settings);
+    let r = Arc::new(r);
     // Nothing listens on port 1: connection refused, a retryable error.
     r.create_endpoint(endpoint("dst", None)).await.unwrap();
     // A pull: the unreachable endpoint is the source.
@@ -418,20 +415,11 @@ async fn a_failing_task_is_retried_with_backoff_then_fails() {
 
 #[tokio::test]
 async fn history_is_pruned_to_the_newest_executions() {
-    let kv = Arc::new(MemoryKv::new());
-    let registry = Registry::new(kv.clone(), Arc::new(MemoryBlobStore::new()));
     let settings = Settings {
         keep_executions: 2,
         ..Settings::default()
     };
-    let r = Replication::new(
-        kv,
-        registry,
-        Arc::new(LocalLocks::default()),
-        "n",
-        None,
-        settings,
-    );
+    let (r, _) = service_with(None, settings);
     r.create_endpoint(endpoint("dst", None)).await.unwrap();
     let p = policy("p", json!({}));
     r.create_policy(p.clone()).await.unwrap();

@@ -165,35 +165,33 @@ impl S3Tree {
     }
 }
 
+/// The names of `listed` below `base`, relative to it and sorted; `name`
+/// trims each, or drops it (`None`).
+fn relative(base: &str, listed: &[String], name: impl Fn(&str) -> Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = listed
+        .iter()
+        .filter_map(|l| name(l.strip_prefix(base)?))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
 #[async_trait]
 impl Tree for S3Tree {
     async fn dirs(&self, dir: &str) -> Result<Vec<String>, StoreError> {
         let base = self.key(dir);
-        let mut names: Vec<String> = self
-            .client
-            .list_dirs(&base)
-            .await?
-            .into_iter()
-            .filter_map(|p| {
-                let name = p.strip_prefix(&base)?.trim_end_matches('/');
-                (!name.is_empty()).then(|| name.to_owned())
-            })
-            .collect();
-        names.sort();
-        Ok(names)
+        let prefixes = self.client.list_dirs(&base).await?;
+        Ok(relative(&base, &prefixes, |p| {
+            let name = p.trim_end_matches('/');
+            (!name.is_empty()).then_some(name)
+        }))
     }
 
     async fn files(&self, dir: &str) -> Result<Vec<String>, StoreError> {
         let base = self.key(dir);
-        let mut files: Vec<String> = self
-            .client
-            .list_keys(&base)
-            .await?
-            .into_iter()
-            .filter_map(|k| k.strip_prefix(&base).map(str::to_owned))
-            .collect();
-        files.sort();
-        Ok(files)
+        let keys = self.client.list_keys(&base).await?;
+        Ok(relative(&base, &keys, |k| Some(k)))
     }
 
     async fn size(&self, path: &str) -> Result<Option<u64>, StoreError> {
