@@ -111,6 +111,17 @@ impl App {
             auth.scheme = "https";
         }
         let replication = Arc::new(replication(config, &kv, &registry, &locks, etcd.is_some())?);
+        let proxy = Arc::new(berth_proxy::Proxy::new(
+            kv.clone(),
+            registry.clone(),
+            replication.clone(),
+            locks.clone(),
+            format!("{}-{}", cluster::node_name(), std::process::id()),
+            berth_proxy::Settings {
+                manifest_ttl: config.proxy.manifest_ttl,
+                ..berth_proxy::Settings::default()
+            },
+        ));
         let state = AppState {
             registry,
             auth: Arc::new(auth),
@@ -118,6 +129,7 @@ impl App {
             base_url: config.base_url().into(),
             gc,
             replication,
+            proxy,
         };
         Ok(App {
             state,

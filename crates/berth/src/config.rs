@@ -40,6 +40,8 @@ pub struct Config {
     pub uploads: UploadsConfig,
     #[serde(default)]
     pub replication: ReplicationConfig,
+    #[serde(default)]
+    pub proxy: ProxyConfig,
 }
 
 /// `[server]`: how long slow and idle clients are held, and how many.
@@ -204,6 +206,24 @@ impl Default for ReplicationConfig {
     }
 }
 
+/// `[proxy]`: proxy-cache projects (docs/proxy-cache.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// How long a tag's manifest is served without asking the upstream
+    /// (a HEAD) whether it moved.
+    #[serde(deserialize_with = "duration")]
+    pub manifest_ttl: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            manifest_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
 /// "90s", "15m", "1h", "7d", or a combination such as "1h30m".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad =
@@ -355,6 +375,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             uploads: UploadsConfig::default(),
             replication: ReplicationConfig::default(),
+            proxy: ProxyConfig::default(),
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct AppState {
     /// Replication to and from other registries: endpoints, policies,
     /// executions.
     pub replication: Arc<berth_replication::Replication>,
+    /// Proxy-cache projects: which projects pull through an upstream, and
+    /// the fetches that fill them.
+    pub proxy: Arc<berth_proxy::Proxy>,
 }
 
 impl AppState {

@@ -26,6 +26,7 @@ mod members;
 pub mod openapi;
 mod policy;
 mod projects;
+mod proxy;
 mod replication;
 mod repositories;
 mod robots;
@@ -52,6 +53,7 @@ pub use policy::{
     QuotaChange, RetentionChange,
 };
 pub use projects::{create_project, delete_project, update_project, ProjectChange, ProjectCreate};
+pub use proxy::{project_proxy, remove_project_proxy, set_project_proxy, ProxyChange};
 pub use replication::{
     create_endpoint, create_policy, delete_endpoint, delete_policy, endpoint_view,
     execution_detail, policy_named, replication_overview, run_policy, stop_execution,
@@ -120,6 +122,7 @@ pub const ROUTES: &[Route] = routes! {
     paths::IMMUTABLE => GET policy::immutable, PUT policy::set_immutable;
     paths::RETENTION => GET policy::retention, PUT policy::set_retention;
     paths::RETENTION_RUN => POST policy::run_retention;
+    paths::PROXY => GET proxy::get, PUT proxy::set, DELETE proxy::remove;
     "/api/v1/gc" => POST gc::run, GET gc::history;
     paths::REPL_ENDPOINTS => GET replication::endpoints, POST replication::endpoint_create;
     paths::REPL_ENDPOINT => GET replication::endpoint, PUT replication::endpoint_update, DELETE replication::endpoint_delete;
@@ -155,6 +158,7 @@ mod paths {
     pub const IMMUTABLE: &str = "/api/v1/projects/{project}/immutable-rules";
     pub const RETENTION: &str = "/api/v1/projects/{project}/retention";
     pub const RETENTION_RUN: &str = "/api/v1/projects/{project}/retention/run";
+    pub const PROXY: &str = "/api/v1/projects/{project}/proxy";
     pub const REPL_ENDPOINTS: &str = "/api/v1/replication/endpoints";
     pub const REPL_ENDPOINT: &str = "/api/v1/replication/endpoints/{endpoint}";
     pub const REPL_ENDPOINT_TEST: &str = "/api/v1/replication/endpoints/{endpoint}/test";

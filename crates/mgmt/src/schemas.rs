@@ -238,6 +238,12 @@ fn replication() -> Value {
             "secret": {"type": "string", "description": "password or token; sealed at rest, never returned"},
             "tls": tls, "description": string(),
         })),
+        "ProxyChange": object(&["endpoint"], json!({
+            "endpoint": {"type": "string", "description": "a replication endpoint's name"},
+        })),
+        "ProxyBinding": object(&["project", "endpoint"], json!({
+            "project": string(), "endpoint": string(),
+        })),
         "EndpointTest": object(&["ok"], json!({
             "ok": {"type": "boolean"}, "auth": string(), "api_version": string(), "message": string(),
         })),

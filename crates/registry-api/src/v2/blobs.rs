@@ -21,14 +21,7 @@ pub async fn get(
     head: bool,
 ) -> Result<Response, ApiError> {
     let size = reg.blob_size(repo, digest).await?;
-    let mut h = HeaderMap::new();
-    h.insert("Docker-Content-Digest", header_value(digest.as_str()));
-    h.insert(header::ACCEPT_RANGES, header_value("bytes"));
-    h.insert(
-        header::CONTENT_TYPE,
-        header_value("application/octet-stream"),
-    );
-    h.insert(header::ETAG, header_value(&format!("\"{digest}\"")));
+    let mut h = blob_headers(digest);
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(r) => match parse_range(r, size) {
@@ -60,6 +53,19 @@ pub async fn get(
     }
     let stream = reg.blob_read(digest, offset, len).await?;
     Ok((status, h, Body::from_stream(stream)).into_response())
+}
+
+/// The headers of every blob answer but its length and range.
+pub fn blob_headers(digest: &Digest) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("Docker-Content-Digest", header_value(digest.as_str()));
+    h.insert(header::ACCEPT_RANGES, header_value("bytes"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header_value("application/octet-stream"),
+    );
+    h.insert(header::ETAG, header_value(&format!("\"{digest}\"")));
+    h
 }
 
 pub async fn delete(

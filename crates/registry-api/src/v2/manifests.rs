@@ -4,6 +4,7 @@ use super::{content_length, header_value};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_core::registry::ManifestContent;
 use berth_core::Registry;
 use berth_http::error::ApiError;
 use berth_http::AppState;
@@ -20,6 +21,17 @@ pub async fn get(
     head: bool,
 ) -> Result<Response, ApiError> {
     let m = reg.manifest_get(repo, r).await?;
+    respond(reg, repo, m, headers, head)
+}
+
+/// A manifest's answer: `Accept` checked, the pull noted (not for HEAD).
+pub fn respond(
+    reg: &Registry,
+    repo: &RepoName,
+    m: ManifestContent,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
     let accept = headers
         .get_all(header::ACCEPT)
         .iter()

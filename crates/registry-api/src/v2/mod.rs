@@ -5,6 +5,7 @@
 pub mod blobs;
 pub mod discovery;
 pub mod manifests;
+pub mod proxy;
 pub mod request;
 pub mod route;
 
@@ -94,6 +95,14 @@ async fn handle(
     // HEAD is answered as GET; hyper sends the headers without the body.
     let head = method == Method::HEAD;
     let m = if head { Method::GET } else { method.clone() };
+    if let Some(repo) = endpoint.repo() {
+        if let Some(binding) = state.proxy.binding(repo.project()).await? {
+            let answer = proxy::handle(state, &binding, &endpoint, &m, headers, head).await;
+            if let Some(answer) = answer {
+                return answer;
+            }
+        }
+    }
     match (endpoint, m) {
         (Endpoint::Base, Method::GET) => Ok(json_response("{}".to_owned())),
         (Endpoint::Catalog, Method::GET) => discovery::catalog(state, caller, &params).await,

@@ -18,6 +18,19 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The repository the request is about, if any.
+    pub fn repo(&self) -> Option<&RepoName> {
+        match self {
+            Endpoint::Base | Endpoint::Catalog => None,
+            Endpoint::Tags(repo)
+            | Endpoint::Manifest(repo, _)
+            | Endpoint::Blob(repo, _)
+            | Endpoint::UploadStart(repo)
+            | Endpoint::Upload(repo, _)
+            | Endpoint::Referrers(repo, _) => Some(repo),
+        }
+    }
+
     /// The methods this endpoint answers, for `Allow` on a 405. `HEAD` goes
     /// wherever `GET` does.
     pub fn allowed_methods(&self) -> &'static [Method] {

@@ -1,0 +1,262 @@
+//! Proxy-cache projects against a real upstream: Debian's `docker-registry`
+//! (CNCF Distribution 2.8, htpasswd Basic auth). Its access log says what
+//! berth asked of it; the real Docker engine pulls through berth.
+
+mod common;
+
+use berth_test_kit::distribution::{Distribution, Setup};
+use berth_test_kit::server::oci::{self, Image};
+use berth_test_kit::Docker;
+use common::{Server, ADMIN_PASSWORD};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const USER: &str = "up";
+const PASSWORD: &str = "upstream-secret-1";
+
+fn upstream() -> Distribution {
+    Distribution::start_with(Setup::default().user(USER, PASSWORD))
+}
+
+/// berth with `[proxy]` set as given, a replication endpoint for
+/// `registry` and the project `hub` bound to it.
+async fn proxy_of(registry: &Distribution, proxy_toml: &str) -> Server {
+    let server = Server::start_with_config(&format!("[proxy]\n{proxy_toml}"));
+    common::create_project(&server, "hub", false).await;
+    let endpoint = json!({"name": "up", "url": registry.url, "kind": "distribution",
+        "username": USER, "secret": PASSWORD});
+    admin(
+        &server,
+        Method::POST,
+        "/api/v1/replication/endpoints",
+        Some(endpoint),
+        201,
+    )
+    .await;
+    let bind = json!({"endpoint": "up"});
+    let b = admin(
+        &server,
+        Method::PUT,
+        "/api/v1/projects/hub/proxy",
+        Some(bind),
+        200,
+    )
+    .await;
+    assert_eq!(b, json!({"project": "hub", "endpoint": "up"}));
+    server
+}
+
+/// The management API (or `/v2`) as admin, expecting `status`; the JSON
+/// answer.
+async fn admin(
+    server: &Server,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    status: u16,
+) -> Value {
+    let auth = common::basic("admin", ADMIN_PASSWORD);
+    let r = server
+        .send_json(
+            method.clone(),
+            path,
+            Some(&auth),
+            body.map(|b| b.to_string()),
+        )
+        .await;
+    let s = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(s, status, "{method} {path}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// How many times the upstream answered `method` `path` (its 401
+/// challenges to a first, unauthenticated try are not answers).
+fn asked(registry: &Distribution, method: &str, path: &str) -> usize {
+    registry
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with(&format!("{method} {path} ")) && !r.ends_with(" 401"))
+        .count()
+}
+
+/// Pushes `image` to the upstream as `repo:tag` (with berth's outbound
+/// client: Distribution has no single-request upload).
+async fn push_up(registry: &Distribution, repo: &str, tag: &str, image: &Image) {
+    use berth_test_kit::registry_client as rc;
+    let endpoint = berth_registry_client::Endpoint::new(registry.url.clone())
+        .with_credentials(berth_registry_client::Credentials::new(USER, PASSWORD));
+    let c = berth_registry_client::Client::new(&endpoint).unwrap();
+    let name = berth_oci::RepoName::parse(repo).unwrap();
+    for blob in image.blobs() {
+        rc::push_blob(&c, &name, blob).await;
+    }
+    let reference = berth_oci::Reference::parse(tag).unwrap();
+    rc::put_manifest(&c, &name, &reference, oci::MANIFEST, &image.manifest).await;
+}
+
+fn berth(server: &Server) -> oci::Client {
+    oci::Client::new(&server.url(""), "admin", ADMIN_PASSWORD)
+}
+
+#[tokio::test]
+async fn a_proxy_project_pulls_through_once_then_serves_its_copy() {
+    let registry = upstream();
+    let img = Image::new(
+        "proxied",
+        vec![common::noise(1, 3 << 20), b"small layer".to_vec()],
+        None,
+    );
+    push_up(&registry, "library/alpine", "3", &img).await;
+    let server = proxy_of(&registry, "manifest_ttl = \"1h\"").await;
+    let c = berth(&server);
+
+    // Twice: the second pull is served from berth's copy.
+    for _ in 0..2 {
+        c.assert_pulls("hub/library/alpine", "3", &img).await;
+    }
+    for blob in img.blobs() {
+        let path = format!("/v2/library/alpine/blobs/{}", common::sha256(blob));
+        assert_eq!(asked(&registry, "GET", &path), 1, "{path}");
+    }
+    assert_eq!(
+        asked(&registry, "GET", "/v2/library/alpine/manifests/3"),
+        1,
+        "{:?}",
+        registry.requests()
+    );
+    // Within the TTL not even a HEAD.
+    assert_eq!(
+        asked(&registry, "HEAD", "/v2/library/alpine/manifests/3"),
+        0
+    );
+
+    // What was pulled is stored: tags and artifacts are the project's.
+    let tags = admin(
+        &server,
+        Method::GET,
+        "/v2/hub/library/alpine/tags/list",
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(tags["tags"], json!(["3"]));
+
+    // A push is refused with DENIED, naming the upstream.
+    let s = c.upload("hub/library/alpine", b"pushed").await;
+    assert_eq!(s, 403);
+    let (s, v) = c
+        .put_manifest("hub/library/alpine", "mine", &img.manifest, oci::MANIFEST)
+        .await;
+    let v = String::from_utf8_lossy(&v);
+    assert_eq!(s, 403, "{v}");
+    assert!(v.contains("DENIED") && v.contains("proxy cache"), "{v}");
+
+    // What the upstream does not have is MANIFEST_UNKNOWN / BLOB_UNKNOWN.
+    let (s, body) = c.get("/v2/hub/library/alpine/manifests/nope").await;
+    assert_eq!(s, 404);
+    assert!(String::from_utf8_lossy(&body).contains("MANIFEST_UNKNOWN"));
+    let never = common::sha256(b"never pushed");
+    let (s, body) = c
+        .get(&format!("/v2/hub/library/alpine/blobs/{never}"))
+        .await;
+    assert_eq!(s, 404);
+    assert!(String::from_utf8_lossy(&body).contains("BLOB_UNKNOWN"));
+
+    // The upstream gone: what is cached still pulls; the rest is 503.
+    drop(registry);
+    c.assert_pulls("hub/library/alpine", "3", &img).await;
+    let (s, body) = c.get("/v2/hub/library/other/manifests/1").await;
+    assert_eq!(s, 503, "{}", String::from_utf8_lossy(&body));
+}
+
+/// A tag moved upstream is seen after the TTL (a HEAD says it moved), and
+/// while the upstream is down the cached manifest is served past its TTL.
+#[tokio::test]
+async fn a_moved_tag_is_seen_after_the_ttl_and_the_cache_outlives_the_upstream() {
+    let registry = upstream();
+    let (v1, v2) = (
+        Image::new("one", vec![b"layer one".to_vec()], None),
+        Image::new("two", vec![b"layer two".to_vec()], None),
+    );
+    push_up(&registry, "app", "latest", &v1).await;
+    let server = proxy_of(&registry, "manifest_ttl = \"1s\"").await;
+    let c = berth(&server);
+    c.assert_pulls("hub/app", "latest", &v1).await;
+    push_up(&registry, "app", "latest", &v2).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.assert_pulls("hub/app", "latest", &v2).await;
+    assert!(asked(&registry, "HEAD", "/v2/app/manifests/latest") >= 1);
+
+    drop(registry);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, body) = c.get("/v2/hub/app/manifests/latest").await;
+    assert_eq!((s, body == v2.manifest), (200, true), "served past its TTL");
+}
+
+/// Fifty clients ask for the same cold 64 MiB layer at once: the upstream
+/// sends it once, every client gets every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_pulls_of_a_cold_blob_fetch_it_once() {
+    let registry = upstream();
+    let layer = common::noise(7, 64 << 20);
+    let img = Image::new("herd", vec![layer.clone()], None);
+    push_up(&registry, "big/app", "v1", &img).await;
+    let server = proxy_of(&registry, "").await;
+    let digest = common::sha256(&layer);
+    let url = server.url(&format!("/v2/hub/big/app/blobs/{digest}"));
+    let pulls = (0..50).map(|_| {
+        let (url, http) = (url.clone(), common::admin_client());
+        tokio::spawn(async move {
+            let r = http.get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body = r.bytes().await.unwrap();
+            (status, common::sha256(&body))
+        })
+    });
+    for pull in futures_util::future::join_all(pulls).await {
+        assert_eq!(pull.unwrap(), (200, digest.clone()));
+    }
+    let path = format!("/v2/big/app/blobs/{digest}");
+    assert_eq!(
+        asked(&registry, "GET", &path),
+        1,
+        "{:?}",
+        registry.requests()
+    );
+}
+
+/// The Docker engine pulls an image through the proxy project and gets the
+/// image it pushed upstream.
+#[tokio::test]
+async fn docker_pulls_through_a_proxy_project() {
+    let registry = upstream();
+    let server = proxy_of(&registry, "").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let docker = Docker::new(&tmp.path().join("docker"));
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/data.bin"), common::noise(3, 2 << 20)).unwrap();
+    let tar = tmp.path().join("rootfs.tar");
+    berth_test_kit::tar(&root, &tar);
+    let up_addr = registry.addr.clone();
+    let original = format!("{up_addr}/tools/app:1.0");
+    docker.login(&up_addr, USER, PASSWORD);
+    docker.ok(&["import", tar.to_str().unwrap(), &original]);
+    docker.ok(&["push", &original]);
+    let id = |image: &str| docker.ok(&["image", "inspect", "--format", "{{.Id}}", image]);
+    let want = id(&original);
+
+    let addr = server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let through = format!("{addr}/hub/tools/app:1.0");
+    docker.login(&addr, "admin", ADMIN_PASSWORD);
+    let _ = docker.run(&["rmi", "-f", &original, &through], None);
+    docker.ok(&["pull", &through]);
+    assert_eq!(id(&through), want);
+    let _ = docker.run(&["rmi", "-f", &through], None);
+}

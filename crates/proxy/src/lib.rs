@@ -1,0 +1,619 @@
+//! Proxy-cache projects, Harbor's model: a project bound to an upstream
+//! registry (a replication endpoint) serves what its clients pull from
+//! there, keeps it, and serves it from then on.
+//!
+//! - `hub/library/alpine:3` in the proxy project `hub` is
+//!   `library/alpine:3` upstream (Docker Hub endpoints also put one-segment
+//!   names under `library/`).
+//! - A manifest by tag is kept fresh with a HEAD to the upstream (which
+//!   Docker Hub does not count as a pull) at most every
+//!   [`Settings::manifest_ttl`]; by digest it never changes. When the
+//!   upstream is down or refuses, what is cached is served; when nothing
+//!   is, the upstream's answer reaches the client as the OCI error it
+//!   expects.
+//! - A blob is fetched once for the whole cluster: a cluster lock per
+//!   digest ([`Locks`], a lease on etcd) lets one node fetch it; on that
+//!   node every client asking meanwhile reads the same fetch as it arrives
+//!   ([`flight`]); clients of other nodes wait for the blob to be stored
+//!   (or for the lock to free, when they take over). The fetch resumes
+//!   with a `Range` request when the upstream breaks off. The blob is
+//!   hashed on its way into the store and becomes visible only whole and
+//!   matching its digest.
+//! - Pushes and deletes are the registry's business: a push to a proxy
+//!   project is refused by the HTTP layer, which asks [`Proxy::binding`].
+
+pub mod flight;
+
+use berth_core::kv::{Kv, Txn};
+use berth_core::lock::Locks;
+use berth_core::registry::ManifestContent;
+use berth_core::{CoreError, Registry};
+use berth_oci::{Digest, ErrorCode, Reference, RepoName};
+use berth_registry_client::{Client, ClientError};
+use berth_replication::{EndpointKind, Replication};
+use bytes::Bytes;
+use flight::Flight;
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BINDING_PREFIX: &str = "proxy:";
+
+/// Tags whose freshness this node remembers; the oldest half is dropped
+/// past it.
+const MAX_FRESH: usize = 100_000;
+
+/// Proxy projects read at most (a page of the `Kv` scan).
+const MAX_BINDINGS: usize = 10_000;
+
+/// How long an upstream client (and the tokens it holds) is reused
+/// before the endpoint is read again (a changed secret is seen then).
+const CLIENT_TTL: Duration = Duration::from_secs(30);
+
+/// How often a client waiting for another node's fetch looks again.
+const REMOTE_POLL: Duration = Duration::from_millis(200);
+
+/// Upstream attempts of one blob (the first and the resumes).
+const FETCH_ATTEMPTS: u32 = 4;
+
+/// A project's upstream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub project: String,
+    /// The replication endpoint the project pulls through.
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long a tag's manifest is served without asking the upstream.
+    pub manifest_ttl: Duration,
+    /// How long this node trusts its list of bindings before reading it
+    /// again (a change made on this node is seen at once).
+    pub bindings_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            manifest_ttl: Duration::from_secs(60),
+            bindings_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a blob request of a proxy project gets.
+pub enum BlobAnswer {
+    /// The blob is in the repository now: serve it as any other.
+    Stored,
+    /// It is arriving from the upstream: its size and its bytes as they
+    /// come.
+    Streaming {
+        size: u64,
+        body: std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
+    },
+}
+
+pub struct Proxy {
+    kv: Arc<dyn Kv>,
+    registry: Registry,
+    replication: Arc<Replication>,
+    locks: Arc<dyn Locks>,
+    node: String,
+    settings: Settings,
+    /// Every binding by project, and when it was read.
+    bindings: Mutex<Option<(Instant, Bindings)>>,
+    fresh: Mutex<HashMap<(String, String), Instant>>,
+    flights: Mutex<HashMap<Digest, Arc<Flight>>>,
+    clients: Mutex<HashMap<String, CachedClient>>,
+}
+
+type Bindings = Arc<HashMap<String, Binding>>;
+
+/// An upstream client kept for [`CLIENT_TTL`], with its endpoint's kind.
+struct CachedClient {
+    made: Instant,
+    client: Client,
+    kind: EndpointKind,
+}
+
+fn kv_error(e: berth_core::KvError) -> CoreError {
+    CoreError::from(e)
+}
+
+/// The upstream's answer as the OCI error a client of berth expects.
+fn upstream_error(e: &ClientError, what: &str) -> CoreError {
+    if e.is_not_found() {
+        let code = if what == "blob" {
+            ErrorCode::BlobUnknown
+        } else {
+            ErrorCode::ManifestUnknown
+        };
+        return CoreError::with_detail(code, format!("the upstream has no such {what}"));
+    }
+    match e.status() {
+        Some(429) => CoreError::with_detail(
+            ErrorCode::TooManyRequests,
+            "the upstream registry is rate limiting",
+        ),
+        Some(401 | 403) => CoreError::with_detail(
+            ErrorCode::Denied,
+            format!("the upstream registry refused berth's credentials: {e}"),
+        ),
+        _ => CoreError::unavailable(format!("the upstream registry did not answer: {e}")),
+    }
+}
+
+impl Proxy {
+    pub fn new(
+        kv: Arc<dyn Kv>,
+        registry: Registry,
+        replication: Arc<Replication>,
+        locks: Arc<dyn Locks>,
+        node: impl Into<String>,
+        settings: Settings,
+    ) -> Proxy {
+        Proxy {
+            kv,
+            registry,
+            replication,
+            locks,
+            node: node.into(),
+            settings,
+            bindings: Mutex::new(None),
+            fresh: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    // Bindings.
+
+    async fn all_bindings(&self) -> Result<Bindings, CoreError> {
+        if let Ok(cached) = self.bindings.lock() {
+            if let Some((at, map)) = &*cached {
+                if at.elapsed() < self.settings.bindings_ttl {
+                    return Ok(map.clone());
+                }
+            }
+        }
+        let list = self
+            .kv
+            .scan(BINDING_PREFIX, None, MAX_BINDINGS)
+            .await
+            .map_err(kv_error)?;
+        let map: HashMap<String, Binding> = list
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice::<Binding>(&v.value).ok())
+            .map(|b| (b.project.clone(), b))
+            .collect();
+        let map = Arc::new(map);
+        if let Ok(mut cached) = self.bindings.lock() {
+            *cached = Some((Instant::now(), map.clone()));
+        }
+        Ok(map)
+    }
+
+    fn forget_bindings(&self) {
+        if let Ok(mut cached) = self.bindings.lock() {
+            *cached = None;
+        }
+    }
+
+    /// The binding of `project`, if it is a proxy project.
+    pub async fn binding(&self, project: &str) -> Result<Option<Binding>, CoreError> {
+        Ok(self.all_bindings().await?.get(project).cloned())
+    }
+
+    /// Every proxy project's binding, by project.
+    pub async fn bindings(&self) -> Result<Vec<Binding>, CoreError> {
+        let mut list: Vec<Binding> = self.all_bindings().await?.values().cloned().collect();
+        list.sort_by(|a, b| a.project.cmp(&b.project));
+        Ok(list)
+    }
+
+    /// Binds `project` to `endpoint` (which must exist), or changes it.
+    pub async fn bind(&self, project: &str, endpoint: &str) -> Result<Binding, CoreError> {
+        self.replication
+            .endpoint(endpoint)
+            .await
+            .map_err(|e| CoreError::with_detail(ErrorCode::NameUnknown, e.message))?;
+        let binding = Binding {
+            project: project.to_owned(),
+            endpoint: endpoint.to_owned(),
+        };
+        let value = serde_json::to_vec(&binding).map_err(|e| CoreError::internal(e.to_string()))?;
+        let txn = Txn::new().put(format!("{BINDING_PREFIX}{project}"), value);
+        self.kv.commit(txn).await.map_err(kv_error)?;
+        self.forget_bindings();
+        Ok(binding)
+    }
+
+    /// Makes `project` an ordinary project again (what it cached stays).
+    pub async fn unbind(&self, project: &str) -> Result<bool, CoreError> {
+        let key = format!("{BINDING_PREFIX}{project}");
+        let existed = self.kv.get(&key).await.map_err(kv_error)?.is_some();
+        self.kv
+            .commit(Txn::new().delete(key))
+            .await
+            .map_err(kv_error)?;
+        self.forget_bindings();
+        Ok(existed)
+    }
+
+    // The upstream.
+
+    /// The upstream client of `binding` and the upstream name of `repo`.
+    async fn upstream(
+        &self,
+        binding: &Binding,
+        repo: &RepoName,
+    ) -> Result<(Client, RepoName), CoreError> {
+        let cached = self.clients.lock().ok().and_then(|c| {
+            c.get(&binding.endpoint)
+                .filter(|c| c.made.elapsed() < CLIENT_TTL)
+                .map(|c| (c.client.clone(), c.kind))
+        });
+        let (client, kind) = match cached {
+            Some(c) => c,
+            None => {
+                let (endpoint, client) = self
+                    .replication
+                    .connect(&binding.endpoint)
+                    .await
+                    .map_err(|e| CoreError::unavailable(e.message))?;
+                if let Ok(mut c) = self.clients.lock() {
+                    let cached = CachedClient {
+                        made: Instant::now(),
+                        client: client.clone(),
+                        kind: endpoint.kind,
+                    };
+                    c.insert(binding.endpoint.clone(), cached);
+                }
+                (client, endpoint.kind)
+            }
+        };
+        let rest = repo
+            .as_str()
+            .split_once('/')
+            .map_or(repo.as_str(), |(_, rest)| rest);
+        let remote = if kind == EndpointKind::DockerHub && !rest.contains('/') {
+            format!("library/{rest}")
+        } else {
+            rest.to_owned()
+        };
+        let remote = RepoName::parse(&remote).ok_or_else(|| {
+            CoreError::with_detail(
+                ErrorCode::NameInvalid,
+                format!("{repo} names no repository upstream"),
+            )
+        })?;
+        Ok((client, remote))
+    }
+
+    // Manifests.
+
+    fn is_fresh(&self, repo: &RepoName, tag: &str) -> bool {
+        self.fresh.lock().is_ok_and(|f| {
+            f.get(&(repo.to_string(), tag.to_owned()))
+                .is_some_and(|at| at.elapsed() < self.settings.manifest_ttl)
+        })
+    }
+
+    fn mark_fresh(&self, repo: &RepoName, tag: &str) {
+        if let Ok(mut f) = self.fresh.lock() {
+            if f.len() >= MAX_FRESH {
+                let ttl = self.settings.manifest_ttl;
+                f.retain(|_, at| at.elapsed() < ttl);
+                if f.len() >= MAX_FRESH {
+                    f.clear();
+                }
+            }
+            f.insert((repo.to_string(), tag.to_owned()), Instant::now());
+        }
+    }
+
+    /// A manifest of a proxy project: cached and fresh, or confirmed or
+    /// fetched upstream, or cached when the upstream cannot say.
+    pub async fn manifest(
+        &self,
+        binding: &Binding,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestContent, CoreError> {
+        let cached = match self.registry.manifest_get(repo, reference).await {
+            Ok(m) => Some(m),
+            Err(e) if e.code == ErrorCode::ManifestUnknown => None,
+            Err(e) => return Err(e),
+        };
+        let tag = match reference {
+            Reference::Digest(_) => None,
+            Reference::Tag(t) => Some(t.as_str().to_owned()),
+        };
+        if let (None, Some(m)) = (&tag, &cached) {
+            // A digest names one manifest forever.
+            return Ok(m.clone());
+        }
+        if let (Some(m), Some(tag)) = (&cached, &tag) {
+            if self.is_fresh(repo, tag) {
+                return Ok(m.clone());
+            }
+        }
+        let (client, remote) = match self.upstream(binding, repo).await {
+            Ok(u) => u,
+            Err(e) => return cached.ok_or(e),
+        };
+        if let (Some(m), Some(tag)) = (&cached, &tag) {
+            match client.manifest_head(&remote, reference).await {
+                Ok(Some(meta)) if meta.digest == m.digest => {
+                    self.mark_fresh(repo, tag);
+                    return Ok(m.clone());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%repo, %tag, error = %e, "upstream unavailable; serving the cached manifest");
+                    return Ok(m.clone());
+                }
+            }
+        }
+        let fetched = match client.manifest_get(&remote, reference).await {
+            Ok(f) => f,
+            Err(e) => {
+                return match cached {
+                    Some(m) if !e.is_not_found() => {
+                        tracing::warn!(%repo, error = %e, "upstream unavailable; serving the cached manifest");
+                        Ok(m)
+                    }
+                    _ => Err(upstream_error(&e, "manifest")),
+                }
+            }
+        };
+        let put = self
+            .registry
+            .manifest_cache(
+                repo,
+                reference,
+                Some(&fetched.media_type),
+                fetched.bytes.clone(),
+            )
+            .await?;
+        if let Some(tag) = &tag {
+            self.mark_fresh(repo, tag);
+        }
+        Ok(ManifestContent {
+            digest: put.digest,
+            media_type: fetched.media_type,
+            body: fetched.bytes,
+        })
+    }
+
+    // Blobs.
+
+    /// The size of a blob of a proxy project that is not stored yet, as the
+    /// upstream tells (a HEAD is answered without fetching).
+    pub async fn blob_size(
+        &self,
+        binding: &Binding,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<u64, CoreError> {
+        if let Some(f) = self.flight_of(digest) {
+            return Ok(f.size);
+        }
+        let (client, remote) = self.upstream(binding, repo).await?;
+        match client.blob_head(&remote, digest).await {
+            Ok(Some(size)) => Ok(size),
+            Ok(None) => Err(CoreError::with_detail(
+                ErrorCode::BlobUnknown,
+                "the upstream has no such blob",
+            )),
+            Err(e) => Err(upstream_error(&e, "blob")),
+        }
+    }
+
+    fn flight_of(&self, digest: &Digest) -> Option<Arc<Flight>> {
+        self.flights
+            .lock()
+            .ok()
+            .and_then(|f| f.get(digest).cloned())
+    }
+
+    /// A blob of a proxy project that is not in `repo`: linked from the
+    /// store when berth has it already (once the upstream confirms the
+    /// repository has it), or fetched once and streamed as it arrives.
+    pub async fn blob(
+        self: &Arc<Self>,
+        binding: &Binding,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<BlobAnswer, CoreError> {
+        if let Some(f) = self.flight_of(digest) {
+            return Ok(BlobAnswer::Streaming {
+                size: f.size,
+                body: Box::pin(f.reader()),
+            });
+        }
+        let (client, remote) = self.upstream(binding, repo).await?;
+        // Only what the upstream repository has is served: a digest stored
+        // for another project is not readable here by naming it.
+        let size = match client.blob_head(&remote, digest).await {
+            Ok(Some(size)) => size,
+            Ok(None) => {
+                return Err(CoreError::with_detail(
+                    ErrorCode::BlobUnknown,
+                    "the upstream has no such blob",
+                ))
+            }
+            Err(e) => return Err(upstream_error(&e, "blob")),
+        };
+        if let Some(stored) = self.registry.blob_recorded_size(digest).await? {
+            if stored == size {
+                self.registry.blob_link_in_place(repo, digest, size).await?;
+                return Ok(BlobAnswer::Stored);
+            }
+        }
+        let flight = {
+            let mut flights = self
+                .flights
+                .lock()
+                .map_err(|_| CoreError::internal("flight table poisoned"))?;
+            if let Some(f) = flights.get(digest) {
+                f.clone()
+            } else {
+                let f =
+                    Arc::new(Flight::new(size).map_err(|e| {
+                        CoreError::internal(format!("a spool file for {digest}: {e}"))
+                    })?);
+                flights.insert(digest.clone(), f.clone());
+                let (this, f2) = (self.clone(), f.clone());
+                let (repo, digest, remote) = (repo.clone(), digest.clone(), remote.clone());
+                tokio::spawn(async move {
+                    let outcome = this.fetch(&f2, client, &remote, &repo, &digest).await;
+                    if let Err(why) = &outcome {
+                        tracing::warn!(%repo, %digest, error = %why, "proxy fetch failed");
+                    }
+                    f2.finish(outcome);
+                    if let Ok(mut flights) = this.flights.lock() {
+                        flights.remove(&digest);
+                    }
+                });
+                f
+            }
+        };
+        Ok(BlobAnswer::Streaming {
+            size,
+            body: Box::pin(flight.reader()),
+        })
+    }
+
+    /// Fetches a blob into `flight` and the store, under the cluster lock
+    /// of its digest; when another node holds the lock, waits for the blob
+    /// it stores (or for the lock, if that node dies) and links it.
+    async fn fetch(
+        &self,
+        flight: &Flight,
+        client: Client,
+        remote: &RepoName,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), String> {
+        let lock_name = format!("proxy-blob:{digest}");
+        let holder = format!("{} proxy {repo}", self.node);
+        let guard = loop {
+            match self.locks.try_lock(&lock_name, &holder).await {
+                Ok(Some(guard)) => break guard,
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            // Another node is fetching it: take its blob when it is stored.
+            if let Some(size) = self
+                .registry
+                .blob_recorded_size(digest)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                self.registry
+                    .blob_link_in_place(repo, digest, size)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return self.spool_stored(flight, digest).await;
+            }
+            tokio::time::sleep(REMOTE_POLL).await;
+        };
+        // Stored meanwhile (by a holder that just finished)?
+        if let Ok(Some(size)) = self.registry.blob_recorded_size(digest).await {
+            if size == flight.size {
+                self.registry
+                    .blob_link_in_place(repo, digest, size)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return self.spool_stored(flight, digest).await;
+            }
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+        let upload = {
+            let registry = self.registry.clone();
+            let (repo, digest, size) = (repo.clone(), digest.clone(), flight.size);
+            let body = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }));
+            tokio::spawn(async move {
+                registry
+                    .upload_monolithic(&repo, &digest, Some(size), body)
+                    .await
+            })
+        };
+        let mut at = 0u64;
+        let mut attempts = 0;
+        let mut last_error = String::new();
+        while at < flight.size && attempts < FETCH_ATTEMPTS {
+            attempts += 1;
+            let mut stream = match client.blob_get(remote, digest, at).await {
+                Ok(s) => s,
+                Err(e) => {
+                    last_error = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempts))).await;
+                    continue;
+                }
+            };
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        if !guard.is_held() {
+                            let _ = tx.send(Err(io::Error::other("lock lost"))).await;
+                            return Err("the fetch lost its cluster lock".into());
+                        }
+                        flight
+                            .append(at, &bytes)
+                            .map_err(|e| format!("spooling {digest}: {e}"))?;
+                        at += bytes.len() as u64;
+                        if tx.send(Ok(bytes)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        last_error = e.to_string();
+                        break;
+                    }
+                }
+            }
+        }
+        if at < flight.size {
+            let _ = tx
+                .send(Err(io::Error::other("the upstream broke off")))
+                .await;
+            drop(tx);
+            let _ = upload.await;
+            return Err(format!(
+                "the upstream sent {at} of {} bytes: {last_error}",
+                flight.size
+            ));
+        }
+        drop(tx);
+        match upload.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Fills `flight`'s spool from the store (another node fetched the
+    /// blob): the clients waiting here read it from there.
+    async fn spool_stored(&self, flight: &Flight, digest: &Digest) -> Result<(), String> {
+        let mut stream = self
+            .registry
+            .blob_read(digest, 0, flight.size)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut at = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            flight.append(at, &chunk).map_err(|e| e.to_string())?;
+            at += chunk.len() as u64;
+        }
+        Ok(())
+    }
+}
