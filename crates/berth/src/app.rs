@@ -119,6 +119,7 @@ impl App {
             format!("{}-{}", cluster::node_name(), std::process::id()),
             berth_proxy::Settings {
                 manifest_ttl: config.proxy.manifest_ttl,
+                mirrors: config.proxy.mirrors.clone(),
                 ..berth_proxy::Settings::default()
             },
         ));

@@ -214,12 +214,17 @@ pub struct ProxyConfig {
     /// (a HEAD) whether it moved.
     #[serde(deserialize_with = "duration")]
     pub manifest_ttl: Duration,
+    /// Transparent mirrors: a registry's host (as containerd's `ns=`
+    /// names it; `docker.io` also for Docker's registry-mirrors) to the
+    /// proxy project that serves it.
+    pub mirrors: std::collections::HashMap<String, String>,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             manifest_ttl: Duration::from_secs(60),
+            mirrors: std::collections::HashMap::new(),
         }
     }
 }

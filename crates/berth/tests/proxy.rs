@@ -22,8 +22,13 @@ fn upstream() -> Distribution {
 /// berth with `[proxy]` set as given, a replication endpoint for
 /// `registry` and the project `hub` bound to it.
 async fn proxy_of(registry: &Distribution, proxy_toml: &str) -> Server {
+    proxy_project(registry, proxy_toml, false).await
+}
+
+/// The same, `hub` public when `public` (mirrors are pulled anonymously).
+async fn proxy_project(registry: &Distribution, proxy_toml: &str, public: bool) -> Server {
     let server = Server::start_with_config(&format!("[proxy]\n{proxy_toml}"));
-    common::create_project(&server, "hub", false).await;
+    common::create_project(&server, "hub", public).await;
     let endpoint = json!({"name": "up", "url": registry.url, "kind": "distribution",
         "username": USER, "secret": PASSWORD});
     admin(
@@ -259,4 +264,194 @@ async fn docker_pulls_through_a_proxy_project() {
     docker.ok(&["pull", &through]);
     assert_eq!(id(&through), want);
     let _ = docker.run(&["rmi", "-f", &through], None);
+}
+
+/// containerd (`ctr`, its own daemon on a socket of the test's) pulls
+/// through berth as a `hosts.toml` mirror of the upstream's host: it asks
+/// berth for the upstream's names with `?ns=<host>`, and berth serves them
+/// from the proxy project configured for that host.
+#[tokio::test]
+async fn containerd_pulls_through_a_hosts_toml_mirror_with_ns() {
+    let registry = upstream();
+    let img = Image::new("ctr", vec![common::noise(11, 1 << 20)], None);
+    push_up(&registry, "tools/app", "1.0", &img).await;
+    let up = registry.addr.clone();
+    let server = proxy_project(
+        &registry,
+        &format!("mirrors = {{ \"{up}\" = \"hub\" }}"),
+        true,
+    )
+    .await;
+    let berth_addr = server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ctd = Containerd::start(tmp.path());
+    // The upstream itself is never reached: its "server" is a closed port.
+    let hosts = tmp.path().join("hosts").join(&up);
+    std::fs::create_dir_all(&hosts).unwrap();
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!(
+            "server = \"http://127.0.0.1:9\"\n\n[host.\"http://{berth_addr}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        ),
+    )
+    .unwrap();
+    let hosts_dir = tmp.path().join("hosts");
+    ctd.ctr(&[
+        "content",
+        "fetch",
+        "--hosts-dir",
+        hosts_dir.to_str().unwrap(),
+        &format!("{up}/tools/app:1.0"),
+    ]);
+    for blob in img.blobs() {
+        let got = ctd.ctr_bytes(&["content", "get", &common::sha256(blob)]);
+        assert!(got == *blob, "{} through the mirror", common::sha256(blob));
+    }
+    // Through berth (the upstream's own address was a closed port), and
+    // stored in the proxy project.
+    let tags = admin(
+        &server,
+        Method::GET,
+        "/v2/hub/tools/app/tags/list",
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(tags["tags"], json!(["1.0"]));
+}
+
+/// skopeo with a `registries.conf` whose docker.io mirror is berth (no
+/// `ns`, as Docker's registry-mirrors): `docker.io/library/alpine` is
+/// served from the proxy project mirroring docker.io, while a name of one
+/// of berth's own projects stays that project's.
+#[tokio::test]
+async fn skopeo_pulls_docker_io_names_through_a_mirror_without_ns() {
+    let registry = upstream();
+    let img = Image::new("alpine", vec![common::noise(12, 300_000)], None);
+    push_up(&registry, "library/alpine", "3", &img).await;
+    let server = proxy_project(&registry, "mirrors = { \"docker.io\" = \"hub\" }", true).await;
+    let berth_addr = server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // A project of berth's own keeps its name under the mirror.
+    common::create_project(&server, "own", true).await;
+    let mine = Image::new("own", vec![b"own layer".to_vec()], None);
+    berth(&server).push("own/app", "1", &mine).await.unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:9\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{berth_addr}\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+    let copy = |name: &str, to: &std::path::Path| {
+        berth_test_kit::run_ok(
+            "skopeo",
+            &[
+                "--registries-conf",
+                conf.to_str().unwrap(),
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://docker.io/{name}"),
+                &format!("dir:{}", to.display()),
+            ],
+            &[],
+            None,
+        )
+    };
+    let out = tmp.path().join("alpine");
+    copy("library/alpine:3", &out);
+    assert!(std::fs::read(out.join("manifest.json")).unwrap() == img.manifest);
+    let layer = common::sha256(&img.layers[0]);
+    let file = out.join(layer.trim_start_matches("sha256:"));
+    assert!(std::fs::read(file).unwrap() == img.layers[0]);
+    let tags = admin(
+        &server,
+        Method::GET,
+        "/v2/hub/library/alpine/tags/list",
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(tags["tags"], json!(["3"]));
+
+    let out = tmp.path().join("own");
+    copy("own/app:1", &out);
+    assert!(std::fs::read(out.join("manifest.json")).unwrap() == mine.manifest);
+}
+
+/// A containerd daemon of the test's own (root, state and socket in a
+/// temporary directory), killed on drop.
+struct Containerd {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Containerd {
+    fn start(dir: &std::path::Path) -> Containerd {
+        let socket = dir.join("containerd.sock");
+        let child = std::process::Command::new("containerd")
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--state")
+            .arg(dir.join("state"))
+            .arg("--address")
+            .arg(&socket)
+            .args(["--config", "/dev/null"])
+            .stdout(std::fs::File::create(dir.join("containerd.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("containerd.err")).unwrap())
+            .spawn()
+            .expect("containerd (Debian's containerd package)");
+        let c = Containerd { child, socket };
+        for _ in 0..100 {
+            let out = std::process::Command::new("ctr")
+                .arg("--address")
+                .arg(&c.socket)
+                .arg("version")
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("containerd did not start");
+    }
+
+    fn ctr_bytes(&self, args: &[&str]) -> Vec<u8> {
+        let out = std::process::Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", "berth-test"])
+            .args(args)
+            .output()
+            .expect("ctr");
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn ctr(&self, args: &[&str]) {
+        self.ctr_bytes(args);
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

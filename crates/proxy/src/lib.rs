@@ -74,6 +74,10 @@ pub struct Settings {
     /// How long this node trusts its list of bindings before reading it
     /// again (a change made on this node is seen at once).
     pub bindings_ttl: Duration,
+    /// Transparent mirrors: the registry a client names (containerd's
+    /// `ns=` query parameter, `docker.io` for Docker's registry-mirrors,
+    /// which send none) to the proxy project that serves it.
+    pub mirrors: HashMap<String, String>,
 }
 
 impl Default for Settings {
@@ -81,6 +85,7 @@ impl Default for Settings {
         Settings {
             manifest_ttl: Duration::from_secs(60),
             bindings_ttl: Duration::from_secs(5),
+            mirrors: HashMap::new(),
         }
     }
 }
@@ -242,6 +247,16 @@ impl Proxy {
             .map_err(kv_error)?;
         self.forget_bindings();
         Ok(existed)
+    }
+
+    /// The proxy project that mirrors the registry `ns` (`docker.io` when
+    /// the client names none), if one is configured.
+    pub fn mirror_project(&self, ns: Option<&str>) -> Option<&str> {
+        let registry = match ns {
+            Some(ns) => ns.trim_end_matches('/'),
+            None => "docker.io",
+        };
+        self.settings.mirrors.get(registry).map(String::as_str)
     }
 
     // The upstream.

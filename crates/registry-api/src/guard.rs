@@ -74,7 +74,11 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let mut request = V2Request::parse(req.uri().path(), req.uri().query());
-    let mut resp = match check(&state, peer, req.headers(), req.method(), &mut request).await {
+    let checked = match mirror(&state, &mut request).await {
+        Ok(()) => check(&state, peer, req.headers(), req.method(), &mut request).await,
+        Err(e) => Err(e.into_response()),
+    };
+    let mut resp = match checked {
         Ok(caller) => {
             let audit = audit_entry(&request, req.method(), &caller);
             req.extensions_mut().insert(caller);
@@ -94,6 +98,48 @@ pub async fn guard(
         HeaderValue::from_static("registry/2.0"),
     );
     resp
+}
+
+/// A transparent mirror's request (containerd's `?ns=<registry>`, or
+/// none from Docker's registry-mirrors, which means docker.io) names the
+/// repository as the upstream does: it is served from the proxy project
+/// configured for that registry, as `<project>/<name>`, and everything
+/// after this (access, audit, the handler) sees that name. Without `ns`,
+/// a name whose first segment is a project of berth's stays that
+/// project's.
+async fn mirror(state: &AppState, request: &mut V2Request) -> Result<(), ApiError> {
+    let Ok(params) = &request.params else {
+        return Ok(());
+    };
+    let ns = params.get("ns").map(String::as_str);
+    let Some(project) = state.proxy.mirror_project(ns) else {
+        return Ok(());
+    };
+    let Ok(endpoint) = &mut request.endpoint else {
+        return Ok(());
+    };
+    let Some(repo) = endpoint.repo_mut() else {
+        return Ok(());
+    };
+    if ns.is_none()
+        && state
+            .auth
+            .directory
+            .project(repo.project())
+            .await
+            .map_err(|e| ApiError(berth_core::CoreError::unavailable(e.to_string())))?
+            .is_some()
+    {
+        return Ok(());
+    }
+    let mapped = format!("{project}/{repo}");
+    *repo = RepoName::parse(&mapped).ok_or_else(|| {
+        ApiError::detail(
+            ErrorCode::NameInvalid,
+            format!("{mapped} is not a valid repository name"),
+        )
+    })?;
+    Ok(())
 }
 
 /// Authenticates the caller and decides `request`: `Err` is the response

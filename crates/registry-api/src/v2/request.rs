@@ -22,6 +22,7 @@ const KNOWN: &[(&str, ErrorCode)] = &[
     ("n", ErrorCode::Unsupported),
     ("last", ErrorCode::Unsupported),
     ("artifactType", ErrorCode::Unsupported),
+    ("ns", ErrorCode::NameInvalid),
 ];
 
 /// Decoded query parameters, each known one at most once.

@@ -18,6 +18,19 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The repository the request is about, to change (a mirror's name).
+    pub fn repo_mut(&mut self) -> Option<&mut RepoName> {
+        match self {
+            Endpoint::Base | Endpoint::Catalog => None,
+            Endpoint::Tags(repo)
+            | Endpoint::Manifest(repo, _)
+            | Endpoint::Blob(repo, _)
+            | Endpoint::UploadStart(repo)
+            | Endpoint::Upload(repo, _)
+            | Endpoint::Referrers(repo, _) => Some(repo),
+        }
+    }
+
     /// The repository the request is about, if any.
     pub fn repo(&self) -> Option<&RepoName> {
         match self {
