@@ -81,6 +81,14 @@ pub enum ProjectCommand {
         #[arg(long)]
         q: Option<String>,
     },
+    /// Make a project a proxy cache of a replication endpoint (pulls go
+    /// through to it, pushes are refused), or move it to another.
+    ProxySet { name: String, endpoint: String },
+    /// Show a proxy-cache project's upstream.
+    ProxyShow { name: String },
+    /// Make a proxy-cache project an ordinary project again (what it
+    /// cached stays).
+    ProxyUnset { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -243,6 +251,20 @@ pub fn project(conn: Connection, cmd: ProjectCommand) -> Result<(), String> {
                     .await?;
                 api.show_one(&p, &format!("created project {name}"));
             }
+            ProjectCommand::ProxySet { name, endpoint } => {
+                let path = proxy_path(&name);
+                let body = json!({"endpoint": endpoint});
+                let b = api.call(Method::PUT, &path, Some(body)).await?;
+                api.show_one(&b, &format!("{name} is a proxy cache of {endpoint}"));
+            }
+            ProjectCommand::ProxyShow { name } => {
+                let b = api.call(Method::GET, &proxy_path(&name), None).await?;
+                api.show(&[b], &["PROJECT", "ENDPOINT"], &["project", "endpoint"]);
+            }
+            ProjectCommand::ProxyUnset { name } => {
+                let done = format!("{name} is no longer a proxy cache");
+                api.delete(&proxy_path(&name), &done).await?;
+            }
             ProjectCommand::List { q } => {
                 let projects = api.list("/api/v1/projects", q.as_deref()).await?;
                 api.show(
@@ -260,6 +282,10 @@ pub fn project(conn: Connection, cmd: ProjectCommand) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+fn proxy_path(project: &str) -> String {
+    format!("/api/v1/projects/{}/proxy", encode(project))
 }
 
 pub fn robot(conn: Connection, cmd: RobotCommand) -> Result<(), String> {

@@ -174,6 +174,39 @@ async fn a_proxy_project_pulls_through_once_then_serves_its_copy() {
     c.assert_pulls("hub/library/alpine", "3", &img).await;
     let (s, body) = c.get("/v2/hub/library/other/manifests/1").await;
     assert_eq!(s, 503, "{}", String::from_utf8_lossy(&body));
+
+    // The CLI shows the binding and unbinds: the project is ordinary again,
+    // its cache kept, and pushes are accepted.
+    let out = berth_cli(&server, &["project", "proxy-show", "hub"]);
+    assert!(out.contains("hub") && out.contains("up"), "{out}");
+    berth_cli(&server, &["project", "proxy-unset", "hub"]);
+    admin(
+        &server,
+        Method::GET,
+        "/api/v1/projects/hub/proxy",
+        None,
+        404,
+    )
+    .await;
+    c.assert_pulls("hub/library/alpine", "3", &img).await;
+    assert_eq!(c.upload("hub/library/alpine", b"pushed").await, 201);
+}
+
+/// `berth <args>` against `server` as admin, which must succeed; its output.
+fn berth_cli(server: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .env("BERTH_URL", server.url(""))
+        .env("BERTH_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
 
 /// A tag moved upstream is seen after the TTL (a HEAD says it moved), and
