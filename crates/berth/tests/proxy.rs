@@ -488,3 +488,78 @@ impl Drop for Containerd {
         let _ = self.child.wait();
     }
 }
+
+/// An administrator binds a project to an endpoint from its page, every
+/// reader sees the upstream there, and the binding is undone there.
+#[tokio::test]
+async fn the_project_page_binds_shows_and_unbinds_the_upstream() {
+    use berth_test_kit::web;
+    let registry = upstream();
+    let server = proxy_of(&registry, "").await;
+    admin(
+        &server,
+        Method::DELETE,
+        "/api/v1/projects/hub/proxy",
+        None,
+        204,
+    )
+    .await;
+
+    let http = web::browser();
+    let base = server.url("");
+    let r = web::log_in(&http, &base, "admin", ADMIN_PASSWORD, "/").await;
+    let session = web::cookie(&r, "berth_session");
+    let page = || async {
+        let r = http
+            .get(format!("{base}/ui/projects/hub"))
+            .header("Cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let request = http
+            .post(format!("{base}/ui/projects/hub/settings"))
+            .header("Cookie", &session)
+            .form(&fields);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 303);
+        }
+    };
+
+    let html = page().await;
+    assert!(!html.contains("id=\"proxy-upstream\""), "not a proxy yet");
+    assert!(html.contains("Make a proxy cache"), "{html}");
+    let csrf = web::hidden(&html, "csrf");
+    post(vec![
+        ("csrf", csrf.clone()),
+        ("action", "proxy".into()),
+        ("endpoint", "up".into()),
+    ])
+    .await;
+    let html = page().await;
+    assert!(html.contains("id=\"proxy-upstream\""), "{html}");
+    let b = admin(
+        &server,
+        Method::GET,
+        "/api/v1/projects/hub/proxy",
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(b["endpoint"], "up");
+
+    post(vec![("csrf", csrf), ("action", "unproxy".into())]).await;
+    assert!(!page().await.contains("id=\"proxy-upstream\""));
+    admin(
+        &server,
+        Method::GET,
+        "/api/v1/projects/hub/proxy",
+        None,
+        404,
+    )
+    .await;
+}

@@ -213,6 +213,16 @@ pub async fn repositories(
     } else {
         None
     };
+    let upstream = if can_pull {
+        berth_mgmt::project_proxy(&ctx, &project).await?
+    } else {
+        None
+    };
+    let endpoints = if viewer.is_admin() {
+        berth_mgmt::replication_overview(&ctx, 0).await?.endpoints
+    } else {
+        Vec::new()
+    };
     let base = match q {
         Some(q) => format!("{}?q={}", project_path(&project, ""), encode(q)),
         None => project_path(&project, ""),
@@ -220,6 +230,11 @@ pub async fn repositories(
     let body = html! {
         (project_header(&access, Tab::Repositories, &project))
         (Notice::shown(&query))
+        @if let Some(b) = &upstream {
+            p.hint #proxy-upstream {
+                "A proxy cache of endpoint " strong { (b.endpoint) } ": pulls go through to it and are kept; pushes are refused."
+            }
+        }
         form.search role="search" method="get" action=(project_path(&project, "")) {
             label for="q" { "Find a repository" }
             input #q type="search" name="q" value=[q];
@@ -256,6 +271,28 @@ pub async fn repositories(
                         button type="submit" { "Make public" }
                     }
                 }
+                @if viewer.is_admin() && !endpoints.is_empty() {
+                    form.row #proxy-form method="post" action=(project_path(&project, "settings")) {
+                        (page::csrf(&viewer))
+                        input type="hidden" name="action" value="proxy";
+                        label for="proxy-endpoint" { "Proxy cache of" }
+                        select #proxy-endpoint name="endpoint" {
+                            @for e in &endpoints {
+                                option value=(e.name) selected[upstream.as_ref().is_some_and(|b| b.endpoint == e.name)] {
+                                    (e.name) " (" (e.url) ")"
+                                }
+                            }
+                        }
+                        button type="submit" { (if upstream.is_some() { "Change upstream" } else { "Make a proxy cache" }) }
+                    }
+                }
+                @if viewer.is_admin() && upstream.is_some() {
+                    form.row method="post" action=(project_path(&project, "settings")) {
+                        (page::csrf(&viewer))
+                        input type="hidden" name="action" value="unproxy";
+                        button type="submit" { "Stop being a proxy cache (keeps what is cached)" }
+                    }
+                }
                 @if viewer.is_admin() {
                     form.row method="post" action=(project_path(&project, "settings"))
                         data-confirm={ "Delete project " (project) "?" } {
@@ -277,6 +314,16 @@ pub async fn settings(Path(project): Path<String>, submitted: Submitted) -> Resu
         Some("visibility") => {
             let public = fields.get("public") == Some("true");
             berth_mgmt::update_project(&ctx, &project, ProjectChange { public }).await?;
+            Ok(done(&project_path(&project, ""), Notice::ProjectChanged))
+        }
+        Some("proxy") => {
+            let endpoint = fields.required("endpoint", "the endpoint")?.to_owned();
+            let change = berth_mgmt::ProxyChange { endpoint };
+            berth_mgmt::set_project_proxy(&ctx, &project, change).await?;
+            Ok(done(&project_path(&project, ""), Notice::ProjectChanged))
+        }
+        Some("unproxy") => {
+            berth_mgmt::remove_project_proxy(&ctx, &project).await?;
             Ok(done(&project_path(&project, ""), Notice::ProjectChanged))
         }
         Some("delete") => {
