@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::oci::{write_oci_layout, LayoutImage};
 use common::{noise, sha256, Server, ADMIN_PASSWORD};
 use serde_json::json;
 use std::path::Path;
@@ -34,6 +35,20 @@ fn try_run(
     berth_test_kit::run(program, args, &all, stdin)
 }
 
+/// The options that keep podman's or buildah's storage under `dir`
+/// (`storage/` and `run/`), on the vfs driver.
+fn storage_options(dir: &Path) -> Vec<String> {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    vec![
+        "--root".to_owned(),
+        path("storage"),
+        "--runroot".to_owned(),
+        path("run"),
+        "--storage-driver".to_owned(),
+        "vfs".to_owned(),
+    ]
+}
+
 /// A tar of a small root filesystem whose content depends on `seed`.
 fn rootfs_tar(dir: &Path, seed: u64) -> std::path::PathBuf {
     let root = dir.join(format!("rootfs-{seed}"));
@@ -48,58 +63,16 @@ fn rootfs_tar(dir: &Path, seed: u64) -> std::path::PathBuf {
 /// Writes an OCI image layout with one image per platform, all tagged
 /// `tag` through an index, and returns the layer digests.
 fn oci_layout(dir: &Path, tag: &str, seed: u64, platforms: &[&str]) -> Vec<String> {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> (String, usize) {
-        let d = sha256(data);
-        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
-        (d, data.len())
-    };
-    let mut manifests = Vec::new();
-    let mut layers = Vec::new();
-    for (i, arch) in platforms.iter().enumerate() {
-        let tar = std::fs::read(rootfs_tar(dir, seed + i as u64)).unwrap();
-        let (layer, layer_size) = put(&tar);
-        let config = json!({
-            "architecture": arch, "os": "linux",
-            "config": {"Env": ["SEED=".to_owned() + &seed.to_string()]},
-            "rootfs": {"type": "layers", "diff_ids": [layer]},
-        });
-        let (config, config_size) = put(config.to_string().as_bytes());
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
-        });
-        let (m, m_size) = put(manifest.to_string().as_bytes());
-        manifests.push(json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": m_size,
-            "platform": {"architecture": arch, "os": "linux"},
-        }));
-        layers.push(layer);
-    }
-    let top = if manifests.len() == 1 {
-        let mut m = manifests[0].clone();
-        m["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
-        m
-    } else {
-        let index = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": manifests,
-        });
-        let (d, size) = put(index.to_string().as_bytes());
-        json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": size,
-               "annotations": {"org.opencontainers.image.ref.name": tag}})
-    };
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(
-        dir.join("index.json"),
-        json!({"schemaVersion": 2, "manifests": [top]}).to_string(),
-    )
-    .unwrap();
-    layers
+    let images: Vec<LayoutImage> = platforms
+        .iter()
+        .enumerate()
+        .map(|(i, arch)| LayoutImage {
+            arch: arch.to_string(),
+            layer: std::fs::read(rootfs_tar(dir, seed + i as u64)).unwrap(),
+            config: json!({"Env": [format!("SEED={seed}")]}),
+        })
+        .collect();
+    write_oci_layout(dir, tag, &images)
 }
 
 /// The sha256 of every blob of a layout, gunzipped where it is gzip.
@@ -315,18 +288,10 @@ fn podman_login_push_then_pull_gives_the_same_image() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
     let tar = rootfs_tar(tmp.path(), 20);
-    let root = tmp.path().join("storage");
-    let runroot = tmp.path().join("run");
     let authfile = tmp.path().join("auth.json");
     let env = [("REGISTRY_AUTH_FILE", authfile.to_str().unwrap())];
-    let base = [
-        "--root",
-        root.to_str().unwrap(),
-        "--runroot",
-        runroot.to_str().unwrap(),
-        "--storage-driver",
-        "vfs",
-    ];
+    let storage = storage_options(tmp.path());
+    let base: Vec<&str> = storage.iter().map(String::as_str).collect();
     let podman = |args: &[&str]| {
         let all: Vec<&str> = base.iter().copied().chain(args.iter().copied()).collect();
         run_with("podman", &all, &env, None)
@@ -369,17 +334,9 @@ fn buildah_builds_pushes_and_pushes_a_manifest_list() {
     let server = Server::start();
     let creds = format!("admin:{ADMIN_PASSWORD}");
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("storage");
-    let runroot = tmp.path().join("run");
+    let storage = storage_options(tmp.path());
     let buildah = |args: &[&str]| {
-        let mut all = vec![
-            "--root",
-            root.to_str().unwrap(),
-            "--runroot",
-            runroot.to_str().unwrap(),
-            "--storage-driver",
-            "vfs",
-        ];
+        let mut all: Vec<&str> = storage.iter().map(String::as_str).collect();
         all.extend_from_slice(args);
         run("buildah", &all)
     };

@@ -6,7 +6,7 @@
 mod common;
 
 use berth_test_kit::{ceph, etcd, garage, haproxy, Docker, Killed};
-use common::{sha256, Server, Who, ADMIN_PASSWORD};
+use common::{expect_status, sha256, Server, Who, ADMIN_PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -191,22 +191,16 @@ async fn an_upload_spans_three_nodes_and_every_node_serves_every_write() {
     let m1 = manifest(&[(&digest, data.len())]);
     let m2 = manifest(&[]);
     for (node, body) in [(1, &m1), (2, &m2)] {
-        let r = c
+        let put = c
             .put(n.nodes[node].url("/v2/team/app/manifests/latest"))
             .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+            .body(body.clone());
+        expect_status(put, 201).await;
         let reader = &n.nodes[(node + 1) % 3];
-        let r = c
+        let get = c
             .get(reader.url("/v2/team/app/manifests/latest"))
-            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json");
+        let r = expect_status(get, 200).await;
         assert_eq!(r.text().await.unwrap(), *body, "a node served a stale tag");
     }
 

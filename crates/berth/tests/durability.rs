@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{noise, sha256, Server};
+use common::{expect_status, get_bytes, noise, sha256, Server};
 use futures_util::StreamExt;
 use serde_json::json;
 use std::time::Duration;
@@ -43,12 +43,7 @@ async fn push_blob(
 
 /// Starts an upload into `repo`, which must be accepted; its `Location`.
 async fn start_upload(c: &reqwest::Client, base: &str, repo: &str) -> String {
-    let resp = c
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
+    let resp = expect_status(c.post(format!("{base}/v2/{repo}/blobs/uploads/")), 202).await;
     resp.headers()["location"].to_str().unwrap().to_owned()
 }
 
@@ -75,16 +70,9 @@ fn make_image(seed: u64, repo: &str, tag: &str) -> Image {
     let layers: Vec<Vec<u8>> = (0..3)
         .map(|i| noise(seed * 10 + i, 300_000 + i as usize * 1000))
         .collect();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": layers.iter().map(|l| json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(l), "size": l.len()
-        })).collect::<Vec<_>>(),
-    })
-    .to_string()
-    .into_bytes();
+    let manifest = common::oci::manifest(&config, &layers)
+        .to_string()
+        .into_bytes();
     let mut blobs = vec![config];
     blobs.extend(layers);
     Image {
@@ -93,17 +81,6 @@ fn make_image(seed: u64, repo: &str, tag: &str) -> Image {
         manifest,
         blobs,
     }
-}
-
-async fn get_bytes(c: &reqwest::Client, url: String) -> (u16, Vec<u8>) {
-    let resp = c
-        .get(url)
-        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.bytes().await.expect("body").to_vec())
 }
 
 async fn assert_pulls_identical(c: &reqwest::Client, base: &str, img: &Image) {
@@ -143,14 +120,11 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_parti
         } else {
             base.clone()
         };
-        let resp = c
+        let patch = c
             .patch(format!("{start}{location}"))
             .header("Content-Type", "application/octet-stream")
-            .body(part.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
+            .body(part.to_vec());
+        let resp = expect_status(patch, 202).await;
         location = resp.headers()["location"].to_str().unwrap().to_owned();
     }
 
@@ -347,13 +321,7 @@ async fn two_gib_blob_push_and_pull_keep_server_memory_under_100_mib() {
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(
         (0..CHUNKS).map(move |i| Ok::<_, std::io::Error>(chunk(i))),
     ));
-    let resp = c
-        .patch(format!("{base}{location}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
+    let resp = expect_status(c.patch(format!("{base}{location}")).body(body), 202).await;
     assert_eq!(resp.headers()["range"], format!("0-{}", CHUNK * CHUNKS - 1));
     let resp = c
         .put(format!("{base}{location}?digest={digest}"))
@@ -363,12 +331,7 @@ async fn two_gib_blob_push_and_pull_keep_server_memory_under_100_mib() {
     assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
     let after_push = server.peak_rss_kib();
 
-    let resp = c
-        .get(format!("{base}/v2/big/blob/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = expect_status(c.get(format!("{base}/v2/big/blob/blobs/{digest}")), 200).await;
     let mut stream = resp.bytes_stream();
     let mut h = <sha2::Sha256 as sha2::Digest>::new();
     let mut total = 0usize;
@@ -442,10 +405,9 @@ async fn sigterm_lets_an_upload_in_flight_finish_before_exiting() {
     let _keep = server.kill();
     let restarted = Server::start_in(&data_dir, &[]);
     let base = restarted.url("");
-    let resp = c
-        .put(format!("{base}{location}?digest={}", sha256(&data)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    expect_status(
+        c.put(format!("{base}{location}?digest={}", sha256(&data))),
+        201,
+    )
+    .await;
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::oci::{index, stored_blobs, Client, Image, INDEX};
+use common::oci::{find_file, index, stored_blobs, Client, Image, INDEX};
 use common::{noise, sha256, Server, ADMIN_PASSWORD};
 use reqwest::Method;
 use serde_json::Value;
@@ -350,7 +350,7 @@ async fn fsck_finds_missing_and_corrupt_blobs_and_repairs_dangling_entries() {
     // Lose one layer's file, and flip a byte of another.
     let path_of = |digest: &str| {
         let hex = digest.trim_start_matches("sha256:");
-        walk(&blob_dir(&server), hex).unwrap_or_else(|| panic!("{digest} not stored"))
+        find_file(&blob_dir(&server), hex).unwrap_or_else(|| panic!("{digest} not stored"))
     };
     std::fs::remove_file(path_of(&sha256(&lost.layers[0]))).unwrap();
     let rotten_path = path_of(&sha256(&rotten.layers[0]));
@@ -394,20 +394,6 @@ async fn fsck_finds_missing_and_corrupt_blobs_and_repairs_dangling_entries() {
     // A missing data directory is an error, not an empty registry.
     let (ok, out) = Server::fsck(&server.data.join("nope"), &[]);
     assert!(!ok && out.contains("no registry metadata"), "{out}");
-}
-
-fn walk(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            if let Some(found) = walk(&p, name) {
-                return Some(found);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

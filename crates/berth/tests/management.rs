@@ -73,16 +73,9 @@ impl As {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(a) = &self.auth {
-            req = req.header("Authorization", a);
-        }
-        if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
+        let url = format!("{}{path}", self.base);
+        let body = body.map(|b| b.to_string());
+        let resp = common::send_json(&self.http, method, url, self.auth.as_deref(), body).await;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
@@ -184,6 +177,16 @@ async fn member(server: &Server, project: &str, name: &str, role: &str) -> As {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     As::user(server, name, &password)
+}
+
+/// A fresh server with `projects` (name, public), and its administrator.
+async fn with_projects(projects: &[(&str, bool)]) -> (Server, As) {
+    let server = Server::start();
+    for (name, public) in projects {
+        project(&server, name, *public).await;
+    }
+    let admin = As::admin(&server);
+    (server, admin)
 }
 
 async fn project(server: &Server, name: &str, public: bool) {
@@ -371,11 +374,7 @@ async fn users_crud_and_own_password() {
 
 #[tokio::test]
 async fn projects_visibility_and_lifecycle() {
-    let server = Server::start();
-    let admin = As::admin(&server);
-    project(&server, "pub", true).await;
-    project(&server, "priv", false).await;
-    project(&server, "other", false).await;
+    let (server, admin) = with_projects(&[("pub", true), ("priv", false), ("other", false)]).await;
     let dup = admin.post("/api/v1/projects", json!({"name": "pub"})).await;
     assert_eq!(dup.status, 409);
     let bad = admin
@@ -394,23 +393,16 @@ async fn projects_visibility_and_lifecycle() {
     // A project the caller cannot see answers as a missing one.
     assert_eq!(anon.get("/api/v1/projects/priv").await.status, 404);
     assert_eq!(anon.get("/api/v1/projects/pub").await.status, 200);
-    assert_eq!(
-        anon.post("/api/v1/projects", json!({"name": "x"}))
-            .await
-            .status,
-        401
-    );
     let mine = dev.get("/api/v1/projects").await;
     assert_eq!(mine.names(), ["priv", "pub"]);
     assert_eq!(mine.body[0]["current_user_role"], "developer");
     assert_eq!(dev.get("/api/v1/projects/other").await.status, 404);
     assert_eq!(dev.get("/api/v1/projects/missing").await.status, 404);
-    assert_eq!(
-        dev.post("/api/v1/projects", json!({"name": "x"}))
-            .await
-            .status,
-        403
-    );
+    // Only an administrator creates projects.
+    for (who, caller, refused) in [("anonymous", &anon, 401), ("developer", &dev, 403)] {
+        let r = caller.post("/api/v1/projects", json!({"name": "x"})).await;
+        assert_eq!(r.status, refused, "{who}");
+    }
     assert_eq!(admin.get("/api/v1/projects").await.total(), 3);
     assert_eq!(admin.get("/api/v1/projects?public=false").await.total(), 2);
     assert_eq!(admin.get("/api/v1/projects?q=ot").await.names(), ["other"]);
@@ -458,9 +450,7 @@ async fn projects_visibility_and_lifecycle() {
 
 #[tokio::test]
 async fn members_and_role_permissions() {
-    let server = Server::start();
-    let admin = As::admin(&server);
-    project(&server, "p", false).await;
+    let (server, admin) = with_projects(&[("p", false)]).await;
     let padmin = member(&server, "p", "padmin", "project_admin").await;
     let maint = member(&server, "p", "maint", "maintainer").await;
     let dev = member(&server, "p", "dev", "developer").await;
@@ -560,9 +550,7 @@ async fn members_and_role_permissions() {
 
 #[tokio::test]
 async fn repositories_artifacts_and_tags() {
-    let server = Server::start();
-    let admin = As::admin(&server);
-    project(&server, "p", false).await;
+    let (_server, admin) = with_projects(&[("p", false)]).await;
     let (s1, d1, size1) = admin.push("p/app", "v1", "one").await;
     let (s2, d1b, _) = admin.push("p/app", "latest", "one").await;
     let (s3, d2, _) = admin.push("p/app", "v2", "two").await;
@@ -721,10 +709,7 @@ async fn repositories_artifacts_and_tags() {
 
 #[tokio::test]
 async fn robots_act_within_their_permissions() {
-    let server = Server::start();
-    let admin = As::admin(&server);
-    project(&server, "p", false).await;
-    project(&server, "q", false).await;
+    let (server, admin) = with_projects(&[("p", false), ("q", false)]).await;
     let (s, _, _) = admin.push("q/secret", "v1", "q").await;
     assert_eq!(s, 201);
     let dev = member(&server, "p", "dev", "developer").await;
@@ -763,18 +748,16 @@ async fn robots_act_within_their_permissions() {
     let robot = As::user(&server, "robot$p+ci", &secret);
     let (status, digest, _) = robot.push("p/app", "v1", "robot").await;
     assert_eq!(status, 201);
-    assert_eq!(robot.v2(Method::GET, "/v2/p/app/manifests/v1").await, 200);
-    assert_eq!(
-        robot
-            .v2(Method::DELETE, &format!("/v2/p/app/manifests/{digest}"))
-            .await,
-        403
-    );
     assert_eq!(robot.push("q/app", "v1", "robot").await.0, 403);
-    assert_eq!(
-        robot.v2(Method::GET, "/v2/q/secret/manifests/v1").await,
-        403
-    );
+    let by_digest = format!("/v2/p/app/manifests/{digest}");
+    for (method, path, expected) in [
+        (Method::GET, "/v2/p/app/manifests/v1", 200),
+        (Method::DELETE, by_digest.as_str(), 403),
+        (Method::GET, "/v2/q/secret/manifests/v1", 403),
+    ] {
+        let status = robot.v2(method.clone(), path).await;
+        assert_eq!(status, expected, "{method} {path}");
+    }
     // And on the management API: its own project only (another private
     // project answers as a missing one), no deletes.
     assert_eq!(
@@ -879,10 +862,7 @@ async fn audit(admin: &As, filter: &str, want: usize) -> Vec<Value> {
 
 #[tokio::test]
 async fn audit_log_records_registry_and_management_actions() {
-    let server = Server::start();
-    let admin = As::admin(&server);
-    project(&server, "p", false).await;
-    project(&server, "q", false).await;
+    let (server, admin) = with_projects(&[("p", false), ("q", false)]).await;
     let maint = member(&server, "p", "maint", "maintainer").await;
     let (s, digest, _) = maint.push("p/app", "v1", "audit").await;
     assert_eq!(s, 201);
@@ -994,6 +974,13 @@ async fn audit_log_records_registry_and_management_actions() {
         .any(|e| e["resource"] == "q/app:v1"));
 }
 
+/// The status of `/api/v1/users/current` as `user` with `password`: 200
+/// when the credentials work.
+async fn current_user_status(server: &Server, user: &str, password: &str) -> u16 {
+    let caller = As::user(server, user, password);
+    caller.get("/api/v1/users/current").await.status
+}
+
 /// Runs `berth <args>` against `server` as `user`; exit success, stdout,
 /// stderr.
 fn cli(
@@ -1050,23 +1037,13 @@ async fn cli_wrappers_drive_the_api() {
         assert!(r.0, "berth failed: {}\n{}", r.1, r.2);
         r.1
     };
+    // The administrator's commands that read no input.
+    let admin_ok = |args: &[&str]| ok(cli(&server, admin, args, &[], ""));
 
-    ok(cli(
-        &server,
-        admin,
-        &["project", "create", "cli", "--public"],
-        &[],
-        "",
-    ));
-    ok(cli(
-        &server,
-        admin,
-        &["project", "create", "hidden"],
-        &[],
-        "",
-    ));
+    admin_ok(&["project", "create", "cli", "--public"]);
+    admin_ok(&["project", "create", "hidden"]);
     assert_eq!(api.get("/api/v1/projects/cli").await.body["public"], true);
-    let table = ok(cli(&server, admin, &["project", "list"], &[], ""));
+    let table = admin_ok(&["project", "list"]);
     assert!(table.starts_with("NAME"), "{table}");
     assert!(
         table
@@ -1074,14 +1051,7 @@ async fn cli_wrappers_drive_the_api() {
             .any(|l| l.starts_with("cli ") && l.contains("true")),
         "{table}"
     );
-    let listed: Value = serde_json::from_str(&ok(cli(
-        &server,
-        admin,
-        &["project", "list", "--json"],
-        &[],
-        "",
-    )))
-    .unwrap();
+    let listed: Value = serde_json::from_str(&admin_ok(&["project", "list", "--json"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
 
     // New passwords from standard input or BERTH_NEW_PASSWORD only.
@@ -1106,13 +1076,10 @@ async fn cli_wrappers_drive_the_api() {
         "b@example.com"
     );
     assert_eq!(
-        As::user(&server, "bob", "bob-password")
-            .get("/api/v1/users/current")
-            .await
-            .status,
+        current_user_status(&server, "bob", "bob-password").await,
         200
     );
-    let users = ok(cli(&server, admin, &["user", "list"], &[], ""));
+    let users = admin_ok(&["user", "list"]);
     assert!(users.lines().any(|l| l.starts_with("bob ")), "{users}");
     ok(cli(
         &server,
@@ -1122,13 +1089,7 @@ async fn cli_wrappers_drive_the_api() {
         "",
     ));
     let bob = ("bob", "bob-second");
-    assert_eq!(
-        As::user(&server, bob.0, bob.1)
-            .get("/api/v1/users/current")
-            .await
-            .status,
-        200
-    );
+    assert_eq!(current_user_status(&server, bob.0, bob.1).await, 200);
     // Bob changes his own (the old one is his login password).
     ok(cli(
         &server,
@@ -1138,10 +1099,7 @@ async fn cli_wrappers_drive_the_api() {
         "bob-third-pw\n",
     ));
     assert_eq!(
-        As::user(&server, "bob", "bob-third-pw")
-            .get("/api/v1/users/current")
-            .await
-            .status,
+        current_user_status(&server, "bob", "bob-third-pw").await,
         200
     );
     let (success, _, err) = cli(&server, ("bob", "bob-third-pw"), &["user", "list"], &[], "");
@@ -1156,21 +1114,15 @@ async fn cli_wrappers_drive_the_api() {
     assert!(!success && err.contains("401"), "{err}");
 
     // Robots: the secret is printed once and works on /v2.
-    let out = ok(cli(
-        &server,
-        admin,
-        &[
-            "robot",
-            "create",
-            "ci",
-            "--project",
-            "cli",
-            "--permission",
-            "cli:pull,push",
-        ],
-        &[],
-        "",
-    ));
+    let out = admin_ok(&[
+        "robot",
+        "create",
+        "ci",
+        "--project",
+        "cli",
+        "--permission",
+        "cli:pull,push",
+    ]);
     assert!(out.contains("robot$cli+ci"), "{out}");
     let secret = out
         .lines()
@@ -1180,60 +1132,29 @@ async fn cli_wrappers_drive_the_api() {
     let robot = As::user(&server, "robot$cli+ci", &secret);
     assert_eq!(robot.push("cli/app", "v1", "cli").await.0, 201);
     assert_eq!(robot.push("hidden/app", "v1", "cli").await.0, 403);
-    let listed = ok(cli(
-        &server,
-        admin,
-        &["robot", "list", "--project", "cli"],
-        &[],
-        "",
-    ));
+    let listed = admin_ok(&["robot", "list", "--project", "cli"]);
     assert!(
         listed.contains("robot$cli+ci") && listed.contains("cli:pull,push"),
         "{listed}"
     );
     assert!(!listed.contains(&secret));
-    let out = ok(cli(
-        &server,
-        admin,
-        &[
-            "robot",
-            "create",
-            "sys",
-            "--permission",
-            "hidden:pull",
-            "--duration-days",
-            "7",
-            "--json",
-        ],
-        &[],
-        "",
-    ));
+    let out = admin_ok(&[
+        "robot",
+        "create",
+        "sys",
+        "--permission",
+        "hidden:pull",
+        "--duration-days",
+        "7",
+        "--json",
+    ]);
     let sys: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(sys["name"], "robot$sys");
     assert!(sys["expires_at"].as_u64().is_some());
-    let listed: Value = serde_json::from_str(&ok(cli(
-        &server,
-        admin,
-        &["robot", "list", "--json"],
-        &[],
-        "",
-    )))
-    .unwrap();
+    let listed: Value = serde_json::from_str(&admin_ok(&["robot", "list", "--json"])).unwrap();
     assert_eq!(listed[0]["name"], "robot$sys");
-    ok(cli(
-        &server,
-        admin,
-        &["robot", "revoke", "ci", "--project", "cli"],
-        &[],
-        "",
-    ));
-    ok(cli(
-        &server,
-        admin,
-        &["robot", "revoke", "robot$sys"],
-        &[],
-        "",
-    ));
+    admin_ok(&["robot", "revoke", "ci", "--project", "cli"]);
+    admin_ok(&["robot", "revoke", "robot$sys"]);
     assert_eq!(api.get("/api/v1/projects/cli/robots").await.total(), 0);
     assert_eq!(api.get("/api/v1/robots").await.total(), 0);
     assert_eq!(

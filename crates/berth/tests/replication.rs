@@ -24,16 +24,9 @@ fn dist() -> Distribution {
 
 /// The management API as admin: status and JSON body.
 async fn api(server: &Server, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let http = berth_net::builder().no_proxy().build().unwrap();
-    let mut req = http
-        .request(method, server.url(path))
-        .header("Authorization", common::basic("admin", ADMIN_PASSWORD));
-    if let Some(b) = body {
-        req = req
-            .header("Content-Type", "application/json")
-            .body(b.to_string());
-    }
-    let r = req.send().await.unwrap();
+    let admin = common::basic("admin", ADMIN_PASSWORD);
+    let body = body.map(|b| b.to_string());
+    let r = server.send_json(method, path, Some(&admin), body).await;
     let status = r.status().as_u16();
     let bytes = r.bytes().await.unwrap();
     (
@@ -119,6 +112,37 @@ fn berth_client(server: &Server) -> oci::Client {
     oci::Client::new(&server.url(""), "admin", ADMIN_PASSWORD)
 }
 
+/// A fresh server with the private project `project`.
+async fn with_project(project: &str) -> Server {
+    let server = Server::start();
+    common::create_project(&server, project, false).await;
+    server
+}
+
+/// A fresh server with the private project `project`, and `registry` as
+/// its replication endpoint `dist`.
+async fn with_dist(project: &str, registry: &Distribution) -> Server {
+    let server = with_project(project).await;
+    dist_endpoint(&server, registry).await;
+    server
+}
+
+/// Pushes `image` as `repo:reference` to `server`, as the administrator.
+async fn push_local(server: &Server, repo: &str, reference: &str, image: &Image) {
+    berth_client(server)
+        .push(repo, reference, image)
+        .await
+        .unwrap();
+}
+
+/// Tests the endpoint `name`, which must answer ok; the report.
+async fn test_endpoint(server: &Server, name: &str) -> Value {
+    let path = format!("/api/v1/replication/endpoints/{name}/test");
+    let report = ok(server, Method::POST, &path, None).await;
+    assert_eq!(report["ok"], true, "{report}");
+    report
+}
+
 /// berth's outbound client of the Distribution registry: it sends the
 /// `Accept` header Distribution needs to serve OCI manifests at all.
 fn remote(d: &Distribution) -> berth_registry_client::Client {
@@ -197,21 +221,12 @@ async fn push_remote(
 #[tokio::test]
 async fn a_push_replicates_to_distribution_and_so_do_deletes() {
     let registry = dist();
-    let server = Server::start();
-    common::create_project(&server, "lib", false).await;
-    dist_endpoint(&server, &registry).await;
+    let server = with_dist("lib", &registry).await;
     // The secret is never shown.
     let shown = ok(&server, Method::GET, "/api/v1/replication/endpoints", None).await;
     assert!(!shown.to_string().contains(PASSWORD), "{shown}");
     assert_eq!(shown[0]["has_secret"], true);
-    let t = ok(
-        &server,
-        Method::POST,
-        "/api/v1/replication/endpoints/dist/test",
-        None,
-    )
-    .await;
-    assert_eq!(t["ok"], true, "{t}");
+    test_endpoint(&server, "dist").await;
     policy(
         &server,
         json!({
@@ -331,9 +346,7 @@ async fn a_pull_brings_an_index_with_every_platform_and_its_referrer() {
             .is_some()
     );
 
-    let server = Server::start();
-    common::create_project(&server, "mirror", false).await;
-    dist_endpoint(&server, &registry).await;
+    let server = with_dist("mirror", &registry).await;
     policy(
         &server,
         json!({
@@ -372,15 +385,10 @@ async fn a_pull_brings_an_index_with_every_platform_and_its_referrer() {
 
 #[tokio::test]
 async fn berth_to_berth_with_token_auth() {
-    let source = Server::start();
-    let target = Server::start();
-    common::create_project(&source, "lib", false).await;
-    common::create_project(&target, "lib", false).await;
+    let source = with_project("lib").await;
+    let target = with_project("lib").await;
     let img = Image::new("b2b", vec![b"b2b-layer".to_vec()], None);
-    berth_client(&source)
-        .push("lib/tool", "1.0", &img)
-        .await
-        .unwrap();
+    push_local(&source, "lib/tool", "1.0", &img).await;
     endpoint(
         &source,
         "peer",
@@ -390,14 +398,7 @@ async fn berth_to_berth_with_token_auth() {
         ADMIN_PASSWORD,
     )
     .await;
-    let t = ok(
-        &source,
-        Method::POST,
-        "/api/v1/replication/endpoints/peer/test",
-        None,
-    )
-    .await;
-    assert_eq!(t["ok"], true, "{t}");
+    let t = test_endpoint(&source, "peer").await;
     assert_eq!(
         t["auth"], "bearer",
         "berth answers with a token challenge: {t}"
@@ -422,16 +423,11 @@ async fn berth_to_berth_with_token_auth() {
 #[tokio::test]
 async fn a_stop_stops_a_long_transfer() {
     let registry = dist();
-    let server = Server::start();
-    common::create_project(&server, "big", false).await;
+    let server = with_dist("big", &registry).await;
     // 8 MiB at 256 KiB/s: half a minute, unless stopped.
     let layer = common::noise(7, 8 << 20);
     let img = Image::new("big", vec![layer], None);
-    berth_client(&server)
-        .push("big/blob", "v1", &img)
-        .await
-        .unwrap();
-    dist_endpoint(&server, &registry).await;
+    push_local(&server, "big/blob", "v1", &img).await;
     policy(
         &server,
         json!({
@@ -468,9 +464,7 @@ async fn a_cron_pull_fires_on_its_minute() {
     let d = remote(&registry);
     let img = Image::new("cron", vec![b"cron-layer".to_vec()], None);
     push_remote(&d, "nightly/app", "v1", &img).await;
-    let server = Server::start();
-    common::create_project(&server, "nightly", false).await;
-    dist_endpoint(&server, &registry).await;
+    let server = with_dist("nightly", &registry).await;
     policy(
         &server,
         json!({
@@ -578,14 +572,9 @@ async fn a_task_whose_node_dies_completes_on_another_node() {
 #[tokio::test]
 async fn the_ui_shows_policies_and_runs_them() {
     let registry = dist();
-    let server = Server::start();
-    common::create_project(&server, "web", false).await;
+    let server = with_dist("web", &registry).await;
     let img = Image::new("web", vec![b"web-layer".to_vec()], None);
-    berth_client(&server)
-        .push("web/app", "v1", &img)
-        .await
-        .unwrap();
-    dist_endpoint(&server, &registry).await;
+    push_local(&server, "web/app", "v1", &img).await;
     policy(
         &server,
         json!({"name": "web-push", "direction": "push", "endpoint": "dist"}),
@@ -655,13 +644,9 @@ fn cli(server: &Server, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
 #[tokio::test]
 async fn the_cli_adds_endpoints_and_policies_and_runs_them() {
     let registry = dist();
-    let server = Server::start();
-    common::create_project(&server, "cli", false).await;
+    let server = with_project("cli").await;
     let img = Image::new("cli", vec![b"cli-layer".to_vec()], None);
-    berth_client(&server)
-        .push("cli/app", "v1", &img)
-        .await
-        .unwrap();
+    push_local(&server, "cli/app", "v1", &img).await;
     let (ok_, out) = cli(
         &server,
         &[

@@ -31,6 +31,12 @@ async fn token(server: &Server, who: Who<'_>, scopes: &[&str]) -> String {
     body["token"].as_str().unwrap().to_owned()
 }
 
+/// A `GET` of `path` as `who` answers `status`.
+async fn assert_get(server: &Server, path: &str, who: Who<'_>, status: u16) {
+    let got = server.call(GET, path, who).await.status();
+    assert_eq!(got, status, "GET {path} as {who:?}");
+}
+
 /// A form POST of `fields` to the token service (the OAuth2 password
 /// grant).
 async fn password_grant(server: &Server, fields: &[(&str, &str)]) -> reqwest::Response {
@@ -145,14 +151,13 @@ async fn wrong_passwords_are_refused_alike_for_known_and_unknown_users() {
         .await
         .unwrap();
     assert_eq!(garbage.status(), 401);
-    let t = server
-        .call(
-            GET,
-            "/service/token?service=berth",
-            Basic("admin", "not-the-password"),
-        )
-        .await;
-    assert_eq!(t.status(), 401);
+    assert_get(
+        &server,
+        "/service/token?service=berth",
+        Basic("admin", "not-the-password"),
+        401,
+    )
+    .await;
     let form = password_grant(
         &server,
         &[
@@ -190,10 +195,7 @@ async fn a_token_works_only_for_its_repository_and_actions() {
     push_image(&server, "team/a", "v1").await;
     push_image(&server, "team/b", "v1").await;
     let t = token(&server, ADMIN, &["repository:team/a:pull"]).await;
-    let ok = server
-        .call(GET, "/v2/team/a/manifests/v1", Bearer(&t))
-        .await;
-    assert_eq!(ok.status(), 200);
+    assert_get(&server, "/v2/team/a/manifests/v1", Bearer(&t), 200).await;
     let other = server
         .call(GET, "/v2/team/b/manifests/v1", Bearer(&t))
         .await;
@@ -261,10 +263,7 @@ async fn tampered_unsigned_and_foreign_tokens_are_refused() {
     // A token from another berth (another signing key) is refused too.
     let other = Server::start();
     let foreign = token(&other, ADMIN, &["repository:team/a:pull"]).await;
-    let resp = server
-        .call(GET, "/v2/team/a/manifests/v1", Bearer(&foreign))
-        .await;
-    assert_eq!(resp.status(), 401);
+    assert_get(&server, "/v2/team/a/manifests/v1", Bearer(&foreign), 401).await;
 }
 
 #[tokio::test]
@@ -272,16 +271,10 @@ async fn expired_tokens_are_refused() {
     let server = Server::start_with_config("[auth]\ntoken_ttl_secs = 1\nclock_skew_secs = 0\n");
     push_image(&server, "team/a", "v1").await;
     let t = token(&server, ADMIN, &["repository:team/a:pull"]).await;
-    let fresh = server
-        .call(GET, "/v2/team/a/manifests/v1", Bearer(&t))
-        .await;
-    assert_eq!(fresh.status(), 200);
+    assert_get(&server, "/v2/team/a/manifests/v1", Bearer(&t), 200).await;
     // Waiting is the point here: the token must outlive its one second.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let stale = server
-        .call(GET, "/v2/team/a/manifests/v1", Bearer(&t))
-        .await;
-    assert_eq!(stale.status(), 401);
+    assert_get(&server, "/v2/team/a/manifests/v1", Bearer(&t), 401).await;
 }
 
 #[tokio::test]
@@ -304,10 +297,7 @@ async fn failed_logins_are_rate_limited_and_secrets_stay_out_of_logs() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS");
     // Another user is not affected by admin's lockout (from a fresh cache).
-    let r = server
-        .call(GET, "/v2/", Basic("someone", "whatever-pass"))
-        .await;
-    assert_eq!(r.status(), 401);
+    assert_get(&server, "/v2/", Basic("someone", "whatever-pass"), 401).await;
 
     let log = server.log();
     assert!(log.contains("failed login"), "failed logins are not logged");
@@ -418,14 +408,13 @@ async fn each_role_gets_exactly_its_registry_actions() {
         assert_eq!(pull.status(), 200, "{user} pull");
     }
     // A user with no role in the project gets nothing, not even existence.
-    let r = server
-        .call(
-            GET,
-            "/v2/team/app/manifests/v1",
-            Basic("outsider", "outsider-password"),
-        )
-        .await;
-    assert_eq!(r.status(), 403);
+    assert_get(
+        &server,
+        "/v2/team/app/manifests/v1",
+        Basic("outsider", "outsider-password"),
+        403,
+    )
+    .await;
     let t = token(
         &server,
         Basic("outsider", "outsider-password"),

@@ -40,6 +40,15 @@ pub fn cookie(resp: &reqwest::Response, name: &str) -> String {
     set_cookie(resp, name).0
 }
 
+/// Opens the login form at `url` (`.../ui/login`, maybe with `?next=`):
+/// the form's cookie and the page.
+pub async fn login_form(http: &reqwest::Client, url: &str) -> (String, String) {
+    let page = http.get(url).send().await.expect("the login form");
+    assert_eq!(page.status(), 200, "the login form at {url}");
+    let form_cookie = cookie(&page, "berth_login");
+    (form_cookie, page.text().await.expect("the form's page"))
+}
+
 /// Opens the login form at `base` + `/ui/login`, and submits it as `user`
 /// with `next` as its hidden field: the answer (303 and a session cookie
 /// when the login worked).
@@ -50,14 +59,24 @@ pub async fn log_in(
     password: &str,
     next: &str,
 ) -> reqwest::Response {
-    let page = http
-        .get(format!("{base}/ui/login"))
-        .send()
-        .await
-        .expect("the login form");
-    assert_eq!(page.status(), 200, "the login form");
-    let form_cookie = cookie(&page, "berth_login");
-    let csrf = hidden(&page.text().await.expect("the form's page"), "csrf");
+    let form = login_form(http, &format!("{base}/ui/login")).await;
+    submit_login(http, base, &form, user, password, next).await
+}
+
+/// Submits the login form opened as `form` (its cookie and page, from
+/// [`login_form`]) to `base` + `/ui/login` as `user`, with `next` as its
+/// hidden field: the answer (303 and a session cookie when the login
+/// worked).
+pub async fn submit_login(
+    http: &reqwest::Client,
+    base: &str,
+    form: &(String, String),
+    user: &str,
+    password: &str,
+    next: &str,
+) -> reqwest::Response {
+    let (form_cookie, page) = form;
+    let csrf = hidden(page, "csrf");
     http.post(format!("{base}/ui/login"))
         .header("Cookie", form_cookie)
         .form(&[

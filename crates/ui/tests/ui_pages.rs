@@ -49,14 +49,7 @@ impl Site {
     }
 
     async fn get(&self, cookie: &str, path: &str) -> (u16, String) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
+        send(cookie, self.http.get(format!("{}{path}", self.base))).await
     }
 
     async fn post(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> (u16, String) {
@@ -64,16 +57,15 @@ impl Site {
         let token = hidden(&home, "csrf");
         let mut fields = vec![("csrf", token.as_str())];
         fields.extend_from_slice(form);
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", cookie)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
+        let request = self.http.post(format!("{}{path}", self.base));
+        send(cookie, request.form(&fields)).await
     }
+}
+
+/// Sends `request` with the session `cookie`; the answer's status and body.
+async fn send(cookie: &str, request: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = request.header("cookie", cookie).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
 /// The `name=value` of the cookie `resp` sets.

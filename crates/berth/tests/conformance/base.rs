@@ -95,9 +95,7 @@ async fn unsupported_methods_are_405_unsupported_with_allow() {
 /// RFC 9110: wherever GET is answered, so is HEAD, with the same headers.
 #[tokio::test]
 async fn head_is_answered_wherever_get_is() {
-    let reg = Reg::start();
-    let img = Image::oci(3);
-    img.push(&reg, "h", "v1").await;
+    let (reg, img) = Reg::with_image("h", "v1", 3).await;
     let loc = reg.start_upload("h").await;
     for path in [
         "/v2/".to_owned(),

@@ -4,18 +4,13 @@ use super::util::*;
 use reqwest::Method;
 
 async fn get_range(reg: &Reg, repo: &str, digest: &str, range: &str) -> Resp {
-    reg.send(
-        reg.req(Method::GET, &format!("/v2/{repo}/blobs/{digest}"))
-            .header("Range", range),
-    )
-    .await
+    let path = format!("/v2/{repo}/blobs/{digest}");
+    reg.send_with(Method::GET, &path, "Range", range).await
 }
 
 #[tokio::test]
 async fn head_and_get_report_length_and_digest() {
-    let reg = Reg::start();
-    let data = random_bytes(1, 123_457);
-    let digest = reg.push_blob("p", &data).await;
+    let (reg, _, digest) = Reg::with_blob("p", 1, 123_457).await;
     let r = reg.head(&format!("/v2/p/blobs/{digest}")).await;
     r.expect(200);
     assert_eq!(r.header("Content-Length"), Some("123457"));
@@ -30,9 +25,7 @@ async fn head_and_get_report_length_and_digest() {
 
 #[tokio::test]
 async fn range_requests_return_the_requested_bytes() {
-    let reg = Reg::start();
-    let data = random_bytes(2, 2048);
-    let digest = reg.push_blob("r", &data).await;
+    let (reg, data, digest) = Reg::with_blob("r", 2, 2048).await;
     for (range, start, end) in [
         ("bytes=500-1499", 500, 1499),
         ("bytes=500-", 500, 2047),
@@ -52,11 +45,9 @@ async fn range_requests_return_the_requested_bytes() {
         assert_eq!(r.header("Docker-Content-Digest"), Some(digest.as_str()));
     }
     // HEAD with a range describes the part without sending it.
+    let path = format!("/v2/r/blobs/{digest}");
     let r = reg
-        .send(
-            reg.req(Method::HEAD, &format!("/v2/r/blobs/{digest}"))
-                .header("Range", "bytes=10-19"),
-        )
+        .send_with(Method::HEAD, &path, "Range", "bytes=10-19")
         .await;
     r.expect(206);
     assert_eq!(r.header("Content-Length"), Some("10"));
@@ -65,9 +56,7 @@ async fn range_requests_return_the_requested_bytes() {
 
 #[tokio::test]
 async fn unsatisfiable_ranges_are_416() {
-    let reg = Reg::start();
-    let data = random_bytes(3, 2048);
-    let digest = reg.push_blob("r", &data).await;
+    let (reg, _, digest) = Reg::with_blob("r", 3, 2048).await;
     for range in ["bytes=5000-10000", "bytes=2048-", "bytes=500-0", "bytes=-0"] {
         let r = get_range(&reg, "r", &digest, range).await;
         r.expect(416);
@@ -86,9 +75,7 @@ async fn unsatisfiable_ranges_are_416() {
 
 #[tokio::test]
 async fn ranges_the_server_does_not_split_return_the_whole_blob() {
-    let reg = Reg::start();
-    let data = random_bytes(4, 1000);
-    let digest = reg.push_blob("r", &data).await;
+    let (reg, data, digest) = Reg::with_blob("r", 4, 1000).await;
     for range in ["bytes=0-1,5-6", "items=0-5", "garbage"] {
         let r = get_range(&reg, "r", &digest, range).await;
         r.expect(200);
@@ -100,33 +87,21 @@ async fn ranges_the_server_does_not_split_return_the_whole_blob() {
 async fn unknown_blobs_are_404_blob_unknown() {
     let reg = Reg::start();
     let d = sha256(b"never pushed");
-    reg.get(&format!("/v2/nope/blobs/{d}"))
-        .await
-        .expect_error(404, "BLOB_UNKNOWN");
-    reg.head(&format!("/v2/nope/blobs/{d}")).await.expect(404);
+    reg.expect_blob_unknown(Method::GET, "nope", &d).await;
+    reg.expect_no_blob("nope", &d).await;
     reg.push_blob("some", b"content").await;
-    reg.get(&format!("/v2/some/blobs/{d}"))
-        .await
-        .expect_error(404, "BLOB_UNKNOWN");
-    reg.delete(&format!("/v2/some/blobs/{d}"))
-        .await
-        .expect_error(404, "BLOB_UNKNOWN");
+    reg.expect_blob_unknown(Method::GET, "some", &d).await;
+    reg.expect_blob_unknown(Method::DELETE, "some", &d).await;
 }
 
 #[tokio::test]
 async fn a_blob_is_visible_only_in_repositories_it_was_pushed_to() {
-    let reg = Reg::start();
-    let data = random_bytes(5, 100);
-    let digest = reg.push_blob("mine", &data).await;
-    reg.get(&format!("/v2/theirs/blobs/{digest}"))
-        .await
-        .expect_error(404, "BLOB_UNKNOWN");
-    reg.head(&format!("/v2/theirs/blobs/{digest}"))
-        .await
-        .expect(404);
-    reg.get(&format!("/v2/mine/sub/blobs/{digest}"))
-        .await
-        .expect_error(404, "BLOB_UNKNOWN");
+    let (reg, _, digest) = Reg::with_blob("mine", 5, 100).await;
+    reg.expect_blob_unknown(Method::GET, "theirs", &digest)
+        .await;
+    reg.expect_no_blob("theirs", &digest).await;
+    reg.expect_blob_unknown(Method::GET, "mine/sub", &digest)
+        .await;
     reg.get(&format!("/v2/mine/blobs/{digest}"))
         .await
         .expect(200);
@@ -134,19 +109,13 @@ async fn a_blob_is_visible_only_in_repositories_it_was_pushed_to() {
 
 #[tokio::test]
 async fn deleted_blobs_are_gone_from_that_repository_only() {
-    let reg = Reg::start();
-    let data = random_bytes(6, 4_000);
-    let digest = reg.push_blob("a", &data).await;
+    let (reg, data, digest) = Reg::with_blob("a", 6, 4_000).await;
     reg.push_blob("b", &data).await;
     let r = reg.delete(&format!("/v2/a/blobs/{digest}")).await;
     r.expect(202);
-    reg.head(&format!("/v2/a/blobs/{digest}")).await.expect(404);
-    reg.get(&format!("/v2/a/blobs/{digest}"))
-        .await
-        .expect_error(404, "BLOB_UNKNOWN");
-    reg.delete(&format!("/v2/a/blobs/{digest}"))
-        .await
-        .expect_error(404, "BLOB_UNKNOWN");
+    reg.expect_no_blob("a", &digest).await;
+    reg.expect_blob_unknown(Method::GET, "a", &digest).await;
+    reg.expect_blob_unknown(Method::DELETE, "a", &digest).await;
     reg.expect_blob("b", &data).await;
     // Pushing it again brings it back.
     reg.push_blob("a", &data).await;

@@ -26,6 +26,24 @@ async fn close(reg: &Reg, location: &str, digest: &str) -> Resp {
     .await
 }
 
+/// Every request on the upload session at `location` is 404
+/// `BLOB_UPLOAD_UNKNOWN`: its status, a `PATCH` of `data`, the closing
+/// `PUT` for `data`, and a `DELETE`.
+async fn expect_no_session(reg: &Reg, location: &str, data: &[u8]) {
+    reg.get(location)
+        .await
+        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    reg.patch(location, data.to_vec())
+        .await
+        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    close(reg, location, &sha256(data))
+        .await
+        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    reg.delete(location)
+        .await
+        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+}
+
 /// A request body delivered in many small pieces with chunked transfer
 /// encoding, so the server sees neither a length nor one buffer.
 fn streamed(data: &[u8], piece: usize) -> reqwest::Body {
@@ -38,9 +56,7 @@ fn streamed(data: &[u8], piece: usize) -> reqwest::Body {
 
 #[tokio::test]
 async fn single_post_with_digest_creates_the_blob() {
-    let reg = Reg::start();
-    let data = random_bytes(1, 4096);
-    let digest = reg.push_blob("mono", &data).await;
+    let (reg, data, digest) = Reg::with_blob("mono", 1, 4096).await;
     reg.expect_blob("mono", &data).await;
     let r = reg.head(&format!("/v2/mono/blobs/{digest}")).await;
     r.expect(200);
@@ -54,11 +70,8 @@ async fn single_post_streamed_without_length_creates_the_blob() {
     let digest = sha256(&data);
     let r = reg
         .send(
-            reg.req(
-                Method::POST,
-                &format!("/v2/s/blobs/uploads/?digest={digest}"),
-            )
-            .body(streamed(&data, 7_777)),
+            reg.post_upload("s", &format!("?digest={digest}"))
+                .body(streamed(&data, 7_777)),
         )
         .await;
     reg.expect_created(&r, "s", &data).await;
@@ -71,24 +84,15 @@ async fn single_post_digest_mismatch_is_400_and_leaves_nothing() {
     let claimed = sha256(b"something else");
     let r = reg
         .send(
-            reg.req(
-                Method::POST,
-                &format!("/v2/m/blobs/uploads/?digest={claimed}"),
-            )
-            .header("Content-Type", OCTET)
-            .body(data.clone()),
+            reg.post_upload("m", &format!("?digest={claimed}"))
+                .header("Content-Type", OCTET)
+                .body(data.clone()),
         )
         .await;
     r.expect_error(400, "DIGEST_INVALID");
-    reg.head(&format!("/v2/m/blobs/{claimed}"))
-        .await
-        .expect(404);
-    reg.head(&format!("/v2/m/blobs/{}", sha256(&data)))
-        .await
-        .expect(404);
-    reg.get(&format!("/v2/m/blobs/{claimed}"))
-        .await
-        .expect_error(404, "BLOB_UNKNOWN");
+    reg.expect_no_blob("m", &claimed).await;
+    reg.expect_no_blob("m", &sha256(&data)).await;
+    reg.expect_blob_unknown(Method::GET, "m", &claimed).await;
 }
 
 #[tokio::test]
@@ -101,14 +105,9 @@ async fn single_post_with_a_malformed_digest_is_400() {
         "md5:d41d8cd98f00b204e9800998ecf8427e",
         "",
     ] {
+        let query = format!("?digest={}", encode(d));
         let r = reg
-            .send(
-                reg.req(
-                    Method::POST,
-                    &format!("/v2/m/blobs/uploads/?digest={}", encode(d)),
-                )
-                .body(b"abc".to_vec()),
-            )
+            .send(reg.post_upload("m", &query).body(b"abc".to_vec()))
             .await;
         r.expect_error(400, "DIGEST_INVALID");
     }
@@ -117,9 +116,7 @@ async fn single_post_with_a_malformed_digest_is_400() {
 #[tokio::test]
 async fn post_then_put_with_the_whole_blob() {
     let reg = Reg::start();
-    let r = reg
-        .send(reg.req(Method::POST, "/v2/pp/blobs/uploads/"))
-        .await;
+    let r = reg.send(reg.post_upload("pp", "")).await;
     r.expect(202);
     let loc = r.must_header("Location").to_owned();
     let id = r.must_header("Docker-Upload-UUID").to_owned();
@@ -159,10 +156,8 @@ async fn put_with_wrong_digest_is_400_and_the_blob_stays_invisible() {
         )
         .await;
     r.expect_error(400, "DIGEST_INVALID");
-    reg.head(&format!("/v2/w/blobs/{wrong}")).await.expect(404);
-    reg.head(&format!("/v2/w/blobs/{}", sha256(&data)))
-        .await
-        .expect(404);
+    reg.expect_no_blob("w", &wrong).await;
+    reg.expect_no_blob("w", &sha256(&data)).await;
 }
 
 #[tokio::test]
@@ -170,9 +165,7 @@ async fn put_without_a_digest_is_400_and_the_upload_can_be_finished() {
     let reg = Reg::start();
     let loc = reg.start_upload("nd").await;
     let data = random_bytes(6, 512);
-    reg.send(reg.req(Method::PATCH, &loc).body(data.clone()))
-        .await
-        .expect(202);
+    reg.patch(&loc, data.clone()).await.expect(202);
     reg.send(reg.req(Method::PUT, &loc))
         .await
         .expect_error(400, "DIGEST_INVALID");
@@ -202,9 +195,7 @@ async fn streamed_patch_then_put() {
     let loc = r.must_header("Location").to_owned();
     // A second streamed PATCH appends.
     let more = random_bytes(8, 10);
-    let r = reg
-        .send(reg.req(Method::PATCH, &loc).body(streamed(&more, 3)))
-        .await;
+    let r = reg.patch(&loc, streamed(&more, 3)).await;
     r.expect(202);
     assert_eq!(r.header("Range"), Some("0-1000012"));
     let loc = r.must_header("Location").to_owned();
@@ -354,9 +345,7 @@ async fn chunk_length_must_match_its_content_range() {
         .await;
     r.expect_error(400, "SIZE_INVALID");
     assert_eq!(reg.upload_range(&loc).await, "0-0");
-    reg.head(&format!("/v2/len/blobs/{}", sha256(b"hello")))
-        .await
-        .expect(404);
+    reg.expect_no_blob("len", &sha256(b"hello")).await;
     // The upload is still good.
     let r = patch_chunk(&reg, &loc, 0, b"hello").await;
     r.expect(202);
@@ -388,44 +377,21 @@ async fn cancelled_upload_is_gone() {
     let reg = Reg::start();
     let loc = reg.start_upload("cancel").await;
     let data = random_bytes(13, 100);
-    reg.send(reg.req(Method::PATCH, &loc).body(data.clone()))
-        .await
-        .expect(202);
+    reg.patch(&loc, data.clone()).await.expect(202);
     let r = reg
         .send(reg.req(Method::DELETE, &loc).header("Content-Length", "0"))
         .await;
     r.expect(204);
-    reg.get(&loc).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-    reg.send(reg.req(Method::PATCH, &loc).body(data.clone()))
-        .await
-        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-    close(&reg, &loc, &sha256(&data))
-        .await
-        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-    reg.delete(&loc)
-        .await
-        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-    reg.head(&format!("/v2/cancel/blobs/{}", sha256(&data)))
-        .await
-        .expect(404);
+    expect_no_session(&reg, &loc, &data).await;
+    reg.expect_no_blob("cancel", &sha256(&data)).await;
 }
 
 #[tokio::test]
 async fn unknown_upload_ids_are_404_blob_upload_unknown() {
     let reg = Reg::start();
-    let d = sha256(b"x");
     for id in ["5d5bd4b9-2a4e-4c39-9b5b-3f0e2a0c1d11", "nope", "0"] {
         let loc = format!("/v2/u/blobs/uploads/{id}");
-        reg.get(&loc).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-        reg.send(reg.req(Method::PATCH, &loc).body(b"x".to_vec()))
-            .await
-            .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-        close(&reg, &loc, &d)
-            .await
-            .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-        reg.delete(&loc)
-            .await
-            .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+        expect_no_session(&reg, &loc, b"x").await;
     }
     for id in ["a.b", "a_b", "a%20b"] {
         reg.get(&format!("/v2/u/blobs/uploads/{id}"))
@@ -440,19 +406,7 @@ async fn an_upload_belongs_to_its_repository() {
     let loc = reg.start_upload("one").await;
     let other = loc.replace("/v2/one/", "/v2/two/");
     assert_ne!(loc, other);
-    let data = random_bytes(14, 10);
-    reg.get(&other)
-        .await
-        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-    reg.send(reg.req(Method::PATCH, &other).body(data.clone()))
-        .await
-        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-    close(&reg, &other, &sha256(&data))
-        .await
-        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-    reg.delete(&other)
-        .await
-        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    expect_no_session(&reg, &other, &random_bytes(14, 10)).await;
     // The session in its own repository is untouched.
     assert_eq!(reg.upload_range(&loc).await, "0-0");
 }
@@ -503,17 +457,10 @@ async fn pushing_an_existing_blob_again_succeeds() {
 
 #[tokio::test]
 async fn mount_from_a_repository_holding_the_blob_is_201() {
-    let reg = Reg::start();
-    let data = random_bytes(16, 3_000);
-    let digest = reg.push_blob("src", &data).await;
-    reg.head(&format!("/v2/dst/blobs/{digest}"))
-        .await
-        .expect(404);
+    let (reg, data, digest) = Reg::with_blob("src", 16, 3_000).await;
+    reg.expect_no_blob("dst", &digest).await;
     let r = reg
-        .send(reg.req(
-            Method::POST,
-            &format!("/v2/dst/blobs/uploads/?mount={digest}&from=src"),
-        ))
+        .send(reg.post_upload("dst", &format!("?mount={digest}&from=src")))
         .await;
     r.expect(201);
     assert_eq!(r.header("Docker-Content-Digest"), Some(digest.as_str()));
@@ -544,9 +491,7 @@ async fn mount_that_cannot_be_done_falls_back_to_an_upload() {
         "mount=sha256:bad&from=elsewhere".to_owned(),
         format!("mount={digest}&from=INVALID"),
     ] {
-        let r = reg
-            .send(reg.req(Method::POST, &format!("/v2/fb/blobs/uploads/?{query}")))
-            .await;
+        let r = reg.send(reg.post_upload("fb", &format!("?{query}"))).await;
         r.expect(202);
         let loc = r.must_header("Location").to_owned();
         assert!(loc.contains("/v2/fb/blobs/uploads/"), "{query}: {loc}");
@@ -554,15 +499,10 @@ async fn mount_that_cannot_be_done_falls_back_to_an_upload() {
         assert_eq!(reg.upload_range(&loc).await, "0-0");
         reg.delete(&loc).await.expect(204);
     }
-    reg.head(&format!("/v2/fb/blobs/{digest}"))
-        .await
-        .expect(404);
+    reg.expect_no_blob("fb", &digest).await;
     // Completing the fallback upload works.
     let r = reg
-        .send(reg.req(
-            Method::POST,
-            &format!("/v2/fb/blobs/uploads/?mount={digest}&from=holder"),
-        ))
+        .send(reg.post_upload("fb", &format!("?mount={digest}&from=holder")))
         .await;
     r.expect(202);
     let loc = r.must_header("Location").to_owned();

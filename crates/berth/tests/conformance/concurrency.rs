@@ -5,31 +5,17 @@ use super::util::*;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::Method;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// The file holding an upload's bytes: somewhere under the data directory,
-/// named by the upload's id.
-fn find_upload_file(dir: &Path, id: &str) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(p) = find_upload_file(&path, id) {
-                return Some(p);
-            }
-        } else if path.file_name().is_some_and(|n| n == id) {
-            return Some(path);
-        }
-    }
-    None
-}
 
 /// Waits until the server has written at least `len` bytes of upload `id`
 /// to disk: proof that a request is inside its write.
 async fn wait_for_upload_bytes(dir: &Path, id: &str, len: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let written = find_upload_file(dir, id)
+        // The file holding the upload's bytes: somewhere under the data
+        // directory, named by the upload's id.
+        let written = crate::common::oci::find_file(dir, id)
             .and_then(|p| std::fs::metadata(p).ok())
             .map_or(0, |m| m.len());
         if written >= len {
@@ -66,6 +52,28 @@ fn held(
     (go, req.body(reqwest::Body::wrap_stream(first.chain(rest))))
 }
 
+/// Sends `patch` (a `PATCH` of the upload at `location`) with `data` as its
+/// body, held mid-write, and runs `meanwhile` once the server has written
+/// part of it; the PATCH's answer and what `meanwhile` returned.
+async fn while_writing<T>(
+    reg: &Reg,
+    location: &str,
+    patch: reqwest::RequestBuilder,
+    data: &[u8],
+    meanwhile: impl std::future::Future<Output = T>,
+) -> (Resp, T) {
+    let id = upload_id(location);
+    let (go, slow) = held(patch, data);
+    let slow = reg.send(slow);
+    let other = async {
+        wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
+        let out = meanwhile.await;
+        let _ = go.send(());
+        out
+    };
+    tokio::join!(slow, other)
+}
+
 /// Whether a request was accepted with `status`; a refusal must be a
 /// readable 4xx spec error, even when the server refused to read its body.
 fn accepted(r: &Resp, status: u16) -> bool {
@@ -82,28 +90,27 @@ fn accepted(r: &Resp, status: u16) -> bool {
     false
 }
 
+/// The racers' ground: a fresh server with an upload session in `race`,
+/// and two different 2 MiB bodies for it (from `seed` and `seed + 1`).
+async fn race(seed: u64) -> (Reg, String, Vec<u8>, Vec<u8>) {
+    let reg = Reg::start();
+    let n = 2 * 1024 * 1024;
+    let a = random_bytes(seed, n);
+    let b = random_bytes(seed + 1, n);
+    let loc = reg.start_upload("race").await;
+    (reg, loc, a, b)
+}
+
 /// Two PATCHes of the same range: one is mid-write when the other arrives.
 /// At most one may be accepted, and the blob then holds exactly its bytes.
 #[tokio::test]
 async fn racing_patches_never_corrupt_the_upload() {
-    let reg = Reg::start();
-    let n = 2 * 1024 * 1024;
-    let a = random_bytes(1, n);
-    let b = random_bytes(2, n);
-    let loc = reg.start_upload("race").await;
-    let id = upload_id(&loc);
-    let range = format!("0-{}", n - 1);
+    let (reg, loc, a, b) = race(1).await;
+    let range = format!("0-{}", a.len() - 1);
 
     let patch = reg.req(Method::PATCH, &loc).header("Content-Range", &range);
-    let (go, slow) = held(patch, &a);
-    let slow = reg.send(slow);
-    let fast = async {
-        wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
-        let r = reg.patch_range(&loc, &range, b.clone()).await;
-        let _ = go.send(());
-        r
-    };
-    let (ra, rb) = tokio::join!(slow, fast);
+    let fast = reg.patch_range(&loc, &range, b.clone());
+    let (ra, rb) = while_writing(&reg, &loc, patch, &a, fast).await;
     let winner = match (accepted(&ra, 202), accepted(&rb, 202)) {
         (true, false) => &a,
         (false, true) => &b,
@@ -117,27 +124,12 @@ async fn racing_patches_never_corrupt_the_upload() {
 /// A closing PUT with a last chunk racing a PATCH of the same range.
 #[tokio::test]
 async fn a_closing_put_racing_a_patch_never_corrupts_the_blob() {
-    let reg = Reg::start();
-    let n = 2 * 1024 * 1024;
-    let a = random_bytes(3, n);
-    let b = random_bytes(4, n);
-    let loc = reg.start_upload("race").await;
-    let id = upload_id(&loc);
+    let (reg, loc, a, b) = race(3).await;
 
-    let (go, slow) = held(reg.req(Method::PATCH, &loc), &a);
-    let slow = reg.send(slow);
-    let fast = async {
-        wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
-        let r = reg
-            .send(
-                reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&b)))
-                    .body(b.clone()),
-            )
-            .await;
-        let _ = go.send(());
-        r
-    };
-    let (ra, rb) = tokio::join!(slow, fast);
+    let patch = reg.req(Method::PATCH, &loc);
+    let digest = sha256(&b);
+    let fast = reg.close_with(&loc, &digest, b.clone());
+    let (ra, rb) = while_writing(&reg, &loc, patch, &a, fast).await;
     if accepted(&rb, 201) {
         assert!(
             !accepted(&ra, 202),
@@ -146,9 +138,7 @@ async fn a_closing_put_racing_a_patch_never_corrupts_the_blob() {
         reg.expect_blob("race", &b).await;
     } else {
         assert!(accepted(&ra, 202), "neither request was accepted");
-        reg.head(&format!("/v2/race/blobs/{}", sha256(&b)))
-            .await
-            .expect(404);
+        reg.expect_no_blob("race", &sha256(&b)).await;
         reg.close_and_check("race", &loc, &a).await;
     }
 }
@@ -161,11 +151,7 @@ async fn a_busy_upload_refuses_other_writers_until_the_write_ends() {
     let n = 1024 * 1024;
     let a = random_bytes(5, n);
     let loc = reg.start_upload("busy").await;
-    let id = upload_id(&loc);
-    let (go, slow) = held(reg.req(Method::PATCH, &loc), &a);
-    let slow = reg.send(slow);
     let probe = async {
-        wait_for_upload_bytes(reg.data_dir(), &id, 256 * 1024).await;
         // Status answers during the write, with what was acknowledged.
         assert_eq!(reg.upload_range(&loc).await, "0-0");
         let small = reg.patch_range(&loc, "0-3", b"abcd".to_vec()).await;
@@ -174,9 +160,9 @@ async fn a_busy_upload_refuses_other_writers_until_the_write_ends() {
             .send(reg.req(Method::PUT, &with_query(&loc, "digest", &sha256(&a))))
             .await;
         close.expect_error(416, "BLOB_UPLOAD_INVALID");
-        let _ = go.send(());
     };
-    let (ra, ()) = tokio::join!(slow, probe);
+    let patch = reg.req(Method::PATCH, &loc);
+    let (ra, ()) = while_writing(&reg, &loc, patch, &a, probe).await;
     ra.expect(202);
     let range = format!("0-{}", n - 1);
     assert_eq!(ra.header("Range"), Some(range.as_str()));

@@ -64,9 +64,7 @@ async fn push_index_with_subject(
 
 #[tokio::test]
 async fn referrers_list_every_manifest_with_that_subject() {
-    let reg = Reg::start();
-    let img = Image::oci(1);
-    img.push(&reg, "app", "v1").await;
+    let (reg, img) = Reg::with_image("app", "v1", 1).await;
     let subject = img.descriptor();
 
     let sbom = Artifact::new(
@@ -137,9 +135,7 @@ async fn referrers_list_every_manifest_with_that_subject() {
 
 #[tokio::test]
 async fn artifact_type_filter() {
-    let reg = Reg::start();
-    let img = Image::oci(2);
-    img.push(&reg, "f", "v1").await;
+    let (reg, img) = Reg::with_image("f", "v1", 2).await;
     let subject = img.descriptor();
     let a = Artifact::new(10, Some(SBOM), Some(&subject), None);
     let b = Artifact::new(11, Some(SBOM), Some(&subject), None);
@@ -216,9 +212,7 @@ async fn a_missing_subject_is_accepted_and_listed() {
 
 #[tokio::test]
 async fn manifests_without_subject_get_no_oci_subject_header() {
-    let reg = Reg::start();
-    let img = Image::oci(5);
-    img.push_blobs(&reg, "ns").await;
+    let (reg, img) = Reg::with_image_blobs("ns", 5).await;
     let r = reg
         .put_manifest("ns", "v1", Some(OCI_MANIFEST), &img.manifest)
         .await;
@@ -228,9 +222,7 @@ async fn manifests_without_subject_get_no_oci_subject_header() {
 
 #[tokio::test]
 async fn referrers_follow_deletes_of_the_referrer() {
-    let reg = Reg::start();
-    let img = Image::oci(6);
-    img.push(&reg, "del", "v1").await;
+    let (reg, img) = Reg::with_image("del", "v1", 6).await;
     let art = Artifact::new(30, Some(SIG), Some(&img.descriptor()), None);
     art.push(&reg, "del", "sig").await.expect(201);
     // Deleting the tag leaves the manifest, so it still refers.
@@ -256,9 +248,7 @@ async fn referrers_follow_deletes_of_the_referrer() {
 
 #[tokio::test]
 async fn referrers_are_scoped_to_the_repository() {
-    let reg = Reg::start();
-    let img = Image::oci(7);
-    img.push(&reg, "one", "v1").await;
+    let (reg, img) = Reg::with_image("one", "v1", 7).await;
     img.push(&reg, "two", "v1").await;
     let art = Artifact::new(40, Some(SBOM), Some(&img.descriptor()), None);
     art.push(&reg, "one", "sbom").await.expect(201);

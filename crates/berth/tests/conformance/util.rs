@@ -69,6 +69,32 @@ impl Reg {
         Reg { server, http }
     }
 
+    /// A fresh server holding one blob of `len` random bytes (from `seed`)
+    /// in `repo`: the client, the bytes and their digest.
+    pub async fn with_blob(repo: &str, seed: u64, len: usize) -> (Reg, Vec<u8>, String) {
+        let reg = Reg::start();
+        let data = random_bytes(seed, len);
+        let digest = reg.push_blob(repo, &data).await;
+        (reg, data, digest)
+    }
+
+    /// A fresh server holding the OCI image of `seed` as `repo:reference`.
+    pub async fn with_image(repo: &str, reference: &str, seed: u64) -> (Reg, Image) {
+        let reg = Reg::start();
+        let img = Image::oci(seed);
+        img.push(&reg, repo, reference).await;
+        (reg, img)
+    }
+
+    /// A fresh server holding the blobs of the OCI image of `seed` in
+    /// `repo`, ready for its manifest.
+    pub async fn with_image_blobs(repo: &str, seed: u64) -> (Reg, Image) {
+        let reg = Reg::start();
+        let img = Image::oci(seed);
+        img.push_blobs(&reg, repo).await;
+        (reg, img)
+    }
+
     pub fn into_server(self) -> Server {
         self.server
     }
@@ -129,14 +155,40 @@ impl Reg {
         self.send(self.req(Method::DELETE, path)).await
     }
 
+    /// `method` on `path` (or a `Location`) with the one header `name`.
+    pub async fn send_with(&self, method: Method, path: &str, name: &str, value: &str) -> Resp {
+        self.send(self.req(method, path).header(name, value)).await
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/<query>` (`query` empty or starting
+    /// with `?`): opens an upload, or with `?digest=` and a body pushes a
+    /// blob whole, or with `?mount=` mounts one.
+    pub fn post_upload(&self, repo: &str, query: &str) -> RequestBuilder {
+        self.req(Method::POST, &format!("/v2/{repo}/blobs/uploads/{query}"))
+    }
+
+    /// A `HEAD` of the blob `digest` in `repo` is 404: `repo` does not
+    /// hold it.
+    pub async fn expect_no_blob(&self, repo: &str, digest: &str) {
+        self.head(&format!("/v2/{repo}/blobs/{digest}"))
+            .await
+            .expect(404);
+    }
+
+    /// `method` (`GET` or `DELETE`) on the blob `digest` of `repo` is 404
+    /// `BLOB_UNKNOWN`.
+    pub async fn expect_blob_unknown(&self, method: Method, repo: &str, digest: &str) {
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        self.send(self.req(method, &path))
+            .await
+            .expect_error(404, "BLOB_UNKNOWN");
+    }
+
     /// `POST /v2/<repo>/blobs/uploads/`, expecting a new session; returns
     /// its `Location`.
     pub async fn start_upload(&self, repo: &str) -> String {
         let r = self
-            .send(
-                self.req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
-                    .header("Content-Length", "0"),
-            )
+            .send(self.post_upload(repo, "").header("Content-Length", "0"))
             .await;
         r.expect(202);
         let loc = r.must_header("Location").to_owned();
@@ -153,12 +205,9 @@ impl Reg {
         let digest = sha256(data);
         let r = self
             .send(
-                self.req(
-                    Method::POST,
-                    &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-                )
-                .header("Content-Type", OCTET)
-                .body(data.to_vec()),
+                self.post_upload(repo, &format!("?digest={digest}"))
+                    .header("Content-Type", OCTET)
+                    .body(data.to_vec()),
             )
             .await;
         r.expect(201);
@@ -211,6 +260,20 @@ impl Reg {
         digest
     }
 
+    /// Pushes a manifest ([`Reg::push_manifest`]) and pulls it back by the
+    /// same reference ([`Reg::expect_manifest`]).
+    pub async fn round_trip_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) {
+        self.push_manifest(repo, reference, media_type, body).await;
+        self.expect_manifest(repo, reference, media_type, body)
+            .await;
+    }
+
     /// GETs a manifest and checks it is exactly `body`, with its type and
     /// digest.
     pub async fn expect_manifest(
@@ -220,11 +283,9 @@ impl Reg {
         media_type: &str,
         body: &[u8],
     ) {
+        let path = format!("/v2/{repo}/manifests/{reference}");
         let r = self
-            .send(
-                self.req(Method::GET, &format!("/v2/{repo}/manifests/{reference}"))
-                    .header("Accept", ALL_MANIFEST_TYPES),
-            )
+            .send_with(Method::GET, &path, "Accept", ALL_MANIFEST_TYPES)
             .await;
         r.expect(200);
         assert_eq!(
@@ -262,6 +323,13 @@ impl Reg {
     pub async fn send_range(&self, method: Method, url: &str, range: &str, body: Vec<u8>) -> Resp {
         let req = self.req(method, url).header("Content-Range", range);
         self.send(req.body(body)).await
+    }
+
+    /// A `PATCH` of `body` to the upload at `location` (a path or a
+    /// `Location`), without a range.
+    pub async fn patch(&self, location: &str, body: impl Into<reqwest::Body>) -> Resp {
+        self.send(self.req(Method::PATCH, location).body(body))
+            .await
     }
 
     /// A `PATCH` of the upload at `location` (a path or a `Location`) with

@@ -1,21 +1,9 @@
 //! sha512 is handled the same by every reader (issue 14, item 8). See
 //! ../hardening.rs.
 
-use crate::common::{self, sha256, Server};
+use crate::common::{self, expect_status, get_bytes, sha256, Server};
 use serde_json::json;
 use std::time::Duration;
-
-/// GETs a manifest; its status and body.
-async fn get_manifest(c: &reqwest::Client, url: String) -> (u16, Vec<u8>) {
-    let r = c
-        .get(url)
-        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.bytes().await.unwrap().to_vec())
-}
 
 /// A manifest over 64 KiB is kept in the blob store under its digest. Pushed
 /// by a `sha512:` digest, it was accepted and served, and then `berth fsck`
@@ -30,15 +18,9 @@ async fn a_large_manifest_pushed_by_sha512_survives_fsck_and_repair() {
     for blob in [&layer, &config] {
         common::put_blob(&c, &server, repo, blob).await;
     }
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
-        "annotations": {"org.example.padding": "p".repeat(100 * 1024)},
-    })
-    .to_string()
-    .into_bytes();
+    let mut manifest = common::oci::manifest(&config, &[&layer]);
+    manifest["annotations"] = json!({"org.example.padding": "p".repeat(100 * 1024)});
+    let manifest = manifest.to_string().into_bytes();
     assert!(manifest.len() > 64 * 1024, "not kept inline");
     let digest = berth_oci::Digest::sha512_of(&manifest).to_string();
     let r = c
@@ -50,7 +32,7 @@ async fn a_large_manifest_pushed_by_sha512_survives_fsck_and_repair() {
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     let path = format!("/v2/{repo}/manifests/{digest}");
-    let (status, body) = get_manifest(&c, server.url(&path)).await;
+    let (status, body) = get_bytes(&c, server.url(&path)).await;
     assert_eq!(status, 200);
     assert!(body == manifest, "served as pushed");
 
@@ -67,7 +49,7 @@ async fn a_large_manifest_pushed_by_sha512_survives_fsck_and_repair() {
 
     // And the manifest is still there, byte for byte.
     let restarted = Server::start_in(&server.data, &[]);
-    let (status, body) = get_manifest(&c, restarted.url(&path)).await;
+    let (status, body) = get_bytes(&c, restarted.url(&path)).await;
     assert_eq!(status, 200, "deleted by fsck --repair");
     assert!(body == manifest, "served as pushed");
 }
@@ -100,12 +82,7 @@ async fn a_sha512_blob_digest_is_refused_up_front_and_the_upload_kept() {
         .unwrap();
     expect_refusal(r).await;
 
-    let r = c
-        .post(server.url("/v2/p/app/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    let r = expect_status(c.post(server.url("/v2/p/app/blobs/uploads/")), 202).await;
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let url = if location.starts_with('/') {
         server.url(&location)
@@ -122,10 +99,5 @@ async fn a_sha512_blob_digest_is_refused_up_front_and_the_upload_kept() {
     expect_refusal(r).await;
     let r = c.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 204, "the upload is still there");
-    let r = c
-        .put(format!("{url}?digest={}", sha256(&data)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    expect_status(c.put(format!("{url}?digest={}", sha256(&data))), 201).await;
 }

@@ -5,8 +5,9 @@
 //! after the session was created. Anything that is not plainly a local
 //! path, encoded or not, now goes to `/`.
 
-use super::ui_sessions::{browser, cookie, hidden, login_form, submit_login};
+use super::ui_sessions::{browser, cookie, hidden, log_in, login_form};
 use crate::common::{Server, ADMIN_PASSWORD};
+use berth_test_kit::web::submit_login;
 
 /// `next` values as the login form submits them (decoded), and where the
 /// login must lead.
@@ -33,7 +34,7 @@ async fn a_login_follows_only_local_paths() {
     let server = Server::start();
     let http = browser();
     for (next, expected) in CASES {
-        let resp = submit_login(&http, &server, "admin", ADMIN_PASSWORD, next).await;
+        let resp = log_in(&http, &server.url(""), "admin", ADMIN_PASSWORD, next).await;
         assert_eq!(resp.status(), 303, "next={next:?}");
         let location = resp.headers()["location"].to_str().unwrap().to_owned();
         assert_eq!(location, *expected, "next={next:?}");
@@ -72,20 +73,10 @@ async fn the_login_form_keeps_only_a_local_next() {
     assert_eq!(resp.status(), 303);
     let to_form = resp.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(to_form, "/ui/login?next=%2Fui%2Fgc");
-    let (form_cookie, html) = login_form(&http, &server, &to_form).await;
-    let next = hidden(&html, "next");
-    let resp = http
-        .post(server.url("/ui/login"))
-        .header("cookie", form_cookie)
-        .form(&[
-            ("csrf", hidden(&html, "csrf").as_str()),
-            ("next", next.as_str()),
-            ("username", "admin"),
-            ("password", ADMIN_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let form = login_form(&http, &server, &to_form).await;
+    let next = hidden(&form.1, "next");
+    let base = server.url("");
+    let resp = submit_login(&http, &base, &form, "admin", ADMIN_PASSWORD, &next).await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/ui/gc");
 }

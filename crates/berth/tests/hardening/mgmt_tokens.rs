@@ -7,24 +7,15 @@
 
 use super::ui_sessions::{api, browser, post, session};
 use crate::common::oci::{self, Image};
-use crate::common::{basic, Server, ADMIN_PASSWORD};
+use crate::common::{basic, Server, Who, ADMIN_PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 /// A token for `scope`, asked for with the administrator's password.
 async fn admin_token(server: &Server, scope: &str) -> String {
-    let resp = berth_net::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(server.url(&format!("/service/token?service=berth&scope={scope}")))
-        .header("authorization", basic("admin", ADMIN_PASSWORD))
-        .send()
+    server
+        .token(Who::Basic("admin", ADMIN_PASSWORD), &[scope])
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -100,24 +91,17 @@ async fn the_web_ui_still_manages_through_the_same_handlers() {
     let server = Server::start();
     let http = browser();
     let admin_session = session(&http, &server, "admin", ADMIN_PASSWORD).await;
-    let (status, body) = post(
-        &http,
-        &server,
-        &admin_session,
-        "/ui/projects",
-        &[("name", "made-in-ui")],
-    )
-    .await;
-    assert_eq!(status, 303, "{body}");
-    let (status, body) = post(
-        &http,
-        &server,
-        &admin_session,
-        "/ui/users",
-        &[("name", "carol"), ("password", "carol-password")],
-    )
-    .await;
-    assert_eq!(status, 303, "{body}");
+    let forms: [(&str, &[(&str, &str)]); 2] = [
+        ("/ui/projects", &[("name", "made-in-ui")]),
+        (
+            "/ui/users",
+            &[("name", "carol"), ("password", "carol-password")],
+        ),
+    ];
+    for (path, form) in forms {
+        let (status, body) = post(&http, &server, &admin_session, path, form).await;
+        assert_eq!(status, 303, "{path}: {body}");
+    }
     let admin = basic("admin", ADMIN_PASSWORD);
     let (status, project) = api(
         &server,

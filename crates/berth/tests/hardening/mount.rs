@@ -3,7 +3,7 @@
 //! repository and the mount to another, and a mount from a repository the
 //! caller may not read is a plain upload whether or not the blob is there.
 
-use crate::common::{self, basic, sha256, Server};
+use crate::common::{self, basic, sha256, Server, Who};
 use serde_json::Value;
 
 fn http() -> reqwest::Client {
@@ -15,20 +15,10 @@ async fn admin_blob(server: &Server, repo: &str, blob: &[u8]) {
     common::put_blob(&common::admin_client(), server, repo, blob).await;
 }
 
+/// A token for `scopes`, asked for by `user` (password `<user>-password`).
 async fn token(server: &Server, user: &str, scopes: &[&str]) -> String {
-    let mut url = format!("{}?service=berth", server.url("/service/token"));
-    for s in scopes {
-        url.push_str(&format!("&scope={s}"));
-    }
-    let r = http()
-        .get(url)
-        .header("Authorization", basic(user, &format!("{user}-password")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
+    let password = format!("{user}-password");
+    server.token(Who::Basic(user, &password), scopes).await
 }
 
 /// The status of a mount POST into alpha/app with `query`.

@@ -87,20 +87,8 @@ async fn raw(
     path: &str,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut req = berth_net::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .request(method, server.url(path));
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
-    }
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_owned());
-    }
-    let resp = req.send().await.unwrap();
+    let body = body.map(str::to_owned);
+    let resp = server.send_json(method, path, auth, body).await;
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 

@@ -5,7 +5,7 @@
 //! capped, and a SIGTERM waits for stalled clients no longer than
 //! `shutdown_grace`.
 
-use crate::common::{self, basic, Server, ADMIN_PASSWORD};
+use crate::common::{self, basic, expect_status, Server, ADMIN_PASSWORD};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -78,13 +78,10 @@ async fn a_stalled_upload_body_fails_and_the_upload_can_go_on() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let r = client
+    let start = client
         .post(server.url("/v2/p/app/blobs/uploads/"))
-        .header("Authorization", &admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+        .header("Authorization", &admin);
+    let r = expect_status(start, 202).await;
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let path = location
         .strip_prefix(&format!("http://{}", server.addr))
@@ -109,26 +106,20 @@ async fn a_stalled_upload_body_fails_and_the_upload_can_go_on() {
     // The stalled request gave its claim up: the upload takes its bytes
     // from where it was, and completes.
     let data = common::noise(3, 1000);
-    let r = client
+    let patch = client
         .patch(server.url(&path))
         .header("Authorization", &admin)
         .header("Content-Range", "0-999")
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{:?}", r.text().await);
-    let r = client
+        .body(data.clone());
+    expect_status(patch, 202).await;
+    let close = client
         .put(format!(
             "{}?digest={}",
             server.url(&path),
             common::sha256(&data)
         ))
-        .header("Authorization", &admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+        .header("Authorization", &admin);
+    expect_status(close, 201).await;
 }
 
 #[tokio::test]

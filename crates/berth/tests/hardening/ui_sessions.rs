@@ -8,10 +8,10 @@
 //! (with its CSRF cookie and field) and reading pages without following
 //! redirects.
 
-use crate::common::{admin_client, basic, Server, ADMIN_PASSWORD};
+use crate::common::{admin_client, basic, expect_status, Server, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 
-pub(super) use berth_test_kit::web::{browser, cookie, hidden};
+pub(super) use berth_test_kit::web::{browser, cookie, hidden, log_in};
 
 /// Opens the login form at `path` (`/ui/login`, maybe with `?next=`): the
 /// form's cookie and the page.
@@ -20,21 +20,7 @@ pub(super) async fn login_form(
     server: &Server,
     path: &str,
 ) -> (String, String) {
-    let page = http.get(server.url(path)).send().await.unwrap();
-    assert_eq!(page.status(), 200, "{path}");
-    let form_cookie = cookie(&page, "berth_login");
-    (form_cookie, page.text().await.unwrap())
-}
-
-/// Submits the login form as `user`, with `next` as its hidden field.
-pub(super) async fn submit_login(
-    http: &reqwest::Client,
-    server: &Server,
-    user: &str,
-    password: &str,
-    next: &str,
-) -> reqwest::Response {
-    berth_test_kit::web::log_in(http, &server.url(""), user, password, next).await
+    berth_test_kit::web::login_form(http, &server.url(path)).await
 }
 
 /// Logs `user` in; their session cookie.
@@ -44,7 +30,7 @@ pub(super) async fn session(
     user: &str,
     password: &str,
 ) -> String {
-    let resp = submit_login(http, server, user, password, "/").await;
+    let resp = log_in(http, &server.url(""), user, password, "/").await;
     assert_eq!(resp.status(), 303, "{user} logs in");
     cookie(&resp, "berth_session")
 }
@@ -103,16 +89,8 @@ pub(super) async fn api(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = berth_net::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .request(method, server.url(path))
-        .header("authorization", auth);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
+    let body = body.map(|b| b.to_string());
+    let resp = server.send_json(method, path, Some(auth), body).await;
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -232,12 +210,7 @@ async fn an_account_created_again_under_the_same_name_inherits_no_session() {
 
     // An administrator deletes bob, then creates another bob, an
     // administrator, with another password.
-    let r = admin
-        .delete(server.url("/api/v1/users/bob"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    expect_status(admin.delete(server.url("/api/v1/users/bob")), 204).await;
     let r = create(json!({"name": "bob", "password": "bob-password-2", "admin": true}))
         .await
         .unwrap();

@@ -3,26 +3,28 @@
 //! account or a repository can hold only so many sessions open.
 
 use crate::common::oci::Client;
-use crate::common::{noise, Server, ADMIN_PASSWORD};
+use crate::common::{expect_status, noise, Server, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 
 fn admin(server: &Server) -> Client {
     Client::new(&server.url(""), "admin", ADMIN_PASSWORD)
 }
 
-async fn set_quota(c: &Client, project: &str, limit: u64) {
+/// A fresh server whose project `project` may hold `limit` bytes, and
+/// its administrator.
+async fn with_quota(project: &str, limit: u64) -> (Server, Client) {
+    let server = Server::start();
+    let c = admin(&server);
     // Pushing as admin creates the project.
     c.start_upload(&format!("{project}/seed")).await;
-    let r = c
+    let quota = c
         .request(
             reqwest::Method::PUT,
             &format!("{}/api/v1/projects/{project}/quota", c.base),
         )
-        .json(&json!({ "limit_bytes": limit }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .json(&json!({ "limit_bytes": limit }));
+    expect_status(quota, 200).await;
+    (server, c)
 }
 
 fn streamed(data: &[u8], chunk: usize) -> reqwest::Body {
@@ -58,9 +60,7 @@ async fn error_code(r: reqwest::Response) -> (u16, String) {
 
 #[tokio::test]
 async fn a_chunk_without_a_length_cannot_pass_the_quota() {
-    let server = Server::start();
-    let c = admin(&server);
-    set_quota(&c, "small", 100_000).await;
+    let (server, c) = with_quota("small", 100_000).await;
     let url = c.start_upload("small/app").await;
     let r = c.patch(&url, streamed(&noise(1, 2 << 20), 64 * 1024)).await;
     assert_eq!(error_code(r).await, (403, "DENIED".to_owned()));
@@ -72,9 +72,8 @@ async fn a_chunk_without_a_length_cannot_pass_the_quota() {
 
 #[tokio::test]
 async fn open_uploads_count_toward_the_quota_of_their_project() {
-    let server = Server::start();
-    let c = admin(&server);
-    set_quota(&c, "shared", 100_000).await;
+    // The server lives as long as `_server`.
+    let (_server, c) = with_quota("shared", 100_000).await;
     let first = c.start_upload("shared/a").await;
     let r = c
         .patch(&first, streamed(&noise(2, 60_000), 16 * 1024))
@@ -90,12 +89,7 @@ async fn open_uploads_count_toward_the_quota_of_their_project() {
         .await;
     assert_eq!(error_code(r).await, (403, "DENIED".to_owned()));
     // Cancelling the first frees its bytes.
-    let r = c
-        .request(reqwest::Method::DELETE, &first)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    expect_status(c.request(reqwest::Method::DELETE, &first), 204).await;
     let third = c.start_upload("shared/b").await;
     let r = c
         .patch(&third, streamed(&noise(3, 50_000), 16 * 1024))
@@ -131,20 +125,10 @@ async fn open_sessions_are_bounded_per_repository_and_per_account() {
         (429, "TOOMANYREQUESTS".to_owned())
     );
     // A repository whose name extends a full one's is not counted with it.
-    let r = c
-        .request(reqwest::Method::DELETE, &open[3])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    expect_status(c.request(reqwest::Method::DELETE, &open[3]), 204).await;
     assert_eq!(post("p/one/sub").await.unwrap().status(), 202);
     // A finished upload frees its slot too.
-    let r = c
-        .request(reqwest::Method::DELETE, &open[0])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    expect_status(c.request(reqwest::Method::DELETE, &open[0]), 204).await;
     let url = c.start_upload("p/one").await;
     let data = noise(4, 10);
     let sep = if url.contains('?') { '&' } else { '?' };

@@ -1,7 +1,7 @@
 //! A Distribution's directory copied into berth's own storage.
 
 use super::fixture::*;
-use crate::common::{Server, ADMIN_PASSWORD};
+use crate::common::{expect_status, Server, ADMIN_PASSWORD};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_distribution_elsewhere_is_copied_verified_and_left_untouched() {
@@ -50,12 +50,8 @@ async fn a_distribution_elsewhere_is_copied_verified_and_left_untouched() {
     assert_eq!(content(&server.url(""), admin).await, before);
     // --public: anyone may pull.
     let anonymous = berth_net::builder().no_proxy().build().unwrap();
-    let r = anonymous
-        .get(server.url("/v2/team/sub/multi/tags/list"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let tags = anonymous.get(server.url("/v2/team/sub/multi/tags/list"));
+    expect_status(tags, 200).await;
     drop(server);
     let (ok, fsck) = Server::fsck(&data, &[]);
     assert!(ok, "{fsck}");

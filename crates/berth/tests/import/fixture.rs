@@ -4,7 +4,8 @@
 //! import` run as a user runs it; and a walk of a registry's whole content
 //! over `/v2`, to compare two registries byte for byte.
 
-use crate::common::{noise, sha256, ADMIN_PASSWORD};
+use crate::common::oci::{write_oci_layout, LayoutImage};
+use crate::common::{expect_status, noise, sha256, ADMIN_PASSWORD};
 pub use berth_test_kit::distribution::Distribution;
 use berth_test_kit::distribution::{Setup, Storage, S3};
 use berth_test_kit::garage::Garage;
@@ -44,56 +45,25 @@ pub fn run(program: &str, args: &[&str]) -> String {
 /// tarred random file each), all under `tag` (through an index when there
 /// are several).
 pub fn oci_layout(dir: &Path, tag: &str, seed: u64, platforms: &[&str]) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> (String, usize) {
-        let d = sha256(data);
-        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
-        (d, data.len())
-    };
-    let mut manifests = Vec::new();
-    for (i, arch) in platforms.iter().enumerate() {
-        let root = dir.join(format!("rootfs-{seed}-{i}"));
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::fs::write(root.join("etc/arch"), arch).unwrap();
-        std::fs::write(
-            root.join("etc/data.bin"),
-            noise(seed * 10 + i as u64, 150_000),
-        )
-        .unwrap();
-        let tar = dir.join(format!("rootfs-{seed}-{i}.tar"));
-        berth_test_kit::tar(&root, &tar);
-        let (layer, layer_size) = put(&std::fs::read(&tar).unwrap());
-        let config = json!({
-            "architecture": arch, "os": "linux",
-            "config": {"Env": [format!("SEED={seed}")], "Cmd": ["/bin/true"]},
-            "rootfs": {"type": "layers", "diff_ids": [layer]},
-        });
-        let (config, config_size) = put(config.to_string().as_bytes());
-        let manifest = json!({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
-        });
-        let (m, m_size) = put(manifest.to_string().as_bytes());
-        manifests.push(json!({
-            "mediaType": OCI_MANIFEST, "digest": m, "size": m_size,
-            "platform": {"architecture": arch, "os": "linux"},
-        }));
-    }
-    let top = if manifests.len() == 1 {
-        let mut m = manifests[0].clone();
-        m["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
-        m
-    } else {
-        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
-        let (d, size) = put(index.to_string().as_bytes());
-        json!({"mediaType": OCI_INDEX, "digest": d, "size": size,
-               "annotations": {"org.opencontainers.image.ref.name": tag}})
-    };
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = json!({"schemaVersion": 2, "manifests": [top]});
-    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    let images: Vec<LayoutImage> = platforms
+        .iter()
+        .enumerate()
+        .map(|(i, arch)| {
+            let root = dir.join(format!("rootfs-{seed}-{i}"));
+            std::fs::create_dir_all(root.join("etc")).unwrap();
+            std::fs::write(root.join("etc/arch"), arch).unwrap();
+            let data = noise(seed * 10 + i as u64, 150_000);
+            std::fs::write(root.join("etc/data.bin"), data).unwrap();
+            let tar = dir.join(format!("rootfs-{seed}-{i}.tar"));
+            berth_test_kit::tar(&root, &tar);
+            LayoutImage {
+                arch: arch.to_string(),
+                layer: std::fs::read(&tar).unwrap(),
+                config: json!({"Env": [format!("SEED={seed}")], "Cmd": ["/bin/true"]}),
+            }
+        })
+        .collect();
+    write_oci_layout(dir, tag, &images);
 }
 
 /// `skopeo copy` of the layout's `tag` to `dest` (`host/repo:tag`), all
@@ -126,13 +96,10 @@ impl Pusher {
     /// Uploads a blob (POST, then PUT with the digest); its digest.
     pub async fn blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = sha256(data);
-        let r = self
+        let start = self
             .http
-            .post(format!("{}/v2/{repo}/blobs/uploads/", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "{:?}", r.text().await);
+            .post(format!("{}/v2/{repo}/blobs/uploads/", self.base));
+        let r = expect_status(start, 202).await;
         let location = r.headers()["location"].to_str().unwrap().to_owned();
         let url = if location.starts_with('/') {
             format!("{}{location}", self.base)
@@ -140,15 +107,12 @@ impl Pusher {
             location
         };
         let sep = if url.contains('?') { '&' } else { '?' };
-        let r = self
+        let put = self
             .http
             .put(format!("{url}{sep}digest={digest}"))
             .header("Content-Type", "application/octet-stream")
-            .body(data.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+            .body(data.to_vec());
+        expect_status(put, 201).await;
         digest
     }
 
@@ -156,29 +120,22 @@ impl Pusher {
     pub async fn manifest(&self, repo: &str, reference: &str, manifest: &Value) -> String {
         let body = manifest.to_string();
         let media_type = manifest["mediaType"].as_str().unwrap().to_owned();
-        let r = self
+        let put = self
             .http
             .put(format!("{}/v2/{repo}/manifests/{reference}", self.base))
             .header("Content-Type", media_type)
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+            .body(body.clone());
+        expect_status(put, 201).await;
         sha256(body.as_bytes())
     }
 
     /// The digest and size of what `reference` names in `repo`.
     pub async fn resolve(&self, repo: &str, reference: &str) -> (String, usize) {
-        let r = self
+        let get = self
             .http
             .get(format!("{}/v2/{repo}/manifests/{reference}", self.base))
-            .header("Accept", ACCEPT)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let body = r.bytes().await.unwrap();
+            .header("Accept", ACCEPT);
+        let body = expect_status(get, 200).await.bytes().await.unwrap();
         (sha256(&body), body.len())
     }
 

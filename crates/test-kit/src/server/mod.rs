@@ -203,6 +203,36 @@ impl<B: Binary> Server<B> {
         req.send().await.expect("request")
     }
 
+    /// `method` on `path` with the `Authorization` header `auth` (none
+    /// when `None`) and, when given, the JSON text `body`, sent by a client
+    /// of its own (no proxy); the response. See [`send_json`].
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<String>,
+    ) -> reqwest::Response {
+        let http = berth_net::builder()
+            .no_proxy()
+            .build()
+            .expect("http client");
+        send_json(&http, method, self.url(path), auth, body).await
+    }
+
+    /// A registry token from `/service/token` for `scopes`, asked for as
+    /// `who`, who must be answered 200.
+    pub async fn token(&self, who: Who<'_>, scopes: &[&str]) -> String {
+        let mut path = "/service/token?service=berth".to_owned();
+        for s in scopes {
+            path.push_str(&format!("&scope={s}"));
+        }
+        let resp = self.call(reqwest::Method::GET, &path, who).await;
+        assert_eq!(resp.status(), 200, "a token for {scopes:?}");
+        let body: serde_json::Value = resp.json().await.expect("a JSON answer");
+        body["token"].as_str().expect("a token").to_owned()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -276,6 +306,52 @@ impl<B: Binary> Drop for Server<B> {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `method` on `url`, sent by `http` with the `Authorization` header `auth`
+/// (none when `None`) and, when given, the JSON text `body`: a call of the
+/// management API. The response.
+pub async fn send_json(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    auth: Option<&str>,
+    body: Option<String>,
+) -> reqwest::Response {
+    let mut req = http.request(method, url);
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    if let Some(b) = body {
+        req = req.header("Content-Type", "application/json").body(b);
+    }
+    req.send().await.expect("request")
+}
+
+/// Sends `request` and asserts that the answer has `status`; the response.
+/// (A failure names the URL and shows the body, the caller's line being
+/// lost in async code.)
+pub async fn expect_status(request: reqwest::RequestBuilder, status: u16) -> reqwest::Response {
+    let r = request.send().await.expect("request");
+    if r.status() != status {
+        let (url, got) = (r.url().clone(), r.status());
+        let body = r.text().await.unwrap_or_default();
+        panic!("{url} answered {got}, not {status}: {body}");
+    }
+    r
+}
+
+/// GETs `url` with `c`, accepting an OCI image manifest should it name
+/// one; the status and the body.
+pub async fn get_bytes(c: &reqwest::Client, url: String) -> (u16, Vec<u8>) {
+    let r = c
+        .get(url)
+        .header("Accept", oci::MANIFEST)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.bytes().await.expect("body").to_vec())
 }
 
 /// Uploads `blob` into `repo` in one monolithic `POST ?digest=` with `c`'s

@@ -230,6 +230,78 @@ impl Client {
     }
 }
 
+/// One image of an OCI image layout: its platform's architecture, its one
+/// layer (an uncompressed tar) and the `config` object of its
+/// configuration (`Env`, `Cmd`, ...).
+pub struct LayoutImage {
+    pub arch: String,
+    pub layer: Vec<u8>,
+    pub config: Value,
+}
+
+/// Writes an OCI image layout in `dir` holding `images`, all under `tag`
+/// (through an index when there are several); the layers' digests.
+pub fn write_oci_layout(dir: &std::path::Path, tag: &str, images: &[LayoutImage]) -> Vec<String> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| -> (String, usize) {
+        let d = sha256(data);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
+        (d, data.len())
+    };
+    let mut manifests = Vec::new();
+    let mut layers = Vec::new();
+    for image in images {
+        let (layer, layer_size) = put(&image.layer);
+        let config = json!({
+            "architecture": image.arch, "os": "linux",
+            "config": image.config,
+            "rootfs": {"type": "layers", "diff_ids": [layer]},
+        });
+        let (config, config_size) = put(config.to_string().as_bytes());
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
+        });
+        let (m, m_size) = put(manifest.to_string().as_bytes());
+        manifests.push(json!({
+            "mediaType": MANIFEST, "digest": m, "size": m_size,
+            "platform": {"architecture": image.arch, "os": "linux"},
+        }));
+        layers.push(layer);
+    }
+    let top = if manifests.len() == 1 {
+        let mut m = manifests[0].clone();
+        m["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        m
+    } else {
+        let index = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests});
+        let (d, size) = put(index.to_string().as_bytes());
+        json!({"mediaType": INDEX, "digest": d, "size": size,
+               "annotations": {"org.opencontainers.image.ref.name": tag}})
+    };
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = json!({"schemaVersion": 2, "manifests": [top]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    layers
+}
+
+/// The first file named `name` anywhere under `dir`.
+pub fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
+}
+
 /// Every file under `dir` whose name is a hex SHA-256: the blobs a
 /// filesystem store holds.
 pub fn stored_blobs(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
