@@ -12,19 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-/// Deterministic noise: `len` bytes from `seed`.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+/// Deterministic noise: `len` bytes from `seed` (the blob suite's).
+pub use berth_core::blob_suite::noise;
 
 /// Pushes `count` images (a config and one layer of `layer_len` bytes
 /// each, tagged `v<i>`, in `<prefix>/r<i % repos>`), `jobs` at a time, with

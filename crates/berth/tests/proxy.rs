@@ -76,6 +76,13 @@ async fn admin(
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
+/// Asserts berth lists exactly `tags` for `repo`.
+async fn assert_tags(server: &Server, repo: &str, tags: &[&str]) {
+    let path = format!("/v2/{repo}/tags/list");
+    let listed = admin(server, Method::GET, &path, None, 200).await;
+    assert_eq!(listed["tags"], json!(tags), "{repo}");
+}
+
 /// How many times the upstream answered `method` `path` (its 401
 /// challenges to a first, unauthenticated try are not answers).
 fn asked(registry: &Distribution, method: &str, path: &str) -> usize {
@@ -138,15 +145,7 @@ async fn a_proxy_project_pulls_through_once_then_serves_its_copy() {
     );
 
     // What was pulled is stored: tags and artifacts are the project's.
-    let tags = admin(
-        &server,
-        Method::GET,
-        "/v2/hub/library/alpine/tags/list",
-        None,
-        200,
-    )
-    .await;
-    assert_eq!(tags["tags"], json!(["3"]));
+    assert_tags(&server, "hub/library/alpine", &["3"]).await;
 
     // A push is refused with DENIED, naming the upstream.
     let s = c.upload("hub/library/alpine", b"pushed").await;
@@ -408,15 +407,7 @@ async fn skopeo_pulls_docker_io_names_through_a_mirror_without_ns() {
     let layer = common::sha256(&img.layers[0]);
     let file = out.join(layer.trim_start_matches("sha256:"));
     assert!(std::fs::read(file).unwrap() == img.layers[0]);
-    let tags = admin(
-        &server,
-        Method::GET,
-        "/v2/hub/library/alpine/tags/list",
-        None,
-        200,
-    )
-    .await;
-    assert_eq!(tags["tags"], json!(["3"]));
+    assert_tags(&server, "hub/library/alpine", &["3"]).await;
 
     let out = tmp.path().join("own");
     copy("own/app:1", &out);

@@ -6,7 +6,7 @@
 //! with its decision applied, in the request's extensions.
 
 use crate::v2::request::V2Request;
-use crate::v2::route::Endpoint;
+use crate::v2::route::{Endpoint, RouteError};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
@@ -115,10 +115,7 @@ async fn mirror(state: &AppState, request: &mut V2Request) -> Result<(), ApiErro
     let Some(project) = state.proxy.mirror_project(ns) else {
         return Ok(());
     };
-    let Ok(endpoint) = &mut request.endpoint else {
-        return Ok(());
-    };
-    let Some(repo) = endpoint.repo_mut() else {
+    let Some(repo) = request.endpoint.as_ref().ok().and_then(Endpoint::repo) else {
         return Ok(());
     };
     if ns.is_none()
@@ -133,12 +130,15 @@ async fn mirror(state: &AppState, request: &mut V2Request) -> Result<(), ApiErro
         return Ok(());
     }
     let mapped = format!("{project}/{repo}");
-    *repo = RepoName::parse(&mapped).ok_or_else(|| {
+    let mapped = RepoName::parse(&mapped).ok_or_else(|| {
         ApiError::detail(
             ErrorCode::NameInvalid,
             format!("{mapped} is not a valid repository name"),
         )
     })?;
+    if let Ok(endpoint) = std::mem::replace(&mut request.endpoint, Err(RouteError::NotFound)) {
+        request.endpoint = Ok(endpoint.with_repo(mapped));
+    }
     Ok(())
 }
 

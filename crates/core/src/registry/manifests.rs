@@ -165,26 +165,23 @@ impl Registry {
             Reference::Tag(tag) => self.tag_is_immutable(repo, tag.as_str()).await?,
             Reference::Digest(_) => false,
         };
+        // What must be in the repository already: everything, for a push.
+        let (required_blobs, required_children): (&[Digest], &[Digest]) = match origin {
+            Origin::Push => (&record.blobs, &record.children),
+            Origin::Upstream => (&[], &[]),
+        };
         for _ in 0..TXN_RETRIES {
             let mut txn = Txn::new();
             // Every referenced blob and child manifest must be present now
             // and still be present when the transaction commits.
-            let required: &[Digest] = match origin {
-                Origin::Push => &record.blobs,
-                Origin::Upstream => &[],
-            };
-            for blob in required {
+            for blob in required_blobs {
                 txn = self
                     .require_present(txn, keys::repo_blob(repo, blob), || {
                         format!("blob {blob} is not in {repo}")
                     })
                     .await?;
             }
-            let children: &[Digest] = match origin {
-                Origin::Push => &record.children,
-                Origin::Upstream => &[],
-            };
-            for child in children {
+            for child in required_children {
                 txn = self
                     .require_present(txn, keys::manifest(repo, child), || {
                         format!("manifest {child} is not in {repo}")

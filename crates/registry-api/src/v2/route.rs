@@ -18,16 +18,16 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The repository the request is about, to change (a mirror's name).
-    pub fn repo_mut(&mut self) -> Option<&mut RepoName> {
+    /// The same endpoint about `repo` instead (a mirror's name).
+    pub fn with_repo(self, repo: RepoName) -> Endpoint {
         match self {
-            Endpoint::Base | Endpoint::Catalog => None,
-            Endpoint::Tags(repo)
-            | Endpoint::Manifest(repo, _)
-            | Endpoint::Blob(repo, _)
-            | Endpoint::UploadStart(repo)
-            | Endpoint::Upload(repo, _)
-            | Endpoint::Referrers(repo, _) => Some(repo),
+            Endpoint::Base | Endpoint::Catalog => self,
+            Endpoint::Tags(_) => Endpoint::Tags(repo),
+            Endpoint::Manifest(_, r) => Endpoint::Manifest(repo, r),
+            Endpoint::Blob(_, d) => Endpoint::Blob(repo, d),
+            Endpoint::UploadStart(_) => Endpoint::UploadStart(repo),
+            Endpoint::Upload(_, id) => Endpoint::Upload(repo, id),
+            Endpoint::Referrers(_, d) => Endpoint::Referrers(repo, d),
         }
     }
 
