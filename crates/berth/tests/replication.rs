@@ -8,7 +8,7 @@ mod common;
 use berth_oci::{Digest, Reference, RepoName};
 use berth_test_kit::distribution::{Distribution, Setup};
 use berth_test_kit::server::oci::{self, Image, INDEX, MANIFEST};
-use berth_test_kit::web;
+use berth_test_kit::webdriver::Browser;
 use common::{Server, ADMIN_PASSWORD};
 use futures_util::TryStreamExt;
 use reqwest::Method;
@@ -567,60 +567,165 @@ async fn a_task_whose_node_dies_completes_on_another_node() {
     assert_remote(&remote(&registry), "big/app", "v1", &img).await;
 }
 
-/// The web UI's replication page lists endpoints and policies, runs a
-/// policy and shows the execution's tasks.
+/// The replication pages in a real browser (headless Chromium through
+/// WebDriver): an endpoint added through its form and its connection
+/// tested; a policy added, changed (a bad cron refused, the policy kept)
+/// and run; its execution followed to the end; both deleted. The secret
+/// is never on a page.
 #[tokio::test]
-async fn the_ui_shows_policies_and_runs_them() {
+async fn the_ui_adds_tests_runs_and_deletes_endpoints_and_policies() {
     let registry = dist();
-    let server = with_dist("web", &registry).await;
+    let server = with_project("web").await;
     let img = Image::new("web", vec![b"web-layer".to_vec()], None);
+    let beta = Image::new("web", vec![b"web-beta-layer".to_vec()], None);
     push_local(&server, "web/app", "v1", &img).await;
-    policy(
-        &server,
-        json!({"name": "web-push", "direction": "push", "endpoint": "dist"}),
-    )
-    .await;
+    push_local(&server, "web/app", "beta", &beta).await;
 
-    let http = web::browser();
-    let base = server.url("");
-    let r = web::log_in(&http, &base, "admin", ADMIN_PASSWORD, "/").await;
-    assert_eq!(r.status(), 303);
-    let session = web::cookie(&r, "berth_session");
-
-    let page = |path: String| {
-        let request = http.get(format!("{base}{path}")).header("Cookie", &session);
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&server.url("/ui/login")).await;
+    browser.type_into("#username", "admin").await;
+    browser.type_into("#password", ADMIN_PASSWORD).await;
+    browser.click("form.stack button[type=submit]").await;
+    browser.find("form.logout").await;
+    let source = || async {
+        browser
+            .script("return document.documentElement.outerHTML", json!([]))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let notice = |text: &'static str| {
+        let browser = &browser;
         async move {
-            let r = request.send().await.unwrap();
-            assert_eq!(r.status(), 200, "{path}");
-            r.text().await.unwrap()
+            let shown = browser.text("p.notice").await;
+            assert!(shown.contains(text), "{shown}");
         }
     };
-    let html = page("/ui/replication".into()).await;
+
+    // An endpoint, through the form.
+    browser.goto(&server.url("/ui/replication")).await;
+    browser
+        .click("a[href='/ui/replication/new/endpoint']")
+        .await;
+    browser.type_into("#endpoint-name", "dist").await;
+    browser.type_into("#endpoint-url", &registry.url).await;
+    browser
+        .click("#endpoint-kind option[value=distribution]")
+        .await;
+    browser.type_into("#endpoint-username", USER).await;
+    browser.type_into("#endpoint-secret", PASSWORD).await;
+    browser.click("#endpoint-form button[type=submit]").await;
+    notice("endpoint was saved").await;
     assert!(
-        html.contains("data-endpoint=\"dist\"") && html.contains("data-policy=\"web-push\""),
-        "{html}"
+        !source().await.contains(PASSWORD),
+        "the secret is never shown"
     );
-    assert!(!html.contains(PASSWORD));
-    let csrf = web::hidden(&html, "csrf");
-    let r = http
-        .post(format!("{base}/ui/replication/policies/web-push/run"))
-        .header("Cookie", &session)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let to = r.headers()["location"].to_str().unwrap().to_owned();
-    assert!(to.starts_with("/ui/replication/executions/"), "{to}");
-    let id = to.rsplit('/').next().unwrap();
-    let e = finished(&server, id, Duration::from_secs(60)).await;
+    let e = ok(
+        &server,
+        Method::GET,
+        "/api/v1/replication/endpoints/dist",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (&e["url"], &e["username"], &e["has_secret"]),
+        (&json!(registry.url), &json!(USER), &json!(true)),
+        "{e}"
+    );
+
+    // Its connection, tested with the stored secret.
+    browser
+        .click("form[action='/ui/replication/endpoints/dist/test'] button")
+        .await;
+    browser.find("#endpoint-test[data-ok=true]").await;
+    assert!(browser.text("#endpoint-test").await.contains("Connected"));
+
+    // A policy, through the form; then changed.
+    browser.goto(&server.url("/ui/replication")).await;
+    browser.click("a[href='/ui/replication/new/policy']").await;
+    browser.type_into("#policy-name", "web-push").await;
+    browser.click("#policy-direction option[value=push]").await;
+    browser.click("#policy-endpoint option[value=dist]").await;
+    browser.type_into("#policy-repository", "web/**").await;
+    browser.type_into("#policy-tag", "v*").await;
+    browser.click("#policy-form button[type=submit]").await;
+    notice("replication policy was saved").await;
+    let path = "/api/v1/replication/policies/web-push";
+    let p = ok(&server, Method::GET, path, None).await;
+    assert_eq!(
+        (&p["direction"], &p["endpoint"], &p["filters"]["tag"]),
+        (&json!("push"), &json!("dist"), &json!("v*")),
+        "{p}"
+    );
+    assert_eq!(
+        (&p["enabled"], &p["overwrite"]),
+        (&json!(true), &json!(true))
+    );
+
+    browser.type_into("#policy-tag", "v1").await;
+    browser.type_into("#policy-cron", "0 3 * * *").await;
+    browser.click("#policy-form button[type=submit]").await;
+    notice("replication policy was saved").await;
+    let p = ok(&server, Method::GET, path, None).await;
+    assert_eq!(
+        (&p["filters"]["tag"], &p["triggers"]["cron"]),
+        (&json!("v1"), &json!("0 3 * * *")),
+        "{p}"
+    );
+
+    // A schedule that is not one is refused, and the policy is unchanged.
+    browser.type_into("#policy-cron", "every night").await;
+    browser.click("#policy-form button[type=submit]").await;
+    let refused = browser.text("p.error").await;
+    assert!(!refused.is_empty(), "an error is shown");
+    assert_eq!(ok(&server, Method::GET, path, None).await, p);
+
+    // Run now: the execution's page, followed to the end.
+    browser
+        .goto(&server.url("/ui/replication/policies/web-push"))
+        .await;
+    browser
+        .click("form[action='/ui/replication/policies/web-push/run'] button")
+        .await;
+    browser.find("#execution-status").await;
+    let url = browser.current_url().await;
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    assert!(url.contains("/ui/replication/executions/"), "{url}");
+    let e = finished(&server, &id, Duration::from_secs(60)).await;
     assert_eq!(e["status"], "succeeded", "{e}");
-    let html = page(to.clone()).await;
-    assert!(
-        html.contains("web/app@") && html.contains("succeeded"),
-        "{html}"
+    browser.goto(&url).await;
+    assert_eq!(browser.text("#execution-status").await, "succeeded");
+    assert!(browser.page_text().await.contains("web/app@"));
+    let c = remote(&registry);
+    assert_remote(&c, "web/app", "v1", &img).await;
+    assert_eq!(
+        remote_manifest(&c, "web/app", "beta").await,
+        None,
+        "filtered out"
     );
-    assert_remote(&remote(&registry), "web/app", "v1", &img).await;
+
+    // Both deleted from the list, after a confirmation.
+    for (row, text, resource) in [
+        (
+            "tr[data-policy='web-push']",
+            "replication policy was deleted",
+            path,
+        ),
+        (
+            "tr[data-endpoint='dist']",
+            "endpoint was deleted",
+            "/api/v1/replication/endpoints/dist",
+        ),
+    ] {
+        browser.goto(&server.url("/ui/replication")).await;
+        browser.click(&format!("{row} button.danger")).await;
+        browser.accept_prompt().await;
+        notice(text).await;
+        assert_eq!(browser.count(row).await, 0, "{row}");
+        let (status, _) = api(&server, Method::GET, resource, None).await;
+        assert_eq!(status, 404, "{resource}");
+    }
 }
 
 /// `berth replication ...` as a script would use it.
