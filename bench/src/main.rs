@@ -27,11 +27,14 @@
 //! - [`rgw`]: the `--rgw` comparison;
 //! - [`import`]: `--import`, the time `berth import` takes;
 //! - [`replication`]: `--replication`, replication's throughput against
-//!   `skopeo sync`.
+//!   `skopeo sync`;
+//! - [`proxy`]: `--proxy`, the proxy cache against Distribution's, under a
+//!   herd of clients asking for one cold layer.
 
 mod import;
 mod oci;
 mod process;
+mod proxy;
 mod replication;
 mod rgw;
 mod stats;
@@ -101,6 +104,11 @@ struct Args {
     /// with 200 images of a 4 MiB layer (50 with --quick).
     #[arg(long)]
     replication: bool,
+    /// Also measures the proxy cache against Distribution in proxy mode:
+    /// 20 clients pulling one cold 256 MiB layer at once (64 MiB with
+    /// --quick), then warm.
+    #[arg(long)]
+    proxy: bool,
 }
 
 fn main() {
@@ -136,7 +144,7 @@ async fn run(args: Args) -> Res<()> {
         let w = Workloads::new(quick);
         return rgw::rgw_against_rados(&args.berth, auth, &w, rounds).await;
     }
-    let extras = args.import || args.replication;
+    let extras = args.import || args.replication || args.proxy;
     // `--only` matching no workload with --import or --replication: those
     // alone.
     let mut doc = if workloads.is_empty() && extras {
@@ -150,6 +158,10 @@ async fn run(args: Args) -> Res<()> {
     if args.replication {
         let images = if quick { 50 } else { 200 };
         doc["replication"] = replication::run(&args.berth, &args.registry, images).await?;
+    }
+    if args.proxy {
+        let mib = if quick { 64 } else { 256 };
+        doc["proxy"] = proxy::run(&args.berth, &args.registry, mib).await?;
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())

@@ -130,20 +130,46 @@ pub async fn start_berth(
 /// Distribution with filesystem storage, no auth, logging errors only (at
 /// `info` it logs every request), on a port it picks itself (`:0`).
 pub fn start_distribution(bin: &str) -> Res<Server> {
+    start_distribution_with(bin, &DistOptions::default())
+}
+
+/// What else a Distribution is started with.
+#[derive(Default)]
+pub struct DistOptions {
+    /// Its access log goes to `access.log` in its directory
+    /// ([`Server::dir`]), to count what it was asked.
+    pub access_log: bool,
+    /// A pull-through cache of this registry (`proxy.remoteurl`).
+    pub proxy_of: Option<String>,
+}
+
+pub fn start_distribution_with(bin: &str, options: &DistOptions) -> Res<Server> {
     let dir = data_dir()?;
     let config = dir.path().join("config.yml");
+    let proxy = match &options.proxy_of {
+        Some(url) => format!("proxy:\n  remoteurl: {url}\n"),
+        None => String::new(),
+    };
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{proxy}",
+            !options.access_log,
             dir.path().join("data").display()
         ),
     )
     .map_err(|e| e.to_string())?;
+    let stdout = if options.access_log {
+        let log =
+            std::fs::File::create(dir.path().join("access.log")).map_err(|e| e.to_string())?;
+        Stdio::from(log)
+    } else {
+        Stdio::null()
+    };
     let child = Command::new(bin)
         .arg("serve")
         .arg(&config)
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("{bin}: {e}"))?;
