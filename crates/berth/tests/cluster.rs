@@ -726,3 +726,62 @@ fn etcd_endpoints(etcd: &etcd::Cluster) -> Vec<String> {
         .map(|i| format!("\"{}\"", etcd.endpoint(i)))
         .collect()
 }
+
+/// Fifty clients spread over three nodes ask a proxy project for the same
+/// cold 32 MiB layer at once: the upstream (Distribution) sends it once for
+/// the whole cluster, and every client gets every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cold_proxied_layer_is_fetched_once_for_the_whole_cluster() {
+    use berth_test_kit::registry_client::push_image;
+    let n = three_nodes().await;
+    let registry = berth_test_kit::distribution::Distribution::start();
+    let endpoint = berth_registry_client::Endpoint::new(registry.url.clone());
+    let up = berth_registry_client::Client::new(&endpoint).unwrap();
+    let layer = common::noise(21, 32 << 20);
+    let name = berth_oci::RepoName::parse("big/app").unwrap();
+    let v1 = berth_oci::Reference::parse("v1").unwrap();
+    push_image(&up, &name, &v1, b"{}", &[&layer]).await;
+
+    let first = &n.nodes[0];
+    common::create_project(first, "hub", false).await;
+    let admin = common::basic("admin", ADMIN_PASSWORD);
+    let endpoint = json!({"name": "up", "url": registry.url}).to_string();
+    let r = first
+        .send_json(
+            Method::POST,
+            "/api/v1/replication/endpoints",
+            Some(&admin),
+            Some(endpoint),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let bind = json!({"endpoint": "up"}).to_string();
+    let r = first
+        .send_json(
+            Method::PUT,
+            "/api/v1/projects/hub/proxy",
+            Some(&admin),
+            Some(bind),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+
+    let digest = sha256(&layer);
+    let pulls = (0..50).map(|i| {
+        let url = n.nodes[i % 3].url(&format!("/v2/hub/big/app/blobs/{digest}"));
+        tokio::spawn(async move {
+            let r = common::admin_client().get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body = r.bytes().await.unwrap();
+            let text = (status != 200).then(|| String::from_utf8_lossy(&body).into_owned());
+            (status, sha256(&body), text)
+        })
+    });
+    for pull in futures_util::future::join_all(pulls).await {
+        let (status, got, text) = pull.unwrap();
+        assert_eq!((status, got), (200, digest.clone()), "{text:?}");
+    }
+    let path = format!("GET /v2/big/app/blobs/{digest} 200");
+    let gets = registry.requests().iter().filter(|r| **r == path).count();
+    assert_eq!(gets, 1, "{:?}", registry.requests());
+}
