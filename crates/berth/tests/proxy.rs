@@ -554,3 +554,40 @@ async fn the_project_page_binds_shows_and_unbinds_the_upstream() {
     )
     .await;
 }
+
+/// Another berth as the upstream, answering with Bearer challenges and its
+/// token service (Docker Hub's flow): the proxy project logs in with the
+/// endpoint's credentials and pulls through.
+#[tokio::test]
+async fn a_berth_upstream_with_token_auth_is_pulled_through() {
+    let upstream = Server::start();
+    common::create_project(&upstream, "team", false).await;
+    let img = Image::new("token", vec![common::noise(13, 1 << 20)], None);
+    berth(&upstream).push("team/app", "2", &img).await.unwrap();
+
+    let server = Server::start();
+    common::create_project(&server, "hub", false).await;
+    let endpoint = json!({"name": "peer", "url": upstream.url("").trim_end_matches('/'),
+        "kind": "berth", "username": "admin", "secret": ADMIN_PASSWORD});
+    admin(
+        &server,
+        Method::POST,
+        "/api/v1/replication/endpoints",
+        Some(endpoint),
+        201,
+    )
+    .await;
+    let bind = json!({"endpoint": "peer"});
+    admin(
+        &server,
+        Method::PUT,
+        "/api/v1/projects/hub/proxy",
+        Some(bind),
+        200,
+    )
+    .await;
+    berth(&server).assert_pulls("hub/team/app", "2", &img).await;
+    // A tag of the upstream's that is not there is its MANIFEST_UNKNOWN.
+    let (s, _) = berth(&server).get("/v2/hub/team/app/manifests/9").await;
+    assert_eq!(s, 404);
+}
