@@ -35,20 +35,6 @@ fn try_run(
     berth_test_kit::run(program, args, &all, stdin)
 }
 
-/// The options that keep podman's or buildah's storage under `dir`
-/// (`storage/` and `run/`), on the vfs driver.
-fn storage_options(dir: &Path) -> Vec<String> {
-    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    vec![
-        "--root".to_owned(),
-        path("storage"),
-        "--runroot".to_owned(),
-        path("run"),
-        "--storage-driver".to_owned(),
-        "vfs".to_owned(),
-    ]
-}
-
 /// A tar of a small root filesystem whose content depends on `seed`.
 fn rootfs_tar(dir: &Path, seed: u64) -> std::path::PathBuf {
     let root = dir.join(format!("rootfs-{seed}"));
@@ -290,7 +276,7 @@ fn podman_login_push_then_pull_gives_the_same_image() {
     let tar = rootfs_tar(tmp.path(), 20);
     let authfile = tmp.path().join("auth.json");
     let env = [("REGISTRY_AUTH_FILE", authfile.to_str().unwrap())];
-    let storage = storage_options(tmp.path());
+    let storage = berth_test_kit::storage_options(tmp.path());
     let base: Vec<&str> = storage.iter().map(String::as_str).collect();
     let podman = |args: &[&str]| {
         let all: Vec<&str> = base.iter().copied().chain(args.iter().copied()).collect();
@@ -334,7 +320,7 @@ fn buildah_builds_pushes_and_pushes_a_manifest_list() {
     let server = Server::start();
     let creds = format!("admin:{ADMIN_PASSWORD}");
     let tmp = tempfile::tempdir().unwrap();
-    let storage = storage_options(tmp.path());
+    let storage = berth_test_kit::storage_options(tmp.path());
     let buildah = |args: &[&str]| {
         let mut all: Vec<&str> = storage.iter().map(String::as_str).collect();
         all.extend_from_slice(args);

@@ -591,3 +591,66 @@ async fn a_berth_upstream_with_token_auth_is_pulled_through() {
     let (s, _) = berth(&server).get("/v2/hub/team/app/manifests/9").await;
     assert_eq!(s, 404);
 }
+
+/// podman, with a registries.conf whose docker.io mirror is berth, pulls
+/// `docker.io/tools/app:1`: an image podman itself pushed to the upstream
+/// arrives through the proxy project with the same image ID.
+#[tokio::test]
+async fn podman_pulls_docker_io_names_through_the_mirror() {
+    let registry = upstream();
+    let server = proxy_project(&registry, "mirrors = { \"docker.io\" = \"hub\" }", true).await;
+    let berth_addr = server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/data.bin"), common::noise(14, 400_000)).unwrap();
+    let tar = tmp.path().join("rootfs.tar");
+    berth_test_kit::tar(&root, &tar);
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:9\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{berth_addr}\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+    let authfile = tmp.path().join("auth.json");
+    std::fs::write(&authfile, "{}").unwrap();
+    let env = [
+        ("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap()),
+        ("REGISTRY_AUTH_FILE", authfile.to_str().unwrap()),
+    ];
+    let storage = berth_test_kit::storage_options(tmp.path());
+    let podman = |args: &[&str]| {
+        let all: Vec<&str> = storage
+            .iter()
+            .map(String::as_str)
+            .chain(args.iter().copied())
+            .collect();
+        berth_test_kit::run_ok("podman", &all, &env, None)
+    };
+    let original = format!("{}/tools/app:1", registry.addr);
+    let id = podman(&["import", tar.to_str().unwrap(), &original])
+        .trim()
+        .to_owned();
+    let creds = format!("{USER}:{PASSWORD}");
+    podman(&["push", "--tls-verify=false", "--creds", &creds, &original]);
+    podman(&["rmi", "-a", "-f"]);
+    podman(&["pull", "docker.io/tools/app:1"]);
+    let pulled = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "docker.io/tools/app:1",
+    ]);
+    assert_eq!(
+        pulled.trim().trim_start_matches("sha256:"),
+        id.trim_start_matches("sha256:")
+    );
+    assert_tags(&server, "hub/tools/app", &["1"]).await;
+}

@@ -53,6 +53,20 @@ pub fn run(program: &str, args: &[&str], envs: &[(&str, &str)], stdin: Option<&s
     child.wait_with_output().expect("wait")
 }
 
+/// The options that keep podman's or buildah's storage under `dir`
+/// (`storage/` and `run/`), on the vfs driver.
+pub fn storage_options(dir: &Path) -> Vec<String> {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    vec![
+        "--root".to_owned(),
+        path("storage"),
+        "--runroot".to_owned(),
+        path("run"),
+        "--storage-driver".to_owned(),
+        "vfs".to_owned(),
+    ]
+}
+
 /// [`run`], which must succeed: the standard output.
 pub fn run_ok(program: &str, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> String {
     stdout_ok(
