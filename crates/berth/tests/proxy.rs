@@ -654,3 +654,112 @@ async fn podman_pulls_docker_io_names_through_the_mirror() {
     );
     assert_tags(&server, "hub/tools/app", &["1"]).await;
 }
+
+/// The upstream breaks off in the middle of a blob (a relay in front of it
+/// cuts the first connection that has carried 2 MiB): the fetch resumes
+/// with a `Range` request where it stopped, and the client gets every
+/// byte, in one response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fetch_cut_mid_blob_resumes_with_a_range_request() {
+    let registry = upstream();
+    let layer = common::noise(15, 8 << 20);
+    let img = Image::new("cut", vec![layer.clone()], None);
+    push_up(&registry, "cut/app", "v1", &img).await;
+    let relay = CuttingRelay::start(&registry.addr, 2 << 20).await;
+
+    let server = Server::start();
+    common::create_project(&server, "hub", false).await;
+    let endpoint = json!({"name": "up", "url": format!("http://{}", relay.addr),
+        "kind": "distribution", "username": USER, "secret": PASSWORD});
+    admin(
+        &server,
+        Method::POST,
+        "/api/v1/replication/endpoints",
+        Some(endpoint),
+        201,
+    )
+    .await;
+    let bind = json!({"endpoint": "up"});
+    admin(
+        &server,
+        Method::PUT,
+        "/api/v1/projects/hub/proxy",
+        Some(bind),
+        200,
+    )
+    .await;
+
+    berth(&server).assert_pulls("hub/cut/app", "v1", &img).await;
+    assert!(relay.cut(), "the relay cut a connection");
+    let path = format!("/v2/cut/app/blobs/{}", common::sha256(&layer));
+    let answered: Vec<String> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with(&format!("GET {path} ")))
+        .collect();
+    assert!(
+        answered.iter().any(|r| r.ends_with(" 206")),
+        "resumed with a Range request: {answered:?}"
+    );
+}
+
+/// A TCP relay to `target` that closes the first connection once it has
+/// carried `limit` bytes from the target; every other connection passes.
+struct CuttingRelay {
+    addr: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CuttingRelay {
+    async fn start(target: &str, limit: usize) -> CuttingRelay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let cut = std::sync::Arc::new(AtomicBool::new(false));
+        let (target, flag) = (target.to_owned(), cut.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (target, flag) = (target.clone(), flag.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                    });
+                    let mut buf = vec![0; 64 * 1024];
+                    let mut carried = 0;
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        carried += n;
+                        if carried > limit && !flag.swap(true, Ordering::SeqCst) {
+                            break;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        CuttingRelay { addr, cut, task }
+    }
+
+    fn cut(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CuttingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
