@@ -31,25 +31,32 @@ async fn proxy_project(registry: &Distribution, proxy_toml: &str, public: bool) 
     common::create_project(&server, "hub", public).await;
     let endpoint = json!({"name": "up", "url": registry.url, "kind": "distribution",
         "username": USER, "secret": PASSWORD});
+    bind_hub(&server, endpoint).await;
+    server
+}
+
+/// Adds the replication endpoint `endpoint` (its JSON) and binds the
+/// project `hub` to it.
+async fn bind_hub(server: &Server, endpoint: Value) {
+    let name = endpoint["name"].clone();
     admin(
-        &server,
+        server,
         Method::POST,
         "/api/v1/replication/endpoints",
         Some(endpoint),
         201,
     )
     .await;
-    let bind = json!({"endpoint": "up"});
+    let bind = json!({"endpoint": name});
     let b = admin(
-        &server,
+        server,
         Method::PUT,
         "/api/v1/projects/hub/proxy",
         Some(bind),
         200,
     )
     .await;
-    assert_eq!(b, json!({"project": "hub", "endpoint": "up"}));
-    server
+    assert_eq!(b, json!({"project": "hub", "endpoint": name}));
 }
 
 /// The management API (or `/v2`) as admin, expecting `status`; the JSON
@@ -569,23 +576,7 @@ async fn a_berth_upstream_with_token_auth_is_pulled_through() {
     common::create_project(&server, "hub", false).await;
     let endpoint = json!({"name": "peer", "url": upstream.url("").trim_end_matches('/'),
         "kind": "berth", "username": "admin", "secret": ADMIN_PASSWORD});
-    admin(
-        &server,
-        Method::POST,
-        "/api/v1/replication/endpoints",
-        Some(endpoint),
-        201,
-    )
-    .await;
-    let bind = json!({"endpoint": "peer"});
-    admin(
-        &server,
-        Method::PUT,
-        "/api/v1/projects/hub/proxy",
-        Some(bind),
-        200,
-    )
-    .await;
+    bind_hub(&server, endpoint).await;
     berth(&server).assert_pulls("hub/team/app", "2", &img).await;
     // A tag of the upstream's that is not there is its MANIFEST_UNKNOWN.
     let (s, _) = berth(&server).get("/v2/hub/team/app/manifests/9").await;
@@ -671,23 +662,7 @@ async fn a_fetch_cut_mid_blob_resumes_with_a_range_request() {
     common::create_project(&server, "hub", false).await;
     let endpoint = json!({"name": "up", "url": format!("http://{}", relay.addr),
         "kind": "distribution", "username": USER, "secret": PASSWORD});
-    admin(
-        &server,
-        Method::POST,
-        "/api/v1/replication/endpoints",
-        Some(endpoint),
-        201,
-    )
-    .await;
-    let bind = json!({"endpoint": "up"});
-    admin(
-        &server,
-        Method::PUT,
-        "/api/v1/projects/hub/proxy",
-        Some(bind),
-        200,
-    )
-    .await;
+    bind_hub(&server, endpoint).await;
 
     berth(&server).assert_pulls("hub/cut/app", "v1", &img).await;
     assert!(relay.cut(), "the relay cut a connection");

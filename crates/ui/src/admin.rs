@@ -20,16 +20,8 @@ type Pairs = Vec<(String, String)>;
 /// Audit events per page.
 const AUDIT_PAGE: usize = 50;
 
-fn admin_only(viewer: &Viewer) -> Result<()> {
-    if viewer.is_admin() {
-        Ok(())
-    } else {
-        Err(UiError::forbidden())
-    }
-}
-
 pub async fn users(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
-    admin_only(&viewer)?;
+    viewer.require_admin()?;
     let users = viewer.state.auth.directory.users().await?;
     let body = html! {
         (page::heading("Users", &[]))
@@ -150,7 +142,7 @@ fn secs(n: u64) -> String {
 }
 
 pub async fn gc(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
-    admin_only(&viewer)?;
+    viewer.require_admin()?;
     render_gc(&viewer, Notice::shown(&query), None).await
 }
 
@@ -247,7 +239,7 @@ pub async fn run_gc(submitted: Submitted) -> Result {
 }
 
 pub async fn nodes(viewer: Viewer) -> Result {
-    admin_only(&viewer)?;
+    viewer.require_admin()?;
     let registry = &viewer.state.registry;
     let nodes = registry.cluster_nodes().await?;
     let ready = match tokio::time::timeout(Duration::from_secs(3), registry.check_ready()).await {
@@ -339,7 +331,7 @@ fn older_link(base: &str, query: &Pairs, next: Option<String>) -> Markup {
 }
 
 pub async fn audit(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
-    admin_only(&viewer)?;
+    viewer.require_admin()?;
     let filter = AuditFilter {
         user: page::param(&query, "user").map(str::to_owned),
         operation: page::param(&query, "operation").map(str::to_owned),

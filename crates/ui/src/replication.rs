@@ -54,16 +54,8 @@ fn policy_path(name: &str) -> String {
     format!("{HOME}/policies/{}", encode(name))
 }
 
-fn admin(viewer: &Viewer) -> Result<()> {
-    if viewer.is_admin() {
-        Ok(())
-    } else {
-        Err(UiError::forbidden())
-    }
-}
-
 pub async fn overview(viewer: Viewer, Query(query): Query<Pairs>) -> Result {
-    admin(&viewer)?;
+    viewer.require_admin()?;
     let o = berth_mgmt::replication_overview(&viewer.ctx(), SHOWN).await?;
     let body = html! {
         (page::heading("Replication", &[]))
@@ -235,7 +227,7 @@ fn endpoint_input(fields: &Fields, name: Option<&str>) -> Result<EndpointInput> 
 }
 
 pub async fn new_endpoint(viewer: Viewer) -> Result {
-    admin(&viewer)?;
+    viewer.require_admin()?;
     let body = html! {
         (page::heading("New endpoint", &[("Replication", HOME.to_owned())]))
         (endpoint_form(&viewer, None))
@@ -272,7 +264,7 @@ pub async fn show_endpoint(
 
 pub async fn create_endpoint(submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    admin(&viewer)?;
+    viewer.require_admin()?;
     let input = endpoint_input(&fields, None)?;
     let e = berth_mgmt::create_endpoint(&viewer.ctx(), input).await?;
     Ok(done(&endpoint_path(&e.name), Notice::EndpointSaved))
@@ -280,7 +272,7 @@ pub async fn create_endpoint(submitted: Submitted) -> Result {
 
 pub async fn update_endpoint(Path(name): Path<String>, submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    admin(&viewer)?;
+    viewer.require_admin()?;
     let input = endpoint_input(&fields, Some(&name))?;
     berth_mgmt::update_endpoint(&viewer.ctx(), &name, input).await?;
     Ok(done(&endpoint_path(&name), Notice::EndpointSaved))
@@ -473,7 +465,7 @@ fn policy_input(fields: &Fields, name: Option<&str>) -> Result<Policy> {
 }
 
 pub async fn new_policy(viewer: Viewer) -> Result {
-    admin(&viewer)?;
+    viewer.require_admin()?;
     let endpoints = berth_mgmt::replication_overview(&viewer.ctx(), 0)
         .await?
         .endpoints;
@@ -519,14 +511,14 @@ pub async fn show_policy(
 
 pub async fn create_policy(submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    admin(&viewer)?;
+    viewer.require_admin()?;
     let p = berth_mgmt::create_policy(&viewer.ctx(), policy_input(&fields, None)?).await?;
     Ok(done(&policy_path(&p.name), Notice::PolicySaved))
 }
 
 pub async fn update_policy(Path(name): Path<String>, submitted: Submitted) -> Result {
     let Submitted { viewer, fields } = submitted;
-    admin(&viewer)?;
+    viewer.require_admin()?;
     let p = policy_input(&fields, Some(&name))?;
     berth_mgmt::update_policy(&viewer.ctx(), &name, p).await?;
     Ok(done(&policy_path(&name), Notice::PolicySaved))

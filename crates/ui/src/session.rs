@@ -139,6 +139,15 @@ impl Viewer {
         self.caller.principal.is_admin()
     }
 
+    /// `Ok` for a system administrator, else the 403 page.
+    pub fn require_admin(&self) -> Result<()> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(UiError::forbidden())
+        }
+    }
+
     /// A management request context for this viewer.
     pub fn ctx(&self) -> Ctx {
         Ctx {
