@@ -738,3 +738,33 @@ impl Drop for CuttingRelay {
         self.task.abort();
     }
 }
+
+/// A proxy project's quota holds: a layer that would pass it is refused
+/// with DENIED before any byte is sent, and nothing is fetched.
+#[tokio::test]
+async fn a_layer_past_the_quota_is_denied_before_it_is_fetched() {
+    let registry = upstream();
+    let img = Image::new("quota", vec![common::noise(16, 2 << 20)], None);
+    push_up(&registry, "big/app", "v1", &img).await;
+    let server = proxy_of(&registry, "").await;
+    let quota = json!({"limit_bytes": 1 << 20});
+    admin(
+        &server,
+        Method::PUT,
+        "/api/v1/projects/hub/quota",
+        Some(quota),
+        200,
+    )
+    .await;
+    let layer = common::sha256(&img.layers[0]);
+    let (s, body) = berth(&server)
+        .get(&format!("/v2/hub/big/app/blobs/{layer}"))
+        .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("DENIED") && body.contains("quota"), "{body}");
+    assert_eq!(
+        asked(&registry, "GET", &format!("/v2/big/app/blobs/{layer}")),
+        0
+    );
+}

@@ -470,6 +470,11 @@ impl Proxy {
                 return Ok(BlobAnswer::Stored);
             }
         }
+        // Past the project's quota: DENIED now, before a byte is sent,
+        // rather than a body cut when the store refuses it.
+        self.registry
+            .check_quota(repo, Some(digest), size, None)
+            .await?;
         let flight = {
             let mut flights = self
                 .flights
