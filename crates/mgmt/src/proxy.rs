@@ -45,8 +45,10 @@ pub async fn set_project_proxy(
     project: &str,
     change: impl Input<ProxyChange>,
 ) -> Result<Binding, Error> {
-    ctx.require_admin()?;
+    // A project the caller cannot see is missing (404), as on every
+    // project route; one it can is the administrators' to bind.
     require(ctx, project, ProjectPerm::Manage).await?;
+    ctx.require_admin()?;
     let change = change.read()?;
     let binding = ctx.state.proxy.bind(project, &change.endpoint).await?;
     ctx.audit(
@@ -62,8 +64,8 @@ pub async fn set(ctx: &Ctx) -> common::Result {
 
 /// Makes `project` an ordinary project again; system administrators only.
 pub async fn remove_project_proxy(ctx: &Ctx, project: &str) -> Result<(), Error> {
-    ctx.require_admin()?;
     require(ctx, project, ProjectPerm::Manage).await?;
+    ctx.require_admin()?;
     if !ctx.state.proxy.unbind(project).await? {
         return Err(Error::not_found(format!(
             "project {project} is not a proxy cache"
