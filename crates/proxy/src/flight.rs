@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
@@ -32,6 +33,9 @@ pub struct Flight {
     pub size: u64,
     spool: Mutex<tempfile::NamedTempFile>,
     path: PathBuf,
+    /// Bytes in the spool (what readers may read while fetching, and after
+    /// a failure).
+    written: AtomicU64,
     progress: watch::Sender<Progress>,
 }
 
@@ -43,6 +47,7 @@ impl Flight {
             size,
             spool: Mutex::new(spool),
             path,
+            written: AtomicU64::new(0),
             progress: watch::channel(Progress::Fetching(0)).0,
         })
     }
@@ -57,8 +62,9 @@ impl Flight {
         spool.as_file_mut().seek(SeekFrom::Start(at))?;
         spool.as_file_mut().write_all(chunk)?;
         drop(spool);
-        self.progress
-            .send_replace(Progress::Fetching(at + chunk.len() as u64));
+        let written = at + chunk.len() as u64;
+        self.written.store(written, Ordering::SeqCst);
+        self.progress.send_replace(Progress::Fetching(written));
         Ok(())
     }
 
@@ -103,18 +109,16 @@ impl Flight {
                 }
                 loop {
                     let state = rx.borrow_and_update().clone();
-                    let available = match state {
-                        Progress::Fetching(n) => n,
+                    let available = match &state {
                         Progress::Stored => flight.size,
-                        Progress::Failed(why) => {
-                            if at >= flight.size {
-                                return None;
-                            }
-                            let e = io::Error::other(format!("upstream fetch failed: {why}"));
-                            // Ends the stream after the error.
-                            return Some((Err(e), (flight.clone(), rx, flight.size, file)));
-                        }
+                        _ => flight.written.load(Ordering::SeqCst),
                     };
+                    if let (Progress::Failed(why), true) = (&state, available <= at) {
+                        // What the spool has was read: then the error,
+                        // which ends the stream.
+                        let e = io::Error::other(format!("upstream fetch failed: {why}"));
+                        return Some((Err(e), (flight.clone(), rx, flight.size, file)));
+                    }
                     if available > at {
                         let want = (available - at).min(READ_CHUNK as u64) as usize;
                         let mut file = match file {
@@ -188,9 +192,13 @@ mod tests {
         let r = tokio::spawn(collect(f.reader()));
         f.append(0, b"12345").unwrap();
         f.finish(Err("upstream closed".into()));
-        let (got, err) = r.await.unwrap();
-        assert_eq!(got, b"12345");
-        assert!(err.unwrap().contains("upstream closed"));
+        // A reader that comes after the failure reads the same.
+        let late = tokio::spawn(collect(f.reader()));
+        for r in [r, late] {
+            let (got, err) = r.await.unwrap();
+            assert_eq!(got, b"12345");
+            assert!(err.unwrap().contains("upstream closed"));
+        }
         assert_eq!(f.finished().await, Err("upstream closed".into()));
     }
 }
