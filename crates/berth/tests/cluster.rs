@@ -785,3 +785,77 @@ async fn a_cold_proxied_layer_is_fetched_once_for_the_whole_cluster() {
     let gets = registry.requests().iter().filter(|r| **r == path).count();
     assert_eq!(gets, 1, "{:?}", registry.requests());
 }
+
+/// The node fetching a proxied layer dies mid-fetch (the upstream is
+/// slowed so that it is still fetching): the clients of the other nodes,
+/// which were waiting for it, get every byte once another node takes the
+/// fetch over (the lock's lease ends with its node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_proxied_fetch_whose_node_dies_is_taken_over() {
+    use berth_test_kit::registry_client::push_image;
+    use berth_test_kit::relay::{Faults, Relay};
+    let mut n = three_nodes().await;
+    let registry = berth_test_kit::distribution::Distribution::start();
+    let up = berth_registry_client::Client::new(&berth_registry_client::Endpoint::new(
+        registry.url.clone(),
+    ))
+    .unwrap();
+    let layer = common::noise(22, 12 << 20);
+    let name = berth_oci::RepoName::parse("slow/app").unwrap();
+    let v1 = berth_oci::Reference::parse("v1").unwrap();
+    push_image(&up, &name, &v1, b"{}", &[&layer]).await;
+    // 4 MiB/s: the layer takes three seconds.
+    let faults = Faults {
+        bytes_per_sec: Some(4 << 20),
+        ..Faults::default()
+    };
+    let relay = Relay::start(&registry.addr, faults).await;
+
+    let first = &n.nodes[0];
+    common::create_project(first, "hub", false).await;
+    let admin = common::basic("admin", ADMIN_PASSWORD);
+    let endpoint = json!({"name": "up", "url": format!("http://{}", relay.addr)}).to_string();
+    let r = first
+        .send_json(
+            Method::POST,
+            "/api/v1/replication/endpoints",
+            Some(&admin),
+            Some(endpoint),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let bind = json!({"endpoint": "up"}).to_string();
+    let r = first
+        .send_json(
+            Method::PUT,
+            "/api/v1/projects/hub/proxy",
+            Some(&admin),
+            Some(bind),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let digest = sha256(&layer);
+    let get = |node: &Server| {
+        let url = node.url(&format!("/v2/hub/slow/app/blobs/{digest}"));
+        tokio::spawn(async move {
+            let r = common::admin_client().get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body = r.bytes().await.map(|b| sha256(&b)).unwrap_or_default();
+            (status, body)
+        })
+    };
+    // Node 0 starts the fetch; the others wait for it.
+    let doomed = get(&n.nodes[0]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting: Vec<_> = (0..4).map(|i| get(&n.nodes[1 + i % 2])).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = n.nodes.remove(0).kill();
+    let _ = doomed.await;
+    for w in futures_util::future::join_all(waiting).await {
+        assert_eq!(w.unwrap(), (200, digest.clone()));
+    }
+    let path = format!("GET /v2/slow/app/blobs/{digest} 200");
+    let gets = registry.requests().iter().filter(|r| **r == path).count();
+    assert_eq!(gets, 2, "the dead node's fetch and the one that took over");
+}

@@ -5,6 +5,7 @@
 mod common;
 
 use berth_test_kit::distribution::{Distribution, Setup};
+use berth_test_kit::relay::{Faults, Relay};
 use berth_test_kit::server::oci::{self, Image};
 use berth_test_kit::Docker;
 use common::{Server, ADMIN_PASSWORD};
@@ -656,7 +657,11 @@ async fn a_fetch_cut_mid_blob_resumes_with_a_range_request() {
     let layer = common::noise(15, 8 << 20);
     let img = Image::new("cut", vec![layer.clone()], None);
     push_up(&registry, "cut/app", "v1", &img).await;
-    let relay = CuttingRelay::start(&registry.addr, 2 << 20).await;
+    let faults = Faults {
+        cut_after: Some(2 << 20),
+        ..Faults::default()
+    };
+    let relay = Relay::start(&registry.addr, faults).await;
 
     let server = Server::start();
     common::create_project(&server, "hub", false).await;
@@ -676,67 +681,6 @@ async fn a_fetch_cut_mid_blob_resumes_with_a_range_request() {
         answered.iter().any(|r| r.ends_with(" 206")),
         "resumed with a Range request: {answered:?}"
     );
-}
-
-/// A TCP relay to `target` that closes the first connection once it has
-/// carried `limit` bytes from the target; every other connection passes.
-struct CuttingRelay {
-    addr: String,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl CuttingRelay {
-    async fn start(target: &str, limit: usize) -> CuttingRelay {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let cut = std::sync::Arc::new(AtomicBool::new(false));
-        let (target, flag) = (target.to_owned(), cut.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let (target, flag) = (target.clone(), flag.clone());
-                tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    let up = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-                    });
-                    let mut buf = vec![0; 64 * 1024];
-                    let mut carried = 0;
-                    loop {
-                        let n = match sr.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        carried += n;
-                        if carried > limit && !flag.swap(true, Ordering::SeqCst) {
-                            break;
-                        }
-                        if cw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    up.abort();
-                });
-            }
-        });
-        CuttingRelay { addr, cut, task }
-    }
-
-    fn cut(&self) -> bool {
-        self.cut.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for CuttingRelay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// A proxy project's quota holds: a layer that would pass it is refused

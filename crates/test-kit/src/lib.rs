@@ -25,6 +25,7 @@ pub mod garage;
 pub mod pki;
 mod process;
 pub mod registry_client;
+pub mod relay;
 pub mod server;
 pub mod slapd;
 pub mod web;
