@@ -712,3 +712,43 @@ async fn a_layer_past_the_quota_is_denied_before_it_is_fetched() {
         0
     );
 }
+
+/// A client's first bytes of a cold layer come while the upstream is still
+/// sending it (the upstream slowed to 2 MiB/s by a relay that counts what
+/// it passed on), not after berth has stored the whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_bytes_arrive_before_the_upstream_has_sent_the_layer() {
+    use futures_util::StreamExt;
+    let registry = upstream();
+    let layer = common::noise(17, 6 << 20);
+    let img = Image::new("slow", vec![layer.clone()], None);
+    push_up(&registry, "slow/app", "v1", &img).await;
+    let faults = Faults {
+        bytes_per_sec: Some(2 << 20),
+        ..Faults::default()
+    };
+    let relay = Relay::start(&registry.addr, faults).await;
+    let server = Server::start();
+    common::create_project(&server, "hub", false).await;
+    let endpoint = json!({"name": "up", "url": format!("http://{}", relay.addr),
+        "kind": "distribution", "username": USER, "secret": PASSWORD});
+    bind_hub(&server, endpoint).await;
+
+    let digest = common::sha256(&layer);
+    let url = server.url(&format!("/v2/hub/slow/app/blobs/{digest}"));
+    let r = common::admin_client().get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut got = body.next().await.unwrap().unwrap().to_vec();
+    let carried = relay.carried();
+    assert!(
+        carried < layer.len() as u64,
+        "the first {} bytes came when the relay had passed on {carried} of {}",
+        got.len(),
+        layer.len()
+    );
+    while let Some(chunk) = body.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(got == layer, "every byte");
+}

@@ -3,7 +3,7 @@
 //! a number of bytes from the server, and it can slow what the server sends
 //! to a rate. Aborted on drop.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,6 +22,7 @@ pub struct Relay {
     /// Where it listens (`127.0.0.1:port`).
     pub addr: String,
     cut: Arc<AtomicBool>,
+    carried: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -33,14 +34,25 @@ impl Relay {
             .expect("a port");
         let addr = listener.local_addr().expect("its address").to_string();
         let cut = Arc::new(AtomicBool::new(false));
-        let (target, flag) = (target.to_owned(), cut.clone());
+        let carried = Arc::new(AtomicU64::new(0));
+        let (target, flag, total) = (target.to_owned(), cut.clone(), carried.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (target, flag) = (target.clone(), flag.clone());
-                tokio::spawn(relay(client, target, flag, faults));
+                let (target, flag, total) = (target.clone(), flag.clone(), total.clone());
+                tokio::spawn(relay(client, target, flag, total, faults));
             }
         });
-        Relay { addr, cut, task }
+        Relay {
+            addr,
+            cut,
+            carried,
+            task,
+        }
+    }
+
+    /// Bytes passed on from the server so far, all connections together.
+    pub fn carried(&self) -> u64 {
+        self.carried.load(Ordering::SeqCst)
     }
 
     /// Whether it has cut a connection.
@@ -53,6 +65,7 @@ async fn relay(
     client: tokio::net::TcpStream,
     target: String,
     cut: Arc<AtomicBool>,
+    total: Arc<AtomicU64>,
     faults: Faults,
 ) {
     let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
@@ -84,6 +97,7 @@ async fn relay(
         if cw.write_all(&buf[..n]).await.is_err() {
             break;
         }
+        total.fetch_add(n as u64, Ordering::SeqCst);
         if faults.bytes_per_sec.is_some() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
