@@ -752,3 +752,102 @@ async fn the_first_bytes_arrive_before_the_upstream_has_sent_the_layer() {
     }
     assert!(got == layer, "every byte");
 }
+
+/// A private mirror: skopeo, logged in as a guest of the mirror's proxy
+/// project only, gets Bearer tokens for `repository:library/alpine:pull`
+/// (the name it knows) and pulls through the docker.io mirror; a push into
+/// a new project of berth's is still a push there, not the mirror's.
+#[tokio::test]
+async fn a_private_mirror_is_pulled_with_tokens_for_the_upstream_names() {
+    let registry = upstream();
+    let img = Image::new("private", vec![common::noise(18, 200_000)], None);
+    push_up(&registry, "library/alpine", "3", &img).await;
+    let server = proxy_project(&registry, "mirrors = { \"docker.io\" = \"hub\" }", false).await;
+    let addr = server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:9\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{addr}\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("alpine");
+    // Logged in to the mirror's host, as `podman login` would be.
+    let authfile = tmp.path().join("auth.json");
+    std::fs::write(&authfile, "{}").unwrap();
+    let env = [("REGISTRY_AUTH_FILE", authfile.to_str().unwrap())];
+    let skopeo = || {
+        let to = format!("dir:{}", out.display());
+        let args = [
+            "--registries-conf",
+            conf.to_str().unwrap(),
+            "copy",
+            "--src-tls-verify=false",
+            "docker://docker.io/library/alpine:3",
+            &to,
+        ];
+        berth_test_kit::run("skopeo", &args, &env, None)
+    };
+    // Anonymous: the mirror's project is private.
+    assert!(!skopeo().status.success());
+    // A guest of the mirror's project, nothing more: its tokens for
+    // `library/alpine` are granted through the mirror.
+    common::user_with_roles(&server, "reader", &[("hub", "guest")]).await;
+    let login = [
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "reader",
+        "--password-stdin",
+        &addr,
+    ];
+    berth_test_kit::run_ok("skopeo", &login, &env, Some("reader-password"));
+    let pulled = skopeo();
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert!(std::fs::read(out.join("manifest.json")).unwrap() == img.manifest);
+    // As docker does it: a token for the name the client knows, then the
+    // manifest with it; a token for another name is refused.
+    let reader = common::Who::Basic("reader", "reader-password");
+    for (scope, status) in [
+        ("repository:library/alpine:pull", 200),
+        ("repository:other/thing:pull", 401),
+    ] {
+        let r = server
+            .call(
+                Method::GET,
+                &format!("/service/token?service=berth&scope={scope}"),
+                reader,
+            )
+            .await;
+        let text = r.text().await.unwrap();
+        let token: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
+        let token = token["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_owned();
+        let r = server
+            .call(
+                Method::GET,
+                "/v2/library/alpine/manifests/3",
+                common::Who::Bearer(&token),
+            )
+            .await;
+        assert_eq!(r.status(), status, "{scope}");
+    }
+
+    // The administrator pushes into a project that does not exist yet: it
+    // is created, as without a mirror.
+    let mine = Image::new("mine", vec![b"mine".to_vec()], None);
+    berth(&server).push("fresh/app", "1", &mine).await.unwrap();
+    berth(&server).assert_pulls("fresh/app", "1", &mine).await;
+}

@@ -74,7 +74,7 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let mut request = V2Request::parse(req.uri().path(), req.uri().query());
-    let checked = match mirror(&state, &mut request).await {
+    let checked = match mirror(&state, req.method(), &mut request).await {
         Ok(()) => check(&state, peer, req.headers(), req.method(), &mut request).await,
         Err(e) => Err(e.into_response()),
     };
@@ -100,23 +100,18 @@ pub async fn guard(
     resp
 }
 
-/// A transparent mirror's request (containerd's `?ns=<registry>`, or
-/// none from Docker's registry-mirrors, which means docker.io) names the
-/// repository as the upstream does: it is served from the proxy project
-/// configured for that registry, as `<project>/<name>`, and everything
-/// after this (access, audit, the handler) sees that name. Without `ns`,
-/// a name whose first segment is a project of berth's stays that
-/// project's.
-async fn mirror(state: &AppState, request: &mut V2Request) -> Result<(), ApiError> {
-    let Ok(params) = &request.params else {
-        return Ok(());
-    };
-    let ns = params.get("ns").map(String::as_str);
+/// The repository a transparent mirror serves for `repo`, as a client of
+/// the registry `ns` names it (containerd's `?ns=<registry>`; none means
+/// docker.io, as from Docker's registry-mirrors): `<project>/<repo>` in
+/// the proxy project configured for that registry. Without `ns`, a name
+/// whose first segment is a project of berth's stays that project's.
+pub async fn mirror_target(
+    state: &AppState,
+    ns: Option<&str>,
+    repo: &RepoName,
+) -> Result<Option<RepoName>, ApiError> {
     let Some(project) = state.proxy.mirror_project(ns) else {
-        return Ok(());
-    };
-    let Some(repo) = request.endpoint.as_ref().ok().and_then(Endpoint::repo) else {
-        return Ok(());
+        return Ok(None);
     };
     if ns.is_none()
         && state
@@ -127,15 +122,41 @@ async fn mirror(state: &AppState, request: &mut V2Request) -> Result<(), ApiErro
             .map_err(|e| ApiError(berth_core::CoreError::unavailable(e.to_string())))?
             .is_some()
     {
-        return Ok(());
+        return Ok(None);
     }
     let mapped = format!("{project}/{repo}");
-    let mapped = RepoName::parse(&mapped).ok_or_else(|| {
+    RepoName::parse(&mapped).map(Some).ok_or_else(|| {
         ApiError::detail(
             ErrorCode::NameInvalid,
             format!("{mapped} is not a valid repository name"),
         )
-    })?;
+    })
+}
+
+/// A mirror's request is served as [`mirror_target`] names it: access,
+/// audit and the handler all see that name; a token's claims are checked
+/// against the name the client asked for (`mirrored_from`), which is the
+/// one its token names. Without `ns`, only reads are a mirror's (Docker's
+/// mirrors only pull): a push into a new project stays a push.
+async fn mirror(
+    state: &AppState,
+    method: &Method,
+    request: &mut V2Request,
+) -> Result<(), ApiError> {
+    let Ok(params) = &request.params else {
+        return Ok(());
+    };
+    let ns = params.get("ns").map(String::as_str);
+    if ns.is_none() && !matches!(*method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let Some(repo) = request.endpoint.as_ref().ok().and_then(Endpoint::repo) else {
+        return Ok(());
+    };
+    let Some(mapped) = mirror_target(state, ns, repo).await? else {
+        return Ok(());
+    };
+    request.mirrored_from = Some(repo.clone());
     if let Ok(endpoint) = std::mem::replace(&mut request.endpoint, Err(RouteError::NotFound)) {
         request.endpoint = Ok(endpoint.with_repo(mapped));
     }
@@ -158,7 +179,13 @@ async fn check(
         Ok(endpoint) => need(endpoint, method),
         Err(_) => Need::Nothing,
     };
-    let scope = scope_of(&need, request.mount_source());
+    // A mirror's client is challenged for the name it asked for.
+    let scope = match (&need, &request.mirrored_from) {
+        (Need::Repo(_, action), Some(asked)) => {
+            scope_of(&Need::Repo(asked.clone(), *action), request.mount_source())
+        }
+        _ => scope_of(&need, request.mount_source()),
+    };
     let caller = match state.caller(headers, &address).await {
         Ok(c) => c,
         Err(AuthFailure::Unauthenticated(why)) => {
@@ -196,10 +223,18 @@ async fn check(
             }
         }
         Need::Repo(repo, action) => {
-            let allowed = auth
+            let mut allowed = auth
                 .allows(&caller, repo, *action)
                 .await
                 .map_err(IntoResponse::into_response)?;
+            // A mirror's client holds a token for the name it asked for.
+            if let (false, Some(_), Some(asked)) = (allowed, &caller.claims, &request.mirrored_from)
+            {
+                allowed = auth
+                    .allows(&caller, asked, *action)
+                    .await
+                    .map_err(IntoResponse::into_response)?;
+            }
             if !allowed {
                 return Err(denied(true));
             }

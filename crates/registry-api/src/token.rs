@@ -170,8 +170,20 @@ async fn grant(
         match scope {
             Scope::Repository { name, actions } => {
                 let allowed = state.auth.permitted(principal, name.project()).await?;
+                // A Docker-style mirror's client asks for the upstream's
+                // name; pulling it is pulling the mirror's proxy project.
+                let mirrored = match crate::guard::mirror_target(state, None, name).await? {
+                    Some(served) => {
+                        state
+                            .auth
+                            .permitted(principal, served.project())
+                            .await?
+                            .pull
+                    }
+                    None => false,
+                };
                 let granted = Actions {
-                    pull: actions.pull && allowed.pull,
+                    pull: actions.pull && (allowed.pull || mirrored),
                     push: actions.push && allowed.push,
                     delete: actions.delete && allowed.delete,
                 };

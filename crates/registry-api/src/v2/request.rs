@@ -51,6 +51,10 @@ pub struct V2Request {
     /// from the source, and the handler then starts a plain upload, as the
     /// spec allows for a mount a registry does not do.
     pub mount: Option<Mount>,
+    /// The name the client asked for, when a transparent mirror serves
+    /// the request from a proxy project under another (the guard's
+    /// `mirror`).
+    pub mirrored_from: Option<RepoName>,
 }
 
 impl V2Request {
@@ -66,6 +70,7 @@ impl V2Request {
             endpoint,
             params,
             mount,
+            mirrored_from: None,
         }
     }
 
