@@ -182,6 +182,11 @@ async fn a_proxy_project_pulls_through_once_then_serves_its_copy() {
     let (s, body) = c.get("/v2/hub/library/other/manifests/1").await;
     assert_eq!(s, 503, "{}", String::from_utf8_lossy(&body));
 
+    // The upstream's endpoint cannot go while a project pulls through it.
+    let path = "/api/v1/replication/endpoints/up";
+    let refused = admin(&server, Method::DELETE, path, None, 409).await;
+    assert!(refused.to_string().contains("proxy project"), "{refused}");
+
     // The CLI shows the binding and unbinds: the project is ordinary again,
     // its cache kept, and pushes are accepted.
     let out = berth_cli(&server, &["project", "proxy-show", "hub"]);

@@ -75,7 +75,7 @@ fn operations() -> Vec<Operation> {
         doc("post", "/api/v1/replication/endpoints", "replication", "Create an endpoint: a remote registry; its secret is sealed at rest (ChaCha20-Poly1305)", SYSADMIN, &[], Some("NewReplicationEndpoint"), (201, Some("ReplicationEndpoint")), &[400, 401, 403, 409]),
         doc("get", "/api/v1/replication/endpoints/{endpoint}", "replication", "Get an endpoint", SYSADMIN, &[], None, (200, Some("ReplicationEndpoint")), &[401, 403, 404]),
         doc("put", "/api/v1/replication/endpoints/{endpoint}", "replication", "Change an endpoint (no secret: kept; an empty one: removed)", SYSADMIN, &[], Some("NewReplicationEndpoint"), (200, Some("ReplicationEndpoint")), &[400, 401, 403, 404, 409]),
-        doc("delete", "/api/v1/replication/endpoints/{endpoint}", "replication", "Delete an endpoint no policy uses", SYSADMIN, &[], None, (204, None), &[401, 403, 404, 409]),
+        doc("delete", "/api/v1/replication/endpoints/{endpoint}", "replication", "Delete an endpoint no policy or proxy project uses", SYSADMIN, &[], None, (204, None), &[401, 403, 404, 409]),
         doc("post", "/api/v1/replication/endpoints/{endpoint}/test", "replication", "Ping the endpoint with its credentials", SYSADMIN, &[], None, (200, Some("EndpointTest")), &[401, 403, 404]),
         doc("get", "/api/v1/replication/policies", "replication", "List replication policies", SYSADMIN, &[], None, (200, Some("[ReplicationPolicy]")), &[401, 403]),
         doc("post", "/api/v1/replication/policies", "replication", "Create a replication policy", SYSADMIN, &[], Some("ReplicationPolicy"), (201, Some("ReplicationPolicy")), &[400, 401, 403, 409]),

@@ -80,6 +80,22 @@ pub async fn endpoint_update(ctx: &Ctx) -> common::Result {
 
 pub async fn delete_endpoint(ctx: &Ctx, name: &str) -> Result<(), Error> {
     ctx.require_admin()?;
+    // Policies are checked by replication; proxy projects here.
+    let bound: Vec<String> = ctx
+        .state
+        .proxy
+        .bindings()
+        .await?
+        .into_iter()
+        .filter(|b| b.endpoint == name)
+        .map(|b| b.project)
+        .collect();
+    if !bound.is_empty() {
+        return Err(Error::conflict(format!(
+            "endpoint {name} is the upstream of proxy project(s) {}",
+            bound.join(", ")
+        )));
+    }
     ctx.state.replication.delete_endpoint(name).await?;
     ctx.audit("delete_replication_endpoint", name);
     Ok(())
