@@ -742,29 +742,7 @@ async fn a_cold_proxied_layer_is_fetched_once_for_the_whole_cluster() {
     let v1 = berth_oci::Reference::parse("v1").unwrap();
     push_image(&up, &name, &v1, b"{}", &[&layer]).await;
 
-    let first = &n.nodes[0];
-    common::create_project(first, "hub", false).await;
-    let admin = common::basic("admin", ADMIN_PASSWORD);
-    let endpoint = json!({"name": "up", "url": registry.url}).to_string();
-    let r = first
-        .send_json(
-            Method::POST,
-            "/api/v1/replication/endpoints",
-            Some(&admin),
-            Some(endpoint),
-        )
-        .await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    let bind = json!({"endpoint": "up"}).to_string();
-    let r = first
-        .send_json(
-            Method::PUT,
-            "/api/v1/projects/hub/proxy",
-            Some(&admin),
-            Some(bind),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    proxy_hub(&n.nodes[0], &registry.url).await;
 
     let digest = sha256(&layer);
     let pulls = (0..50).map(|i| {
@@ -811,29 +789,7 @@ async fn a_proxied_fetch_whose_node_dies_is_taken_over() {
     };
     let relay = Relay::start(&registry.addr, faults).await;
 
-    let first = &n.nodes[0];
-    common::create_project(first, "hub", false).await;
-    let admin = common::basic("admin", ADMIN_PASSWORD);
-    let endpoint = json!({"name": "up", "url": format!("http://{}", relay.addr)}).to_string();
-    let r = first
-        .send_json(
-            Method::POST,
-            "/api/v1/replication/endpoints",
-            Some(&admin),
-            Some(endpoint),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let bind = json!({"endpoint": "up"}).to_string();
-    let r = first
-        .send_json(
-            Method::PUT,
-            "/api/v1/projects/hub/proxy",
-            Some(&admin),
-            Some(bind),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    proxy_hub(&n.nodes[0], &format!("http://{}", relay.addr)).await;
 
     let digest = sha256(&layer);
     let get = |node: &Server| {
@@ -858,4 +814,28 @@ async fn a_proxied_fetch_whose_node_dies_is_taken_over() {
     let path = format!("GET /v2/slow/app/blobs/{digest} 200");
     let gets = registry.requests().iter().filter(|r| **r == path).count();
     assert_eq!(gets, 2, "the dead node's fetch and the one that took over");
+}
+
+/// Makes `hub` on `node` (of the cluster) a proxy project of an endpoint
+/// at `url`, without credentials.
+async fn proxy_hub(node: &Server, url: &str) {
+    common::create_project(node, "hub", false).await;
+    let admin = common::basic("admin", ADMIN_PASSWORD);
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/v1/replication/endpoints",
+            json!({"name": "up", "url": url}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/projects/hub/proxy",
+            json!({"endpoint": "up"}),
+        ),
+    ] {
+        let r = node
+            .send_json(method, path, Some(&admin), Some(body.to_string()))
+            .await;
+        assert!(r.status().is_success(), "{path}: {:?}", r.text().await);
+    }
 }

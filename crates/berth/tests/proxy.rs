@@ -652,27 +652,39 @@ async fn podman_pulls_docker_io_names_through_the_mirror() {
     assert_tags(&server, "hub/tools/app", &["1"]).await;
 }
 
+/// An upstream holding an image of one `len`-byte layer (from `seed`) as
+/// `repo:v1`, a relay with `faults` in front of it, and berth with `hub`
+/// bound to the upstream through the relay.
+async fn behind_relay(
+    faults: Faults,
+    seed: u64,
+    len: usize,
+    repo: &str,
+) -> (Distribution, Relay, Server, Image) {
+    let registry = upstream();
+    let img = Image::new(repo, vec![common::noise(seed, len)], None);
+    push_up(&registry, repo, "v1", &img).await;
+    let relay = Relay::start(&registry.addr, faults).await;
+    let server = Server::start();
+    common::create_project(&server, "hub", false).await;
+    let endpoint = json!({"name": "up", "url": format!("http://{}", relay.addr),
+        "kind": "distribution", "username": USER, "secret": PASSWORD});
+    bind_hub(&server, endpoint).await;
+    (registry, relay, server, img)
+}
+
 /// The upstream breaks off in the middle of a blob (a relay in front of it
 /// cuts the first connection that has carried 2 MiB): the fetch resumes
 /// with a `Range` request where it stopped, and the client gets every
 /// byte, in one response.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fetch_cut_mid_blob_resumes_with_a_range_request() {
-    let registry = upstream();
-    let layer = common::noise(15, 8 << 20);
-    let img = Image::new("cut", vec![layer.clone()], None);
-    push_up(&registry, "cut/app", "v1", &img).await;
     let faults = Faults {
         cut_after: Some(2 << 20),
         ..Faults::default()
     };
-    let relay = Relay::start(&registry.addr, faults).await;
-
-    let server = Server::start();
-    common::create_project(&server, "hub", false).await;
-    let endpoint = json!({"name": "up", "url": format!("http://{}", relay.addr),
-        "kind": "distribution", "username": USER, "secret": PASSWORD});
-    bind_hub(&server, endpoint).await;
+    let (registry, relay, server, img) = behind_relay(faults, 15, 8 << 20, "cut/app").await;
+    let layer = img.layers[0].clone();
 
     berth(&server).assert_pulls("hub/cut/app", "v1", &img).await;
     assert!(relay.cut(), "the relay cut a connection");
@@ -724,20 +736,12 @@ async fn a_layer_past_the_quota_is_denied_before_it_is_fetched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_first_bytes_arrive_before_the_upstream_has_sent_the_layer() {
     use futures_util::StreamExt;
-    let registry = upstream();
-    let layer = common::noise(17, 6 << 20);
-    let img = Image::new("slow", vec![layer.clone()], None);
-    push_up(&registry, "slow/app", "v1", &img).await;
     let faults = Faults {
         bytes_per_sec: Some(2 << 20),
         ..Faults::default()
     };
-    let relay = Relay::start(&registry.addr, faults).await;
-    let server = Server::start();
-    common::create_project(&server, "hub", false).await;
-    let endpoint = json!({"name": "up", "url": format!("http://{}", relay.addr),
-        "kind": "distribution", "username": USER, "secret": PASSWORD});
-    bind_hub(&server, endpoint).await;
+    let (_registry, relay, server, img) = behind_relay(faults, 17, 6 << 20, "slow/app").await;
+    let layer = img.layers[0].clone();
 
     let digest = common::sha256(&layer);
     let url = server.url(&format!("/v2/hub/slow/app/blobs/{digest}"));
