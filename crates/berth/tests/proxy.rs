@@ -84,6 +84,26 @@ async fn admin(
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
+/// `host:port` of `server`.
+fn host(server: &Server) -> String {
+    let url = server.url("");
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A registries.conf in `dir` whose docker.io is a closed port mirrored by
+/// berth at `mirror` (`host:port`), over plain HTTP; its path.
+fn mirror_conf(dir: &std::path::Path, mirror: &str) -> std::path::PathBuf {
+    let conf = dir.join("registries.conf");
+    let text = format!(
+        "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:9\"\ninsecure = true\n\n\
+         [[registry.mirror]]\nlocation = \"{mirror}\"\ninsecure = true\n"
+    );
+    std::fs::write(&conf, text).unwrap();
+    conf
+}
+
 /// Asserts berth lists exactly `tags` for `repo`.
 async fn assert_tags(server: &Server, repo: &str, tags: &[&str]) {
     let path = format!("/v2/{repo}/tags/list");
@@ -298,11 +318,7 @@ async fn docker_pulls_through_a_proxy_project() {
     let id = |image: &str| docker.ok(&["image", "inspect", "--format", "{{.Id}}", image]);
     let want = id(&original);
 
-    let addr = server
-        .url("")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let addr = host(&server);
     let through = format!("{addr}/hub/tools/app:1.0");
     docker.login(&addr, "admin", ADMIN_PASSWORD);
     let _ = docker.run(&["rmi", "-f", &original, &through], None);
@@ -327,11 +343,7 @@ async fn containerd_pulls_through_a_hosts_toml_mirror_with_ns() {
         true,
     )
     .await;
-    let berth_addr = server
-        .url("")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let berth_addr = host(&server);
 
     let tmp = tempfile::tempdir().unwrap();
     let ctd = Containerd::start(tmp.path());
@@ -380,25 +392,14 @@ async fn skopeo_pulls_docker_io_names_through_a_mirror_without_ns() {
     let img = Image::new("alpine", vec![common::noise(12, 300_000)], None);
     push_up(&registry, "library/alpine", "3", &img).await;
     let server = proxy_project(&registry, "mirrors = { \"docker.io\" = \"hub\" }", true).await;
-    let berth_addr = server
-        .url("")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let berth_addr = host(&server);
     // A project of berth's own keeps its name under the mirror.
     common::create_project(&server, "own", true).await;
     let mine = Image::new("own", vec![b"own layer".to_vec()], None);
     berth(&server).push("own/app", "1", &mine).await.unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("registries.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:9\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{berth_addr}\"\ninsecure = true\n"
-        ),
-    )
-    .unwrap();
+    let conf = mirror_conf(tmp.path(), &berth_addr);
     let copy = |name: &str, to: &std::path::Path| {
         berth_test_kit::run_ok(
             "skopeo",
@@ -596,25 +597,14 @@ async fn a_berth_upstream_with_token_auth_is_pulled_through() {
 async fn podman_pulls_docker_io_names_through_the_mirror() {
     let registry = upstream();
     let server = proxy_project(&registry, "mirrors = { \"docker.io\" = \"hub\" }", true).await;
-    let berth_addr = server
-        .url("")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let berth_addr = host(&server);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/data.bin"), common::noise(14, 400_000)).unwrap();
     let tar = tmp.path().join("rootfs.tar");
     berth_test_kit::tar(&root, &tar);
-    let conf = tmp.path().join("registries.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:9\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{berth_addr}\"\ninsecure = true\n"
-        ),
-    )
-    .unwrap();
+    let conf = mirror_conf(tmp.path(), &berth_addr);
     let authfile = tmp.path().join("auth.json");
     std::fs::write(&authfile, "{}").unwrap();
     let env = [
@@ -772,20 +762,9 @@ async fn a_private_mirror_is_pulled_with_tokens_for_the_upstream_names() {
     let img = Image::new("private", vec![common::noise(18, 200_000)], None);
     push_up(&registry, "library/alpine", "3", &img).await;
     let server = proxy_project(&registry, "mirrors = { \"docker.io\" = \"hub\" }", false).await;
-    let addr = server
-        .url("")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let addr = host(&server);
     let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("registries.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:9\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{addr}\"\ninsecure = true\n"
-        ),
-    )
-    .unwrap();
+    let conf = mirror_conf(tmp.path(), &addr);
     let out = tmp.path().join("alpine");
     // Logged in to the mirror's host, as `podman login` would be.
     let authfile = tmp.path().join("auth.json");
