@@ -10,6 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 results = json.load(open(sys.argv[1]))
+if "rows" not in results:
+    # Only the extra measurements ran (--only matching nothing): no
+    # comparison to draw, and the chart of the last full run stays.
+    sys.exit(0)
 rows = results["rows"]
 names = [r["workload"].split(" (")[0] for r in rows] + ["peak memory (distribution / berth)"]
 ratios = [r["ratio"] for r in rows]
