@@ -164,6 +164,7 @@ pub fn schemas() -> Value {
                 "tags": {"type": "string", "default": "**"},
                 "latest_pushed": {"type": "integer", "description": "keep the N most recently pushed tags of each repository"},
                 "pushed_within_days": {"type": "integer", "description": "keep tags pushed within this many days"},
+                "pulled_within_days": {"type": "integer", "description": "keep tags whose manifest was pulled within this many days"},
             }))},
         })),
         "RetentionReport": object(&["project", "dry_run", "deleted"], json!({

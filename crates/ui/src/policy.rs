@@ -106,6 +106,7 @@ async fn render(
         let more = html! {
             td { @match r.latest_pushed { Some(n) => { (n) " tags" }, None => "-" } }
             td { @match r.pushed_within_days { Some(d) => { (d) " days" }, None => "-" } }
+            td { @match r.pulled_within_days { Some(d) => { (d) " days" }, None => "-" } }
         };
         (r.repositories.as_str(), r.tags.as_str(), more)
     });
@@ -140,7 +141,7 @@ async fn render(
         section aria-labelledby="retention" {
             h2 #retention { "Tag retention" }
             p.hint { "A retention run keeps every tag that some rule keeps and deletes the others; immutable tags are always kept. No rules, no deletions." }
-            (rules_table(viewer, project, "retention", "Retention rules", &["Keep the latest", "Keep pushed within"], retention_rows.collect(), manage))
+            (rules_table(viewer, project, "retention", "Retention rules", &["Keep the latest", "Keep pushed within", "Keep pulled within"], retention_rows.collect(), manage))
             @if manage {
                 h3 { "Add a retention rule" }
                 (add_rule_form(viewer, &base, "retention", "ret", html! {
@@ -149,6 +150,8 @@ async fn render(
                     input #ret-latest type="number" name="latest_pushed" min="0";
                     label for="ret-days" { "Keep pushed within (days)" }
                     input #ret-days type="number" name="pushed_within_days" min="0";
+                    label for="ret-pulled" { "Keep pulled within (days)" }
+                    input #ret-pulled type="number" name="pulled_within_days" min="0";
                 }))
                 div.row {
                     form.inline method="post" action={ (base) "/run" } {
@@ -255,6 +258,7 @@ pub async fn change(Path((project, what)): Path<(String, String)>, submitted: Su
                     tags: fields.get("tags").unwrap_or("**").to_owned(),
                     latest_pushed: number(&fields, "latest_pushed")?,
                     pushed_within_days: number(&fields, "pushed_within_days")?,
+                    pulled_within_days: number(&fields, "pulled_within_days")?,
                 })
             })?;
             berth_mgmt::set_retention_rules(&ctx, &project, RetentionChange { rules }).await?;

@@ -70,6 +70,19 @@ pub struct RetentionRule {
     /// Keep tags pushed within this many days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed_within_days: Option<u64>,
+    /// Keep tags whose manifest was pulled within this many days (what a
+    /// proxy cache wants: what is in use stays, whenever it was cached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled_within_days: Option<u64>,
+}
+
+impl RetentionRule {
+    /// Whether the rule keeps by something other than its pattern.
+    fn has_condition(&self) -> bool {
+        self.latest_pushed.is_some()
+            || self.pushed_within_days.is_some()
+            || self.pulled_within_days.is_some()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,11 +131,10 @@ impl TagSelector {
 impl ProjectPolicy {
     pub fn validate(&self) -> Result<(), String> {
         for r in &self.retention {
-            if r.latest_pushed.is_none() && r.pushed_within_days.is_none() && r.tags == "**" {
-                return Err(
-                    "a retention rule needs latest_pushed, pushed_within_days or a tags pattern"
-                        .into(),
-                );
+            if !r.has_condition() && r.tags == "**" {
+                return Err("a retention rule needs latest_pushed, pushed_within_days, \
+                     pulled_within_days or a tags pattern"
+                    .into());
             }
         }
         for s in &self.immutable {
@@ -351,12 +363,28 @@ impl Registry {
             };
             let prefix = keys::tag_prefix(&name);
             let mut tags: Vec<(String, u64)> = Vec::new();
+            let mut digests = Vec::new();
             self.for_each_under(&prefix, |key, v| {
                 let tag: TagRecord = serde_json::from_slice(&v.value)?;
                 tags.push((key[prefix.len()..].to_owned(), tag.updated));
+                digests.push((key[prefix.len()..].to_owned(), tag.digest));
                 Ok(())
             })
             .await?;
+            // When each tag's manifest was last pulled, for the rules that
+            // ask.
+            let mut pulled = std::collections::HashMap::new();
+            if policy
+                .retention
+                .iter()
+                .any(|r| r.pulled_within_days.is_some())
+            {
+                for (tag, digest) in digests {
+                    if let Some(at) = self.last_pulled(&name, &digest).await? {
+                        pulled.insert(tag, at);
+                    }
+                }
+            }
             report.tags_examined += tags.len() as u64;
             // Newest first, for "the N most recently pushed".
             tags.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -374,9 +402,13 @@ impl Registry {
                     let by_age = rule
                         .pushed_within_days
                         .is_some_and(|d| report.started.saturating_sub(*pushed) < d * day);
-                    let by_pattern_only =
-                        rule.latest_pushed.is_none() && rule.pushed_within_days.is_none();
-                    if by_count || by_age || by_pattern_only {
+                    let by_pull = rule.pulled_within_days.is_some_and(|d| {
+                        pulled
+                            .get(tag)
+                            .is_some_and(|at| report.started.saturating_sub(*at) < d * day)
+                    });
+                    let by_pattern_only = !rule.has_condition();
+                    if by_count || by_age || by_pull || by_pattern_only {
                         keep[i] = true;
                     }
                     rank += 1;

@@ -344,12 +344,14 @@ async fn retention_deletes_what_no_rule_keeps() {
             tags: "**".into(),
             latest_pushed: Some(1),
             pushed_within_days: None,
+            pulled_within_days: None,
         },
         RetentionRule {
             repositories: "**".into(),
             tags: "**".into(),
             latest_pushed: None,
             pushed_within_days: Some(3),
+            pulled_within_days: None,
         },
     ];
     fx.reg.set_project_policy("p", &policy).await.unwrap();
@@ -362,4 +364,39 @@ async fn retention_deletes_what_no_rule_keeps() {
     assert_eq!(real.deleted, ["p/app:t4", "p/app:t3", "p/app:t2"]);
     let tags = fx.reg.tags(&r, None, None).await.unwrap();
     assert_eq!(tags.items(), ["t1", "t5"]);
+}
+
+/// "Keep what was pulled lately": a tag whose manifest was pulled within
+/// the rule's days stays, however old its push; one pulled long ago or
+/// never goes (a proxy cache's retention).
+#[tokio::test]
+async fn retention_keeps_what_was_pulled_lately() {
+    let fx = Fixture::new();
+    let r = repo("p/app");
+    let mut digests = Vec::new();
+    for tag in ["old-used", "old-stale", "never"] {
+        push(&fx.reg, &r, tag, tag.as_bytes()).await;
+        digests.push(fx.reg.resolve(&r, &reference(tag)).await.unwrap());
+    }
+    fx.reg.record_pull(&r, &digests[1]).await.unwrap();
+    fx.advance_secs(10 * 86_400);
+    fx.reg.record_pull(&r, &digests[0]).await.unwrap();
+    fx.advance_secs(86_400);
+    let policy = ProjectPolicy {
+        retention: vec![RetentionRule {
+            repositories: "**".into(),
+            tags: "**".into(),
+            latest_pushed: None,
+            pushed_within_days: None,
+            pulled_within_days: Some(7),
+        }],
+        ..ProjectPolicy::default()
+    };
+    fx.reg.set_project_policy("p", &policy).await.unwrap();
+    let report = fx.reg.apply_retention("p", false).await.unwrap();
+    let mut deleted = report.deleted.clone();
+    deleted.sort();
+    assert_eq!(deleted, ["p/app:never", "p/app:old-stale"]);
+    let tags = fx.reg.tags(&r, None, None).await.unwrap();
+    assert_eq!(tags.items(), ["old-used"]);
 }
