@@ -152,6 +152,21 @@ fn upstream_error(e: &ClientError, what: &str) -> CoreError {
     }
 }
 
+/// The upstream's name of `repo` of a proxy project: without the project
+/// (`hub/library/alpine` is `library/alpine`), and with Docker Hub's
+/// `library/` before a one-segment name (`hub/alpine` is `library/alpine`).
+fn upstream_name(kind: EndpointKind, repo: &RepoName) -> String {
+    let rest = repo
+        .as_str()
+        .split_once('/')
+        .map_or(repo.as_str(), |(_, rest)| rest);
+    if kind == EndpointKind::DockerHub && !rest.contains('/') {
+        format!("library/{rest}")
+    } else {
+        rest.to_owned()
+    }
+}
+
 impl Proxy {
     pub fn new(
         kv: Arc<dyn Kv>,
@@ -291,15 +306,7 @@ impl Proxy {
                 (client, endpoint.kind)
             }
         };
-        let rest = repo
-            .as_str()
-            .split_once('/')
-            .map_or(repo.as_str(), |(_, rest)| rest);
-        let remote = if kind == EndpointKind::DockerHub && !rest.contains('/') {
-            format!("library/{rest}")
-        } else {
-            rest.to_owned()
-        };
+        let remote = upstream_name(kind, repo);
         let remote = RepoName::parse(&remote).ok_or_else(|| {
             CoreError::with_detail(
                 ErrorCode::NameInvalid,
@@ -635,5 +642,41 @@ impl Proxy {
             at += chunk.len() as u64;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_names_drop_the_project_and_follow_docker_hub() {
+        let name = |s: &str| RepoName::parse(s).unwrap();
+        for (kind, repo, upstream) in [
+            (
+                EndpointKind::Distribution,
+                "hub/library/alpine",
+                "library/alpine",
+            ),
+            (EndpointKind::Distribution, "hub/tools/app/x", "tools/app/x"),
+            (EndpointKind::Distribution, "hub/alpine", "alpine"),
+            (EndpointKind::DockerHub, "hub/alpine", "library/alpine"),
+            (
+                EndpointKind::DockerHub,
+                "hub/library/alpine",
+                "library/alpine",
+            ),
+            (
+                EndpointKind::DockerHub,
+                "hub/bitnami/redis",
+                "bitnami/redis",
+            ),
+        ] {
+            assert_eq!(
+                upstream_name(kind, &name(repo)),
+                upstream,
+                "{kind:?} {repo}"
+            );
+        }
     }
 }
