@@ -32,6 +32,14 @@ pub const UPLOAD_PREFIX: &str = "upload:";
 pub const POLICY_PREFIX: &str = "policy:";
 pub const GC_RUN_PREFIX: &str = "gcrun:";
 pub const OUTBOX_PREFIX: &str = "outbox:";
+/// A proxy-cache project's binding to its upstream (written by
+/// `berth-proxy`; read here by fsck, whose manifests there may name blobs
+/// not fetched yet).
+pub const PROXY_PREFIX: &str = "proxy:";
+
+pub fn proxy(project: &str) -> String {
+    format!("{PROXY_PREFIX}{project}")
+}
 
 pub fn outbox(id: &str) -> String {
     format!("{OUTBOX_PREFIX}{id}")

@@ -24,6 +24,7 @@
 
 pub mod flight;
 
+use berth_core::keys;
 use berth_core::kv::{Kv, Txn};
 use berth_core::lock::Locks;
 use berth_core::registry::ManifestContent;
@@ -39,8 +40,6 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const BINDING_PREFIX: &str = "proxy:";
 
 /// Tags whose freshness this node remembers; the oldest half is dropped
 /// past it.
@@ -202,7 +201,7 @@ impl Proxy {
         }
         let list = self
             .kv
-            .scan(BINDING_PREFIX, None, MAX_BINDINGS)
+            .scan(keys::PROXY_PREFIX, None, MAX_BINDINGS)
             .await
             .map_err(kv_error)?;
         let map: HashMap<String, Binding> = list
@@ -246,7 +245,7 @@ impl Proxy {
             endpoint: endpoint.to_owned(),
         };
         let value = serde_json::to_vec(&binding).map_err(|e| CoreError::internal(e.to_string()))?;
-        let txn = Txn::new().put(format!("{BINDING_PREFIX}{project}"), value);
+        let txn = Txn::new().put(keys::proxy(project), value);
         self.kv.commit(txn).await.map_err(kv_error)?;
         self.forget_bindings();
         Ok(binding)
@@ -254,7 +253,7 @@ impl Proxy {
 
     /// Makes `project` an ordinary project again (what it cached stays).
     pub async fn unbind(&self, project: &str) -> Result<bool, CoreError> {
-        let key = format!("{BINDING_PREFIX}{project}");
+        let key = keys::proxy(project);
         let existed = self.kv.get(&key).await.map_err(kv_error)?.is_some();
         self.kv
             .commit(Txn::new().delete(key))

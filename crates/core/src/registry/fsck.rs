@@ -145,6 +145,13 @@ impl Registry {
         })
         .await?;
         let keys_present: HashSet<String> = records.iter().map(|(k, ..)| k.clone()).collect();
+        // A proxy cache keeps manifests before their blobs are pulled.
+        let mut proxied: HashSet<String> = HashSet::new();
+        self.for_each_under(keys::PROXY_PREFIX, |key, _| {
+            proxied.insert(key[keys::PROXY_PREFIX.len()..].to_owned());
+            Ok(())
+        })
+        .await?;
         for (key, record, version) in records {
             report.manifests_checked += 1;
             let Some((repo, digest)) = key[keys::MANIFEST_PREFIX.len()..].split_once('@') else {
@@ -162,8 +169,10 @@ impl Registry {
             } else if !digest.parse::<Digest>().is_ok_and(|d| live.contains(&d)) {
                 problem = Some(format!("manifest {repo}@{digest}: its body is not stored"));
             }
+            let cached = proxied.contains(super::policy::project_of(repo));
             for blob in &record.blobs {
                 if problem.is_none()
+                    && !cached
                     && !links.contains(&format!("{}{blob}", keys::repo_blob_prefix(repo)))
                 {
                     problem = Some(format!(
@@ -173,6 +182,7 @@ impl Registry {
             }
             for child in &record.children {
                 if problem.is_none()
+                    && !cached
                     && !keys_present.contains(&format!("{}{child}", keys::manifest_prefix(repo)))
                 {
                     problem = Some(format!(
@@ -368,5 +378,43 @@ mod tests {
                 report.problems
             );
         }
+    }
+
+    /// A proxy project's manifest names layers nobody pulled yet: fsck
+    /// leaves it alone there (repair would have deleted the cache), and
+    /// still reports the same manifest in an ordinary project.
+    #[tokio::test]
+    async fn a_proxy_projects_manifest_may_wait_for_its_blobs() {
+        let (reg, _, _) = fixture();
+        let layer = Digest::sha256_of(b"never fetched");
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": Digest::sha256_of(b"{}"), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": layer, "size": 13}],
+        })
+        .to_string();
+        for project in ["hub", "plain"] {
+            let repo = RepoName::parse(&format!("{project}/app")).unwrap();
+            reg.manifest_cache(
+                &repo,
+                &Reference::parse("v1").unwrap(),
+                None,
+                Bytes::from(body.clone()),
+            )
+            .await
+            .unwrap();
+        }
+        let binding = crate::kv::Txn::new().put(keys::proxy("hub"), b"{}".to_vec());
+        assert!(reg.kv.commit(binding).await.unwrap());
+        let report = reg.fsck(false, false).await.unwrap();
+        let problems = &report.problems;
+        assert!(!problems.is_empty(), "the ordinary project's is reported");
+        assert!(
+            problems.iter().all(|p| p.contains("plain/app")),
+            "{problems:?}"
+        );
     }
 }
