@@ -839,3 +839,30 @@ async fn a_private_mirror_is_pulled_with_tokens_for_the_upstream_names() {
     berth(&server).push("fresh/app", "1", &mine).await.unwrap();
     berth(&server).assert_pulls("fresh/app", "1", &mine).await;
 }
+
+/// A fetch in progress is joined only by the repository it is for, or one
+/// the upstream says has the blob too: naming its digest in a repository
+/// the upstream does not hold it in answers BLOB_UNKNOWN, not its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fetch_in_progress_is_not_served_to_another_repository() {
+    let faults = Faults {
+        bytes_per_sec: Some(2 << 20),
+        ..Faults::default()
+    };
+    let (_registry, _relay, server, img) = behind_relay(faults, 19, 6 << 20, "slow/app").await;
+    let digest = common::sha256(&img.layers[0]);
+    let fetching = {
+        let url = server.url(&format!("/v2/hub/slow/app/blobs/{digest}"));
+        tokio::spawn(async move { common::admin_client().get(url).send().await.unwrap() })
+    };
+    let first = fetching.await.unwrap();
+    assert_eq!(first.status(), 200, "the fetch is under way");
+    let (s, body) = berth(&server)
+        .get(&format!("/v2/hub/other/app/blobs/{digest}"))
+        .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(s, 404, "{body}");
+    assert!(body.contains("BLOB_UNKNOWN"), "{body}");
+    let got = first.bytes().await.unwrap();
+    assert!(got == img.layers[0], "the first client gets every byte");
+}

@@ -111,7 +111,8 @@ pub struct Proxy {
     /// Every binding by project, and when it was read.
     bindings: Mutex<Option<(Instant, Bindings)>>,
     fresh: Mutex<HashMap<(String, String), Instant>>,
-    flights: Mutex<HashMap<Digest, Arc<Flight>>>,
+    /// The fetches running on this node, with the repository each is for.
+    flights: Mutex<HashMap<Digest, (RepoName, Arc<Flight>)>>,
     clients: Mutex<HashMap<String, CachedClient>>,
 }
 
@@ -124,19 +125,11 @@ struct CachedClient {
     kind: EndpointKind,
 }
 
-fn kv_error(e: berth_core::KvError) -> CoreError {
-    CoreError::from(e)
-}
-
-/// The upstream's answer as the OCI error a client of berth expects.
-fn upstream_error(e: &ClientError, what: &str) -> CoreError {
+/// The upstream's answer as the OCI error a client of berth expects;
+/// `unknown` (`MANIFEST_UNKNOWN` or `BLOB_UNKNOWN`) when it has no such thing.
+fn upstream_error(e: &ClientError, unknown: ErrorCode) -> CoreError {
     if e.is_not_found() {
-        let code = if what == "blob" {
-            ErrorCode::BlobUnknown
-        } else {
-            ErrorCode::ManifestUnknown
-        };
-        return CoreError::with_detail(code, format!("the upstream has no such {what}"));
+        return not_upstream(unknown);
     }
     match e.status() {
         Some(429) => CoreError::with_detail(
@@ -148,6 +141,31 @@ fn upstream_error(e: &ClientError, what: &str) -> CoreError {
             format!("the upstream registry refused berth's credentials: {e}"),
         ),
         _ => CoreError::unavailable(format!("the upstream registry did not answer: {e}")),
+    }
+}
+
+/// `unknown` (`MANIFEST_UNKNOWN` or `BLOB_UNKNOWN`): the upstream does not
+/// have it.
+fn not_upstream(unknown: ErrorCode) -> CoreError {
+    let what = if unknown == ErrorCode::BlobUnknown {
+        "blob"
+    } else {
+        "manifest"
+    };
+    CoreError::with_detail(unknown, format!("the upstream has no such {what}"))
+}
+
+/// The size of `digest` in the upstream repository `remote` (a HEAD);
+/// `BLOB_UNKNOWN` when that repository does not have it.
+async fn upstream_blob_size(
+    client: &Client,
+    remote: &RepoName,
+    digest: &Digest,
+) -> Result<u64, CoreError> {
+    match client.blob_head(remote, digest).await {
+        Ok(Some(size)) => Ok(size),
+        Ok(None) => Err(not_upstream(ErrorCode::BlobUnknown)),
+        Err(e) => Err(upstream_error(&e, ErrorCode::BlobUnknown)),
     }
 }
 
@@ -199,11 +217,7 @@ impl Proxy {
                 }
             }
         }
-        let list = self
-            .kv
-            .scan(keys::PROXY_PREFIX, None, MAX_BINDINGS)
-            .await
-            .map_err(kv_error)?;
+        let list = self.kv.scan(keys::PROXY_PREFIX, None, MAX_BINDINGS).await?;
         let map: HashMap<String, Binding> = list
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_slice::<Binding>(&v.value).ok())
@@ -246,7 +260,7 @@ impl Proxy {
         };
         let value = serde_json::to_vec(&binding).map_err(|e| CoreError::internal(e.to_string()))?;
         let txn = Txn::new().put(keys::proxy(project), value);
-        self.kv.commit(txn).await.map_err(kv_error)?;
+        self.kv.commit(txn).await?;
         self.forget_bindings();
         Ok(binding)
     }
@@ -254,11 +268,8 @@ impl Proxy {
     /// Makes `project` an ordinary project again (what it cached stays).
     pub async fn unbind(&self, project: &str) -> Result<bool, CoreError> {
         let key = keys::proxy(project);
-        let existed = self.kv.get(&key).await.map_err(kv_error)?.is_some();
-        self.kv
-            .commit(Txn::new().delete(key))
-            .await
-            .map_err(kv_error)?;
+        let existed = self.kv.get(&key).await?.is_some();
+        self.kv.commit(Txn::new().delete(key)).await?;
         self.forget_bindings();
         Ok(existed)
     }
@@ -388,7 +399,7 @@ impl Proxy {
                         tracing::warn!(%repo, error = %e, "upstream unavailable; serving the cached manifest");
                         Ok(m)
                     }
-                    _ => Err(upstream_error(&e, "manifest")),
+                    _ => Err(upstream_error(&e, ErrorCode::ManifestUnknown)),
                 }
             }
         };
@@ -421,25 +432,20 @@ impl Proxy {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<u64, CoreError> {
-        if let Some(f) = self.flight_of(digest) {
+        if let Some(f) = self.flight_of(repo, digest) {
             return Ok(f.size);
         }
         let (client, remote) = self.upstream(binding, repo).await?;
-        match client.blob_head(&remote, digest).await {
-            Ok(Some(size)) => Ok(size),
-            Ok(None) => Err(CoreError::with_detail(
-                ErrorCode::BlobUnknown,
-                "the upstream has no such blob",
-            )),
-            Err(e) => Err(upstream_error(&e, "blob")),
-        }
+        upstream_blob_size(&client, &remote, digest).await
     }
 
-    fn flight_of(&self, digest: &Digest) -> Option<Arc<Flight>> {
-        self.flights
-            .lock()
-            .ok()
-            .and_then(|f| f.get(digest).cloned())
+    /// The fetch of `digest` running on this node for `repo`. One for
+    /// another repository is joined only once the upstream says `repo` has
+    /// the blob too.
+    fn flight_of(&self, repo: &RepoName, digest: &Digest) -> Option<Arc<Flight>> {
+        let flights = self.flights.lock().ok()?;
+        let (origin, flight) = flights.get(digest)?;
+        (origin == repo).then(|| flight.clone())
     }
 
     /// A blob of a proxy project that is not in `repo`: linked from the
@@ -451,7 +457,7 @@ impl Proxy {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<BlobAnswer, CoreError> {
-        if let Some(f) = self.flight_of(digest) {
+        if let Some(f) = self.flight_of(repo, digest) {
             return Ok(BlobAnswer::Streaming {
                 size: f.size,
                 body: Box::pin(f.reader()),
@@ -460,16 +466,7 @@ impl Proxy {
         let (client, remote) = self.upstream(binding, repo).await?;
         // Only what the upstream repository has is served: a digest stored
         // for another project is not readable here by naming it.
-        let size = match client.blob_head(&remote, digest).await {
-            Ok(Some(size)) => size,
-            Ok(None) => {
-                return Err(CoreError::with_detail(
-                    ErrorCode::BlobUnknown,
-                    "the upstream has no such blob",
-                ))
-            }
-            Err(e) => return Err(upstream_error(&e, "blob")),
-        };
+        let size = upstream_blob_size(&client, &remote, digest).await?;
         if let Some(stored) = self.registry.blob_recorded_size(digest).await? {
             if stored == size {
                 self.registry.blob_link_in_place(repo, digest, size).await?;
@@ -486,14 +483,14 @@ impl Proxy {
                 .flights
                 .lock()
                 .map_err(|_| CoreError::internal("flight table poisoned"))?;
-            if let Some(f) = flights.get(digest) {
+            if let Some((_, f)) = flights.get(digest) {
                 f.clone()
             } else {
                 let f =
                     Arc::new(Flight::new(size).map_err(|e| {
                         CoreError::internal(format!("a spool file for {digest}: {e}"))
                     })?);
-                flights.insert(digest.clone(), f.clone());
+                flights.insert(digest.clone(), (repo.clone(), f.clone()));
                 let (this, f2) = (self.clone(), f.clone());
                 let (repo, digest, remote) = (repo.clone(), digest.clone(), remote.clone());
                 tokio::spawn(async move {
