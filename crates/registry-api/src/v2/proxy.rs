@@ -56,10 +56,10 @@ async fn blob(
     head: bool,
 ) -> Result<Response, ApiError> {
     let reg = &state.registry;
-    match reg.blob_size(repo, digest).await {
-        Ok(_) => return blobs::get(reg, repo, digest, headers, head).await,
-        Err(e) if e.code == ErrorCode::BlobUnknown => {}
-        Err(e) => return Err(e.into()),
+    // Stored: served as in any project (one lookup, the handler's own).
+    match blobs::get(reg, repo, digest, headers, head).await {
+        Err(ApiError(e)) if e.code == ErrorCode::BlobUnknown => {}
+        answer => return answer,
     }
     if head {
         let size = state.proxy.blob_size(binding, repo, digest).await?;
