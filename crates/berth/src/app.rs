@@ -214,13 +214,39 @@ impl App {
         tasks.extend(replication.start());
         tasks.push(outbox.run(OUTBOX_INTERVAL));
         if let Some(etcd) = self.etcd.clone() {
+            let advertise = self.advertise_url(addr);
+            match berth_net::client_builder(&berth_net::TlsClient::default(), "peer").and_then(
+                |b| {
+                    b.connect_timeout(PEER_CONNECT_TIMEOUT)
+                        .read_timeout(PEER_READ_TIMEOUT)
+                        .build()
+                        .map_err(|e| e.to_string())
+                },
+            ) {
+                Ok(client) => self.state.proxy.enable_peers(berth_proxy::Peers {
+                    url: advertise.clone(),
+                    client,
+                }),
+                Err(e) => tracing::warn!(error = %e, "no client for the other nodes"),
+            }
             tasks.push(cluster::register(
                 etcd,
                 addr.to_string(),
                 self.config.base_url(),
+                advertise.unwrap_or_default(),
             ));
         }
         Background { tasks }
+    }
+
+    /// How the other nodes of the cluster reach this one: `advertise_url`,
+    /// else the address it listens on unless that is unspecified.
+    fn advertise_url(&self, addr: SocketAddr) -> Option<String> {
+        match &self.config.advertise_url {
+            Some(url) => Some(url.trim_end_matches('/').to_owned()),
+            None if addr.ip().is_unspecified() => None,
+            None => Some(format!("{}://{addr}", self.scheme())),
+        }
     }
 
     /// Serves the router on `listener` (over TLS when configured, with the
@@ -346,6 +372,12 @@ impl Drop for Background {
 /// How often the outbox of committed changes is drained: the delay
 /// between a push and the replication it triggers.
 const OUTBOX_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a node waits to connect to another (reading its proxy fetch)
+/// and for each of its reads, before it falls back to waiting for the
+/// stored blob.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const PEER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A multipart upload older than this was abandoned by a node that died
 /// mid-commit; S3 keeps (and bills) its parts until it is aborted.

@@ -35,12 +35,14 @@ pub(crate) fn register(
     etcd: EtcdKv,
     listen: String,
     external_url: String,
+    advertise_url: String,
 ) -> tokio::task::JoinHandle<()> {
     let id = format!("{}-{}", node_name(), &berth_auth::secret::generate()[..6]);
     let record = NodeRecord {
         id: id.clone(),
         listen,
         external_url,
+        advertise_url,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started: now(),
     };
@@ -110,10 +112,16 @@ pub async fn status(config: &Config) -> Result<(), String> {
                 }
                 Ok(nodes) => {
                     for n in nodes {
+                        let peer = if n.advertise_url.is_empty() {
+                            "-"
+                        } else {
+                            &n.advertise_url
+                        };
                         println!(
-                            "  {:<28} listen {:<22} up {}s  v{}",
+                            "  {:<28} listen {:<22} advertise {:<28} up {}s  v{}",
                             n.id,
                             n.listen,
+                            peer,
                             now().saturating_sub(n.started),
                             n.version
                         );

@@ -20,6 +20,12 @@ pub struct Config {
     /// `Location` headers. Relative locations when unset.
     #[serde(default)]
     pub external_url: Option<String>,
+    /// How the other nodes of a cluster reach this one (they read its
+    /// proxy-cache fetches as they arrive). Default: `listen`'s address,
+    /// unless that is 0.0.0.0 or [::]; then none, and the other nodes wait
+    /// for a fetch's blob to be stored instead.
+    #[serde(default)]
+    pub advertise_url: Option<String>,
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
@@ -371,6 +377,7 @@ impl Default for Config {
             listen: default_listen(),
             data_dir: default_data(),
             external_url: None,
+            advertise_url: None,
             storage: StorageConfig::Default,
             metadata: MetadataConfig::Default,
             auth: AuthConfig::default(),
@@ -418,11 +425,16 @@ impl Config {
                 "[replication] workers, attempts and poll_interval must be more than 0".into(),
             );
         }
-        if let Some(url) = &self.external_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!(
-                    "external_url must start with http:// or https://, got {url:?}"
-                ));
+        for (name, url) in [
+            ("external_url", &self.external_url),
+            ("advertise_url", &self.advertise_url),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(format!(
+                        "{name} must start with http:// or https://, got {url:?}"
+                    ));
+                }
             }
         }
         Ok(())
@@ -600,5 +612,6 @@ mod tests {
         assert!(Config::parse("[storage]\nbackend = \"filesystem\"\npth = \"/x\"").is_err());
         assert!(Config::parse("[storage]\nbackend = \"floppy\"").is_err());
         assert!(Config::parse("external_url = \"registry.example.com\"").is_err());
+        assert!(Config::parse("advertise_url = \"10.0.0.2:5000\"").is_err());
     }
 }

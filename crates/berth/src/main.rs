@@ -111,6 +111,10 @@ struct ServeArgs {
     /// Address to listen on (overrides `listen`).
     #[arg(long, env = "BERTH_LISTEN")]
     listen: Option<SocketAddr>,
+    /// How the other nodes of a cluster reach this one (overrides
+    /// `advertise_url`).
+    #[arg(long, env = "BERTH_ADVERTISE_URL")]
+    advertise_url: Option<String>,
     /// Data directory (overrides `data_dir`).
     #[arg(long, env = "BERTH_DATA")]
     data: Option<PathBuf>,
@@ -301,6 +305,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let mut config = config_with(args.config.as_deref(), args.data)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(url) = args.advertise_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "--advertise-url must start with http:// or https://, got {url:?}"
+            ));
+        }
+        config.advertise_url = Some(url);
     }
     multi_thread_runtime()?.block_on(run(config))
 }

@@ -468,6 +468,9 @@ async fn cluster_status_lists_live_nodes_and_health() {
     );
     for node in &n.nodes {
         assert!(out.contains(&node.addr), "{} missing from {out}", node.addr);
+        // Listening on one address, a node advertises it to the others.
+        let advertised = format!("advertise http://{} ", node.addr);
+        assert!(out.contains(&advertised), "{advertised} missing from {out}");
     }
     // A killed node drops out once its lease expires; a stopped etcd member
     // shows as unreachable and the status fails.
@@ -728,46 +731,91 @@ fn etcd_endpoints(etcd: &etcd::Cluster) -> Vec<String> {
 }
 
 /// Fifty clients spread over three nodes ask a proxy project for the same
-/// cold 32 MiB layer at once: the upstream (Distribution) sends it once for
-/// the whole cluster, and every client gets every byte.
+/// cold 256 MiB layer at once, the upstream (Distribution) slowed to
+/// 64 MiB/s by a relay that counts what it passed on: the upstream sends
+/// the layer once for the whole cluster, every client gets every byte,
+/// and every client's first bytes come before the upstream has sent the
+/// whole layer, on the fetching node and on the two that read its fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cold_proxied_layer_is_fetched_once_for_the_whole_cluster() {
+async fn a_cold_layer_pulled_on_three_nodes_is_fetched_once_and_streamed_to_all() {
     use berth_test_kit::registry_client::push_image;
+    use berth_test_kit::relay::{Faults, Relay};
+    use futures_util::StreamExt;
+    use sha2::Digest as _;
     let n = three_nodes().await;
     let registry = berth_test_kit::distribution::Distribution::start();
     let endpoint = berth_registry_client::Endpoint::new(registry.url.clone());
     let up = berth_registry_client::Client::new(&endpoint).unwrap();
-    let layer = common::noise(21, 32 << 20);
+    let layer = common::noise(21, 256 << 20);
+    let len = layer.len() as u64;
     let name = berth_oci::RepoName::parse("big/app").unwrap();
     let v1 = berth_oci::Reference::parse("v1").unwrap();
     push_image(&up, &name, &v1, b"{}", &[&layer]).await;
-
-    proxy_hub(&n.nodes[0], &registry.url).await;
-
     let digest = sha256(&layer);
+    drop(layer);
+    let faults = Faults {
+        bytes_per_sec: Some(64 << 20),
+        ..Faults::default()
+    };
+    let relay = std::sync::Arc::new(Relay::start(&registry.addr, faults).await);
+
+    proxy_hub(&n.nodes[0], &format!("http://{}", relay.addr)).await;
+
     let pulls = (0..50).map(|i| {
         let url = n.nodes[i % 3].url(&format!("/v2/hub/big/app/blobs/{digest}"));
+        let relay = relay.clone();
         tokio::spawn(async move {
             let r = common::admin_client().get(url).send().await.unwrap();
             let status = r.status().as_u16();
-            let body = r.bytes().await.unwrap();
-            let text = (status != 200).then(|| String::from_utf8_lossy(&body).into_owned());
-            (status, sha256(&body), text)
+            if status != 200 {
+                return (status, r.text().await.unwrap_or_default(), u64::MAX);
+            }
+            let mut body = r.bytes_stream();
+            let mut hash = sha2::Sha256::new();
+            let mut carried_at_first = None;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.unwrap();
+                carried_at_first.get_or_insert_with(|| relay.carried());
+                hash.update(&chunk);
+            }
+            let got = format!("sha256:{}", berth_oci::digest::hex(&hash.finalize()));
+            (status, got, carried_at_first.unwrap_or(u64::MAX))
         })
     });
-    for pull in futures_util::future::join_all(pulls).await {
-        let (status, got, text) = pull.unwrap();
-        assert_eq!((status, got), (200, digest.clone()), "{text:?}");
+    for (i, pull) in futures_util::future::join_all(pulls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let (status, got, carried) = pull.unwrap();
+        assert_eq!((status, &got), (200, &digest), "client {i}");
+        assert!(
+            carried < len,
+            "client {i} (node {}) got its first bytes when the upstream had sent {carried} of {len}",
+            i % 3
+        );
     }
     let path = format!("GET /v2/big/app/blobs/{digest} 200");
     let gets = registry.requests().iter().filter(|r| **r == path).count();
     assert_eq!(gets, 1, "{:?}", registry.requests());
+
+    // The route the nodes read each other's fetches by is theirs alone.
+    let url = n.nodes[0].url(&format!("/internal/v1/proxy/fetches/{digest}"));
+    for auth in [None, Some("Berth-Peer guess"), Some("Berth-Peer ")] {
+        let mut req = common::admin_client().get(&url);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+    }
 }
 
 /// The node fetching a proxied layer dies mid-fetch (the upstream is
 /// slowed so that it is still fetching): the clients of the other nodes,
-/// which were waiting for it, get every byte once another node takes the
-/// fetch over (the lock's lease ends with its node).
+/// which were reading its fetch, get every byte once another node takes
+/// the fetch over (the lock's lease ends with its node) and asks the
+/// upstream for the rest only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_proxied_fetch_whose_node_dies_is_taken_over() {
     use berth_test_kit::registry_client::push_image;
@@ -811,9 +859,24 @@ async fn a_proxied_fetch_whose_node_dies_is_taken_over() {
     for w in futures_util::future::join_all(waiting).await {
         assert_eq!(w.unwrap(), (200, digest.clone()));
     }
-    let path = format!("GET /v2/slow/app/blobs/{digest} 200");
-    let gets = registry.requests().iter().filter(|r| **r == path).count();
-    assert_eq!(gets, 2, "the dead node's fetch and the one that took over");
+    // The node that took over asked for the bytes it had not read from
+    // the dead one (a Range: 206), or for all of them if it had none.
+    let path = format!("GET /v2/slow/app/blobs/{digest} ");
+    let gets: Vec<_> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with(&path))
+        .collect();
+    assert_eq!(
+        gets.len(),
+        2,
+        "the dead node's fetch and the one that took over: {gets:?}"
+    );
+    assert!(gets[0].ends_with(" 200"), "{gets:?}");
+    assert!(
+        gets[1].ends_with(" 206"),
+        "the survivors had read part of the dead node's fetch: {gets:?}"
+    );
 }
 
 /// Makes `hub` on `node` (of the cluster) a proxy project of an endpoint

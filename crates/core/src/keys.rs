@@ -120,6 +120,10 @@ pub fn quota_fence(project: &str) -> String {
     format!("quotafence:{project}")
 }
 
+/// The secret by which the nodes of a cluster read each other's proxy
+/// fetches (written once by the first node that needs it).
+pub const PEER_SECRET: &str = "peersecret";
+
 pub const NODE_PREFIX: &str = "node:";
 
 pub fn node(id: &str) -> String {

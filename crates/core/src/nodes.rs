@@ -15,6 +15,9 @@ pub struct NodeRecord {
     pub listen: String,
     #[serde(default)]
     pub external_url: String,
+    /// How the other nodes reach this one ("" when they cannot).
+    #[serde(default)]
+    pub advertise_url: String,
     pub version: String,
     /// Unix seconds.
     pub started: u64,
@@ -49,6 +52,7 @@ mod tests {
             id: "a-1".into(),
             listen: "10.0.0.1:5000".into(),
             external_url: String::new(),
+            advertise_url: String::new(),
             version: "0.1.0".into(),
             started: 7,
         };

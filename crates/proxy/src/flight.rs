@@ -95,14 +95,36 @@ impl Flight {
         }
     }
 
+    /// Bytes in the spool now.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::SeqCst)
+    }
+
+    /// `len` bytes of the spool from `at` (which it must hold).
+    pub fn read_spool(&self, at: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(&self.path)?;
+        let mut buf = vec![0; len];
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
     /// The blob from its first byte, as the spool fills. The stream ends
     /// with an error if the fetch fails before it has every byte (a client
     /// then sees a cut body, never a wrong one it could keep).
     pub fn reader(self: &std::sync::Arc<Self>) -> impl Stream<Item = io::Result<Bytes>> + Send {
+        self.reader_from(0)
+    }
+
+    /// The blob from byte `from` on, as the spool fills.
+    pub fn reader_from(
+        self: &std::sync::Arc<Self>,
+        from: u64,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send {
         let flight = self.clone();
         let rx = self.progress.subscribe();
         futures_util::stream::unfold(
-            (flight, rx, 0u64, None::<std::fs::File>),
+            (flight, rx, from, None::<std::fs::File>),
             |(flight, mut rx, at, file)| async move {
                 if at >= flight.size {
                     return None;

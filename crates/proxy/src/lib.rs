@@ -14,11 +14,14 @@
 //! - A blob is fetched once for the whole cluster: a cluster lock per
 //!   digest ([`Locks`], a lease on etcd) lets one node fetch it; on that
 //!   node every client asking meanwhile reads the same fetch as it arrives
-//!   ([`flight`]); clients of other nodes wait for the blob to be stored
-//!   (or for the lock to free, when they take over). The fetch resumes
-//!   with a `Range` request when the upstream breaks off. The blob is
-//!   hashed on its way into the store and becomes visible only whole and
-//!   matching its digest.
+//!   ([`flight`]); the other nodes read that fetch from the fetching
+//!   node as it arrives (its [`Peers`] URL, named in the lock) into a
+//!   flight of their own, for their clients, and link the blob once it is
+//!   stored. When the fetching node dies, another takes the lock over and
+//!   goes on from the bytes it already has. The fetch resumes with a
+//!   `Range` request when the upstream breaks off. The blob is hashed on
+//!   its way into the store and becomes visible only whole and matching
+//!   its digest.
 //! - Pushes and deletes are the registry's business: a push to a proxy
 //!   project is refused by the HTTP layer, which asks [`Proxy::binding`].
 
@@ -57,6 +60,34 @@ const REMOTE_POLL: Duration = Duration::from_millis(200);
 
 /// Upstream attempts of one blob (the first and the resumes).
 const FETCH_ATTEMPTS: u32 = 4;
+
+/// Bytes of a spool replayed into the store at once (a takeover).
+const REPLAY_CHUNK: u64 = 1 << 20;
+
+/// Who holds a blob's cluster lock: the fetching node, the repository it
+/// fetches for, and where the other nodes read the fetch as it arrives.
+#[derive(Serialize, Deserialize)]
+struct Holder {
+    node: String,
+    repo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
+}
+
+/// How the nodes of a cluster read each other's fetches: this node's URL
+/// for them (none when they cannot reach it: they then wait for the
+/// stored blob) and the client it reads theirs with.
+pub struct Peers {
+    pub url: Option<String>,
+    pub client: reqwest::Client,
+}
+
+/// A blob arriving on this node, for another node: its size and its bytes
+/// from the offset asked for.
+pub type PeerRead = (
+    u64,
+    std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
+);
 
 /// A project's upstream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +145,9 @@ pub struct Proxy {
     /// The fetches running on this node, with the repository each is for.
     flights: Mutex<HashMap<Digest, (RepoName, Arc<Flight>)>>,
     clients: Mutex<HashMap<String, CachedClient>>,
+    /// Set on the nodes of a cluster ([`Proxy::enable_peers`]).
+    peers: std::sync::OnceLock<Peers>,
+    peer_secret: tokio::sync::OnceCell<String>,
 }
 
 type Bindings = Arc<HashMap<String, Binding>>;
@@ -204,7 +238,15 @@ impl Proxy {
             fresh: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
+            peers: std::sync::OnceLock::new(),
+            peer_secret: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Lets this node read the fetches of the cluster's other nodes and
+    /// name its own URL for them (once; later calls are ignored).
+    pub fn enable_peers(&self, peers: Peers) {
+        let _ = self.peers.set(peers);
     }
 
     // Bindings.
@@ -513,8 +555,10 @@ impl Proxy {
     }
 
     /// Fetches a blob into `flight` and the store, under the cluster lock
-    /// of its digest; when another node holds the lock, waits for the blob
-    /// it stores (or for the lock, if that node dies) and links it.
+    /// of its digest. While another node holds the lock, reads that node's
+    /// fetch into `flight` as it arrives and links the blob once stored;
+    /// if that node dies, takes the lock over and goes on from what
+    /// `flight` holds.
     async fn fetch(
         &self,
         flight: &Flight,
@@ -524,7 +568,12 @@ impl Proxy {
         digest: &Digest,
     ) -> Result<(), String> {
         let lock_name = format!("proxy-blob:{digest}");
-        let holder = format!("{} proxy {repo}", self.node);
+        let holder = Holder {
+            node: self.node.clone(),
+            repo: repo.to_string(),
+            peer: self.peers.get().and_then(|p| p.url.clone()),
+        };
+        let holder = serde_json::to_string(&holder).map_err(|e| e.to_string())?;
         let guard = loop {
             match self.locks.try_lock(&lock_name, &holder).await {
                 Ok(Some(guard)) => break guard,
@@ -544,7 +593,10 @@ impl Proxy {
                     .map_err(|e| e.to_string())?;
                 return self.spool_stored(flight, digest).await;
             }
-            tokio::time::sleep(REMOTE_POLL).await;
+            // Meanwhile its bytes, as they arrive there.
+            if !self.relay(flight, &lock_name, digest).await {
+                tokio::time::sleep(REMOTE_POLL).await;
+            }
         };
         // Stored meanwhile (by a holder that just finished)?
         if let Ok(Some(size)) = self.registry.blob_recorded_size(digest).await {
@@ -569,7 +621,20 @@ impl Proxy {
                     .await
             })
         };
-        let mut at = 0u64;
+        // What the spool has (read from a node that died) goes into the
+        // store first; the upstream is asked for the rest.
+        let mut at = flight.written();
+        let mut replayed = 0;
+        while replayed < at {
+            let len = (at - replayed).min(REPLAY_CHUNK);
+            let chunk = flight
+                .read_spool(replayed, len as usize)
+                .map_err(|e| format!("reading the spool of {digest}: {e}"))?;
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                break;
+            }
+            replayed += len;
+        }
         let mut attempts = 0;
         let mut last_error = String::new();
         while at < flight.size && attempts < FETCH_ATTEMPTS {
@@ -623,15 +688,136 @@ impl Proxy {
         }
     }
 
+    /// Reads the fetch of the node holding `lock_name` into `flight`, from
+    /// what `flight` holds on, until it ends or breaks off; whether any
+    /// byte came. Nothing comes when this node is not in a cluster, the
+    /// holder names no URL, or its fetch has ended.
+    async fn relay(&self, flight: &Flight, lock_name: &str, digest: &Digest) -> bool {
+        let Some(peers) = self.peers.get() else {
+            return false;
+        };
+        let from = flight.written();
+        if from >= flight.size {
+            return false;
+        }
+        let holder = match self.locks.holder(lock_name).await {
+            Ok(Some(h)) => serde_json::from_str::<Holder>(&h).ok(),
+            _ => None,
+        };
+        let Some(url) = holder
+            .and_then(|h| h.peer)
+            .filter(|u| Some(u) != peers.url.as_ref())
+        else {
+            return false;
+        };
+        let Ok(secret) = self.peer_secret(true).await else {
+            return false;
+        };
+        let answer = peers
+            .client
+            .get(format!(
+                "{}/internal/v1/proxy/fetches/{digest}?from={from}",
+                url.trim_end_matches('/')
+            ))
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("Berth-Peer {secret}"),
+            )
+            .send()
+            .await;
+        let mut body = match answer {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => r.bytes_stream(),
+            Ok(r) => {
+                tracing::debug!(%digest, %url, status = %r.status(), "no fetch to read on the peer");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(%digest, %url, error = %e, "cannot read the peer's fetch");
+                return false;
+            }
+        };
+        let mut at = from;
+        while let Some(Ok(chunk)) = body.next().await {
+            let take = chunk.len().min((flight.size - at) as usize);
+            if flight.append(at, &chunk[..take]).is_err() {
+                break;
+            }
+            at += take as u64;
+            if at >= flight.size {
+                break;
+            }
+        }
+        at > from
+    }
+
+    /// The secret the nodes of the cluster read each other's fetches
+    /// with; made (once, for the cluster) when `create` and there is none.
+    async fn peer_secret(&self, create: bool) -> Result<String, CoreError> {
+        if let Some(s) = self.peer_secret.get() {
+            return Ok(s.clone());
+        }
+        let secret = loop {
+            if let Some(v) = self.kv.get(keys::PEER_SECRET).await? {
+                break String::from_utf8(v.value)
+                    .map_err(|_| CoreError::internal("the peer secret is not text"))?;
+            }
+            if !create {
+                return Err(CoreError::new(ErrorCode::Unauthorized));
+            }
+            let mut bytes = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+            let fresh = berth_oci::digest::hex(&bytes);
+            let txn = Txn::new()
+                .if_unchanged(keys::PEER_SECRET, None)
+                .put(keys::PEER_SECRET, fresh.clone().into_bytes());
+            if self.kv.commit(txn).await? {
+                break fresh;
+            }
+        };
+        Ok(self
+            .peer_secret
+            .get_or_init(|| async { secret })
+            .await
+            .clone())
+    }
+
+    /// The fetch of `digest` running on this node, for another node of
+    /// the cluster (which `secret` proves it is): its size and its bytes
+    /// from `from` on, as they arrive. `None` when no fetch of it runs
+    /// here.
+    pub async fn peer_read(
+        &self,
+        digest: &Digest,
+        from: u64,
+        secret: &str,
+    ) -> Result<Option<PeerRead>, CoreError> {
+        let ours = self.peer_secret(false).await?;
+        if !same_secret(ours.as_bytes(), secret.as_bytes()) {
+            return Err(CoreError::new(ErrorCode::Unauthorized));
+        }
+        let flight = self
+            .flights
+            .lock()
+            .ok()
+            .and_then(|f| f.get(digest).map(|(_, f)| f.clone()));
+        Ok(flight
+            .filter(|f| from <= f.size)
+            .map(|f| -> PeerRead { (f.size, Box::pin(f.reader_from(from))) }))
+    }
+
     /// Fills `flight`'s spool from the store (another node fetched the
-    /// blob): the clients waiting here read it from there.
+    /// blob) past what it holds: the clients waiting here read it from
+    /// there.
     async fn spool_stored(&self, flight: &Flight, digest: &Digest) -> Result<(), String> {
+        let mut at = flight.written();
+        if at >= flight.size {
+            return Ok(());
+        }
         let mut stream = self
             .registry
-            .blob_read(digest, 0, flight.size)
+            .blob_read(digest, at, flight.size - at)
             .await
             .map_err(|e| e.to_string())?;
-        let mut at = 0;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
             flight.append(at, &chunk).map_err(|e| e.to_string())?;
@@ -641,9 +827,22 @@ impl Proxy {
     }
 }
 
+/// `a == b`, in time that does not tell where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(same_secret(b"abc", b"abc"));
+        for other in [&b"abd"[..], b"ab", b"abcd", b""] {
+            assert!(!same_secret(b"abc", other), "{other:?}");
+        }
+    }
 
     #[test]
     fn upstream_names_drop_the_project_and_follow_docker_hub() {

@@ -1,6 +1,7 @@
 //! berth's registry HTTP surface: the OCI distribution API under `/v2`
 //! behind its access [`guard`], the token service (`/service/token`) and
-//! the health probes (`/healthz`, `/readyz`). Handlers parse a request
+//! the health probes (`/healthz`, `/readyz`), and the route by which the
+//! nodes of a cluster read each other's proxy fetches ([`peer`]). Handlers parse a request
 //! into a typed endpoint, call the registry domain once, and turn the
 //! result (or an `ApiError`) into a response. No domain logic lives here.
 //!
@@ -10,6 +11,7 @@
 
 pub mod guard;
 pub mod health;
+pub mod peer;
 pub mod token;
 pub mod v2;
 
@@ -28,5 +30,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/service/token", get(token::get).post(token::post))
+        .route("/internal/v1/proxy/fetches/{digest}", get(peer::fetch))
         .merge(v2)
 }
