@@ -33,6 +33,20 @@ pub struct AccessEntry {
     pub kind: String,
     pub name: String,
     pub actions: Vec<String>,
+    /// Set on an entry granted for a transparent mirror: `name` is the
+    /// upstream's name, as a client of the mirror for this registry
+    /// (`docker.io`, or containerd's `ns=`) asks for it, and the entry
+    /// holds only for such requests, never for berth's own `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<String>,
+}
+
+impl AccessEntry {
+    fn grants(&self, kind: &str, name: &str, action: &str) -> bool {
+        self.kind == kind
+            && self.name == name
+            && self.actions.iter().any(|x| x == action || x == "*")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,9 +65,17 @@ pub struct Claims {
 impl Claims {
     /// Whether the token grants `action` on repository `name`.
     pub fn allows(&self, kind: &str, name: &str, action: &str) -> bool {
-        self.access.iter().any(|a| {
-            a.kind == kind && a.name == name && a.actions.iter().any(|x| x == action || x == "*")
-        })
+        self.access
+            .iter()
+            .any(|a| a.mirror.is_none() && a.grants(kind, name, action))
+    }
+
+    /// Whether the token grants `action` on the upstream's repository
+    /// `name` through the mirror for `registry`.
+    pub fn allows_mirrored(&self, registry: &str, name: &str, action: &str) -> bool {
+        self.access
+            .iter()
+            .any(|a| a.mirror.as_deref() == Some(registry) && a.grants("repository", name, action))
     }
 }
 
@@ -350,17 +372,31 @@ mod tests {
         let kv: Arc<dyn Kv> = Arc::new(MemoryKv::new());
         let a = service(kv.clone());
         let b = service(kv);
-        let access = vec![AccessEntry {
-            kind: "repository".into(),
-            name: "p/app".into(),
-            actions: vec!["pull".into()],
-        }];
+        let access = vec![
+            AccessEntry {
+                kind: "repository".into(),
+                name: "p/app".into(),
+                actions: vec!["pull".into()],
+                mirror: None,
+            },
+            AccessEntry {
+                kind: "repository".into(),
+                name: "library/alpine".into(),
+                actions: vec!["pull".into()],
+                mirror: Some("docker.io".into()),
+            },
+        ];
         let (token, _) = a.issue("alice", access).await.unwrap();
         let claims = b.verify(&token).await.unwrap();
         assert_eq!(claims.sub, "alice");
         assert!(claims.allows("repository", "p/app", "pull"));
         assert!(!claims.allows("repository", "p/app", "push"));
         assert!(!claims.allows("repository", "p/other", "pull"));
+        // A mirror's entry holds for that mirror's requests only.
+        assert!(claims.allows_mirrored("docker.io", "library/alpine", "pull"));
+        assert!(!claims.allows_mirrored("quay.io", "library/alpine", "pull"));
+        assert!(!claims.allows("repository", "library/alpine", "pull"));
+        assert!(!claims.allows_mirrored("docker.io", "p/app", "pull"));
         // Both nodes sign with the same key.
         let (t2, _) = b.issue("bob", vec![]).await.unwrap();
         assert_eq!(t2.split('.').next(), token.split('.').next());

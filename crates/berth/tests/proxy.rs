@@ -382,6 +382,157 @@ async fn containerd_pulls_through_a_hosts_toml_mirror_with_ns() {
     assert_eq!(tags["tags"], json!(["1.0"]));
 }
 
+/// Two private mirrors behind one berth: docker.io (`hub`) and
+/// `quay.example` (`quay`, reached with containerd's `ns=`). A token is
+/// granted for the mirror its client asked through (the challenge's realm
+/// carries the `ns`) and holds for that mirror only: a guest of `hub`, or
+/// of a project of berth's named `library`, cannot read `quay` by adding
+/// `?ns=quay.example` to a request; containerd logged in as a guest of
+/// `quay` pulls through it.
+#[tokio::test]
+async fn a_mirror_token_holds_only_for_the_mirror_it_was_granted_for() {
+    let registry = upstream();
+    let img = Image::new("quay", vec![common::noise(23, 400_000)], None);
+    push_up(&registry, "library/alpine", "3", &img).await;
+    let mirrors = "mirrors = { \"docker.io\" = \"hub\", \"quay.example\" = \"quay\" }";
+    let server = proxy_project(&registry, mirrors, false).await;
+    common::create_project(&server, "quay", false).await;
+    admin(
+        &server,
+        Method::PUT,
+        "/api/v1/projects/quay/proxy",
+        Some(json!({"endpoint": "up"})),
+        200,
+    )
+    .await;
+    common::create_project(&server, "library", false).await;
+    common::user_with_roles(&server, "hubber", &[("hub", "guest")]).await;
+    common::user_with_roles(&server, "librarian", &[("library", "guest")]).await;
+    common::user_with_roles(&server, "quayer", &[("quay", "guest")]).await;
+
+    let token = |user: &'static str, query: &'static str| {
+        let server = &server;
+        async move {
+            let password = format!("{user}-password");
+            let path =
+                format!("/service/token?service=berth&scope=repository:library/alpine:pull{query}");
+            let r = server
+                .call(Method::GET, &path, common::Who::Basic(user, &password))
+                .await;
+            let text = r.text().await.unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
+            v["token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{text}"))
+                .to_owned()
+        }
+    };
+    let quay_manifest = "/v2/library/alpine/manifests/3?ns=quay.example";
+    let get = |path: &'static str, token: Option<String>| {
+        let server = &server;
+        async move {
+            let who = match &token {
+                Some(t) => common::Who::Bearer(t),
+                None => common::Who::Anonymous,
+            };
+            let r = server.call(Method::GET, path, who).await;
+            let challenge = r
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), challenge)
+        }
+    };
+    // The challenge of a request by ns= sends the client to that
+    // mirror's token service.
+    let (status, challenge) = get(quay_manifest, None).await;
+    assert_eq!(status, 401);
+    let challenge = challenge.unwrap_or_default();
+    assert!(
+        challenge.contains("/service/token?ns=quay.example\"")
+            && challenge.contains("scope=\"repository:library/alpine:pull\""),
+        "{challenge}"
+    );
+    for (user, query, path, status) in [
+        // A docker.io mirror's token does not read the quay mirror...
+        ("hubber", "", quay_manifest, 401),
+        // ... nor does the quay mirror grant it to a guest of hub only.
+        ("hubber", "&ns=quay.example", quay_manifest, 401),
+        // berth's own library/alpine is not quay's library/alpine.
+        ("librarian", "", quay_manifest, 401),
+        // Granted for the quay mirror, it holds there, and only there.
+        ("quayer", "&ns=quay.example", quay_manifest, 200),
+        (
+            "quayer",
+            "&ns=quay.example",
+            "/v2/library/alpine/manifests/3",
+            401,
+        ),
+        (
+            "quayer",
+            "&ns=quay.example",
+            "/v2/quay/library/alpine/manifests/3",
+            401,
+        ),
+        // Without ns, library/ is berth's own project here, so no mirror
+        // was granted; asked with ns=docker.io (as the realm says), it is.
+        (
+            "hubber",
+            "",
+            "/v2/library/alpine/manifests/3?ns=docker.io",
+            401,
+        ),
+        (
+            "hubber",
+            "&ns=docker.io",
+            "/v2/library/alpine/manifests/3?ns=docker.io",
+            200,
+        ),
+    ] {
+        let (got, _) = get(path, Some(token(user, query).await)).await;
+        assert_eq!(got, status, "{user} with a token asked{query} for {path}");
+    }
+
+    // containerd, logged in as the guest of quay, pulls through the
+    // mirror by ns=; as the guest of hub it cannot.
+    let tmp = tempfile::tempdir().unwrap();
+    let ctd = Containerd::start(tmp.path());
+    let hosts = tmp.path().join("hosts").join("quay.example");
+    std::fs::create_dir_all(&hosts).unwrap();
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!(
+            "server = \"http://127.0.0.1:9\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            host(&server)
+        ),
+    )
+    .unwrap();
+    let hosts_dir = tmp.path().join("hosts");
+    let fetch = |user: &str| {
+        ctd.ctr_output(&[
+            "content",
+            "fetch",
+            "--user",
+            &format!("{user}:{user}-password"),
+            "--hosts-dir",
+            hosts_dir.to_str().unwrap(),
+            "quay.example/library/alpine:3",
+        ])
+    };
+    let refused = fetch("hubber");
+    assert!(!refused.status.success(), "a guest of hub read quay");
+    let pulled = fetch("quayer");
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    for blob in img.blobs() {
+        let got = ctd.ctr_bytes(&["content", "get", &common::sha256(blob)]);
+        assert!(got == *blob, "{} through the mirror", common::sha256(blob));
+    }
+}
+
 /// skopeo with a `registries.conf` whose docker.io mirror is berth (no
 /// `ns`, as Docker's registry-mirrors): `docker.io/library/alpine` is
 /// served from the proxy project mirroring docker.io, while a name of one
@@ -466,14 +617,18 @@ impl Containerd {
         panic!("containerd did not start");
     }
 
-    fn ctr_bytes(&self, args: &[&str]) -> Vec<u8> {
-        let out = std::process::Command::new("ctr")
+    fn ctr_output(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("ctr")
             .arg("--address")
             .arg(&self.socket)
             .args(["--namespace", "berth-test"])
             .args(args)
             .output()
-            .expect("ctr");
+            .expect("ctr")
+    }
+
+    fn ctr_bytes(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.ctr_output(args);
         assert!(
             out.status.success(),
             "ctr {args:?}: {}",

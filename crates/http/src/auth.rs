@@ -287,17 +287,25 @@ impl Auth {
         }
     }
 
-    /// A 401 with the Bearer challenge naming what the request needs.
+    /// A 401 with the Bearer challenge naming what the request needs; for
+    /// a request a transparent mirror serves by `ns=`, the realm carries
+    /// that `ns` (token clients keep a realm's query and add theirs).
     pub fn challenge(
         &self,
         headers: &HeaderMap,
         scope: Option<&str>,
+        mirror: Option<&str>,
         insufficient: bool,
         detail: &str,
     ) -> Response {
+        let mut realm = self.realm(headers);
+        if let Some(ns) = mirror {
+            // The token service grants a mirror's names for this mirror.
+            let ns: String = form_urlencoded::byte_serialize(ns.as_bytes()).collect();
+            realm = format!("{realm}?ns={ns}");
+        }
         let mut value = format!(
-            "Bearer realm=\"{}\",service=\"{}\"",
-            self.realm(headers),
+            "Bearer realm=\"{realm}\",service=\"{}\"",
             self.tokens.service
         );
         if let Some(s) = scope {

@@ -316,13 +316,9 @@ impl Proxy {
         Ok(existed)
     }
 
-    /// The proxy project that mirrors the registry `ns` (`docker.io` when
-    /// the client names none), if one is configured.
-    pub fn mirror_project(&self, ns: Option<&str>) -> Option<&str> {
-        let registry = match ns {
-            Some(ns) => ns.trim_end_matches('/'),
-            None => "docker.io",
-        };
+    /// The proxy project that mirrors `registry` (a client's `ns`, or
+    /// `docker.io`), if one is configured.
+    pub fn mirror_project(&self, registry: &str) -> Option<&str> {
         self.settings.mirrors.get(registry).map(String::as_str)
     }
 

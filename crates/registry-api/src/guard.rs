@@ -5,7 +5,7 @@
 //! Handlers behind it find the [`Caller`] and the parsed [`V2Request`],
 //! with its decision applied, in the request's extensions.
 
-use crate::v2::request::V2Request;
+use crate::v2::request::{Mirrored, V2Request};
 use crate::v2::route::{Endpoint, RouteError};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -110,7 +110,7 @@ pub async fn mirror_target(
     ns: Option<&str>,
     repo: &RepoName,
 ) -> Result<Option<RepoName>, ApiError> {
-    let Some(project) = state.proxy.mirror_project(ns) else {
+    let Some(project) = state.proxy.mirror_project(mirror_registry(ns)) else {
         return Ok(None);
     };
     if ns.is_none()
@@ -131,6 +131,12 @@ pub async fn mirror_target(
             format!("{mapped} is not a valid repository name"),
         )
     })
+}
+
+/// The registry a mirror's client mirrors: `ns`, else docker.io (Docker's
+/// registry-mirrors send none).
+pub fn mirror_registry(ns: Option<&str>) -> &str {
+    ns.map_or("docker.io", |ns| ns.trim_end_matches('/'))
 }
 
 /// A mirror's request is served as [`mirror_target`] names it: access,
@@ -156,7 +162,11 @@ async fn mirror(
     let Some(mapped) = mirror_target(state, ns, repo).await? else {
         return Ok(());
     };
-    request.mirrored_from = Some(repo.clone());
+    request.mirrored_from = Some(Mirrored {
+        name: repo.clone(),
+        registry: mirror_registry(ns).to_owned(),
+        by_ns: ns.is_some(),
+    });
     if let Ok(endpoint) = std::mem::replace(&mut request.endpoint, Err(RouteError::NotFound)) {
         request.endpoint = Ok(endpoint.with_repo(mapped));
     }
@@ -181,15 +191,23 @@ async fn check(
     };
     // A mirror's client is challenged for the name it asked for.
     let scope = match (&need, &request.mirrored_from) {
-        (Need::Repo(_, action), Some(asked)) => {
-            scope_of(&Need::Repo(asked.clone(), *action), request.mount_source())
-        }
+        (Need::Repo(_, action), Some(asked)) => scope_of(
+            &Need::Repo(asked.name.clone(), *action),
+            request.mount_source(),
+        ),
         _ => scope_of(&need, request.mount_source()),
     };
+    // ... at the token service of that mirror (`?ns=` in the realm), so
+    // that its token is granted, and holds, for that mirror only.
+    let mirror = request
+        .mirrored_from
+        .as_ref()
+        .filter(|m| m.by_ns)
+        .map(|m| m.registry.as_str());
     let caller = match state.caller(headers, &address).await {
         Ok(c) => c,
         Err(AuthFailure::Unauthenticated(why)) => {
-            return Err(auth.challenge(headers, scope.as_deref(), false, why));
+            return Err(auth.challenge(headers, scope.as_deref(), mirror, false, why));
         }
         Err(AuthFailure::Error(e)) => return Err(e.into_response()),
     };
@@ -199,6 +217,7 @@ async fn check(
             auth.challenge(
                 headers,
                 scope.as_deref(),
+                mirror,
                 insufficient && caller.claims.is_some(),
                 "authentication required",
             )
@@ -227,13 +246,13 @@ async fn check(
                 .allows(&caller, repo, *action)
                 .await
                 .map_err(IntoResponse::into_response)?;
-            // A mirror's client holds a token for the name it asked for.
-            if let (false, Some(_), Some(asked)) = (allowed, &caller.claims, &request.mirrored_from)
+            // A mirror's client holds a token for the name it asked for,
+            // granted for that mirror.
+            if let (false, Some(claims), Some(asked)) =
+                (allowed, &caller.claims, &request.mirrored_from)
             {
-                allowed = auth
-                    .allows(&caller, asked, *action)
-                    .await
-                    .map_err(IntoResponse::into_response)?;
+                allowed =
+                    claims.allows_mirrored(&asked.registry, asked.name.as_str(), action.as_str());
             }
             if !allowed {
                 return Err(denied(true));

@@ -32,20 +32,42 @@ pub async fn get(
         },
         _ => Principal::Anonymous,
     };
+    let ns = match ns_of(&params) {
+        Ok(ns) => ns,
+        Err(e) => return e.into_response(),
+    };
     let scopes = Scope::parse_all(
         params
             .iter()
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str()),
     );
-    issue(&state, &principal, &scopes).await
+    issue(&state, &principal, &scopes, ns).await
+}
+
+/// The `ns` of a token request (a mirror's challenge puts it in the
+/// realm); a repeated one is refused.
+fn ns_of(params: &Pairs) -> Result<Option<&str>, ApiError> {
+    let mut ns = params
+        .iter()
+        .filter(|(k, _)| k == "ns")
+        .map(|(_, v)| v.as_str());
+    match (ns.next(), ns.next()) {
+        (first, None) => Ok(first),
+        _ => Err(ApiError::detail(ErrorCode::Unsupported, "ns is repeated")),
+    }
 }
 
 pub async fn post(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<Pairs>,
     Form(form): Form<Pairs>,
 ) -> Response {
+    let ns = match ns_of(&query) {
+        Ok(ns) => ns,
+        Err(e) => return e.into_response(),
+    };
     let address = peer.ip().to_string();
     let field = |name: &str| {
         form.iter()
@@ -86,7 +108,7 @@ pub async fn post(
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str()),
     );
-    issue(&state, &principal, &scopes).await
+    issue(&state, &principal, &scopes, ns).await
 }
 
 async fn login(
@@ -121,8 +143,13 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
-async fn issue(state: &AppState, principal: &Principal, scopes: &[Scope]) -> Response {
-    match grant(state, principal, scopes).await {
+async fn issue(
+    state: &AppState,
+    principal: &Principal,
+    scopes: &[Scope],
+    ns: Option<&str>,
+) -> Response {
+    match grant(state, principal, scopes, ns).await {
         Ok(access) => match state
             .auth
             .tokens
@@ -159,44 +186,48 @@ fn principal_subject(p: &Principal) -> &str {
 }
 
 /// The permitted subset of each requested scope. Scopes that grant nothing
-/// are left out, as the token specification describes.
+/// are left out, as the token specification describes. A transparent
+/// mirror's client (for the registry `ns`, or docker.io) asks for the
+/// upstream's names: pulling one is pulling the mirror's proxy project, and
+/// is granted in an entry for that mirror only (`AccessEntry::mirror`), so
+/// that it never reads berth's own repository of that name, nor another
+/// mirror's.
 async fn grant(
     state: &AppState,
     principal: &Principal,
     scopes: &[Scope],
+    ns: Option<&str>,
 ) -> Result<Vec<AccessEntry>, ApiError> {
+    let registry = crate::guard::mirror_registry(ns);
     let mut access = Vec::new();
     for scope in scopes {
         match scope {
             Scope::Repository { name, actions } => {
                 let allowed = state.auth.permitted(principal, name.project()).await?;
-                // A Docker-style mirror's client asks for the upstream's
-                // name; pulling it is pulling the mirror's proxy project.
-                let mirrored = match crate::guard::mirror_target(state, None, name).await? {
-                    Some(served) => {
-                        state
-                            .auth
-                            .permitted(principal, served.project())
-                            .await?
-                            .pull
-                    }
-                    None => false,
-                };
                 let granted = Actions {
-                    pull: actions.pull && (allowed.pull || mirrored),
+                    pull: actions.pull && allowed.pull,
                     push: actions.push && allowed.push,
                     delete: actions.delete && allowed.delete,
                 };
                 if granted != Actions::NONE {
-                    access.push(AccessEntry {
-                        kind: "repository".into(),
-                        name: name.to_string(),
-                        actions: granted
-                            .list()
-                            .iter()
-                            .map(|a| a.as_str().to_owned())
-                            .collect(),
-                    });
+                    access.push(repository_entry(name, granted, None));
+                }
+                if !actions.pull {
+                    continue;
+                }
+                if let Some(served) = crate::guard::mirror_target(state, ns, name).await? {
+                    let pull = state
+                        .auth
+                        .permitted(principal, served.project())
+                        .await?
+                        .pull;
+                    if pull {
+                        let granted = Actions {
+                            pull,
+                            ..Actions::NONE
+                        };
+                        access.push(repository_entry(name, granted, Some(registry)));
+                    }
                 }
             }
             // The catalog is filtered per caller when listed.
@@ -204,8 +235,26 @@ async fn grant(
                 kind: "registry".into(),
                 name: "catalog".into(),
                 actions: vec!["*".into()],
+                mirror: None,
             }),
         }
     }
     Ok(access)
+}
+
+fn repository_entry(
+    name: &berth_oci::RepoName,
+    granted: Actions,
+    mirror: Option<&str>,
+) -> AccessEntry {
+    AccessEntry {
+        kind: "repository".into(),
+        name: name.to_string(),
+        actions: granted
+            .list()
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect(),
+        mirror: mirror.map(str::to_owned),
+    }
 }

@@ -54,7 +54,19 @@ pub struct V2Request {
     /// The name the client asked for, when a transparent mirror serves
     /// the request from a proxy project under another (the guard's
     /// `mirror`).
-    pub mirrored_from: Option<RepoName>,
+    pub mirrored_from: Option<Mirrored>,
+}
+
+/// A request a transparent mirror serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirrored {
+    /// The upstream's name, as the client asked for it.
+    pub name: RepoName,
+    /// The registry the client mirrors: its `ns=`, else `docker.io`.
+    pub registry: String,
+    /// Whether the client named it with `ns=` (its token requests then
+    /// carry it too, in the challenge's realm).
+    pub by_ns: bool,
 }
 
 impl V2Request {
