@@ -533,6 +533,41 @@ async fn a_mirror_token_holds_only_for_the_mirror_it_was_granted_for() {
     }
 }
 
+/// The Docker engine with berth as its `registry-mirrors` (a daemon of
+/// the test's own: the shared engine's settings are not the test's to
+/// change): `docker pull alpine:3` asks berth for `library/alpine` (no
+/// `ns`), which serves it from the docker.io mirror's proxy project; the
+/// image is the upstream's, and berth keeps it.
+#[tokio::test]
+async fn the_docker_engine_pulls_through_berth_as_its_registry_mirror() {
+    let registry = upstream();
+    let server = proxy_project(&registry, "mirrors = { \"docker.io\" = \"hub\" }", true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = format!("http://{}", host(&server));
+    let dockerd = berth_test_kit::Dockerd::start(
+        &tmp.path().join("d"),
+        &["--registry-mirror", mirror.as_str()],
+    );
+    let docker = dockerd.client(&tmp.path().join("cfg"));
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/data.bin"), common::noise(24, 1 << 20)).unwrap();
+    let tar = tmp.path().join("rootfs.tar");
+    berth_test_kit::tar(&root, &tar);
+    let original = format!("{}/library/alpine:3", registry.addr);
+    docker.login(&registry.addr, USER, PASSWORD);
+    docker.ok(&["import", tar.to_str().unwrap(), &original]);
+    docker.ok(&["push", &original]);
+    let id = |image: &str| docker.ok(&["image", "inspect", "--format", "{{.Id}}", image]);
+    let want = id(&original);
+    docker.ok(&["rmi", &original]);
+
+    // docker.io itself is out of reach: only the mirror can answer.
+    docker.ok(&["pull", "alpine:3"]);
+    assert_eq!(id("alpine:3"), want);
+    assert_tags(&server, "hub/library/alpine", &["3"]).await;
+}
+
 /// skopeo with a `registries.conf` whose docker.io mirror is berth (no
 /// `ns`, as Docker's registry-mirrors): `docker.io/library/alpine` is
 /// served from the proxy project mirroring docker.io, while a name of one

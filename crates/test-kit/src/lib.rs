@@ -31,7 +31,7 @@ pub mod slapd;
 pub mod web;
 pub mod webdriver;
 
-pub use process::{haproxy, run, run_ok, stdout_ok, storage_options, tar, Docker, Killed};
+pub use process::{haproxy, run, run_ok, stdout_ok, storage_options, tar, Docker, Dockerd, Killed};
 
 /// A number different per process and per call, to pick ports and names
 /// that parallel tests do not share.

@@ -112,6 +112,8 @@ pub fn haproxy(config: &Path, port: u16) -> Option<Killed> {
 /// (`DOCKER_CONFIG`), so that its logins stay in the test's directory.
 pub struct Docker {
     config: PathBuf,
+    /// The daemon's socket (`DOCKER_HOST`), when not the shared engine's.
+    host: Option<String>,
 }
 
 impl Docker {
@@ -120,12 +122,16 @@ impl Docker {
         std::fs::create_dir_all(dir).unwrap();
         Docker {
             config: dir.to_path_buf(),
+            host: None,
         }
     }
 
     /// `docker <args>`, writing `stdin` (if any) to its input.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let env = [("DOCKER_CONFIG", self.config.to_str().unwrap())];
+        let mut env = vec![("DOCKER_CONFIG", self.config.to_str().unwrap())];
+        if let Some(host) = &self.host {
+            env.push(("DOCKER_HOST", host));
+        }
         run("docker", args, &env, stdin)
     }
 
@@ -142,12 +148,88 @@ impl Docker {
 
     /// `docker <args>` started, not waited for: its output goes nowhere.
     pub fn spawn(&self, args: &[&str]) -> Child {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_CONFIG", &self.config)
-            .stdout(Stdio::null())
+        let mut cmd = Command::new("docker");
+        cmd.args(args).env("DOCKER_CONFIG", &self.config);
+        if let Some(host) = &self.host {
+            cmd.env("DOCKER_HOST", host);
+        }
+        cmd.stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("docker (scripts/test installs it)")
+    }
+}
+
+/// A Docker daemon of the test's own, for daemon settings a test cannot
+/// change on the shared engine (its `registry-mirrors`): its root, state,
+/// socket and an empty `daemon.json` under a directory of the test's, no
+/// networks, iptables left alone. Killed on drop.
+pub struct Dockerd {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Dockerd {
+    /// Starts `dockerd` in `dir` (created) with `args` added; waits until
+    /// it answers.
+    pub fn start(dir: &Path, args: &[&str]) -> Dockerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("daemon.json");
+        std::fs::write(&config, "{}").unwrap();
+        let socket = dir.join("docker.sock");
+        let child = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--data-root")
+            .arg(dir.join("root"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .args(args)
+            .stdout(std::fs::File::create(dir.join("dockerd.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("dockerd.err")).unwrap())
+            .spawn()
+            .expect("dockerd (the Docker engine)");
+        let mut d = Dockerd { child, socket };
+        let client = d.client(&dir.join("probe"));
+        for _ in 0..300 {
+            if client.run(&["version"], None).status.success() {
+                return d;
+            }
+            if d.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let err = std::fs::read_to_string(dir.join("dockerd.err")).unwrap_or_default();
+        panic!("dockerd did not start: {err}");
+    }
+
+    /// A client of this daemon, keeping its configuration in `dir`.
+    pub fn client(&self, dir: &Path) -> Docker {
+        let mut docker = Docker::new(dir);
+        docker.host = Some(format!("unix://{}", self.socket.display()));
+        docker
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM: the daemon stops its own containerd.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
