@@ -252,3 +252,34 @@ pub async fn start_cluster(bin: &str, auth: ClientAuth) -> Res<ClusterBerth> {
         _s3: s3,
     })
 }
+
+/// `count` berth nodes of one cluster: a three-member etcd cluster and one
+/// blob directory they share (as on CephFS or NFS), each node on its own
+/// address (which it advertises to the others). Killed on drop.
+pub struct BerthNodes {
+    pub servers: Vec<Server>,
+    _etcd: Cluster,
+    _blobs: tempfile::TempDir,
+}
+
+pub async fn start_berth_nodes(bin: &str, count: usize) -> Res<BerthNodes> {
+    let etcd = Cluster::start().await;
+    let blobs = data_dir()?;
+    let endpoints: Vec<String> = (0..MEMBERS)
+        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
+        .collect();
+    let config = format!(
+        "[metadata]\nbackend = \"etcd\"\nendpoints = [{}]\n\n[storage]\nbackend = \"filesystem\"\npath = \"{}\"\n",
+        endpoints.join(", "),
+        blobs.path().display()
+    );
+    let mut servers = Vec::new();
+    for _ in 0..count {
+        servers.push(start_berth(bin, "berth-node", Some(&config), ClientAuth::Bearer).await?);
+    }
+    Ok(BerthNodes {
+        servers,
+        _etcd: etcd,
+        _blobs: blobs,
+    })
+}

@@ -4,6 +4,9 @@
 //! `CLIENTS` clients ask for the cold layer at once. Reported: how many
 //! times the upstream sent the layer, the herd's time to first byte and to
 //! last byte, then a warm pull (the same herd again, from the cache).
+//! Then the same herd spread over three nodes: berth's three nodes on one
+//! etcd cluster and a shared blob directory against three Distribution
+//! proxies (Distribution has no cluster of proxies: each is its own).
 //! berth is driven with Bearer tokens, as docker does.
 
 use crate::import::noise;
@@ -33,11 +36,12 @@ impl Herd {
     }
 }
 
-/// `CLIENTS` GETs of `path` at once on `ep`, each read to the end and
-/// checked to be `len` bytes.
-async fn herd(ep: &Endpoint, path: &str, repo: &str, len: usize) -> Res<Herd> {
+/// `CLIENTS` GETs of `path` at once, spread over `eps` in turn, each read
+/// to the end and checked to be `len` bytes.
+async fn herd(eps: &[&Endpoint], path: &str, repo: &str, len: usize) -> Res<Herd> {
     let start = Instant::now();
-    let pulls = (0..CLIENTS).map(|_| {
+    let pulls = (0..CLIENTS).map(|i| {
+        let ep = eps[i % eps.len()];
         let (ep, path, repo) = (ep.session(), path.to_owned(), repo.to_owned());
         tokio::spawn(async move {
             let c = oci::client();
@@ -99,6 +103,53 @@ async fn admin_call(
     oci::check(r, want, path).await.map(drop)
 }
 
+/// Makes `hub` on `berth` a proxy project of `upstream`.
+async fn bind_hub(berth: &Server, upstream: &str) -> Res<()> {
+    let project = serde_json::json!({"name": "hub"});
+    admin_call(berth, Method::POST, "/api/v1/projects", project, 201).await?;
+    let endpoint = serde_json::json!({"name": "up", "url": upstream, "kind": "distribution"});
+    admin_call(
+        berth,
+        Method::POST,
+        "/api/v1/replication/endpoints",
+        endpoint,
+        201,
+    )
+    .await?;
+    let bind = serde_json::json!({"endpoint": "up"});
+    admin_call(berth, Method::PUT, "/api/v1/projects/hub/proxy", bind, 200).await
+}
+
+/// Distribution in proxy mode in front of `upstream`, with the manifest
+/// pulled once (its proxy fetches a blob only for a repository whose
+/// manifest it has seen, as after a client's pull).
+async fn distribution_proxy(registry: &str, upstream: &str) -> Res<Server> {
+    let dist = process::start_distribution_with(
+        registry,
+        &DistOptions {
+            access_log: false,
+            proxy_of: Some(upstream.to_owned()),
+        },
+    )?;
+    let r = oci::client()
+        .get(format!("{}/v2/{REPO}/manifests/v1", dist.ep.base))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    oci::check(r, 200, "GET manifest through Distribution").await?;
+    Ok(dist)
+}
+
+/// One row of the table: who, how many upstream GETs, the cold herd and
+/// the warm one.
+struct Row {
+    name: &'static str,
+    gets: usize,
+    cold: Herd,
+    warm: Herd,
+}
+
 /// Runs the comparison with a layer of `layer_mib` MiB; prints its table;
 /// its JSON.
 pub async fn run(bin: &str, registry: &str, layer_mib: usize) -> Res<serde_json::Value> {
@@ -127,89 +178,99 @@ pub async fn run(bin: &str, registry: &str, layer_mib: usize) -> Res<serde_json:
 
     // berth: a proxy project `hub` bound to the upstream.
     let berth = process::start_berth(bin, "berth", None, ClientAuth::Bearer).await?;
-    let project = serde_json::json!({"name": "hub"});
-    admin_call(&berth, Method::POST, "/api/v1/projects", project, 201).await?;
-    let endpoint =
-        serde_json::json!({"name": "up", "url": upstream.ep.base, "kind": "distribution"});
-    admin_call(
-        &berth,
-        Method::POST,
-        "/api/v1/replication/endpoints",
-        endpoint,
-        201,
-    )
-    .await?;
-    let bind = serde_json::json!({"endpoint": "up"});
-    admin_call(&berth, Method::PUT, "/api/v1/projects/hub/proxy", bind, 200).await?;
+    bind_hub(&berth, &upstream.ep.base).await?;
     let berth_repo = format!("hub/{REPO}");
     let berth_path = format!("/v2/{berth_repo}/blobs/{digest}");
     let len = layer_mib * MIB;
-    let berth_cold = herd(&berth.ep, &berth_path, &berth_repo, len).await?;
-    let berth_gets = upstream_gets(&upstream, &upstream_path) - before;
-    let berth_warm = herd(&berth.ep, &berth_path, &berth_repo, len).await?;
+    let mut rows = Vec::new();
+    let cold = herd(&[&berth.ep], &berth_path, &berth_repo, len).await?;
+    let gets = upstream_gets(&upstream, &upstream_path) - before;
+    let warm = herd(&[&berth.ep], &berth_path, &berth_repo, len).await?;
+    rows.push(Row {
+        name: "berth (proxy project)",
+        gets,
+        cold,
+        warm,
+    });
     drop(berth);
 
     // Distribution in proxy mode in front of the same upstream.
     let before = upstream_gets(&upstream, &upstream_path);
-    let dist = process::start_distribution_with(
-        registry,
-        &DistOptions {
-            access_log: false,
-            proxy_of: Some(upstream.ep.base.clone()),
-        },
-    )?;
-    // Distribution's proxy fetches a blob only for a repository whose
-    // manifest it has seen: pull the manifest first, as a client would.
-    let r = oci::client()
-        .get(format!("{}/v2/{REPO}/manifests/v1", dist.ep.base))
-        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    oci::check(r, 200, "GET manifest through Distribution").await?;
-    let dist_cold = herd(&dist.ep, &upstream_path, REPO, len).await?;
+    let dist = distribution_proxy(registry, &upstream.ep.base).await?;
+    let cold = herd(&[&dist.ep], &upstream_path, REPO, len).await?;
     // Distribution stores a proxied blob after it has served it: give it
     // a moment, then the warm herd.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let dist_gets = upstream_gets(&upstream, &upstream_path) - before;
-    let dist_warm = herd(&dist.ep, &upstream_path, REPO, len).await?;
+    let gets = upstream_gets(&upstream, &upstream_path) - before;
+    let warm = herd(&[&dist.ep], &upstream_path, REPO, len).await?;
+    rows.push(Row {
+        name: "Distribution (proxy.remoteurl)",
+        gets,
+        cold,
+        warm,
+    });
+    drop(dist);
+
+    // Three nodes of each, the herd spread over them.
+    eprintln!("--proxy: the same herd over three nodes of each...");
+    let before = upstream_gets(&upstream, &upstream_path);
+    let nodes = process::start_berth_nodes(bin, 3).await?;
+    bind_hub(&nodes.servers[0], &upstream.ep.base).await?;
+    let eps: Vec<&Endpoint> = nodes.servers.iter().map(|s| &s.ep).collect();
+    let cold = herd(&eps, &berth_path, &berth_repo, len).await?;
+    let gets = upstream_gets(&upstream, &upstream_path) - before;
+    let warm = herd(&eps, &berth_path, &berth_repo, len).await?;
+    rows.push(Row {
+        name: "berth, 3 nodes (etcd, shared directory)",
+        gets,
+        cold,
+        warm,
+    });
+    drop(nodes);
+
+    let before = upstream_gets(&upstream, &upstream_path);
+    let mut dists = Vec::new();
+    for _ in 0..3 {
+        dists.push(distribution_proxy(registry, &upstream.ep.base).await?);
+    }
+    let eps: Vec<&Endpoint> = dists.iter().map(|s| &s.ep).collect();
+    let cold = herd(&eps, &upstream_path, REPO, len).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gets = upstream_gets(&upstream, &upstream_path) - before;
+    let warm = herd(&eps, &upstream_path, REPO, len).await?;
+    rows.push(Row {
+        name: "Distribution ×3 (proxy.remoteurl)",
+        gets,
+        cold,
+        warm,
+    });
+    drop(dists);
 
     println!("\nProxy cache: {CLIENTS} clients pull one cold {layer_mib} MiB layer at once, then again warm (seconds from the herd's start; median / slowest):\n");
     println!("| | upstream GETs of the layer | first byte | last byte | warm: last byte |");
     println!("|---|---:|---:|---:|---:|");
-    let mut rows = Vec::new();
-    for (name, gets, cold, warm) in [
-        (
-            "berth (proxy project)",
-            berth_gets,
-            &berth_cold,
-            &berth_warm,
-        ),
-        (
-            "Distribution (proxy.remoteurl)",
-            dist_gets,
-            &dist_cold,
-            &dist_warm,
-        ),
-    ] {
-        let (f, fmax) = Herd::stats(&cold.first_byte);
-        let (l, lmax) = Herd::stats(&cold.last_byte);
-        let (w, wmax) = Herd::stats(&warm.last_byte);
+    let mut json = Vec::new();
+    for row in &rows {
+        let (f, fmax) = Herd::stats(&row.cold.first_byte);
+        let (l, lmax) = Herd::stats(&row.cold.last_byte);
+        let (w, wmax) = Herd::stats(&row.warm.last_byte);
         println!(
-            "| {name} | {gets} | {f:.2} / {fmax:.2} | {l:.2} / {lmax:.2} | {w:.2} / {wmax:.2} |"
+            "| {} | {} | {f:.2} / {fmax:.2} | {l:.2} / {lmax:.2} | {w:.2} / {wmax:.2} |",
+            row.name, row.gets
         );
-        rows.push(serde_json::json!({
-            "server": name, "upstream_gets": gets,
+        json.push(serde_json::json!({
+            "server": row.name, "upstream_gets": row.gets,
             "first_byte_median": f, "first_byte_max": fmax,
             "last_byte_median": l, "last_byte_max": lmax,
             "warm_last_byte_median": w, "warm_last_byte_max": wmax,
         }));
     }
-    let (bl, _) = Herd::stats(&berth_cold.last_byte);
-    let (dl, _) = Herd::stats(&dist_cold.last_byte);
+    let last = |i: usize| Herd::stats(&rows[i].cold.last_byte).0;
     println!(
-        "\ncold herd, median last byte: Distribution / berth = {:.2}×",
-        dl / bl
+        "\ncold herd, median last byte: Distribution / berth = {:.2}× on one node, {:.2}× on three",
+        last(1) / last(0),
+        last(3) / last(2)
     );
+    let rows = json;
     Ok(serde_json::json!({"layer_mib": layer_mib, "clients": CLIENTS, "rows": rows}))
 }

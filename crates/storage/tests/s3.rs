@@ -247,6 +247,48 @@ async fn unreachable_store_is_unavailable_not_a_hang() {
     drop(silent);
 }
 
+/// A store that sheds load (`503 SlowDown`, from a relay in front of
+/// Garage that answers its first connections so) is asked again, with
+/// backoff: the calls succeed, the multipart POST among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_refused_with_slow_down_are_retried() {
+    use berth_test_kit::relay::{Faults, Relay};
+    let garage = Garage::start().await;
+    let faults = Faults {
+        slow_down_first: 2,
+        ..Faults::default()
+    };
+    let relay = Relay::start(&format!("127.0.0.1:{}", garage.s3_port), faults).await;
+    let mut c = garage.config();
+    c.endpoint = format!("http://{}", relay.addr);
+    let store = S3BlobStore::new(&c).unwrap();
+    let digest = put_static(&store, b"shed").await;
+    assert_eq!(
+        relay.slowed_down(),
+        2,
+        "the first two attempts were refused"
+    );
+    assert_eq!(store.stat(&digest).await.unwrap(), Some(4));
+
+    // Refused again, a chunked upload (its multipart POST first) goes on.
+    let faults = Faults {
+        slow_down_first: 3,
+        ..Faults::default()
+    };
+    let relay = Relay::start(&format!("127.0.0.1:{}", garage.s3_port), faults).await;
+    c.endpoint = format!("http://{}", relay.addr);
+    let store = S3BlobStore::new(&c).unwrap();
+    let data = content(12 * MIB);
+    patch(&store, "shed-upload", 0, &[&data]).await;
+    let digest = Digest::sha256_of(&data);
+    store
+        .commit_upload("shed-upload", &digest, data.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(relay.slowed_down(), 3);
+    assert!(read_all(&store, &digest, 0, data.len() as u64).await == data);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn harness_moves_off_taken_ports() {
     // The S3 port taken: Garage runs on without S3; the harness must notice

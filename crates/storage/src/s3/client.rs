@@ -90,6 +90,28 @@ fn transport(op: &str, e: reqwest::Error) -> StoreError {
     }
 }
 
+/// Whether a failed call may be sent again.
+enum Again {
+    /// The store refused it undone.
+    Always,
+    /// The store may have done it.
+    IfIdempotent,
+    /// It failed for good (4xx).
+    Never,
+}
+
+/// Retries of a call after its first attempt.
+const RETRIES: u32 = 3;
+
+/// The wait before retry `attempt` (from 0): 100 ms doubling each time,
+/// less a random part of up to half (so that nodes refused together do
+/// not come back together).
+fn backoff(attempt: u32) -> Duration {
+    let full = Duration::from_millis(100) * 2u32.pow(attempt);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
+    full - full / 2 * jitter / 1000
+}
+
 fn timed_out(op: &str) -> StoreError {
     StoreError::Unavailable(format!("S3 {op}: no answer in time"))
 }
@@ -164,8 +186,38 @@ impl S3Client {
     }
 
     /// Signs and sends `call`, answering the response of a 2xx status and
-    /// the mapped error otherwise. The caller bounds the time.
+    /// the mapped error otherwise. The caller bounds the time. A call the
+    /// store refused without doing it (503 SlowDown, a refused connection)
+    /// is sent again, up to [`RETRIES`] times with backoff and jitter; one
+    /// that may have been done (another 5xx, a connection cut) only when
+    /// doing it twice is harmless (every call but the POSTs that create
+    /// and complete a multipart upload).
     async fn send(&self, call: Call<'_>) -> Result<Response, StoreError> {
+        let idempotent = call.method != Method::POST || call.op == "DeleteObjects";
+        let mut attempt = 0;
+        loop {
+            let (e, again) = match self.send_once(&call).await {
+                Ok(resp) => return Ok(resp),
+                Err(failure) => failure,
+            };
+            let retry = match again {
+                Again::Always => true,
+                Again::IfIdempotent => idempotent,
+                Again::Never => false,
+            };
+            if !retry || attempt >= RETRIES {
+                return Err(e);
+            }
+            let delay = backoff(attempt);
+            tracing::debug!(op = call.op, key = call.key, error = %e, ?delay, "S3 call retried");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt of [`S3Client::send`]: the error, and whether to try
+    /// again.
+    async fn send_once(&self, call: &Call<'_>) -> Result<Response, (StoreError, Again)> {
         let (host, uri) = self.locate(call.key);
         let amz_date = sigv4::amz_date(sigv4::unix_now());
         let payload_hash = match &call.body {
@@ -173,7 +225,7 @@ impl S3Client {
             Some(b) if b.len() <= SIGNED_BODY_MAX => sigv4::sha256_hex(b),
             Some(_) => UNSIGNED_PAYLOAD.to_owned(),
         };
-        let mut headers = call.headers;
+        let mut headers = call.headers.clone();
         headers.push(("host".into(), host.clone()));
         headers.push(("x-amz-date".into(), amz_date.clone()));
         headers.push(("x-amz-content-sha256".into(), payload_hash.clone()));
@@ -211,20 +263,40 @@ impl S3Client {
         req = req.header("authorization", auth);
         // Content-Length always, even 0: Ceph RGW answers 411 to a PUT of
         // an empty object sent without it, which hyper does not add.
-        let req = match call.body {
+        let req = match &call.body {
             Some(body) => req
                 .header(reqwest::header::CONTENT_LENGTH, body.len())
-                .body(body),
+                .body(body.clone()),
             None if matches!(call.method, Method::PUT | Method::POST) => {
                 req.header(reqwest::header::CONTENT_LENGTH, 0)
             }
             None => req,
         };
-        let resp = req.send().await.map_err(|e| transport(call.op, e))?;
-        if resp.status().is_success() {
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                // Refused: nothing reached the store.
+                let again = if e.is_connect() {
+                    Again::Always
+                } else {
+                    Again::IfIdempotent
+                };
+                return Err((transport(call.op, e), again));
+            }
+        };
+        let status = resp.status();
+        if status.is_success() {
             return Ok(resp);
         }
-        Err(self.error(call.op, call.key, resp).await)
+        // 503 (SlowDown, ServiceUnavailable) refuses the call undone.
+        let again = if status == StatusCode::SERVICE_UNAVAILABLE {
+            Again::Always
+        } else if status.is_server_error() {
+            Again::IfIdempotent
+        } else {
+            Again::Never
+        };
+        Err((self.error(call.op, call.key, resp).await, again))
     }
 
     /// Maps an error response, reading a bounded part of its XML body.
