@@ -69,7 +69,7 @@ impl App {
             blobs,
             etcd,
             s3,
-        } = Backends::open(config)?;
+        } = Backends::open(config, true)?;
         let registry = Registry::new(kv.clone(), blobs)
             .for_grace_period(config.gc.grace_period.as_secs())
             .with_upload_limits(config.uploads.limits());

@@ -14,7 +14,10 @@ pub(crate) struct Backends {
 }
 
 impl Backends {
-    pub fn open(config: &Config) -> Result<Backends, String> {
+    /// The backends of `config`. `serving`: for a node that serves
+    /// requests, whose etcd reads then come from a watched copy
+    /// (`[metadata] watch_cache`); one-shot commands read etcd.
+    pub fn open(config: &Config, serving: bool) -> Result<Backends, String> {
         let mut s3 = None;
         let blobs: Arc<dyn BlobStore> = match &config.storage {
             StorageConfig::S3(s3_config) => {
@@ -41,11 +44,17 @@ impl Backends {
         // In a cluster, the node registers itself once it knows its address.
         let mut etcd_membership = None;
         let kv: Arc<dyn Kv> = match &config.metadata {
-            MetadataConfig::Etcd(etcd) => {
-                let etcd = berth_meta::EtcdKv::new(etcd.clone())
+            MetadataConfig::Etcd(etcd_config) => {
+                let etcd = berth_meta::EtcdKv::new(etcd_config.clone())
                     .map_err(|e| format!("[metadata] etcd: {e}"))?;
                 etcd_membership = Some(etcd.clone());
-                Arc::new(etcd)
+                if serving && etcd_config.watch_cache {
+                    let max =
+                        usize::try_from(etcd_config.watch_cache_mib << 20).unwrap_or(usize::MAX);
+                    Arc::new(berth_meta::WatchCache::start(etcd, max))
+                } else {
+                    Arc::new(etcd)
+                }
             }
             _ => Arc::new(
                 berth_meta::RedbKv::open(&config.metadata_path()).map_err(|e| {

@@ -14,7 +14,7 @@ pub async fn fsck(config: &Config, verify: bool, repair: bool) -> Result<(), Str
             config.metadata_path().display()
         ));
     }
-    let backends = Backends::open(config).map_err(|e| {
+    let backends = Backends::open(config, false).map_err(|e| {
         format!("{e}\n(an embedded data directory must not be in use: stop berth serve first)")
     })?;
     let registry = Registry::new(backends.kv, backends.blobs);

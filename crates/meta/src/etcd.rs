@@ -2,6 +2,7 @@
 //! with reqwest so that building berth needs no protoc. A value's version is
 //! its etcd mod revision; every key lives under a configurable prefix.
 
+mod cache;
 mod client;
 mod locks;
 mod watch;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
+pub use cache::{CacheStats, WatchCache};
 use client::describe;
 pub use watch::{EtcdWatch, WatchEvent};
 use wire::{b64, prefix_end, unb64};
@@ -67,10 +69,26 @@ pub struct EtcdConfig {
     /// ignored).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// Serve reads from a node-local copy kept current by a watch
+    /// ([`WatchCache`]), still linearizable (default true).
+    #[serde(default = "default_watch_cache")]
+    pub watch_cache: bool,
+    /// The most memory that copy may hold, in MiB (default 512); past it,
+    /// reads go to etcd.
+    #[serde(default = "default_watch_cache_mib")]
+    pub watch_cache_mib: u64,
 }
 
 fn default_timeout_secs() -> u64 {
     5
+}
+
+fn default_watch_cache() -> bool {
+    true
+}
+
+fn default_watch_cache_mib() -> u64 {
+    512
 }
 
 fn default_prefix() -> String {
@@ -90,6 +108,8 @@ impl EtcdConfig {
             ca_file: None,
             cert_file: None,
             key_file: None,
+            watch_cache: default_watch_cache(),
+            watch_cache_mib: default_watch_cache_mib(),
         }
     }
 
@@ -114,6 +134,8 @@ impl fmt::Debug for EtcdConfig {
             .field("ca_file", &self.ca_file)
             .field("cert_file", &self.cert_file)
             .field("key_file", &self.key_file)
+            .field("watch_cache", &self.watch_cache)
+            .field("watch_cache_mib", &self.watch_cache_mib)
             .finish()
     }
 }

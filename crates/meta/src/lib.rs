@@ -4,5 +4,5 @@
 mod etcd;
 mod redb_kv;
 
-pub use etcd::{EtcdConfig, EtcdKv, EtcdWatch, WatchEvent};
+pub use etcd::{CacheStats, EtcdConfig, EtcdKv, EtcdWatch, WatchCache, WatchEvent};
 pub use redb_kv::RedbKv;

@@ -78,7 +78,7 @@ impl EtcdKv {
     /// Opens a watch on `[key, end)` at some member, from `start` or from
     /// now, and reads up to etcd's "created" answer. Returns the stream and
     /// the store revision at creation.
-    async fn open_watch(
+    pub(super) async fn open_watch(
         &self,
         key: &[u8],
         end: &[u8],
@@ -163,13 +163,13 @@ impl EtcdKv {
     }
 }
 
-enum Answer {
+pub(super) enum Answer {
     Response(wire::WatchResponse),
     Error(i32, String),
     Broken(String),
 }
 
-fn parse(line: &[u8]) -> Answer {
+pub(super) fn parse(line: &[u8]) -> Answer {
     match serde_json::from_slice::<wire::StreamLine<wire::WatchResponse>>(line) {
         Ok(wire::StreamLine { error: Some(e), .. }) => Answer::Error(e.grpc_code, e.message),
         Ok(wire::StreamLine {
@@ -181,7 +181,7 @@ fn parse(line: &[u8]) -> Answer {
 }
 
 /// The newline-delimited JSON objects of a streaming gateway answer.
-struct Lines {
+pub(super) struct Lines {
     body: BoxStream<'static, reqwest::Result<Bytes>>,
     buf: Vec<u8>,
 }
@@ -195,7 +195,7 @@ impl Lines {
     }
 
     /// The next non-blank line; `None` when the stream ends.
-    async fn next(&mut self) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    pub(super) async fn next(&mut self) -> Result<Option<Vec<u8>>, reqwest::Error> {
         loop {
             if let Some(at) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=at).collect();

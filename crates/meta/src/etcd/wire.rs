@@ -65,7 +65,10 @@ pub(super) struct KeyValue {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct RangeResponse {
+    pub header: Header,
     pub kvs: Vec<KeyValue>,
+    /// More keys are in the range than the limit let through.
+    pub more: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

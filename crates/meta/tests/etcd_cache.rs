@@ -1,0 +1,159 @@
+//! The watch cache (`WatchCache`) against real three-member etcd clusters:
+//! the shared Kv suite, reads on one node that see every write finished on
+//! another (served from memory, not by falling back), writes elsewhere in
+//! etcd that must not stall it, a member killed under its watch, and the
+//! memory bound.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::kv::{Kv, Txn};
+use berth_meta::WatchCache;
+use berth_test_kit::etcd::*;
+use berth_test_kit::random_u64;
+
+fn unique_prefix() -> String {
+    format!("c{:x}/", random_u64())
+}
+
+const BIG: usize = 64 << 20;
+
+/// A watch cache over members `order`, serving.
+async fn cache(cluster: &Cluster, order: &[usize], prefix: &str) -> WatchCache {
+    let c = WatchCache::start(cluster.kv(order, prefix), BIG);
+    assert!(
+        c.wait_serving(Duration::from_secs(20)).await,
+        "the copy never loaded"
+    );
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passes_the_shared_suite() {
+    let cluster = Cluster::start().await;
+    let kv = cache(&cluster, &[0, 1, 2], &unique_prefix()).await;
+    no_hang(
+        "the suite",
+        berth_core::kv_suite::run_all(Arc::new(kv.clone())),
+    )
+    .await;
+    let stats = kv.stats();
+    assert!(stats.hits > 0 && stats.serving, "{stats:?}");
+}
+
+/// Two nodes, each with its copy (and asking different members): a write
+/// that finished on one is seen by the next read on the other, deletes
+/// too, and those reads were answered from memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_on_one_node_sees_every_write_finished_on_another() {
+    let cluster = Cluster::start().await;
+    let prefix = unique_prefix();
+    // Data present before the copies load.
+    let setup = cluster.kv(&[0], &prefix);
+    for i in 0..1500 {
+        setup
+            .put(&format!("old/{i:04}"), vec![1; 10])
+            .await
+            .unwrap();
+    }
+    let a = cache(&cluster, &[0, 1, 2], &prefix).await;
+    let b = cache(&cluster, &[2, 1, 0], &prefix).await;
+    // Loaded in pages, at one revision.
+    let old = b.scan("old/", None, 10_000).await.unwrap();
+    assert_eq!(old.len(), 1500);
+    let before = b.stats();
+    for i in 0..200 {
+        let key = format!("k/{i}");
+        let (writer, reader) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        writer
+            .commit(Txn::new().put(key.clone(), vec![i as u8]))
+            .await
+            .unwrap();
+        let got = reader.get(&key).await.unwrap().expect("the write is seen");
+        assert_eq!(got.value, vec![i as u8]);
+        let listed = reader.scan_keys("k/", None, 1000).await.unwrap();
+        assert!(listed.contains(&key), "{key} listed");
+        reader.delete(&key).await.unwrap();
+        assert_eq!(writer.get(&key).await.unwrap(), None, "the delete is seen");
+    }
+    let after = b.stats();
+    assert_eq!(after.misses, before.misses, "no read of b went to etcd");
+    assert!(after.hits >= before.hits + 200, "{after:?}");
+    assert_eq!(after.entries, 1500);
+}
+
+/// Writes under another prefix (another registry sharing etcd) raise
+/// etcd's revision with no event for this copy's keys: reads are still
+/// answered from memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_elsewhere_in_etcd_do_not_stall_reads() {
+    let cluster = Cluster::start().await;
+    let prefix = unique_prefix();
+    let c = cache(&cluster, &[0, 1, 2], &prefix).await;
+    c.put("mine", b"v".to_vec()).await.unwrap();
+    let other = cluster.kv(&[1], &unique_prefix());
+    let before = c.stats();
+    for i in 0..50 {
+        other.put(&format!("x/{i}"), vec![0; 100]).await.unwrap();
+        assert_eq!(c.get("mine").await.unwrap().unwrap().value, b"v");
+        assert_eq!(c.get(&format!("x/{i}")).await.unwrap(), None);
+    }
+    let after = c.stats();
+    assert_eq!(after.misses, before.misses, "{after:?}");
+    assert_eq!(after.entries, 1, "only this prefix is kept: {after:?}");
+}
+
+/// The member the copy's watch reads from dies: reads stay correct (from
+/// etcd while the copy is rebuilt on another member), and the rebuilt
+/// copy serves again with what was written meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_copy_whose_member_dies_is_rebuilt() {
+    let mut cluster = Cluster::start().await;
+    let prefix = unique_prefix();
+    let c = cache(&cluster, &[0, 1, 2], &prefix).await;
+    c.put("before", b"1".to_vec()).await.unwrap();
+    let loads = c.stats().loads;
+    cluster.kill(0);
+    let writer = cluster.kv(&[1, 2], &prefix);
+    let mut n = 0;
+    no_hang("the rebuild", async {
+        loop {
+            n += 1;
+            let key = format!("during/{n}");
+            if writer.put(&key, b"2".to_vec()).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            match c.get(&key).await {
+                Ok(found) => assert_eq!(found.map(|v| v.value), Some(b"2".to_vec()), "{key}"),
+                Err(_) => continue,
+            }
+            let s = c.stats();
+            if s.serving && s.loads > loads {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(c.get("before").await.unwrap().unwrap().value, b"1");
+    let keys = c.scan_keys("during/", None, 10_000).await.unwrap();
+    assert_eq!(keys.len(), n, "every write made while rebuilding");
+}
+
+/// A copy that would pass its bound is not kept; reads go to etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_copy_past_its_bound_is_dropped_for_etcd_reads() {
+    let cluster = Cluster::start().await;
+    let prefix = unique_prefix();
+    let kv = cluster.kv(&[0], &prefix);
+    for i in 0..20 {
+        kv.put(&format!("big/{i}"), vec![7; 1000]).await.unwrap();
+    }
+    let c = WatchCache::start(cluster.kv(&[0, 1, 2], &prefix), 10_000);
+    assert!(!c.wait_serving(Duration::from_secs(3)).await);
+    assert_eq!(c.scan("big/", None, 100).await.unwrap().len(), 20);
+    assert_eq!(c.get("big/3").await.unwrap().unwrap().value, vec![7; 1000]);
+    let s = c.stats();
+    assert!(!s.serving && s.hits == 0 && s.misses == 2, "{s:?}");
+}
