@@ -42,6 +42,8 @@ pub struct App {
     locks: Arc<dyn berth_core::Locks>,
     /// Set on etcd metadata: the node registers itself there.
     etcd: Option<berth_meta::EtcdKv>,
+    /// The watched copy of etcd's metadata that reads come from, if any.
+    cache: Option<berth_meta::WatchCache>,
     /// Set on S3 storage: abandoned multipart uploads are swept.
     s3: Option<Arc<berth_storage::S3BlobStore>>,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -68,6 +70,7 @@ impl App {
             kv,
             blobs,
             etcd,
+            cache,
             s3,
         } = Backends::open(config, true)?;
         let registry = Registry::new(kv.clone(), blobs)
@@ -138,6 +141,7 @@ impl App {
             kv,
             locks,
             etcd,
+            cache,
             s3,
             tls,
             config: config.clone(),
@@ -231,6 +235,7 @@ impl App {
             }
             tasks.push(cluster::register(
                 etcd,
+                self.cache.clone(),
                 addr.to_string(),
                 self.config.base_url(),
                 advertise.unwrap_or_default(),

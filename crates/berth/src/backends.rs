@@ -9,6 +9,8 @@ pub(crate) struct Backends {
     pub blobs: Arc<dyn BlobStore>,
     /// Set on etcd, for membership and locks.
     pub etcd: Option<berth_meta::EtcdKv>,
+    /// Set on etcd when reads come from a watched copy.
+    pub cache: Option<berth_meta::WatchCache>,
     /// Set on S3, for the multipart sweep.
     pub s3: Option<Arc<berth_storage::S3BlobStore>>,
 }
@@ -43,6 +45,7 @@ impl Backends {
         };
         // In a cluster, the node registers itself once it knows its address.
         let mut etcd_membership = None;
+        let mut cache = None;
         let kv: Arc<dyn Kv> = match &config.metadata {
             MetadataConfig::Etcd(etcd_config) => {
                 let etcd = berth_meta::EtcdKv::new(etcd_config.clone())
@@ -51,7 +54,9 @@ impl Backends {
                 if serving && etcd_config.watch_cache {
                     let max =
                         usize::try_from(etcd_config.watch_cache_mib << 20).unwrap_or(usize::MAX);
-                    Arc::new(berth_meta::WatchCache::start(etcd, max))
+                    let copy = berth_meta::WatchCache::start(etcd, max);
+                    cache = Some(copy.clone());
+                    Arc::new(copy)
                 } else {
                     Arc::new(etcd)
                 }
@@ -69,6 +74,7 @@ impl Backends {
             kv,
             blobs,
             etcd: etcd_membership,
+            cache,
             s3,
         })
     }

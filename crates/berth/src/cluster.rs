@@ -4,7 +4,7 @@
 //! cluster status`, which shows the nodes, etcd's health and storage's.
 
 use crate::config::{Config, MetadataConfig, StorageConfig};
-use berth_core::nodes::NodeRecord;
+use berth_core::nodes::{CacheReport, NodeRecord};
 use berth_meta::EtcdKv;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,25 +29,44 @@ pub(crate) fn node_name() -> String {
         .unwrap_or_else(|| "node".into())
 }
 
+/// The node's record is written again, with its cache's state, every this
+/// many renewals.
+const REPORT_EVERY: u32 = 10;
+
+fn cache_report(cache: Option<&berth_meta::WatchCache>) -> Option<CacheReport> {
+    cache.map(|c| {
+        let s = c.stats();
+        CacheReport {
+            serving: s.serving,
+            entries: s.entries as u64,
+            bytes: s.bytes as u64,
+            max_bytes: c.max_bytes() as u64,
+        }
+    })
+}
+
 /// Keeps this node's record alive until the task is aborted,
-/// re-registering after etcd outages.
+/// re-registering after etcd outages; reports `cache` in it every
+/// [`REPORT_EVERY`] renewals.
 pub(crate) fn register(
     etcd: EtcdKv,
+    cache: Option<berth_meta::WatchCache>,
     listen: String,
     external_url: String,
     advertise_url: String,
 ) -> tokio::task::JoinHandle<()> {
     let id = format!("{}-{}", node_name(), &berth_auth::secret::generate()[..6]);
-    let record = NodeRecord {
+    let mut record = NodeRecord {
         id: id.clone(),
         listen,
         external_url,
         advertise_url,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started: now(),
+        metadata_cache: cache_report(cache.as_ref()),
     };
-    let value = serde_json::to_vec(&record).unwrap_or_default();
     tokio::spawn(async move {
+        let key = berth_core::keys::node(&id);
         loop {
             let lease = match etcd.lease_grant(LEASE_TTL_SECS).await {
                 Ok(l) => l,
@@ -57,15 +76,14 @@ pub(crate) fn register(
                     continue;
                 }
             };
-            if let Err(e) = etcd
-                .put_with_lease(&berth_core::keys::node(&id), value.clone(), lease)
-                .await
-            {
+            let value = serde_json::to_vec(&record).unwrap_or_default();
+            if let Err(e) = etcd.put_with_lease(&key, value, lease).await {
                 tracing::warn!(error = %e, "cannot register the node in etcd; retrying");
                 tokio::time::sleep(RENEW_EVERY).await;
                 continue;
             }
             tracing::info!(node = %id, "registered in the cluster");
+            let mut renewals = 0u32;
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
                 match etcd.keepalive(lease).await {
@@ -73,6 +91,14 @@ pub(crate) fn register(
                     // Expired (etcd was unreachable too long): register anew.
                     Ok(None) => break,
                     Err(e) => tracing::warn!(error = %e, "node lease renewal failed"),
+                }
+                renewals += 1;
+                if cache.is_some() && renewals.is_multiple_of(REPORT_EVERY) {
+                    record.metadata_cache = cache_report(cache.as_ref());
+                    let value = serde_json::to_vec(&record).unwrap_or_default();
+                    if let Err(e) = etcd.put_with_lease(&key, value, lease).await {
+                        tracing::warn!(error = %e, "cannot update the node's record");
+                    }
                 }
             }
         }
@@ -117,8 +143,18 @@ pub async fn status(config: &Config) -> Result<(), String> {
                         } else {
                             &n.advertise_url
                         };
+                        let cache = match &n.metadata_cache {
+                            None => "off".to_owned(),
+                            Some(c) if !c.serving => "not serving (reads go to etcd)".to_owned(),
+                            Some(c) => format!(
+                                "{} entries, {:.1} of {} MiB",
+                                c.entries,
+                                c.bytes as f64 / f64::from(1 << 20),
+                                c.max_bytes >> 20
+                            ),
+                        };
                         println!(
-                            "  {:<28} listen {:<22} advertise {:<28} up {}s  v{}",
+                            "  {:<28} listen {:<22} advertise {:<28} up {}s  v{}  cache: {cache}",
                             n.id,
                             n.listen,
                             peer,

@@ -472,6 +472,9 @@ async fn cluster_status_lists_live_nodes_and_health() {
         let advertised = format!("advertise http://{} ", node.addr);
         assert!(out.contains(&advertised), "{advertised} missing from {out}");
     }
+    // Each node reports its copy of the metadata (the watch cache).
+    assert_eq!(out.matches("  cache: ").count(), 3, "{out}");
+    assert!(!out.contains("cache: off"), "{out}");
     // A killed node drops out once its lease expires; a stopped etcd member
     // shows as unreachable and the status fails.
     let dead = n.nodes.remove(2);

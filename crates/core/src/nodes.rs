@@ -21,6 +21,20 @@ pub struct NodeRecord {
     pub version: String,
     /// Unix seconds.
     pub started: u64,
+    /// The node's copy of the metadata (etcd's watch cache), as of its
+    /// last report; `None` when it keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_cache: Option<CacheReport>,
+}
+
+/// What a node's metadata copy holds, for `berth cluster status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheReport {
+    /// Serving reads now (else loading, rebuilding, or past its bound).
+    pub serving: bool,
+    pub entries: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
 }
 
 /// Every node registered in `kv` now (records that do not parse are
@@ -55,6 +69,7 @@ mod tests {
             advertise_url: String::new(),
             version: "0.1.0".into(),
             started: 7,
+            metadata_cache: None,
         };
         kv.put(&keys::node("a-1"), serde_json::to_vec(&node).unwrap())
             .await

@@ -151,6 +151,11 @@ impl WatchCache {
         &self.shared.etcd
     }
 
+    /// The bound given to [`WatchCache::start`].
+    pub fn max_bytes(&self) -> usize {
+        self.shared.max_bytes
+    }
+
     pub fn stats(&self) -> CacheStats {
         let data = self.shared.read_data();
         CacheStats {
