@@ -192,8 +192,9 @@ async fn compare(
         }
     }
 
-    // Columns: 0 berth, 1 distribution, 2 berth in cluster mode.
-    let mut results: BTreeMap<Workload, [Vec<Measure>; 3]> = BTreeMap::new();
+    // Columns: 0 berth, 1 distribution, 2 berth in cluster mode, 3
+    // Distribution on the cluster's Garage.
+    let mut results: BTreeMap<Workload, [Vec<Measure>; 4]> = BTreeMap::new();
     for round in 0..rounds {
         for &workload in workloads {
             // Alternate which server goes first.
@@ -216,13 +217,21 @@ async fn compare(
         None
     } else {
         eprintln!("starting etcd, Garage and berth in cluster mode...");
-        Some(process::start_cluster(&args.berth, auth).await?)
+        Some(process::start_cluster(&args.berth, &args.registry, auth).await?)
     };
     if let Some(c) = &cluster {
         for round in 0..rounds {
             for &workload in workloads.iter().filter(|k| k.in_cluster()) {
-                let m = measure(&w, workload, &c.server, round).await?;
-                results.entry(workload).or_default()[2].push(m);
+                // Alternate which goes first, as above.
+                let order: [(usize, &Server); 2] = if round % 2 == 0 {
+                    [(2, &c.server), (3, &c.distribution)]
+                } else {
+                    [(3, &c.distribution), (2, &c.server)]
+                };
+                for (i, s) in order {
+                    let m = measure(&w, workload, s, round).await?;
+                    results.entry(workload).or_default()[i].push(m);
+                }
             }
         }
     }
@@ -234,10 +243,10 @@ async fn compare(
         auth.describe()
     );
     println!(
-        "\n| workload | berth ({}) | distribution | berth / distribution | berth cluster (etcd + Garage) | cluster / distribution |",
+        "\n| workload | berth ({}) | distribution | berth / distribution | berth cluster (etcd + Garage) | distribution on Garage | cluster / distribution on Garage | cluster / berth |",
         auth.label()
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for &workload in workloads {
         let name = workload.name();
         let r = &results[&workload];
@@ -253,14 +262,20 @@ async fn compare(
             (None, _) => "—".to_owned(),
         };
         let (b, d, c) = (value(0).unwrap_or(0.0), value(1).unwrap_or(0.0), value(2));
+        let ds3 = value(3);
+        let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
+            (Some(x), Some(y)) => format!("{:.2}×", x / y),
+            _ => "—".into(),
+        };
         println!(
-            "| {name} | {} | {} | {:.2}× | {} | {} |",
+            "| {name} | {} | {} | {:.2}× | {} | {} | {} | {} |",
             fmt(0),
             fmt(1),
             b / d,
             fmt(2),
-            c.map(|c| format!("{:.2}×", c / d))
-                .unwrap_or_else(|| "—".into())
+            fmt(3),
+            ratio(c, ds3),
+            ratio(c, Some(b))
         );
         rows.push(serde_json::json!({
             "workload": name,
@@ -272,16 +287,27 @@ async fn compare(
             "cluster": c,
             "cluster_ratio": c.map(|c| c / d),
             "cluster_p99_ms": p99(2),
+            "distribution_garage": ds3,
+            "cluster_ratio_garage": c.zip(ds3).map(|(c, d)| c / d),
+            "distribution_garage_p99_ms": p99(3),
         }));
     }
     let (rb, rd) = (berth.peak_rss_mib(), dist.peak_rss_mib());
+    let (rc, rds3) = match &cluster {
+        Some(c) => (
+            Some(c.server.peak_rss_mib()),
+            Some(c.distribution.peak_rss_mib()),
+        ),
+        None => (None, None),
+    };
+    let mib = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{v:.1}"));
     println!(
-        "| peak resident memory (MiB, lower is better) | {rb:.1} | {rd:.1} | {:.2}× | {} | |",
+        "| peak resident memory (MiB, lower is better) | {rb:.1} | {rd:.1} | {:.2}× | {} | {} | {} | |",
         rb / rd,
-        cluster
-            .as_ref()
-            .map(|c| format!("{:.1}", c.server.peak_rss_mib()))
-            .unwrap_or_else(|| "—".into())
+        mib(rc),
+        mib(rds3),
+        rc.zip(rds3)
+            .map_or_else(|| "—".into(), |(c, d)| format!("{:.2}×", c / d))
     );
     let mono = results
         .get(&Workload::PushMonolithic)
@@ -301,7 +327,7 @@ async fn compare(
         "quick": quick,
         "berth_auth": auth.label(),
         "rows": rows,
-        "peak_rss_mib": {"berth": rb, "distribution": rd},
+        "peak_rss_mib": {"berth": rb, "distribution": rd, "cluster": rc, "distribution_garage": rds3},
         "sha256_mb_s": sha_speed,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     }))

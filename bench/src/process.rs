@@ -141,6 +141,29 @@ pub struct DistOptions {
     pub access_log: bool,
     /// A pull-through cache of this registry (`proxy.remoteurl`).
     pub proxy_of: Option<String>,
+    /// Its storage: this S3 bucket (under `/distribution` in it) instead
+    /// of a directory.
+    pub s3: Option<berth_storage::S3Config>,
+}
+
+/// Distribution's `storage:` section: its directory, or `s3`.
+fn distribution_storage(options: &DistOptions, dir: &std::path::Path) -> String {
+    match &options.s3 {
+        // regionendpoint makes Distribution 2.8 use path-style URLs and
+        // skip its list of AWS regions.
+        Some(s3) => format!(
+            "  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {}\n    regionendpoint: {}\n    bucket: {}\n    rootdirectory: /distribution\n    secure: false\n    v4auth: true\n",
+            s3.access_key_id.as_deref().unwrap_or_default(),
+            s3.secret_access_key.as_deref().unwrap_or_default(),
+            s3.region,
+            s3.endpoint,
+            s3.bucket
+        ),
+        None => format!(
+            "  filesystem:\n    rootdirectory: {}\n",
+            dir.join("data").display()
+        ),
+    }
 }
 
 pub fn start_distribution_with(bin: &str, options: &DistOptions) -> Res<Server> {
@@ -153,9 +176,9 @@ pub fn start_distribution_with(bin: &str, options: &DistOptions) -> Res<Server> 
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{proxy}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n{}  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{proxy}",
             !options.access_log,
-            dir.path().join("data").display()
+            distribution_storage(options, dir.path())
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -169,6 +192,9 @@ pub fn start_distribution_with(bin: &str, options: &DistOptions) -> Res<Server> 
     let child = Command::new(bin)
         .arg("serve")
         .arg(&config)
+        // Its AWS SDK panics on a custom CA bundle with its own transport
+        // (some machines set one for every tool).
+        .env_remove("AWS_CA_BUNDLE")
         .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
@@ -230,11 +256,15 @@ fn listening_port(pid: u32) -> Option<u16> {
 /// cluster and a Garage S3 server, in temporary directories, killed on drop.
 pub struct ClusterBerth {
     pub server: Server,
+    /// Distribution on the same Garage, for the comparison on one store.
+    pub distribution: Server,
     _etcd: Cluster,
     _s3: Garage,
 }
 
-pub async fn start_cluster(bin: &str, auth: ClientAuth) -> Res<ClusterBerth> {
+/// berth in cluster mode (etcd and Garage), and Distribution (`registry`)
+/// on the same Garage.
+pub async fn start_cluster(bin: &str, registry: &str, auth: ClientAuth) -> Res<ClusterBerth> {
     let etcd = Cluster::start().await;
     let s3 = Garage::start().await;
     let endpoints: Vec<String> = (0..MEMBERS)
@@ -246,8 +276,17 @@ pub async fn start_cluster(bin: &str, auth: ClientAuth) -> Res<ClusterBerth> {
         s3.storage_toml("")
     );
     let server = start_berth(bin, "berth-cluster", Some(&config), auth).await?;
+    let mut distribution = start_distribution_with(
+        registry,
+        &DistOptions {
+            s3: Some(s3.config()),
+            ..DistOptions::default()
+        },
+    )?;
+    distribution.name = "dist-garage";
     Ok(ClusterBerth {
         server,
+        distribution,
         _etcd: etcd,
         _s3: s3,
     })

@@ -127,8 +127,8 @@ async fn distribution_proxy(registry: &str, upstream: &str) -> Res<Server> {
     let dist = process::start_distribution_with(
         registry,
         &DistOptions {
-            access_log: false,
             proxy_of: Some(upstream.to_owned()),
+            ..DistOptions::default()
         },
     )?;
     let r = oci::client()
@@ -160,7 +160,7 @@ pub async fn run(bin: &str, registry: &str, layer_mib: usize) -> Res<serde_json:
         registry,
         &DistOptions {
             access_log: true,
-            proxy_of: None,
+            ..DistOptions::default()
         },
     )?;
     let layer = noise(77, layer_mib * MIB);

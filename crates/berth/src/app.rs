@@ -163,6 +163,7 @@ impl App {
         #[cfg(feature = "ui")]
         let app = app.merge(berth_ui::router());
         app.with_state(state)
+            .layer(axum::middleware::from_fn(one_reader))
     }
 
     /// A listener on the configured `listen` address (port 0: any free one).
@@ -334,6 +335,15 @@ fn replication(
         key,
         settings,
     ))
+}
+
+/// Each request is one reader of the metadata (`berth_core::kv::read_scope`):
+/// on etcd's watch cache its reads ask etcd's revision once, not each.
+async fn one_reader(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    berth_core::kv::read_scope(next.run(request)).await
 }
 
 /// An application serving on a task of its own: [`App::spawn`].

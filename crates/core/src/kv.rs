@@ -8,9 +8,37 @@
 //! every [`Check`] still holds, which is how tag moves, upload progress and
 //! quota updates stay correct with many nodes writing at once.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::ops::Bound;
 
 use async_trait::async_trait;
+
+tokio::task_local! {
+    static READ_SCOPE: Cell<Option<u64>>;
+}
+
+/// Runs `f` as one reader of the metadata (one request): a backend whose
+/// reads must first learn how fresh they have to be (the etcd watch cache
+/// asks etcd's current revision) may learn it once, at the scope's first
+/// read, for every read after it in the scope. Every read still sees
+/// every write finished before the scope began; a write made in the scope
+/// ends the sharing (the next read learns afresh, so it sees that write).
+/// Tasks spawned inside are outside it.
+pub async fn read_scope<F: Future>(f: F) -> F::Output {
+    READ_SCOPE.scope(Cell::new(None), f).await
+}
+
+/// The freshness a read of this scope must reach, if learnt already.
+pub fn scope_freshness() -> Option<u64> {
+    READ_SCOPE.try_with(Cell::get).ok().flatten()
+}
+
+/// Records (or with `None`, forgets) the freshness reads of this scope
+/// must reach; nothing outside a scope.
+pub fn set_scope_freshness(freshness: Option<u64>) {
+    let _ = READ_SCOPE.try_with(|c| c.set(freshness));
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versioned {

@@ -18,6 +18,10 @@
 //!   would raise `R` with no event to tell the copy it had caught up
 //!   (etcd's progress requests need the gRPC stream, which the JSON gateway
 //!   does not offer). Events outside the prefix are dropped unread.
+//! - **One question per request**: inside a `berth_core::kv::read_scope`
+//!   (each HTTP request is one), the revision learnt at the first read
+//!   serves the reads after it (they all see every write finished before
+//!   the request began); a write in the scope makes the next read ask again.
 //! - **Falling back**: while the copy is loading, after its watch broke or
 //!   history was compacted away under it (it is then rebuilt), when the
 //!   watch lags more than [`LAG_LIMIT`] behind a read, or when the copy
@@ -70,6 +74,8 @@ pub struct CacheStats {
     /// Reads served from memory, and reads that went to etcd.
     pub hits: u64,
     pub misses: u64,
+    /// Requests for etcd's current revision made for reads.
+    pub revision_requests: u64,
 }
 
 struct Data {
@@ -96,6 +102,7 @@ struct Shared {
     max_bytes: usize,
     hits: AtomicU64,
     misses: AtomicU64,
+    revision_requests: AtomicU64,
 }
 
 /// An [`EtcdKv`] whose reads are served from a watched copy; see the module.
@@ -138,6 +145,7 @@ impl WatchCache {
             max_bytes,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            revision_requests: AtomicU64::new(0),
         });
         let task = tokio::spawn(keep(shared.clone())).abort_handle();
         WatchCache {
@@ -166,6 +174,7 @@ impl WatchCache {
             loads: data.loads,
             hits: self.shared.hits.load(Ordering::Relaxed),
             misses: self.shared.misses.load(Ordering::Relaxed),
+            revision_requests: self.shared.revision_requests.load(Ordering::Relaxed),
         }
     }
 
@@ -193,7 +202,15 @@ impl WatchCache {
         if *self.shared.applied.borrow() == 0 {
             return Ok(None);
         }
-        let revision = self.shared.current_revision().await?;
+        // Learnt once per request (a read scope), after it began.
+        let revision = match berth_core::kv::scope_freshness() {
+            Some(r) => i64::try_from(r).unwrap_or(i64::MAX),
+            None => {
+                let r = self.shared.current_revision().await?;
+                berth_core::kv::set_scope_freshness(u64::try_from(r).ok());
+                r
+            }
+        };
         let mut rx = self.shared.applied.subscribe();
         let caught_up = tokio::time::timeout(LAG_LIMIT, rx.wait_for(|r| *r >= revision)).await;
         if !matches!(caught_up, Ok(Ok(_))) {
@@ -259,6 +276,7 @@ impl Shared {
                     }
                 }
             };
+            self.revision_requests.fetch_add(1, Ordering::Relaxed);
             let answer = self.etcd.store_revision().await.map_err(|e| e.to_string());
             batch.send_replace(Some(answer));
         }
@@ -468,16 +486,27 @@ impl Kv for WatchCache {
         }
     }
 
+    // A write ends the request's shared freshness: its next read learns
+    // etcd's revision again, which covers the write.
     async fn commit(&self, txn: Txn) -> Result<bool, KvError> {
-        self.shared.etcd.commit(txn).await
+        berth_core::kv::set_scope_freshness(None);
+        let done = self.shared.etcd.commit(txn).await;
+        berth_core::kv::set_scope_freshness(None);
+        done
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        self.shared.etcd.put(key, value).await
+        berth_core::kv::set_scope_freshness(None);
+        let done = self.shared.etcd.put(key, value).await;
+        berth_core::kv::set_scope_freshness(None);
+        done
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.shared.etcd.delete(key).await
+        berth_core::kv::set_scope_freshness(None);
+        let done = self.shared.etcd.delete(key).await;
+        berth_core::kv::set_scope_freshness(None);
+        done
     }
 }
 
