@@ -212,8 +212,13 @@ impl WatchCache {
             }
         };
         let mut rx = self.shared.applied.subscribe();
-        let caught_up = tokio::time::timeout(LAG_LIMIT, rx.wait_for(|r| *r >= revision)).await;
-        if !matches!(caught_up, Ok(Ok(_))) {
+        // The guard `wait_for` answers holds the watch's lock: dropped here,
+        // before anything else takes it (a writer waiting for that lock
+        // would block a second reader, this one, forever).
+        let caught_up = tokio::time::timeout(LAG_LIMIT, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !caught_up {
             tracing::debug!(revision, "the watch cache lags; reading etcd");
             return Ok(None);
         }
