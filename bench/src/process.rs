@@ -262,19 +262,23 @@ pub struct ClusterBerth {
     _s3: Garage,
 }
 
+/// The `[metadata]` section of a berth node on `etcd`.
+fn metadata_toml(etcd: &Cluster) -> String {
+    let endpoints: Vec<String> = (0..MEMBERS)
+        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
+        .collect();
+    format!(
+        "[metadata]\nbackend = \"etcd\"\nendpoints = [{}]\n",
+        endpoints.join(", ")
+    )
+}
+
 /// berth in cluster mode (etcd and Garage), and Distribution (`registry`)
 /// on the same Garage.
 pub async fn start_cluster(bin: &str, registry: &str, auth: ClientAuth) -> Res<ClusterBerth> {
     let etcd = Cluster::start().await;
     let s3 = Garage::start().await;
-    let endpoints: Vec<String> = (0..MEMBERS)
-        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
-        .collect();
-    let config = format!(
-        "[metadata]\nbackend = \"etcd\"\nendpoints = [{}]\n\n{}",
-        endpoints.join(", "),
-        s3.storage_toml("")
-    );
+    let config = format!("{}\n{}", metadata_toml(&etcd), s3.storage_toml(""));
     let server = start_berth(bin, "berth-cluster", Some(&config), auth).await?;
     let mut distribution = start_distribution_with(
         registry,
@@ -304,12 +308,9 @@ pub struct BerthNodes {
 pub async fn start_berth_nodes(bin: &str, count: usize) -> Res<BerthNodes> {
     let etcd = Cluster::start().await;
     let blobs = data_dir()?;
-    let endpoints: Vec<String> = (0..MEMBERS)
-        .map(|i| format!("\"{}\"", etcd.endpoint(i)))
-        .collect();
     let config = format!(
-        "[metadata]\nbackend = \"etcd\"\nendpoints = [{}]\n\n[storage]\nbackend = \"filesystem\"\npath = \"{}\"\n",
-        endpoints.join(", "),
+        "{}\n[storage]\nbackend = \"filesystem\"\npath = \"{}\"\n",
+        metadata_toml(&etcd),
         blobs.path().display()
     );
     let mut servers = Vec::new();

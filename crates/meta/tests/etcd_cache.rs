@@ -18,6 +18,14 @@ fn unique_prefix() -> String {
 
 const BIG: usize = 64 << 20;
 
+/// Writes `n` keys `<dir><i>` of `len` bytes (7s) under `prefix`.
+async fn seed(cluster: &Cluster, prefix: &str, dir: &str, n: usize, len: usize) {
+    let kv = cluster.kv(&[0], prefix);
+    for i in 0..n {
+        kv.put(&format!("{dir}{i:04}"), vec![7; len]).await.unwrap();
+    }
+}
+
 /// A watch cache over members `order`, serving.
 async fn cache(cluster: &Cluster, order: &[usize], prefix: &str) -> WatchCache {
     let c = WatchCache::start(cluster.kv(order, prefix), BIG);
@@ -49,13 +57,7 @@ async fn a_read_on_one_node_sees_every_write_finished_on_another() {
     let cluster = Cluster::start().await;
     let prefix = unique_prefix();
     // Data present before the copies load.
-    let setup = cluster.kv(&[0], &prefix);
-    for i in 0..1500 {
-        setup
-            .put(&format!("old/{i:04}"), vec![1; 10])
-            .await
-            .unwrap();
-    }
+    seed(&cluster, &prefix, "old/", 1500, 10).await;
     let a = cache(&cluster, &[0, 1, 2], &prefix).await;
     let b = cache(&cluster, &[2, 1, 0], &prefix).await;
     // Loaded in pages, at one revision.
@@ -151,14 +153,14 @@ async fn a_copy_whose_member_dies_is_rebuilt() {
 async fn a_copy_past_its_bound_is_dropped_for_etcd_reads() {
     let cluster = Cluster::start().await;
     let prefix = unique_prefix();
-    let kv = cluster.kv(&[0], &prefix);
-    for i in 0..20 {
-        kv.put(&format!("big/{i}"), vec![7; 1000]).await.unwrap();
-    }
+    seed(&cluster, &prefix, "big/", 20, 1000).await;
     let c = WatchCache::start(cluster.kv(&[0, 1, 2], &prefix), 10_000);
     assert!(!c.wait_serving(Duration::from_secs(3)).await);
     assert_eq!(c.scan("big/", None, 100).await.unwrap().len(), 20);
-    assert_eq!(c.get("big/3").await.unwrap().unwrap().value, vec![7; 1000]);
+    assert_eq!(
+        c.get("big/0003").await.unwrap().unwrap().value,
+        vec![7; 1000]
+    );
     let s = c.stats();
     assert!(!s.serving && s.hits == 0 && s.misses == 2, "{s:?}");
 }
