@@ -663,6 +663,12 @@ async fn the_ui_adds_tests_runs_and_deletes_endpoints_and_policies() {
         (&json!(true), &json!(true))
     );
 
+    // From the policy's page afresh: the page the first save led to shows
+    // the same notice, which the second save's could not be told from.
+    browser
+        .goto(&server.url("/ui/replication/policies/web-push"))
+        .await;
+    assert!(browser.page_text().await.contains("web-push"));
     browser.type_into("#policy-tag", "v1").await;
     browser.type_into("#policy-cron", "0 3 * * *").await;
     browser.click("#policy-form button[type=submit]").await;
