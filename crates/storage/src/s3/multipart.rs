@@ -79,6 +79,23 @@ impl S3Client {
             .ok_or_else(|| StoreError::Io(format!("S3 UploadPartCopy {key:?}: no ETag")))
     }
 
+    /// Makes `key` a copy of the whole object `source`, inside the store
+    /// (CopyObject): the object appears whole, atomically.
+    pub async fn copy_object(&self, key: &str, source: &str) -> Result<(), StoreError> {
+        let call = Call::new("CopyObject", Method::PUT, key)
+            .header(
+                "x-amz-copy-source",
+                format!(
+                    "/{}/{}",
+                    sigv4::uri_encode(self.bucket(), false),
+                    sigv4::uri_encode(source, true)
+                ),
+            )
+            .body(Bytes::new());
+        let (_, body) = self.text(call).await?;
+        Self::embedded_error("CopyObject", key, &body)
+    }
+
     /// Completes an upload from its `(number, etag)` parts in order: the
     /// object appears whole, atomically.
     pub async fn complete_multipart(

@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 /// S3's limit on the parts of one multipart upload.
 const MAX_PARTS: usize = 10_000;
 
+/// The largest object CopyObject copies (S3's limit).
+const COPY_OBJECT_MAX: u64 = 5 << 30;
+
 /// Parts of a commit in flight at once: copies cost berth nothing, and
 /// uploaded parts stay within two in memory.
 const COMMIT_CONCURRENCY: usize = 2;
@@ -275,7 +278,20 @@ impl BlobStore for S3BlobStore {
             return Err(StoreError::NotFound);
         }
         let pieces = lay.prefix(size);
-        if size < MIN_PART {
+        let whole = match pieces.as_slice() {
+            [only] if only.offset == 0 && only.start == 0 && size <= COPY_OBJECT_MAX => {
+                let source = format!("{dir}{}", only.name);
+                // The chunk object holds the blob and nothing more.
+                (self.client.head_object(&source).await? == Some(size)).then_some(source)
+            }
+            _ => None,
+        };
+        if let Some(source) = whole {
+            // One chunk that is the blob: copied inside the store, the
+            // bytes never coming back through berth (as Distribution's
+            // move).
+            self.client.copy_object(&key, &source).await?;
+        } else if size < MIN_PART {
             // One PutObject beats a multipart upload of one small part.
             let body = self.gather(&dir, &pieces).await?;
             self.client.put_object(&key, body).await?;
