@@ -289,6 +289,33 @@ async fn calls_refused_with_slow_down_are_retried() {
     assert!(read_all(&store, &digest, 0, data.len() as u64).await == data);
 }
 
+/// A blob held whole in one chunk object (a layer pushed in one PATCH) is
+/// committed inside the store, by CopyObject: its bytes do not come back
+/// through berth (a relay in front of Garage counts what the store sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blob_in_one_chunk_is_committed_without_reading_it_back() {
+    use berth_test_kit::relay::{Faults, Relay};
+    let garage = Garage::start().await;
+    let relay = Relay::start(&format!("127.0.0.1:{}", garage.s3_port), Faults::default()).await;
+    let mut c = garage.config();
+    c.endpoint = format!("http://{}", relay.addr);
+    let store = S3BlobStore::new(&c).unwrap();
+    let data = content(4 * MIB);
+    patch(&store, "one-chunk", 0, &[&data]).await;
+    let digest = Digest::sha256_of(&data);
+    let before = relay.carried();
+    store
+        .commit_upload("one-chunk", &digest, data.len() as u64)
+        .await
+        .unwrap();
+    let carried = relay.carried() - before;
+    assert!(
+        carried < (MIB / 4) as u64,
+        "{carried} bytes came back from the store for the commit"
+    );
+    assert!(read_all(&store, &digest, 0, data.len() as u64).await == data);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn harness_moves_off_taken_ports() {
     // The S3 port taken: Garage runs on without S3; the harness must notice
