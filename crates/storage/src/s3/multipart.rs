@@ -63,14 +63,7 @@ impl S3Client {
         let call = Call::new("UploadPartCopy", Method::PUT, key)
             .query("partNumber", number.to_string())
             .query("uploadId", upload_id)
-            .header(
-                "x-amz-copy-source",
-                format!(
-                    "/{}/{}",
-                    sigv4::uri_encode(self.bucket(), false),
-                    sigv4::uri_encode(source, true)
-                ),
-            )
+            .header("x-amz-copy-source", self.copy_source(source))
             .header("x-amz-copy-source-range", format!("bytes={offset}-{last}"))
             .body(Bytes::new());
         let (_, body) = self.text(call).await?;
@@ -79,18 +72,20 @@ impl S3Client {
             .ok_or_else(|| StoreError::Io(format!("S3 UploadPartCopy {key:?}: no ETag")))
     }
 
+    /// `x-amz-copy-source` naming the object `source` of this bucket.
+    fn copy_source(&self, source: &str) -> String {
+        format!(
+            "/{}/{}",
+            sigv4::uri_encode(self.bucket(), false),
+            sigv4::uri_encode(source, true)
+        )
+    }
+
     /// Makes `key` a copy of the whole object `source`, inside the store
     /// (CopyObject): the object appears whole, atomically.
     pub async fn copy_object(&self, key: &str, source: &str) -> Result<(), StoreError> {
         let call = Call::new("CopyObject", Method::PUT, key)
-            .header(
-                "x-amz-copy-source",
-                format!(
-                    "/{}/{}",
-                    sigv4::uri_encode(self.bucket(), false),
-                    sigv4::uri_encode(source, true)
-                ),
-            )
+            .header("x-amz-copy-source", self.copy_source(source))
             .body(Bytes::new());
         let (_, body) = self.text(call).await?;
         Self::embedded_error("CopyObject", key, &body)
