@@ -463,18 +463,15 @@ async fn follow(shared: &Shared, mut lines: Lines) -> Stop {
     }
 }
 
-fn scan(data: &Data, range: &KeyRange<'_>) -> Vec<(String, Versioned)> {
-    let lower = match range.lower_bound() {
-        Bound::Excluded(k) => Bound::Excluded(k.to_owned()),
-        Bound::Included(k) => Bound::Included(k.to_owned()),
-        Bound::Unbounded => Bound::Unbounded,
-    };
+/// The entries of `range` in the copy, borrowed.
+fn entries<'a>(
+    data: &'a Data,
+    range: &'a KeyRange<'_>,
+) -> impl Iterator<Item = (&'a String, &'a Versioned)> {
     data.map
-        .range((lower, Bound::Unbounded))
+        .range::<str, _>((range.lower_bound(), Bound::Unbounded))
         .take_while(|(k, _)| k.starts_with(range.prefix))
         .take(range.limit)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 #[async_trait]
@@ -487,14 +484,20 @@ impl Kv for WatchCache {
     }
 
     async fn scan_range(&self, range: KeyRange<'_>) -> Result<Vec<(String, Versioned)>, KvError> {
-        match self.read(|d| scan(d, &range)).await? {
+        let found = |d: &Data| {
+            entries(d, &range)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        match self.read(found).await? {
             Some(found) => Ok(found),
             None => self.shared.etcd.scan_range(range).await,
         }
     }
 
     async fn scan_range_keys(&self, range: KeyRange<'_>) -> Result<Vec<String>, KvError> {
-        let keys = |d: &Data| scan(d, &range).into_iter().map(|(k, _)| k).collect();
+        // Listings read keys only: no value is copied.
+        let keys = |d: &Data| entries(d, &range).map(|(k, _)| k.clone()).collect();
         match self.read(keys).await? {
             Some(found) => Ok(found),
             None => self.shared.etcd.scan_range_keys(range).await,
@@ -504,21 +507,18 @@ impl Kv for WatchCache {
     // A write ends the request's shared freshness: its next read learns
     // etcd's revision again, which covers the write.
     async fn commit(&self, txn: Txn) -> Result<bool, KvError> {
-        berth_core::kv::set_scope_freshness(None);
         let done = self.shared.etcd.commit(txn).await;
         berth_core::kv::set_scope_freshness(None);
         done
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        berth_core::kv::set_scope_freshness(None);
         let done = self.shared.etcd.put(key, value).await;
         berth_core::kv::set_scope_freshness(None);
         done
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        berth_core::kv::set_scope_freshness(None);
         let done = self.shared.etcd.delete(key).await;
         berth_core::kv::set_scope_freshness(None);
         done
